@@ -1,0 +1,382 @@
+//! Exact fixed-point numbers for quantities, prices and money.
+//!
+//! Money never touches floating point. Every value is an integer count of a
+//! fixed fraction of a unit:
+//!
+//! | type        | unit       | why this scale                                     |
+//! |-------------|------------|----------------------------------------------------|
+//! | [`Quantity`]| 10⁻⁶       | usage quantities have at most 6 decimals (design §2) |
+//! | [`Price`]   | 10⁻¹²      | unit prices and the blended ResourceRate (§3.2)     |
+//! | [`Amount`]  | 10⁻¹⁸      | the exact product quantity × price, never rounded   |
+//! | [`Money`]   | minor unit | statement figures, rounded half-even (§3.5)         |
+//!
+//! `Quantity × Price = Amount` is exact in `i128` (6 + 12 = 18 decimals), so the
+//! usage rows of a period add up to exactly the amount the statement rounds.
+//!
+//! ```
+//! use meterbook_core::fixed::{Quantity, Price};
+//! let q: Quantity = "1.5".parse().unwrap();
+//! let p: Price = "0.252".parse().unwrap();
+//! assert_eq!((q * p).to_string(), "0.378");
+//! ```
+
+use std::fmt;
+use std::ops::{Add, AddAssign, Mul, Neg, Sub};
+use std::str::FromStr;
+
+/// Why a decimal string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecimalError {
+    #[error("empty value")]
+    Empty,
+    #[error("not a decimal number in plain notation")]
+    Invalid,
+    #[error("more than {0} decimal places")]
+    TooPrecise(u32),
+    #[error("number too large")]
+    Overflow,
+    #[error("must not be negative")]
+    Negative,
+}
+
+pub(crate) const fn pow10(n: u32) -> i128 {
+    let mut v: i128 = 1;
+    let mut i = 0;
+    while i < n {
+        v *= 10;
+        i += 1;
+    }
+    v
+}
+
+/// Parses plain decimal notation (`-12.340`, `+3`, `.5`) into an integer count of 10^-scale.
+/// Trailing zeros beyond `scale` are accepted; other extra digits are `TooPrecise`.
+pub fn parse_fixed(s: &str, scale: u32) -> Result<i128, DecimalError> {
+    let b = s.trim().as_bytes();
+    if b.is_empty() {
+        return Err(DecimalError::Empty);
+    }
+    let (neg, digits) = match b[0] {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() {
+        return Err(DecimalError::Invalid);
+    }
+    let mut int: i128 = 0;
+    let mut frac_digits = 0u32;
+    let mut seen_dot = false;
+    let mut seen_digit = false;
+    let mut excess_nonzero = false;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                seen_digit = true;
+                if seen_dot {
+                    if frac_digits == scale {
+                        if c != b'0' {
+                            excess_nonzero = true;
+                        }
+                        continue;
+                    }
+                    frac_digits += 1;
+                }
+                int = int
+                    .checked_mul(10)
+                    .and_then(|v| v.checked_add((c - b'0') as i128))
+                    .ok_or(DecimalError::Overflow)?;
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return Err(DecimalError::Invalid),
+        }
+    }
+    if !seen_digit {
+        return Err(DecimalError::Invalid);
+    }
+    if excess_nonzero {
+        return Err(DecimalError::TooPrecise(scale));
+    }
+    let v = int
+        .checked_mul(pow10(scale - frac_digits))
+        .ok_or(DecimalError::Overflow)?;
+    // Guard so that sums and products of stored values stay far from i128's edge.
+    if v > pow10(36) {
+        return Err(DecimalError::Overflow);
+    }
+    Ok(if neg { -v } else { v })
+}
+
+/// Writes `v × 10^-scale` in plain notation. With `min_frac` digits always shown and
+/// the rest of the fraction trimmed of trailing zeros.
+pub fn write_fixed(out: &mut String, v: i128, scale: u32, min_frac: u32) {
+    if v < 0 {
+        out.push('-');
+    }
+    let a = v.unsigned_abs();
+    let p = pow10(scale) as u128;
+    let int = a / p;
+    let mut frac = a % p;
+    let mut buf = itoa_u128(int);
+    out.push_str(&buf);
+    if scale == 0 {
+        return;
+    }
+    let mut digits = scale;
+    while digits > min_frac && frac % 10 == 0 {
+        frac /= 10;
+        digits -= 1;
+    }
+    if digits == 0 {
+        return;
+    }
+    out.push('.');
+    buf = itoa_u128(frac);
+    for _ in buf.len() as u32..digits {
+        out.push('0');
+    }
+    out.push_str(&buf);
+}
+
+fn itoa_u128(v: u128) -> String {
+    if v <= u64::MAX as u128 {
+        (v as u64).to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+/// Integer division rounded half to even (banker's rounding). `d` must be positive.
+pub fn div_round_half_even(n: i128, d: i128) -> i128 {
+    debug_assert!(d > 0);
+    let q = n.div_euclid(d);
+    let r = n.rem_euclid(d);
+    let twice = r * 2;
+    if twice > d || (twice == d && q % 2 != 0) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+macro_rules! fixed_type {
+    ($name:ident, $repr:ty, $scale:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(pub $repr);
+
+        impl $name {
+            /// Decimal places of this type.
+            pub const SCALE: u32 = $scale;
+            pub const ZERO: $name = $name(0);
+            /// The raw integer count of 10^-SCALE.
+            pub fn raw(self) -> $repr {
+                self.0
+            }
+            pub fn is_zero(self) -> bool {
+                self.0 == 0
+            }
+            /// Plain notation, trailing zeros trimmed.
+            pub fn write_to(self, out: &mut String) {
+                write_fixed(out, self.0 as i128, Self::SCALE, 0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DecimalError;
+            fn from_str(s: &str) -> Result<Self, DecimalError> {
+                let v = parse_fixed(s, Self::SCALE)?;
+                <$repr>::try_from(v)
+                    .map($name)
+                    .map_err(|_| DecimalError::Overflow)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut s = String::new();
+                self.write_to(&mut s);
+                f.write_str(&s)
+            }
+        }
+
+        impl Add for $name {
+            type Output = $name;
+            fn add(self, o: $name) -> $name {
+                $name(self.0 + o.0)
+            }
+        }
+        impl Sub for $name {
+            type Output = $name;
+            fn sub(self, o: $name) -> $name {
+                $name(self.0 - o.0)
+            }
+        }
+        impl AddAssign for $name {
+            fn add_assign(&mut self, o: $name) {
+                self.0 += o.0
+            }
+        }
+        impl Neg for $name {
+            type Output = $name;
+            fn neg(self) -> $name {
+                $name(-self.0)
+            }
+        }
+        impl std::iter::Sum for $name {
+            fn sum<I: Iterator<Item = $name>>(it: I) -> $name {
+                it.fold($name::ZERO, |a, b| a + b)
+            }
+        }
+    };
+}
+
+fixed_type!(Quantity, i64, 6, "A quantity of a meter's unit, in millionths.");
+fixed_type!(Price, i128, 12, "A unit price or rate, in 10⁻¹² of the currency.");
+fixed_type!(Amount, i128, 18, "An exact amount of money, in 10⁻¹⁸ of the currency.");
+
+impl Quantity {
+    /// Parses a usage quantity: non-negative, at most 6 decimals.
+    pub fn parse_usage(s: &str) -> Result<Quantity, DecimalError> {
+        let q: Quantity = s.parse()?;
+        if q.0 < 0 {
+            return Err(DecimalError::Negative);
+        }
+        Ok(q)
+    }
+}
+
+impl Mul<Price> for Quantity {
+    type Output = Amount;
+    fn mul(self, p: Price) -> Amount {
+        Amount(self.0 as i128 * p.0)
+    }
+}
+
+impl Amount {
+    /// `self / q` rounded half-even to a [`Price`] (12 decimals); 0 when `q` is 0.
+    pub fn per_unit(self, q: Quantity) -> Price {
+        if q.0 == 0 {
+            return Price::ZERO;
+        }
+        // 10^-18 / 10^-6 = 10^-12: the quotient is already in Price units.
+        Price(div_round_half_even(self.0, q.0 as i128))
+    }
+
+    /// Rounds half-even to the minor unit of a currency with `exponent` decimals.
+    pub fn round_to_minor(self, exponent: u32) -> Money {
+        let d = pow10(Self::SCALE - exponent);
+        Money(div_round_half_even(self.0, d) as i64)
+    }
+}
+
+/// Money in a currency's minor unit (cents for USD, yen for JPY). The exponent
+/// lives with the currency, not the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(pub i64);
+
+impl Money {
+    pub const ZERO: Money = Money(0);
+
+    /// Parses an amount that has at most `exponent` decimals (refuses sub-minor precision).
+    pub fn parse(s: &str, exponent: u32) -> Result<Money, DecimalError> {
+        let v = parse_fixed(s, exponent)?;
+        i64::try_from(v).map(Money).map_err(|_| DecimalError::Overflow)
+    }
+
+    /// Plain notation with exactly `exponent` decimals (`12.30`, `1200`).
+    pub fn format(self, exponent: u32) -> String {
+        let mut s = String::new();
+        write_fixed(&mut s, self.0 as i128, exponent, exponent);
+        s
+    }
+
+    pub fn min(self, o: Money) -> Money {
+        Money(self.0.min(o.0))
+    }
+    pub fn max(self, o: Money) -> Money {
+        Money(self.0.max(o.0))
+    }
+}
+
+impl Add for Money {
+    type Output = Money;
+    fn add(self, o: Money) -> Money {
+        Money(self.0 + o.0)
+    }
+}
+impl Sub for Money {
+    type Output = Money;
+    fn sub(self, o: Money) -> Money {
+        Money(self.0 - o.0)
+    }
+}
+impl AddAssign for Money {
+    fn add_assign(&mut self, o: Money) {
+        self.0 += o.0
+    }
+}
+impl std::iter::Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(it: I) -> Money {
+        it.fold(Money::ZERO, |a, b| a + b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_decimals() {
+        assert_eq!(parse_fixed("1.5", 6), Ok(1_500_000));
+        assert_eq!(parse_fixed("-0.000001", 6), Ok(-1));
+        assert_eq!(parse_fixed(".5", 2), Ok(50));
+        assert_eq!(parse_fixed("7.", 2), Ok(700));
+        assert_eq!(parse_fixed("1.2300000", 2), Ok(123));
+        assert_eq!(parse_fixed("1.2345678", 6), Err(DecimalError::TooPrecise(6)));
+        assert_eq!(parse_fixed("1e5", 6), Err(DecimalError::Invalid));
+        assert_eq!(parse_fixed("", 6), Err(DecimalError::Empty));
+        assert_eq!(parse_fixed("-", 6), Err(DecimalError::Invalid));
+        assert_eq!(parse_fixed("1.2.3", 6), Err(DecimalError::Invalid));
+        assert_eq!(parse_fixed("NaN", 6), Err(DecimalError::Invalid));
+        assert_eq!(
+            parse_fixed("99999999999999999999999999999999999999999", 6),
+            Err(DecimalError::Overflow)
+        );
+        assert_eq!(Quantity::parse_usage("-1"), Err(DecimalError::Negative));
+    }
+
+    #[test]
+    fn formats_plain_decimals() {
+        assert_eq!(Quantity(1_500_000).to_string(), "1.5");
+        assert_eq!(Quantity(-1).to_string(), "-0.000001");
+        assert_eq!(Quantity(0).to_string(), "0");
+        assert_eq!(Money(-5).format(2), "-0.05");
+        assert_eq!(Money(1200).format(0), "1200");
+        assert_eq!(Money(123456).format(2), "1234.56");
+        assert_eq!(Amount(pow10(36)).to_string(), "1000000000000000000");
+    }
+
+    #[test]
+    fn half_even_rounding() {
+        assert_eq!(div_round_half_even(5, 10), 0);
+        assert_eq!(div_round_half_even(15, 10), 2);
+        assert_eq!(div_round_half_even(25, 10), 2);
+        assert_eq!(div_round_half_even(26, 10), 3);
+        assert_eq!(div_round_half_even(-15, 10), -2);
+        assert_eq!(div_round_half_even(-25, 10), -2);
+        assert_eq!(div_round_half_even(-26, 10), -3);
+        // 0.005 USD -> 0.00, 0.015 -> 0.02
+        assert_eq!(Amount(5 * pow10(15)).round_to_minor(2), Money(0));
+        assert_eq!(Amount(15 * pow10(15)).round_to_minor(2), Money(2));
+        // JPY: 2.5 yen -> 2
+        assert_eq!(Amount(25 * pow10(17)).round_to_minor(0), Money(2));
+    }
+
+    #[test]
+    fn product_is_exact() {
+        let q: Quantity = "88.123456".parse().unwrap();
+        let p: Price = "0.087000000001".parse().unwrap();
+        assert_eq!((q * p).to_string(), "7.666740672088123456");
+    }
+}

@@ -1,0 +1,21 @@
+//! Meterbook's core: domain types, exact fixed-point money, rating, the
+//! statement, usage validation and booking, and the storage traits.
+//!
+//! No I/O happens here: stores implement [`store`]'s traits, the binary and
+//! the server call [`ledger`] and [`ingest`] with a store.
+#![forbid(unsafe_code)]
+
+pub mod calendar;
+pub mod enrollment;
+pub mod fixed;
+pub mod hierarchy;
+pub mod ingest;
+pub mod ledger;
+pub mod prices;
+pub mod statement;
+pub mod store;
+pub mod usage;
+
+pub use calendar::{Day, Period};
+pub use enrollment::{Currency, Enrollment, EnrollmentNumber};
+pub use fixed::{Amount, Money, Price, Quantity};

@@ -1,0 +1,181 @@
+//! The storage traits. Small and split by capability so a backend (SQLite
+//! today; PostgreSQL for metadata and ClickHouse for usage facts later) can be
+//! swapped without touching anything above them. One conformance suite
+//! (`meterbook-sqlite/tests/conformance.rs` drives it) is written against these traits.
+
+use crate::calendar::{Day, Period};
+use crate::enrollment::{ChargeVisibility, Enrollment, EnrollmentNumber, NewEnrollment, PeriodInfo};
+use crate::fixed::{Amount, Price, Quantity};
+use crate::hierarchy::{Hierarchy, HierarchyRow};
+use crate::prices::MeterPrice;
+use crate::statement::CommitmentEntry;
+use crate::usage::{Catalog, Classified, RawUsage};
+
+/// Errors of the storage layer. Messages are safe to show to an operator;
+/// backend details (SQL, paths) stay in `Backend`, which callers log, not show.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("storage error: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A purchase adds to the commitment; an adjustment credits (+) or debits (−) it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    Purchase,
+    Adjustment,
+}
+
+/// What an upsert of the hierarchy changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HierarchySummary {
+    pub departments: usize,
+    pub accounts: usize,
+    pub subscriptions_created: usize,
+    pub subscriptions_updated: usize,
+}
+
+/// Enrollments, hierarchy, price sheets, commitment entries, periods.
+pub trait MetadataStore {
+    fn create_enrollment(&self, e: &NewEnrollment) -> StoreResult<Enrollment>;
+    fn enrollment(&self, n: &EnrollmentNumber) -> StoreResult<Enrollment>;
+    fn enrollments(&self) -> StoreResult<Vec<Enrollment>>;
+    fn set_visibility(&self, n: &EnrollmentNumber, v: ChargeVisibility) -> StoreResult<()>;
+    fn set_watermark(&self, n: &EnrollmentNumber, through: Day) -> StoreResult<()>;
+
+    /// Upserts departments, accounts and subscriptions. A subscription whose
+    /// account changes is refused: moves go through [`MetadataStore::move_subscription`].
+    fn upsert_hierarchy(
+        &self,
+        n: &EnrollmentNumber,
+        rows: &[HierarchyRow],
+    ) -> StoreResult<HierarchySummary>;
+    /// Usage dated on or after `effective` belongs to `account`.
+    fn move_subscription(
+        &self,
+        n: &EnrollmentNumber,
+        guid: &str,
+        account: &str,
+        effective: Day,
+    ) -> StoreResult<()>;
+    fn hierarchy(&self, n: &EnrollmentNumber) -> StoreResult<Hierarchy>;
+
+    /// Replaces the price sheet of an open period.
+    fn import_prices(
+        &self,
+        n: &EnrollmentNumber,
+        period: Period,
+        sheet: &[MeterPrice],
+    ) -> StoreResult<usize>;
+    /// The price sheet of a period with each meter's key, sorted by MeterId.
+    fn price_sheet(&self, n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, MeterPrice)>>;
+
+    fn add_entry(&self, n: &EnrollmentNumber, kind: EntryKind, e: &CommitmentEntry) -> StoreResult<()>;
+    /// All purchases and adjustments, by date.
+    fn entries(&self, n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>>;
+
+    fn periods(&self, n: &EnrollmentNumber) -> StoreResult<Vec<PeriodInfo>>;
+    /// Closes `period` (the oldest open one) and locks the given rates, atomically.
+    fn close_period(
+        &self,
+        n: &EnrollmentNumber,
+        period: Period,
+        rates: &[(i64, Price)],
+    ) -> StoreResult<()>;
+    /// Rates locked when `period` closed, by meter key.
+    fn locked_rates(&self, n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, Price)>>;
+}
+
+/// Outcome of writing one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    /// The same record was already stored (same RecordId, same content).
+    Duplicate,
+    /// The RecordId is stored with different content.
+    Conflict,
+}
+
+/// A write transaction over usage facts. Nothing is visible to readers, or
+/// durable, until `commit`; dropping it without committing stores nothing.
+pub trait UsageWriter {
+    /// The catalog, read inside the transaction so periods cannot close under it.
+    fn catalog(&self) -> &Catalog;
+    fn write(&mut self, raw: &RawUsage<'_>, c: &Classified) -> StoreResult<Written>;
+    /// Makes everything written durable, rollups included, in one step.
+    fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Totals maintained with every write: the statement's only input from usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rollup {
+    pub booked: Period,
+    pub meter: i64,
+    /// The period whose rate prices these rows (differs from `booked` for corrections).
+    pub rate_period: Period,
+    pub correction: bool,
+    pub quantity: Quantity,
+    /// Exact cost of correction rows (their rate is fixed when written); zero otherwise.
+    pub fixed_cost: Amount,
+    pub rows: i64,
+}
+
+/// Which usage rows a scan returns. Rows come in (Date, then arrival) order.
+#[derive(Clone, Debug, Default)]
+pub struct UsageSelection {
+    /// Rows booked in this period (corrections booked in it included).
+    pub booked: Option<Period>,
+    /// Rows dated on or after (inclusive).
+    pub from: Option<Day>,
+    /// Rows dated on or before (inclusive).
+    pub to: Option<Day>,
+}
+
+/// One stored usage row, borrowed from the scan.
+#[derive(Clone, Copy, Debug)]
+pub struct UsageFact<'a> {
+    pub seq: i64,
+    pub record_id: &'a str,
+    pub subscription: i64,
+    pub day: Day,
+    pub meter: i64,
+    pub quantity: Quantity,
+    pub booked: Period,
+    pub rate_period: Period,
+    pub correction_rate: Option<Price>,
+    pub instance_id: &'a str,
+    pub resource_group: &'a str,
+    pub resource_location: &'a str,
+    pub consumed_service: &'a str,
+    pub tags: &'a str,
+    pub additional_info: &'a str,
+    pub service_info1: &'a str,
+    pub service_info2: &'a str,
+}
+
+/// Usage facts: written in transactions, rolled up, scanned in order.
+pub trait UsageStore {
+    /// Opens a write transaction for one enrollment's usage.
+    fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
+    /// The rollups of rows booked in `booked`.
+    fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>>;
+    /// Streams the selected rows to `visit`, in order, without buffering them.
+    fn scan_usage(
+        &self,
+        n: &EnrollmentNumber,
+        sel: &UsageSelection,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<(), StoreError>,
+    ) -> StoreResult<()>;
+}
+
+/// A complete store.
+pub trait Store: MetadataStore + UsageStore + Send + Sync {}
+impl<T: MetadataStore + UsageStore + Send + Sync> Store for T {}

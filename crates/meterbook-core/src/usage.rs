@@ -1,0 +1,286 @@
+//! Usage records: the raw input, its validation and how it is rated and booked
+//! (design §2 and §3.4). Pure: the [`Catalog`] is a snapshot the store loads.
+
+use crate::calendar::{Day, Period};
+use crate::fixed::{Price, Quantity};
+use crate::hierarchy::normalize_guid;
+use crate::prices::MeterPrice;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One usage record as read from a file, before validation. Borrowed so a
+/// reader can hand out records without allocating per field.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawUsage<'a> {
+    /// 1-based line of the record in its file.
+    pub line: u64,
+    pub record_id: &'a str,
+    pub subscription_guid: &'a str,
+    pub date: &'a str,
+    pub meter_id: &'a str,
+    pub consumed_quantity: &'a str,
+    pub instance_id: &'a str,
+    pub resource_group: &'a str,
+    pub resource_location: &'a str,
+    pub consumed_service: &'a str,
+    pub tags: &'a str,
+    pub additional_info: &'a str,
+    pub service_info1: &'a str,
+    pub service_info2: &'a str,
+}
+
+/// The usage input columns, in the order of design §2.
+pub const USAGE_COLUMNS: [&str; 13] = [
+    "RecordId",
+    "SubscriptionGuid",
+    "Date",
+    "MeterId",
+    "ConsumedQuantity",
+    "InstanceId",
+    "ResourceGroup",
+    "ResourceLocation",
+    "ConsumedService",
+    "Tags",
+    "AdditionalInfo",
+    "ServiceInfo1",
+    "ServiceInfo2",
+];
+/// Columns a record must have.
+pub const REQUIRED_USAGE_COLUMNS: [&str; 5] = [
+    "RecordId",
+    "SubscriptionGuid",
+    "Date",
+    "MeterId",
+    "ConsumedQuantity",
+];
+
+/// Why one input record was refused: the line, the column (by name) and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub line: u64,
+    pub column: Option<&'static str>,
+    pub reason: String,
+}
+
+impl Reject {
+    pub fn new(line: u64, column: Option<&'static str>, reason: impl Into<String>) -> Reject {
+        Reject {
+            line,
+            column,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Longest accepted value of each free-text column, in bytes.
+pub fn max_len(column: &str) -> usize {
+    match column {
+        "RecordId" => 128,
+        "SubscriptionGuid" | "MeterId" => 128,
+        "Date" | "ConsumedQuantity" => 64,
+        "Tags" | "AdditionalInfo" => 32 * 1024,
+        "InstanceId" => 4096,
+        _ => 1024,
+    }
+}
+
+/// What the catalog says about a valid record: keys, day, quantity, and where
+/// and at which rate it is booked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub subscription: i64,
+    pub day: Day,
+    pub meter: i64,
+    pub quantity: Quantity,
+    /// The period whose statement carries the row.
+    pub booked: Period,
+    /// The period whose price sheet (and rate) prices the row: the day's period.
+    pub rate_period: Period,
+    /// Set for corrections (rows dated in a closed period): the locked rate.
+    pub correction_rate: Option<Price>,
+}
+
+impl Classified {
+    pub fn is_correction(&self) -> bool {
+        self.correction_rate.is_some()
+    }
+}
+
+/// The priced meters of one period, by MeterId.
+pub type SheetIndex = HashMap<String, (i64, Arc<MeterPrice>)>;
+
+/// Everything needed to validate and book usage of one enrollment.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    pub term_start: Option<Day>,
+    pub term_end: Option<Day>,
+    /// Normalised GUID -> subscription key.
+    pub subscriptions: HashMap<String, i64>,
+    pub sheets: HashMap<Period, SheetIndex>,
+    /// The latest closed period; periods close in order.
+    pub last_closed: Option<Period>,
+    /// Rates locked when their period closed: (period, meter key) -> rate.
+    pub locked_rates: HashMap<(Period, i64), Price>,
+}
+
+impl Catalog {
+    /// The period that new usage of closed periods is booked in.
+    pub fn oldest_open(&self) -> Option<Period> {
+        let start = self.term_start?.period();
+        let end = self.term_end?.period();
+        let p = self.last_closed.map_or(start, |c| c.next().max(start));
+        (p <= end).then_some(p)
+    }
+
+    pub fn is_closed(&self, p: Period) -> bool {
+        self.last_closed.is_some_and(|c| p <= c)
+    }
+
+    /// Validates a record's fields and decides how it is booked.
+    pub fn classify(&self, r: &RawUsage<'_>) -> Result<Classified, Reject> {
+        let line = r.line;
+        let fields: [(&'static str, &str); 13] = [
+            ("RecordId", r.record_id),
+            ("SubscriptionGuid", r.subscription_guid),
+            ("Date", r.date),
+            ("MeterId", r.meter_id),
+            ("ConsumedQuantity", r.consumed_quantity),
+            ("InstanceId", r.instance_id),
+            ("ResourceGroup", r.resource_group),
+            ("ResourceLocation", r.resource_location),
+            ("ConsumedService", r.consumed_service),
+            ("Tags", r.tags),
+            ("AdditionalInfo", r.additional_info),
+            ("ServiceInfo1", r.service_info1),
+            ("ServiceInfo2", r.service_info2),
+        ];
+        for (i, (name, v)) in fields.iter().enumerate() {
+            if i < REQUIRED_USAGE_COLUMNS.len() && v.trim().is_empty() {
+                return Err(Reject::new(line, Some(name), "required value is empty"));
+            }
+            let max = max_len(name);
+            if v.len() > max {
+                return Err(Reject::new(
+                    line,
+                    Some(name),
+                    format!("value is {} bytes, more than the {max} allowed", v.len()),
+                ));
+            }
+        }
+        let day: Day = r
+            .date
+            .parse()
+            .map_err(|e: crate::calendar::DateError| Reject::new(line, Some("Date"), e.0))?;
+        let (start, end) = match (self.term_start, self.term_end) {
+            (Some(s), Some(e)) => (s, e),
+            _ => return Err(Reject::new(line, None, "enrollment has no term")),
+        };
+        if day < start || day > end {
+            return Err(Reject::new(
+                line,
+                Some("Date"),
+                format!("{day} is outside the enrollment's term {start} to {end}"),
+            ));
+        }
+        let quantity = Quantity::parse_usage(r.consumed_quantity).map_err(|e| {
+            Reject::new(
+                line,
+                Some("ConsumedQuantity"),
+                format!("`{}`: {e}", r.consumed_quantity),
+            )
+        })?;
+        let subscription = match self.subscriptions.get(r.subscription_guid) {
+            Some(k) => *k,
+            None => *self
+                .subscriptions
+                .get(&normalize_guid(r.subscription_guid))
+                .ok_or_else(|| {
+                    Reject::new(
+                        line,
+                        Some("SubscriptionGuid"),
+                        format!("unknown subscription {}", r.subscription_guid),
+                    )
+                })?,
+        };
+        let rate_period = day.period();
+        let (meter, price) = self
+            .sheets
+            .get(&rate_period)
+            .and_then(|s| s.get(r.meter_id))
+            .ok_or_else(|| {
+                Reject::new(
+                    line,
+                    Some("MeterId"),
+                    format!("meter {} has no price in period {rate_period}", r.meter_id),
+                )
+            })?;
+        check_tags(r.tags).map_err(|e| Reject::new(line, Some("Tags"), e))?;
+        check_object(r.additional_info).map_err(|e| Reject::new(line, Some("AdditionalInfo"), e))?;
+        let (booked, correction_rate) = if self.is_closed(rate_period) {
+            let booked = self.oldest_open().ok_or_else(|| {
+                Reject::new(
+                    line,
+                    Some("Date"),
+                    format!("{day} is in closed period {rate_period} and no period of the term is open to book the correction in"),
+                )
+            })?;
+            let rate = match self.locked_rates.get(&(rate_period, *meter)) {
+                Some(rate) => *rate,
+                None => price.resource_rate(quantity),
+            };
+            (booked, Some(rate))
+        } else {
+            (rate_period, None)
+        };
+        Ok(Classified {
+            subscription,
+            day,
+            meter: *meter,
+            quantity,
+            booked,
+            rate_period,
+            correction_rate,
+        })
+    }
+}
+
+/// Tags: empty, or a JSON object whose values are all strings.
+pub fn check_tags(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Ok(());
+    }
+    serde_json::from_str::<HashMap<String, String>>(s)
+        .map(|_| ())
+        .map_err(|e| format!("must be a JSON object of string values ({e})"))
+}
+
+/// AdditionalInfo: empty, or any JSON object.
+pub fn check_object(s: &str) -> Result<(), String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(());
+    }
+    if !t.starts_with('{') {
+        return Err("must be a JSON object".into());
+    }
+    serde_json::from_str::<serde::de::IgnoredAny>(t)
+        .map(|_| ())
+        .map_err(|e| format!("must be a JSON object ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags() {
+        assert!(check_tags("").is_ok());
+        assert!(check_tags(r#"{"env":"prod"}"#).is_ok());
+        assert!(check_tags(r#"{"env":1}"#).is_err());
+        assert!(check_tags(r#"["a"]"#).is_err());
+        assert!(check_tags(r#"{"a":"b""#).is_err());
+        assert!(check_object(r#"{"VCPUs":4,"x":[1]}"#).is_ok());
+        assert!(check_object("[1]").is_err());
+        assert!(check_object("{").is_err());
+    }
+}
