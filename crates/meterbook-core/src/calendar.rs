@@ -83,7 +83,8 @@ impl FromStr for Day {
             Ok(v)
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        Day::from_ymd(y as i32, m, d).ok_or_else(|| DateError(format!("`{s}` is not a calendar date")))
+        Day::from_ymd(y as i32, m, d)
+            .ok_or_else(|| DateError(format!("`{s}` is not a calendar date")))
     }
 }
 
@@ -185,7 +186,11 @@ mod tests {
         assert_eq!(p.next().prev(), p);
         assert_eq!(p.last_day().to_string(), "2026-12-31");
         assert!("202613".parse::<Period>().is_err());
-        let all: Vec<_> = "202611".parse::<Period>().unwrap().through("202702".parse().unwrap()).collect();
+        let all: Vec<_> = "202611"
+            .parse::<Period>()
+            .unwrap()
+            .through("202702".parse().unwrap())
+            .collect();
         assert_eq!(all.len(), 4);
     }
 }

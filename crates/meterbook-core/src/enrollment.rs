@@ -11,7 +11,8 @@ impl EnrollmentNumber {
     pub fn parse(s: &str) -> Result<Self, String> {
         let ok = !s.is_empty()
             && s.len() <= 32
-            && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+            && s.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
         if ok {
             Ok(Self(s.to_string()))
         } else {

@@ -231,9 +231,24 @@ macro_rules! fixed_type {
     };
 }
 
-fixed_type!(Quantity, i64, 6, "A quantity of a meter's unit, in millionths.");
-fixed_type!(Price, i128, 12, "A unit price or rate, in 10⁻¹² of the currency.");
-fixed_type!(Amount, i128, 18, "An exact amount of money, in 10⁻¹⁸ of the currency.");
+fixed_type!(
+    Quantity,
+    i64,
+    6,
+    "A quantity of a meter's unit, in millionths."
+);
+fixed_type!(
+    Price,
+    i128,
+    12,
+    "A unit price or rate, in 10⁻¹² of the currency."
+);
+fixed_type!(
+    Amount,
+    i128,
+    18,
+    "An exact amount of money, in 10⁻¹⁸ of the currency."
+);
 
 impl Quantity {
     /// Parses a usage quantity: non-negative, at most 6 decimals.
@@ -281,7 +296,9 @@ impl Money {
     /// Parses an amount that has at most `exponent` decimals (refuses sub-minor precision).
     pub fn parse(s: &str, exponent: u32) -> Result<Money, DecimalError> {
         let v = parse_fixed(s, exponent)?;
-        i64::try_from(v).map(Money).map_err(|_| DecimalError::Overflow)
+        i64::try_from(v)
+            .map(Money)
+            .map_err(|_| DecimalError::Overflow)
     }
 
     /// Plain notation with exactly `exponent` decimals (`12.30`, `1200`).
@@ -333,7 +350,10 @@ mod tests {
         assert_eq!(parse_fixed(".5", 2), Ok(50));
         assert_eq!(parse_fixed("7.", 2), Ok(700));
         assert_eq!(parse_fixed("1.2300000", 2), Ok(123));
-        assert_eq!(parse_fixed("1.2345678", 6), Err(DecimalError::TooPrecise(6)));
+        assert_eq!(
+            parse_fixed("1.2345678", 6),
+            Err(DecimalError::TooPrecise(6))
+        );
         assert_eq!(parse_fixed("1e5", 6), Err(DecimalError::Invalid));
         assert_eq!(parse_fixed("", 6), Err(DecimalError::Empty));
         assert_eq!(parse_fixed("-", 6), Err(DecimalError::Invalid));

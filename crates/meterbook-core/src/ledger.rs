@@ -12,7 +12,11 @@ use std::collections::HashMap;
 /// A period's price sheet by meter key.
 pub type Sheet = HashMap<i64, MeterPrice>;
 
-pub fn sheet<S: MetadataStore + ?Sized>(s: &S, n: &EnrollmentNumber, p: Period) -> StoreResult<Sheet> {
+pub fn sheet<S: MetadataStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+    p: Period,
+) -> StoreResult<Sheet> {
     Ok(s.price_sheet(n, p)?.into_iter().collect())
 }
 
@@ -134,7 +138,9 @@ pub fn close_period<S: MetadataStore + UsageStore + ?Sized>(
         StoreError::Invalid(format!("period {p} is outside the enrollment's term"))
     })?;
     if info.closed {
-        return Err(StoreError::Conflict(format!("period {p} is already closed")));
+        return Err(StoreError::Conflict(format!(
+            "period {p} is already closed"
+        )));
     }
     if let Some(open) = periods.iter().find(|i| !i.closed && i.period < p) {
         return Err(StoreError::Conflict(format!(

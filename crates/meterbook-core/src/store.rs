@@ -4,7 +4,9 @@
 //! (`meterbook-sqlite/tests/conformance.rs` drives it) is written against these traits.
 
 use crate::calendar::{Day, Period};
-use crate::enrollment::{ChargeVisibility, Enrollment, EnrollmentNumber, NewEnrollment, PeriodInfo};
+use crate::enrollment::{
+    ChargeVisibility, Enrollment, EnrollmentNumber, NewEnrollment, PeriodInfo,
+};
 use crate::fixed::{Amount, Price, Quantity};
 use crate::hierarchy::{Hierarchy, HierarchyRow};
 use crate::prices::MeterPrice;
@@ -76,9 +78,18 @@ pub trait MetadataStore {
         sheet: &[MeterPrice],
     ) -> StoreResult<usize>;
     /// The price sheet of a period with each meter's key, sorted by MeterId.
-    fn price_sheet(&self, n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, MeterPrice)>>;
+    fn price_sheet(
+        &self,
+        n: &EnrollmentNumber,
+        period: Period,
+    ) -> StoreResult<Vec<(i64, MeterPrice)>>;
 
-    fn add_entry(&self, n: &EnrollmentNumber, kind: EntryKind, e: &CommitmentEntry) -> StoreResult<()>;
+    fn add_entry(
+        &self,
+        n: &EnrollmentNumber,
+        kind: EntryKind,
+        e: &CommitmentEntry,
+    ) -> StoreResult<()>;
     /// All purchases and adjustments, by date.
     fn entries(&self, n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>>;
 

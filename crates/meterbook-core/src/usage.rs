@@ -215,7 +215,8 @@ impl Catalog {
                 )
             })?;
         check_tags(r.tags).map_err(|e| Reject::new(line, Some("Tags"), e))?;
-        check_object(r.additional_info).map_err(|e| Reject::new(line, Some("AdditionalInfo"), e))?;
+        check_object(r.additional_info)
+            .map_err(|e| Reject::new(line, Some("AdditionalInfo"), e))?;
         let (booked, correction_rate) = if self.is_closed(rate_period) {
             let booked = self.oldest_open().ok_or_else(|| {
                 Reject::new(

@@ -1,0 +1,88 @@
+//! Readers of the input formats of design §2.
+
+pub mod hierarchy;
+pub mod prices;
+pub mod usage;
+
+use crate::InputError;
+use std::collections::HashMap;
+
+/// Header of a CSV file: column name -> 0-based index, checked against the
+/// known names (unknown columns are refused: a misspelt optional column would
+/// otherwise be silently dropped).
+pub(crate) struct Header {
+    pub index: HashMap<String, usize>,
+}
+
+impl Header {
+    pub fn parse(
+        file: &str,
+        record: &csv::StringRecord,
+        known: &[&str],
+        required: &[&str],
+    ) -> Result<Header, InputError> {
+        let mut index = HashMap::new();
+        for (i, name) in record.iter().enumerate() {
+            let err = |reason: String| InputError {
+                file: file.to_string(),
+                line: 1,
+                column: Some((i + 1, name.to_string())),
+                reason,
+            };
+            // A UTF-8 byte-order mark on the first column is common in exports from spreadsheets.
+            let name = name.trim_start_matches('\u{feff}');
+            if !known.contains(&name) {
+                return Err(err(format!(
+                    "unknown column `{name}` (expected some of: {})",
+                    known.join(", ")
+                )));
+            }
+            if index.insert(name.to_string(), i).is_some() {
+                return Err(err(format!("column `{name}` appears twice")));
+            }
+        }
+        if let Some(missing) = required.iter().find(|c| !index.contains_key(**c)) {
+            return Err(InputError {
+                file: file.to_string(),
+                line: 1,
+                column: None,
+                reason: format!("required column `{missing}` is missing from the header"),
+            });
+        }
+        Ok(Header { index })
+    }
+
+    pub fn get<'r>(&self, rec: &'r csv::StringRecord, name: &str) -> &'r str {
+        self.index.get(name).and_then(|&i| rec.get(i)).unwrap_or("")
+    }
+
+    pub fn column(&self, name: &str) -> Option<(usize, String)> {
+        self.index.get(name).map(|&i| (i + 1, name.to_string()))
+    }
+}
+
+/// Turns a csv crate error into an [`InputError`] naming the line.
+pub(crate) fn csv_error(file: &str, e: &csv::Error) -> InputError {
+    let line = e.position().map_or(0, |p| p.line());
+    let reason = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("malformed CSV: expected {expected_len} fields, found {len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "invalid UTF-8 in field {} (the file must be UTF-8)",
+            err.field() + 1
+        ),
+        csv::ErrorKind::Io(io) => format!("read error: {io}"),
+        _ => format!("malformed CSV: {e}"),
+    };
+    let column = match e.kind() {
+        csv::ErrorKind::Utf8 { err, .. } => Some((err.field() + 1, String::new())),
+        _ => None,
+    };
+    InputError {
+        file: file.to_string(),
+        line,
+        column: column.filter(|(_, n)| !n.is_empty()),
+        reason,
+    }
+}

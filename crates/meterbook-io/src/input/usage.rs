@@ -1,0 +1,331 @@
+//! Usage records as CSV or NDJSON, read one at a time (memory stays flat
+//! whatever the file's size).
+
+use super::{csv_error, Header};
+use crate::InputError;
+use meterbook_core::ingest::UsageSource;
+use meterbook_core::usage::{RawUsage, Reject, REQUIRED_USAGE_COLUMNS, USAGE_COLUMNS};
+use serde_json::value::RawValue;
+use std::io::{BufRead, BufReader, Read};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+/// Reads usage from CSV or NDJSON, detected from the first byte unless given.
+pub enum UsageReader<R: BufRead> {
+    Csv(CsvUsage<R>),
+    Ndjson(NdjsonUsage<R>),
+}
+
+impl<R: Read> UsageReader<BufReader<R>> {
+    /// Opens `input`; a header error (CSV) is returned at once, with line 1.
+    pub fn open(input: R, format: Option<Format>) -> Result<UsageReader<BufReader<R>>, Reject> {
+        let mut buf = BufReader::with_capacity(256 * 1024, input);
+        let format = match format {
+            Some(f) => f,
+            None => {
+                let head = buf
+                    .fill_buf()
+                    .map_err(|e| Reject::new(1, None, format!("read error: {e}")))?;
+                let first = head.iter().find(|c| !c.is_ascii_whitespace());
+                if first == Some(&b'{') {
+                    Format::Ndjson
+                } else {
+                    Format::Csv
+                }
+            }
+        };
+        Ok(match format {
+            Format::Csv => UsageReader::Csv(CsvUsage::new(buf)?),
+            Format::Ndjson => UsageReader::Ndjson(NdjsonUsage {
+                input: buf,
+                line: String::new(),
+                line_no: 0,
+                fields: Default::default(),
+                failed: false,
+            }),
+        })
+    }
+}
+
+impl<R: BufRead> UsageReader<R> {
+    /// Where a column is, for messages: `column 5 (ConsumedQuantity)` in CSV,
+    /// `field ConsumedQuantity` in NDJSON.
+    pub fn locate(&self, column: &str) -> Option<(usize, String)> {
+        match self {
+            UsageReader::Csv(c) => c.header.column(column),
+            UsageReader::Ndjson(_) => None,
+        }
+    }
+
+    /// A reject as an [`InputError`] of `file`.
+    pub fn describe(&self, file: &str, r: &Reject) -> InputError {
+        let column = r.column.and_then(|c| match self {
+            UsageReader::Csv(_) => self.locate(c),
+            UsageReader::Ndjson(_) => None,
+        });
+        let reason = match (self, r.column) {
+            (UsageReader::Ndjson(_), Some(c)) => format!("field {c}: {}", r.reason),
+            _ => r.reason.clone(),
+        };
+        InputError {
+            file: file.to_string(),
+            line: r.line,
+            column,
+            reason,
+        }
+    }
+}
+
+impl<R: BufRead> UsageSource for UsageReader<R> {
+    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
+        match self {
+            UsageReader::Csv(c) => c.next_record(),
+            UsageReader::Ndjson(n) => n.next_record(),
+        }
+    }
+}
+
+pub struct CsvUsage<R: Read> {
+    rdr: csv::Reader<R>,
+    header: Header,
+    cols: [Option<usize>; 13],
+    rec: csv::ByteRecord,
+    failed: bool,
+}
+
+impl<R: Read> CsvUsage<R> {
+    fn new(input: R) -> Result<CsvUsage<R>, Reject> {
+        let mut rdr = csv::ReaderBuilder::new()
+            .buffer_capacity(256 * 1024)
+            .from_reader(input);
+        let headers = rdr
+            .headers()
+            .map_err(|e| Reject::new(1, None, csv_error("", &e).reason))?
+            .clone();
+        let header = Header::parse("", &headers, &USAGE_COLUMNS, &REQUIRED_USAGE_COLUMNS)
+            .map_err(|e| Reject::new(1, None, e.reason))?;
+        let mut cols = [None; 13];
+        for (i, name) in USAGE_COLUMNS.iter().enumerate() {
+            cols[i] = header.index.get(*name).copied();
+        }
+        Ok(CsvUsage {
+            rdr,
+            header,
+            cols,
+            rec: csv::ByteRecord::new(),
+            failed: false,
+        })
+    }
+
+    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
+        if self.failed {
+            return None;
+        }
+        match self.rdr.read_byte_record(&mut self.rec) {
+            Ok(false) => return None,
+            Ok(true) => {}
+            Err(e) => {
+                let ie = csv_error("", &e);
+                // After an I/O error the stream is unusable; a malformed record is skipped.
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    self.failed = true;
+                }
+                return Some(Err(Reject::new(ie.line, None, ie.reason)));
+            }
+        }
+        let line = self.rec.position().map_or(0, |p| p.line());
+        let mut f: [&str; 13] = [""; 13];
+        for (i, col) in self.cols.iter().enumerate() {
+            if let Some(c) = col {
+                let bytes = self.rec.get(*c).unwrap_or(b"");
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => f[i] = s,
+                    Err(_) => {
+                        return Some(Err(Reject::new(
+                            line,
+                            Some(USAGE_COLUMNS[i]),
+                            "invalid UTF-8 (the file must be UTF-8)",
+                        )))
+                    }
+                }
+            }
+        }
+        Some(Ok(raw_from_fields(line, &f)))
+    }
+}
+
+fn raw_from_fields<'a>(line: u64, f: &[&'a str; 13]) -> RawUsage<'a> {
+    RawUsage {
+        line,
+        record_id: f[0],
+        subscription_guid: f[1],
+        date: f[2],
+        meter_id: f[3],
+        consumed_quantity: f[4],
+        instance_id: f[5],
+        resource_group: f[6],
+        resource_location: f[7],
+        consumed_service: f[8],
+        tags: f[9],
+        additional_info: f[10],
+        service_info1: f[11],
+        service_info2: f[12],
+    }
+}
+
+pub struct NdjsonUsage<R: BufRead> {
+    input: R,
+    line: String,
+    line_no: u64,
+    fields: [String; 13],
+    failed: bool,
+}
+
+/// The longest NDJSON line accepted; a longer one is a reject, not an allocation.
+const MAX_LINE: usize = 256 * 1024;
+
+impl<R: BufRead> NdjsonUsage<R> {
+    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
+        loop {
+            if self.failed {
+                return None;
+            }
+            self.line.clear();
+            self.line_no += 1;
+            let mut limited = (&mut self.input).take(MAX_LINE as u64 + 1);
+            let mut bytes = Vec::new();
+            match limited.read_until(b'\n', &mut bytes) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(Reject::new(
+                        self.line_no,
+                        None,
+                        format!("read error: {e}"),
+                    )));
+                }
+            }
+            if bytes.len() > MAX_LINE && !bytes.ends_with(b"\n") {
+                // Skip the rest of the oversized line.
+                let mut sink = Vec::new();
+                let _ = self.input.read_until(b'\n', &mut sink);
+                return Some(Err(Reject::new(
+                    self.line_no,
+                    None,
+                    format!("line longer than {MAX_LINE} bytes"),
+                )));
+            }
+            match String::from_utf8(bytes) {
+                Ok(s) => self.line = s,
+                Err(_) => {
+                    return Some(Err(Reject::new(
+                        self.line_no,
+                        None,
+                        "invalid UTF-8 (the file must be UTF-8)",
+                    )))
+                }
+            }
+            if self.line.trim().is_empty() {
+                continue;
+            }
+            return Some(self.parse_line());
+        }
+    }
+
+    fn parse_line(&mut self) -> Result<RawUsage<'_>, Reject> {
+        let line_no = self.line_no;
+        let map: std::collections::BTreeMap<&str, &RawValue> =
+            serde_json::from_str(self.line.trim_end()).map_err(|e| {
+                Reject::new(
+                    line_no,
+                    None,
+                    format!("not a JSON object of usage fields: {e}"),
+                )
+            })?;
+        for f in self.fields.iter_mut() {
+            f.clear();
+        }
+        for (k, v) in map {
+            let i = USAGE_COLUMNS
+                .iter()
+                .position(|c| *c == k)
+                .ok_or_else(|| Reject::new(line_no, None, format!("unknown field `{k}`")))?;
+            let col = USAGE_COLUMNS[i];
+            let text = v.get();
+            if text.starts_with('"') {
+                let s: String = serde_json::from_str(text)
+                    .map_err(|e| Reject::new(line_no, Some(col), format!("{e}")))?;
+                self.fields[i] = s;
+            } else if text == "null" {
+                // absent
+            } else {
+                // Numbers keep their exact text; objects (Tags, AdditionalInfo) their JSON.
+                self.fields[i].push_str(text);
+            }
+        }
+        let f: [&str; 13] = std::array::from_fn(|i| self.fields[i].as_str());
+        Ok(raw_from_fields(line_no, &f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndjson_keeps_exact_numbers_and_objects() {
+        let input = r#"{"RecordId":"a","SubscriptionGuid":"g","Date":"2026-11-01","MeterId":"m","ConsumedQuantity":0.1000001,"Tags":{"env":"prod"}}
+
+{"RecordId":"b","Bogus":1}
+"#;
+        let mut r = UsageReader::open(input.as_bytes(), None).unwrap();
+        let a = r.next_record().unwrap().unwrap();
+        assert_eq!(a.consumed_quantity, "0.1000001");
+        assert_eq!(a.tags, r#"{"env":"prod"}"#);
+        let b = r.next_record().unwrap().unwrap_err();
+        assert_eq!(b.line, 3);
+        assert!(b.reason.contains("Bogus"));
+        assert!(r.next_record().is_none());
+    }
+
+    #[test]
+    fn csv_header_errors() {
+        let e = UsageReader::open("RecordId,Date\n".as_bytes(), None)
+            .err()
+            .unwrap();
+        assert!(e.reason.contains("SubscriptionGuid"), "{}", e.reason);
+        let e = UsageReader::open(
+            "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity,tags\n".as_bytes(),
+            None,
+        )
+        .err()
+        .unwrap();
+        assert!(e.reason.contains("unknown column `tags`"), "{}", e.reason);
+    }
+
+    #[test]
+    fn csv_malformed_and_utf8() {
+        let input = b"RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity\nr1,g,2026-11-01,m\nr2,g\xff,2026-11-01,m,1\nr3,g,2026-11-01,m,1\n";
+        let mut r = UsageReader::open(&input[..], None).unwrap();
+        let e = r.next_record().unwrap().unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.reason.contains("expected 5 fields, found 4"),
+            "{}",
+            e.reason
+        );
+        let e = r.next_record().unwrap().unwrap_err();
+        assert_eq!((e.line, e.column), (3, Some("SubscriptionGuid")));
+        let d = r.describe("u.csv", &e);
+        assert_eq!(
+            d.to_string(),
+            "u.csv:3: column 2 (SubscriptionGuid): invalid UTF-8 (the file must be UTF-8)"
+        );
+        assert_eq!(r.next_record().unwrap().unwrap().record_id, "r3");
+    }
+}

@@ -1,0 +1,588 @@
+//! Usage details and Marketplace charges: one row per usage record, streamed
+//! from the store's ordered scan.
+
+use super::{json_str, ReportFormat, ReportMeta};
+use meterbook_core::fixed::Amount;
+use meterbook_core::hierarchy::Hierarchy;
+use meterbook_core::ledger::period_rates;
+use meterbook_core::prices::{ChargeKind, MeterPrice};
+use meterbook_core::store::{
+    MetadataStore, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
+};
+use meterbook_core::{EnrollmentNumber, Period, Price, Quantity};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+
+/// A report column: the CSV name; the JSON name is its camelCase form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Col {
+    AccountId,
+    AccountName,
+    AccountOwnerEmail,
+    AdditionalInfo,
+    ChargesBilledSeparately,
+    ConsumedQuantity,
+    ConsumedService,
+    Cost,
+    CostCenter,
+    Date,
+    DepartmentId,
+    DepartmentName,
+    InstanceId,
+    Location,
+    MeterCategory,
+    MeterId,
+    MeterName,
+    MeterRegion,
+    MeterSubCategory,
+    OfferId,
+    PartNumber,
+    Product,
+    ResourceGroup,
+    ResourceGuid,
+    ResourceLocation,
+    ResourceRate,
+    ServiceInfo1,
+    ServiceInfo2,
+    ServiceName,
+    ServiceTier,
+    SubscriptionGuid,
+    SubscriptionName,
+    Tags,
+    UnitOfMeasure,
+    RecordId,
+    IsCorrection,
+    PublisherName,
+    OfferName,
+    PlanName,
+}
+
+impl Col {
+    pub fn name(self) -> &'static str {
+        use Col::*;
+        match self {
+            AccountId => "AccountId",
+            AccountName => "AccountName",
+            AccountOwnerEmail => "AccountOwnerEmail",
+            AdditionalInfo => "AdditionalInfo",
+            ChargesBilledSeparately => "ChargesBilledSeparately",
+            ConsumedQuantity => "ConsumedQuantity",
+            ConsumedService => "ConsumedService",
+            Cost => "Cost",
+            CostCenter => "CostCenter",
+            Date => "Date",
+            DepartmentId => "DepartmentId",
+            DepartmentName => "DepartmentName",
+            InstanceId => "InstanceId",
+            Location => "Location",
+            MeterCategory => "MeterCategory",
+            MeterId => "MeterId",
+            MeterName => "MeterName",
+            MeterRegion => "MeterRegion",
+            MeterSubCategory => "MeterSubCategory",
+            OfferId => "OfferId",
+            PartNumber => "PartNumber",
+            Product => "Product",
+            ResourceGroup => "ResourceGroup",
+            ResourceGuid => "ResourceGuid",
+            ResourceLocation => "ResourceLocation",
+            ResourceRate => "ResourceRate",
+            ServiceInfo1 => "ServiceInfo1",
+            ServiceInfo2 => "ServiceInfo2",
+            ServiceName => "ServiceName",
+            ServiceTier => "ServiceTier",
+            SubscriptionGuid => "SubscriptionGuid",
+            SubscriptionName => "SubscriptionName",
+            Tags => "Tags",
+            UnitOfMeasure => "UnitOfMeasure",
+            RecordId => "RecordId",
+            IsCorrection => "IsCorrection",
+            PublisherName => "PublisherName",
+            OfferName => "OfferName",
+            PlanName => "PlanName",
+        }
+    }
+
+    /// camelCase, as the Reporting API v3 spells JSON fields.
+    pub fn json_name(self) -> String {
+        let n = self.name();
+        let mut s = n[..1].to_ascii_lowercase();
+        s.push_str(&n[1..]);
+        s
+    }
+}
+
+/// Usage details columns (design §4), in order.
+pub const USAGE_DETAIL_COLUMNS: [Col; 36] = {
+    use Col::*;
+    [
+        AccountId,
+        AccountName,
+        AccountOwnerEmail,
+        AdditionalInfo,
+        ChargesBilledSeparately,
+        ConsumedQuantity,
+        ConsumedService,
+        Cost,
+        CostCenter,
+        Date,
+        DepartmentId,
+        DepartmentName,
+        InstanceId,
+        Location,
+        MeterCategory,
+        MeterId,
+        MeterName,
+        MeterRegion,
+        MeterSubCategory,
+        OfferId,
+        PartNumber,
+        Product,
+        ResourceGroup,
+        ResourceGuid,
+        ResourceLocation,
+        ResourceRate,
+        ServiceInfo1,
+        ServiceInfo2,
+        ServiceName,
+        ServiceTier,
+        SubscriptionGuid,
+        SubscriptionName,
+        Tags,
+        UnitOfMeasure,
+        RecordId,
+        IsCorrection,
+    ]
+};
+
+/// Marketplace charges columns.
+pub const MARKETPLACE_COLUMNS: [Col; 22] = {
+    use Col::*;
+    [
+        AccountId,
+        AccountName,
+        AccountOwnerEmail,
+        CostCenter,
+        DepartmentName,
+        SubscriptionGuid,
+        SubscriptionName,
+        Date,
+        MeterId,
+        MeterName,
+        PublisherName,
+        OfferName,
+        PlanName,
+        ConsumedQuantity,
+        UnitOfMeasure,
+        ResourceRate,
+        Cost,
+        InstanceId,
+        ResourceGroup,
+        Tags,
+        RecordId,
+        IsCorrection,
+    ]
+};
+
+/// What to include.
+#[derive(Clone, Debug, Default)]
+pub struct UsageFilter {
+    pub selection: UsageSelection,
+    /// Account names; with `departments`, a row is kept if either matches. Both empty: all rows.
+    pub accounts: Vec<String>,
+    pub departments: Vec<String>,
+    /// False where the viewer may not see costs: cost and rate read 0 (design §5).
+    pub show_costs: bool,
+    /// Only marketplace meters (the Marketplace charges report).
+    pub marketplace_only: bool,
+}
+
+/// Sums of what a report wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportTotals {
+    pub rows: u64,
+    pub quantity: Quantity,
+    pub cost: Amount,
+}
+
+struct MeterView {
+    price: MeterPrice,
+    product: String,
+    kind: ChargeKind,
+}
+
+/// A prepared usage report: hierarchy, sheets and rates loaded once, rows streamed.
+pub struct UsageReport {
+    pub meta: ReportMeta,
+    hierarchy: Hierarchy,
+    meters: HashMap<(Period, i64), MeterView>,
+    rates: HashMap<(Period, i64), Price>,
+    accounts: Option<HashSet<i64>>,
+    departments: Option<HashSet<i64>>,
+    filter: UsageFilter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("writing the report failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl UsageReport {
+    pub fn prepare<S: MetadataStore + UsageStore + ?Sized>(
+        store: &S,
+        n: &EnrollmentNumber,
+        filter: UsageFilter,
+        meta: ReportMeta,
+    ) -> StoreResult<UsageReport> {
+        let e = store.enrollment(n)?;
+        let hierarchy = store.hierarchy(n)?;
+        let sel = &filter.selection;
+        let (first, last) = match sel.booked {
+            Some(p) => (p, p),
+            None => (
+                sel.from.map_or(e.first_period(), |d| d.period()),
+                sel.to.map_or(e.last_period(), |d| d.period()),
+            ),
+        };
+        let mut meters = HashMap::new();
+        // Corrections are priced by earlier (closed) sheets: load all up to the last period.
+        for p in e.first_period().through(last.min(e.last_period())) {
+            for (key, price) in store.price_sheet(n, p)? {
+                let i = &price.info;
+                let product = [
+                    i.meter_category.as_str(),
+                    i.meter_sub_category.as_str(),
+                    i.meter_name.as_str(),
+                    i.meter_region.as_str(),
+                ]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" - ");
+                let kind = i.kind();
+                meters.insert(
+                    (p, key),
+                    MeterView {
+                        price,
+                        product,
+                        kind,
+                    },
+                );
+            }
+        }
+        let mut rates = HashMap::new();
+        for p in first
+            .max(e.first_period())
+            .through(last.min(e.last_period()))
+        {
+            for (m, r) in period_rates(store, n, p)? {
+                rates.insert((p, m), r);
+            }
+        }
+        let ids = |names: &[String], find: &dyn Fn(&str) -> Option<i64>, what: &str| {
+            if names.is_empty() {
+                return Ok(None);
+            }
+            names
+                .iter()
+                .map(|nm| find(nm).ok_or_else(|| StoreError::NotFound(format!("no {what} {nm}"))))
+                .collect::<StoreResult<HashSet<i64>>>()
+                .map(Some)
+        };
+        let accounts = ids(
+            &filter.accounts,
+            &|nm| hierarchy.account_by_name(nm).map(|a| a.id),
+            "account",
+        )?;
+        let departments = ids(
+            &filter.departments,
+            &|nm| hierarchy.department_by_name(nm).map(|d| d.id),
+            "department",
+        )?;
+        Ok(UsageReport {
+            meta,
+            hierarchy,
+            meters,
+            rates,
+            accounts,
+            departments,
+            filter,
+        })
+    }
+
+    /// Streams the report to `out`; returns what it wrote.
+    pub fn write<S: UsageStore + ?Sized>(
+        &self,
+        store: &S,
+        n: &EnrollmentNumber,
+        format: ReportFormat,
+        out: &mut dyn Write,
+    ) -> Result<ReportTotals, ReportError> {
+        let cols: &[Col] = if self.filter.marketplace_only {
+            &MARKETPLACE_COLUMNS
+        } else {
+            &USAGE_DETAIL_COLUMNS
+        };
+        let mut enc = Encoder::new(format, cols);
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
+        enc.start(&self.meta, &mut out)?;
+        let mut totals = ReportTotals::default();
+        let mut io_err: Option<std::io::Error> = None;
+        store
+            .scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
+                if let Some(row) = self.row(f) {
+                    totals.rows += 1;
+                    totals.quantity += f.quantity;
+                    totals.cost += row.cost;
+                    enc.row(&row, &mut out).map_err(|e| {
+                        let msg = e.to_string();
+                        io_err = Some(e);
+                        StoreError::Backend(msg)
+                    })?;
+                }
+                Ok(())
+            })
+            .map_err(|e| match io_err.take() {
+                Some(io) => ReportError::Io(io),
+                None => ReportError::Store(e),
+            })?;
+        enc.finish(&mut out)?;
+        out.flush()?;
+        Ok(totals)
+    }
+
+    fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Option<Row<'a>> {
+        let account = self.hierarchy.account_on(f.subscription, f.day);
+        let dept = account.and_then(|a| self.hierarchy.department(a.department_id));
+        if self.accounts.is_some() || self.departments.is_some() {
+            let a_ok = self
+                .accounts
+                .as_ref()
+                .is_some_and(|s| account.is_some_and(|a| s.contains(&a.id)));
+            let d_ok = self
+                .departments
+                .as_ref()
+                .is_some_and(|s| dept.is_some_and(|d| s.contains(&d.id)));
+            if !a_ok && !d_ok {
+                return None;
+            }
+        }
+        let meter = self.meters.get(&(f.rate_period, f.meter))?;
+        if self.filter.marketplace_only && meter.kind != ChargeKind::Marketplace {
+            return None;
+        }
+        let rate = match f.correction_rate {
+            Some(r) => r,
+            None => self
+                .rates
+                .get(&(f.rate_period, f.meter))
+                .copied()
+                .unwrap_or(Price::ZERO),
+        };
+        let (rate, cost) = if self.filter.show_costs {
+            (rate, f.quantity * rate)
+        } else {
+            (Price::ZERO, Amount::ZERO)
+        };
+        Some(Row {
+            fact: f,
+            account,
+            dept,
+            sub: self.hierarchy.subscriptions.get(&f.subscription),
+            meter,
+            rate,
+            cost,
+        })
+    }
+}
+
+struct Row<'a> {
+    fact: &'a UsageFact<'a>,
+    account: Option<&'a meterbook_core::hierarchy::Account>,
+    dept: Option<&'a meterbook_core::hierarchy::Department>,
+    sub: Option<&'a meterbook_core::hierarchy::Subscription>,
+    meter: &'a MeterView,
+    rate: Price,
+    cost: Amount,
+}
+
+/// A value of one cell, typed so that JSON gets numbers and objects, CSV text.
+enum Val<'a> {
+    Text(&'a str),
+    Num(&'a str),
+    Bool(bool),
+    /// Raw JSON object text, or empty for none.
+    Json(&'a str),
+}
+
+struct Encoder {
+    format: ReportFormat,
+    cols: Vec<Col>,
+    json_keys: Vec<String>,
+    first: bool,
+    line: Vec<u8>,
+    num: [String; 4],
+}
+
+impl Encoder {
+    fn new(format: ReportFormat, cols: &[Col]) -> Encoder {
+        Encoder {
+            format,
+            cols: cols.to_vec(),
+            json_keys: cols
+                .iter()
+                .map(|c| format!("\"{}\":", c.json_name()))
+                .collect(),
+            first: true,
+            line: Vec::with_capacity(4096),
+            num: Default::default(),
+        }
+    }
+
+    fn start(&mut self, meta: &ReportMeta, out: &mut dyn Write) -> std::io::Result<()> {
+        match self.format {
+            ReportFormat::Csv => {
+                let names: Vec<&str> = self.cols.iter().map(|c| c.name()).collect();
+                writeln!(out, "{}", names.join(","))
+            }
+            ReportFormat::Json => write!(out, "{{{},\"data\":[", meta.json_fields()),
+        }
+    }
+
+    fn finish(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        match self.format {
+            ReportFormat::Csv => Ok(()),
+            ReportFormat::Json => out.write_all(if self.first { b"]}\n" } else { b"\n]}\n" }),
+        }
+    }
+
+    fn row(&mut self, r: &Row<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+        let f = r.fact;
+        let info = &r.meter.price.info;
+        let [qty, rate, cost, date] = &mut self.num;
+        for s in [&mut *qty, &mut *rate, &mut *cost, &mut *date] {
+            s.clear();
+        }
+        f.quantity.write_to(qty);
+        r.rate.write_to(rate);
+        r.cost.write_to(cost);
+        f.day.write_iso(date);
+        let mut ids = itoa_buf();
+        let account_id = r.account.map(|a| write_int(&mut ids.0, a.id));
+        let dept_id = r.dept.map(|d| write_int(&mut ids.1, d.id));
+        self.line.clear();
+        if self.format == ReportFormat::Json {
+            self.line
+                .extend_from_slice(if self.first { b"\n{" } else { b",\n{" });
+        }
+        self.first = false;
+        for (i, col) in self.cols.iter().enumerate() {
+            use Col::*;
+            let v = match col {
+                AccountId => Val::Num(account_id.unwrap_or("")),
+                AccountName => Val::Text(r.account.map_or("", |a| &a.name)),
+                AccountOwnerEmail => Val::Text(r.account.map_or("", |a| &a.owner_email)),
+                AdditionalInfo => Val::Json(f.additional_info),
+                ChargesBilledSeparately => Val::Bool(info.charges_billed_separately),
+                ConsumedQuantity => Val::Num(qty),
+                ConsumedService => Val::Text(f.consumed_service),
+                Cost => Val::Num(cost),
+                CostCenter => Val::Text(r.account.map_or("", |a| &a.cost_center)),
+                Date => Val::Text(date),
+                DepartmentId => Val::Num(dept_id.unwrap_or("")),
+                DepartmentName => Val::Text(r.dept.map_or("", |d| &d.name)),
+                InstanceId => Val::Text(f.instance_id),
+                Location | ResourceLocation => Val::Text(f.resource_location),
+                MeterCategory | ServiceName => Val::Text(&info.meter_category),
+                MeterId | ResourceGuid => Val::Text(&info.meter_id),
+                MeterName => Val::Text(&info.meter_name),
+                MeterRegion => Val::Text(&info.meter_region),
+                MeterSubCategory | ServiceTier => Val::Text(&info.meter_sub_category),
+                OfferId => Val::Text(&info.offer_name),
+                PartNumber => Val::Text(&info.part_number),
+                Product => Val::Text(&r.meter.product),
+                ResourceGroup => Val::Text(f.resource_group),
+                ResourceRate => Val::Num(rate),
+                ServiceInfo1 => Val::Text(f.service_info1),
+                ServiceInfo2 => Val::Text(f.service_info2),
+                SubscriptionGuid => Val::Text(r.sub.map_or("", |s| &s.guid)),
+                SubscriptionName => Val::Text(r.sub.map_or("", |s| &s.name)),
+                Tags => Val::Json(f.tags),
+                UnitOfMeasure => Val::Text(&info.unit_of_measure),
+                RecordId => Val::Text(f.record_id),
+                IsCorrection => Val::Bool(f.correction_rate.is_some()),
+                PublisherName => Val::Text(&info.publisher_name),
+                OfferName => Val::Text(&info.offer_name),
+                PlanName => Val::Text(&info.plan_name),
+            };
+            match self.format {
+                ReportFormat::Csv => {
+                    if i > 0 {
+                        self.line.push(b',');
+                    }
+                    match v {
+                        Val::Text(s) | Val::Json(s) => csv_field(&mut self.line, s),
+                        Val::Num(s) => self.line.extend_from_slice(s.as_bytes()),
+                        Val::Bool(b) => {
+                            self.line
+                                .extend_from_slice(if b { b"true" } else { b"false" })
+                        }
+                    }
+                }
+                ReportFormat::Json => {
+                    if i > 0 {
+                        self.line.push(b',');
+                    }
+                    self.line.extend_from_slice(self.json_keys[i].as_bytes());
+                    match v {
+                        Val::Text(s) => json_str(&mut self.line, s),
+                        Val::Num(s) if s.is_empty() => self.line.extend_from_slice(b"null"),
+                        Val::Num(s) => self.line.extend_from_slice(s.as_bytes()),
+                        Val::Json(s) if s.is_empty() => self.line.extend_from_slice(b"null"),
+                        Val::Json(s) => self.line.extend_from_slice(s.as_bytes()),
+                        Val::Bool(b) => {
+                            self.line
+                                .extend_from_slice(if b { b"true" } else { b"false" })
+                        }
+                    }
+                }
+            }
+        }
+        match self.format {
+            ReportFormat::Csv => self.line.push(b'\n'),
+            ReportFormat::Json => self.line.push(b'}'),
+        }
+        out.write_all(&self.line)
+    }
+}
+
+fn itoa_buf() -> (String, String) {
+    (String::new(), String::new())
+}
+
+fn write_int(buf: &mut String, v: i64) -> &str {
+    use std::fmt::Write as _;
+    buf.clear();
+    let _ = write!(buf, "{v}");
+    buf
+}
+
+/// RFC 4180: quote a field that holds a comma, quote or line break; double inner quotes.
+pub(crate) fn csv_field(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+        out.push(b'"');
+        for c in s.bytes() {
+            if c == b'"' {
+                out.push(b'"');
+            }
+            out.push(c);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(s.as_bytes());
+    }
+}

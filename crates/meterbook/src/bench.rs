@@ -1,0 +1,154 @@
+//! `meterbook bench`: generates a data set, then measures the real paths —
+//! CSV ingest, usage-details CSV export, statement latency — and reports bytes
+//! on disk per row and peak memory. `scripts/bench-duckdb.py` runs DuckDB on
+//! the same CSV for comparison.
+
+use crate::cli::BenchArgs;
+use crate::commands::ingest_file;
+use crate::demo::{generate, load};
+use anyhow::{Context, Result};
+use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
+use meterbook_core::store::{MetadataStore, UsageSelection};
+use meterbook_core::{Currency, Day, EnrollmentNumber};
+use meterbook_io::report::usage::{UsageFilter, UsageReport};
+use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
+use meterbook_sqlite::SqliteStore;
+use std::time::Instant;
+
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let dir = &a.dir;
+    std::fs::create_dir_all(dir)?;
+    let first: Day = "2025-01-01".parse().expect("date");
+    let last: Day = "2025-12-31".parse().expect("date");
+    let marker = dir.join("rows.txt");
+    let usage = dir.join("usage.csv");
+    let t = Instant::now();
+    let g = if std::fs::read_to_string(&marker).ok().as_deref() == Some(&a.rows.to_string())
+        && usage.exists()
+    {
+        // Same size as last time: the generator is deterministic, reuse the files.
+        generate_meta_only(dir, first, last)?
+    } else {
+        let g = generate(dir, a.rows, first, last, 42)?;
+        std::fs::write(&marker, a.rows.to_string())?;
+        g
+    };
+    let gen_secs = t.elapsed().as_secs_f64();
+    let csv_bytes = std::fs::metadata(&usage)?.len();
+    let db_path = dir.join("bench.db");
+    for ext in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db_path.display()));
+    }
+    let store = SqliteStore::open(&db_path)?;
+    let n = EnrollmentNumber::parse("100001").map_err(anyhow::Error::msg)?;
+    store.create_enrollment(&NewEnrollment {
+        number: n.clone(),
+        name: "Bench".into(),
+        currency: Currency::parse("USD").map_err(anyhow::Error::msg)?,
+        start: first,
+        end: "2027-12-31".parse().expect("date"),
+        visibility: ChargeVisibility::default(),
+    })?;
+    load(&store, &n, &g)?;
+
+    let t = Instant::now();
+    let sum = ingest_file(&store, &n, &usage.display().to_string(), None, false, None)?;
+    let ingest_secs = t.elapsed().as_secs_f64();
+    let rows = sum.stored;
+
+    let export = dir.join("export.csv");
+    let t = Instant::now();
+    let meta = ReportMeta {
+        enrollment: n.to_string(),
+        scope: ReportScope::Range {
+            from: first.to_string(),
+            to: last.to_string(),
+        },
+        generated_at: crate::commands::now_rfc3339(),
+        watermark: None,
+        currency: "USD".into(),
+    };
+    let report = UsageReport::prepare(
+        &store,
+        &n,
+        UsageFilter {
+            selection: UsageSelection {
+                booked: None,
+                from: Some(first),
+                to: Some(last),
+            },
+            show_costs: true,
+            ..Default::default()
+        },
+        meta,
+    )?;
+    let mut f = std::fs::File::create(&export)?;
+    let totals = report.write(&store, &n, ReportFormat::Csv, &mut f)?;
+    drop(f);
+    let export_secs = t.elapsed().as_secs_f64();
+    let export_bytes = std::fs::metadata(&export)?.len();
+
+    let p = last.period();
+    let mut lat = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let st = meterbook_core::ledger::statement(&store, &n, p)?;
+        std::hint::black_box(st);
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    store.checkpoint()?;
+    let db_bytes = std::fs::metadata(&db_path)?.len();
+    let peak = peak_rss_mb().unwrap_or(f64::NAN);
+
+    println!(
+        "meterbook bench: {rows} usage rows ({:.1} MB CSV), generated in {gen_secs:.1} s",
+        csv_bytes as f64 / 1e6
+    );
+    println!(
+        "ingest            {ingest_secs:>8.2} s   {:>10.0} rows/s",
+        rows as f64 / ingest_secs
+    );
+    println!(
+        "export usage CSV  {export_secs:>8.2} s   {:>10.0} rows/s   {:.1} MB/s   ({} rows, {:.1} MB)",
+        totals.rows as f64 / export_secs,
+        export_bytes as f64 / 1e6 / export_secs,
+        totals.rows,
+        export_bytes as f64 / 1e6
+    );
+    println!(
+        "statement {p}     median {:.3} ms   p99 {:.3} ms   (200 runs)",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+    println!(
+        "bytes on disk     {:.1} per row   ({:.1} MB database)",
+        db_bytes as f64 / rows as f64,
+        db_bytes as f64 / 1e6
+    );
+    println!("peak memory       {peak:.0} MB (VmHWM of this process, generation included)");
+    println!("files in {}: usage.csv (input), export.csv (output); compare: python3 scripts/bench-duckdb.py {}", dir.display(), dir.display());
+    Ok(())
+}
+
+/// Rebuilds the file list of an earlier generation without rewriting usage.csv.
+fn generate_meta_only(
+    dir: &std::path::Path,
+    first: Day,
+    last: Day,
+) -> Result<crate::demo::Generated> {
+    let tmp = dir.join("meta");
+    let mut g = generate(&tmp, 0, first, first, 42).context("regenerating hierarchy and prices")?;
+    // Price sheets cover every period of the usage.
+    let full = generate(&tmp, 0, first, last, 42)?;
+    g.prices = full.prices;
+    g.usage = dir.join("usage.csv");
+    Ok(g)
+}

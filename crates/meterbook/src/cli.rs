@@ -1,0 +1,237 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "meterbook",
+    version,
+    about = "Self-hosted enterprise usage portal: operator CLI"
+)]
+pub struct Cli {
+    /// SQLite database file (created if missing).
+    #[arg(long, global = true, env = "MB_DB", default_value = "meterbook.db")]
+    pub db: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Apply pending schema migrations (they also run at every start).
+    Migrate,
+    /// Create, change and list enrollments.
+    #[command(subcommand)]
+    Enrollment(EnrollmentCmd),
+    /// Import departments, accounts and subscriptions.
+    #[command(subcommand)]
+    Hierarchy(HierarchyCmd),
+    /// Move a subscription to another account from a date on.
+    #[command(subcommand)]
+    Subscription(SubscriptionCmd),
+    /// Import a billing period's price sheet.
+    #[command(subcommand)]
+    Prices(PricesCmd),
+    /// Ingest metered usage; set the "complete through" watermark.
+    #[command(subcommand)]
+    Usage(UsageCmd),
+    /// Record a purchase (adds to the commitment).
+    #[command(subcommand)]
+    Purchase(EntryCmd),
+    /// Record an adjustment (credit > 0, debit < 0).
+    #[command(subcommand)]
+    Adjustment(EntryCmd),
+    /// Close billing periods and list their state.
+    #[command(subcommand)]
+    Period(PeriodCmd),
+    /// Produce a report: balance, usage, prices or marketplace.
+    Report(ReportArgs),
+    /// Create a realistic demo enrollment and show what to try.
+    Demo(DemoArgs),
+    /// Measure ingest, export and statement speed on generated data.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EnrollmentCmd {
+    Create {
+        #[arg(long)]
+        number: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// First day of the term (YYYY-MM-DD).
+        #[arg(long)]
+        start: String,
+        /// Last day of the term (YYYY-MM-DD).
+        #[arg(long)]
+        end: String,
+    },
+    /// Change who may see charges.
+    Set {
+        number: String,
+        #[arg(long)]
+        department_admins_view_charges: Option<bool>,
+        #[arg(long)]
+        account_owners_view_charges: Option<bool>,
+    },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HierarchyCmd {
+    Import {
+        #[arg(long)]
+        enrollment: String,
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubscriptionCmd {
+    Move {
+        #[arg(long)]
+        enrollment: String,
+        #[arg(long)]
+        subscription: String,
+        #[arg(long)]
+        account: String,
+        /// Usage dated on or after this day belongs to the new account.
+        #[arg(long)]
+        effective: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PricesCmd {
+    Import {
+        #[arg(long)]
+        enrollment: String,
+        /// Billing period (YYYYMM).
+        #[arg(long)]
+        period: String,
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum InputFormat {
+    Csv,
+    Ndjson,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsageCmd {
+    /// Ingest a CSV or NDJSON file (`-` for stdin). All-or-nothing unless --skip-invalid.
+    Ingest {
+        #[arg(long)]
+        enrollment: String,
+        file: String,
+        /// Input format; detected from the content when absent.
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Store the valid records and write the invalid ones to --rejects.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Where rejected records go (CSV with line, column and reason).
+        #[arg(long, requires = "skip_invalid")]
+        rejects: Option<PathBuf>,
+    },
+    /// Set the watermark: usage is complete through this day.
+    CompleteThrough {
+        #[arg(long)]
+        enrollment: String,
+        date: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EntryCmd {
+    Add {
+        #[arg(long)]
+        enrollment: String,
+        #[arg(long)]
+        date: String,
+        #[arg(long, allow_hyphen_values = true)]
+        amount: String,
+        #[arg(long)]
+        description: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeriodCmd {
+    /// Close the oldest open period (it must have ended); its rates are locked.
+    Close {
+        #[arg(long)]
+        enrollment: String,
+        #[arg(long)]
+        period: String,
+    },
+    List {
+        #[arg(long)]
+        enrollment: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ReportKind {
+    Balance,
+    Usage,
+    Prices,
+    Marketplace,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    pub kind: ReportKind,
+    #[arg(long)]
+    pub enrollment: String,
+    /// Billing period (YYYYMM).
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub period: Option<String>,
+    /// First day of a date range (YYYY-MM-DD), with --to.
+    #[arg(long, requires = "to")]
+    pub from: Option<String>,
+    /// Last day of a date range (YYYY-MM-DD), with --from.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Only these accounts (repeatable).
+    #[arg(long)]
+    pub account: Vec<String>,
+    /// Only these departments (repeatable).
+    #[arg(long)]
+    pub department: Vec<String>,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: OutputFormat,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Approximate number of usage rows to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Enrollment number of the demo.
+    #[arg(long, default_value = "8608480")]
+    pub enrollment: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Directory for the generated CSV, database and export (kept for comparison runs).
+    #[arg(long, default_value = "bench-data")]
+    pub dir: PathBuf,
+}

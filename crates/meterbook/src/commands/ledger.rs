@@ -1,0 +1,71 @@
+//! purchase, adjustment and period commands.
+
+use super::{day, enrollment_number};
+use crate::cli::{EntryCmd, PeriodCmd};
+use anyhow::Result;
+use meterbook_core::statement::CommitmentEntry;
+use meterbook_core::store::{EntryKind, MetadataStore};
+use meterbook_core::{Day, Money};
+use meterbook_sqlite::SqliteStore;
+
+pub fn entry(s: &SqliteStore, kind: EntryKind, c: EntryCmd) -> Result<()> {
+    let EntryCmd::Add {
+        enrollment,
+        date,
+        amount,
+        description,
+    } = c;
+    let n = enrollment_number(&enrollment)?;
+    let e = s.enrollment(&n)?;
+    let exp = e.currency.exponent();
+    let amount = Money::parse(&amount, exp)
+        .map_err(|err| anyhow::anyhow!("--amount `{amount}`: {err} for {}", e.currency))?;
+    let date = day(&date, "--date")?;
+    s.add_entry(
+        &n,
+        kind,
+        &CommitmentEntry {
+            date,
+            amount,
+            description: description.clone(),
+        },
+    )?;
+    let what = match kind {
+        EntryKind::Purchase => "purchase",
+        EntryKind::Adjustment => "adjustment",
+    };
+    println!(
+        "{what} of {} {} on {date} recorded: {description}",
+        amount.format(exp),
+        e.currency
+    );
+    Ok(())
+}
+
+pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
+    match c {
+        PeriodCmd::Close {
+            enrollment,
+            period: p,
+        } => {
+            let n = enrollment_number(&enrollment)?;
+            let p = super::period(&p)?;
+            meterbook_core::ledger::close_period(s, &n, p, Day::today())?;
+            println!("period {p} closed; its rates are locked");
+        }
+        PeriodCmd::List { enrollment } => {
+            let n = enrollment_number(&enrollment)?;
+            println!("period\tstatus\trates\tprice sheet");
+            for i in s.periods(&n)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    i.period,
+                    if i.closed { "closed" } else { "open" },
+                    if i.closed { "locked" } else { "moving" },
+                    if i.has_price_sheet { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    Ok(())
+}

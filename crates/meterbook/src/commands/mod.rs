@@ -1,0 +1,68 @@
+//! One module per resource; each turns parsed arguments into calls on the
+//! store and the ledger, and prints what happened.
+
+mod enrollment;
+mod ledger;
+mod report;
+mod usage;
+
+use crate::cli::Command;
+use crate::settings::Settings;
+use anyhow::{Context, Result};
+use meterbook_core::{Day, EnrollmentNumber, Period};
+use meterbook_sqlite::SqliteStore;
+
+pub use report::run_report;
+pub use usage::ingest_file;
+
+pub fn open(settings: &Settings) -> Result<SqliteStore> {
+    SqliteStore::open(&settings.db).with_context(|| format!("opening {}", settings.db.display()))
+}
+
+pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Migrate => {
+            let s = open(settings)?;
+            println!("schema at version {}", s.schema_version()?);
+            Ok(())
+        }
+        Command::Enrollment(c) => enrollment::enrollment(&open(settings)?, c),
+        Command::Hierarchy(c) => enrollment::hierarchy(&open(settings)?, c),
+        Command::Subscription(c) => enrollment::subscription(&open(settings)?, c),
+        Command::Prices(c) => enrollment::prices(&open(settings)?, c),
+        Command::Usage(c) => usage::usage(&open(settings)?, c),
+        Command::Purchase(c) => ledger::entry(
+            &open(settings)?,
+            meterbook_core::store::EntryKind::Purchase,
+            c,
+        ),
+        Command::Adjustment(c) => ledger::entry(
+            &open(settings)?,
+            meterbook_core::store::EntryKind::Adjustment,
+            c,
+        ),
+        Command::Period(c) => ledger::period(&open(settings)?, c),
+        Command::Report(a) => run_report(&open(settings)?, &a),
+        Command::Demo(a) => crate::demo::run(settings, &a),
+        Command::Bench(a) => crate::bench::run(&a),
+    }
+}
+
+pub fn enrollment_number(s: &str) -> Result<EnrollmentNumber> {
+    EnrollmentNumber::parse(s).map_err(anyhow::Error::msg)
+}
+
+pub fn day(s: &str, what: &str) -> Result<Day> {
+    s.parse()
+        .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("{what}: {}", e.0))
+}
+
+pub fn period(s: &str) -> Result<Period> {
+    s.parse()
+        .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("--period: {}", e.0))
+}
+
+/// The generation timestamp every report states (RFC 3339, UTC, seconds).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,194 @@
+//! report balance|usage|prices|marketplace.
+
+use super::{day, enrollment_number, now_rfc3339, period};
+use crate::cli::{OutputFormat, ReportArgs, ReportKind};
+use anyhow::{bail, Context, Result};
+use meterbook_core::fixed::Amount;
+use meterbook_core::ledger;
+use meterbook_core::store::{MetadataStore, UsageSelection};
+use meterbook_core::{Day, Enrollment, Period};
+use meterbook_io::report::usage::{UsageFilter, UsageReport};
+use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
+use meterbook_sqlite::SqliteStore;
+use std::io::Write;
+
+/// What a report covers: one billing period or a date range.
+enum Span {
+    Period(Period),
+    Range(Day, Day),
+}
+
+fn span(a: &ReportArgs, e: &Enrollment) -> Result<Span> {
+    let s = match (&a.period, &a.from, &a.to) {
+        (Some(p), _, _) => Span::Period(period(p)?),
+        (None, Some(f), Some(t)) => {
+            let (f, t) = (day(f, "--from")?, day(t, "--to")?);
+            if t < f {
+                bail!("--to {t} is before --from {f}");
+            }
+            Span::Range(f, t)
+        }
+        _ => bail!("give --period YYYYMM or --from YYYY-MM-DD --to YYYY-MM-DD"),
+    };
+    let (first, last) = match s {
+        Span::Period(p) => (p.first_day(), p.last_day()),
+        Span::Range(f, t) => (f, t),
+    };
+    if last < e.start || first > e.end {
+        bail!(
+            "the report's span {first} to {last} is outside the enrollment's term {} to {}",
+            e.start,
+            e.end
+        );
+    }
+    Ok(s)
+}
+
+/// Stdout, or a file written atomically: a temp file beside it, fsync, rename.
+enum Output {
+    Stdout,
+    File(tempfile::NamedTempFile, std::path::PathBuf),
+}
+
+impl Output {
+    fn new(target: Option<&std::path::Path>) -> Result<Output> {
+        Ok(match target {
+            None => Output::Stdout,
+            Some(t) => {
+                let dir = t
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                let tmp = tempfile::NamedTempFile::new_in(dir)
+                    .with_context(|| format!("cannot write in {}", dir.display()))?;
+                Output::File(tmp, t.to_path_buf())
+            }
+        })
+    }
+
+    fn writer(&mut self) -> Box<dyn Write + '_> {
+        match self {
+            Output::Stdout => Box::new(std::io::stdout().lock()),
+            Output::File(t, _) => Box::new(t.as_file_mut()),
+        }
+    }
+
+    fn commit(self) -> Result<()> {
+        if let Output::File(t, target) = self {
+            t.as_file().sync_all()?;
+            t.persist(&target)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+        }
+        Ok(())
+    }
+}
+
+pub fn run_report(s: &SqliteStore, a: &ReportArgs) -> Result<()> {
+    let n = enrollment_number(&a.enrollment)?;
+    let e = s.enrollment(&n)?;
+    let sp = span(a, &e)?;
+    let format = match a.format {
+        OutputFormat::Csv => ReportFormat::Csv,
+        OutputFormat::Json => ReportFormat::Json,
+    };
+    let meta = ReportMeta {
+        enrollment: n.to_string(),
+        scope: match sp {
+            Span::Period(p) => ReportScope::Period(p.to_string()),
+            Span::Range(f, t) => ReportScope::Range {
+                from: f.to_string(),
+                to: t.to_string(),
+            },
+        },
+        generated_at: now_rfc3339(),
+        watermark: e.watermark.map(|d| d.to_string()),
+        currency: e.currency.code().to_string(),
+    };
+    let exp = e.currency.exponent();
+    let mut out = Output::new(a.output.as_deref())?;
+    let summary = match a.kind {
+        ReportKind::Balance => {
+            if !a.account.is_empty() || !a.department.is_empty() {
+                bail!("the balance report covers the whole enrollment; --account and --department do not apply");
+            }
+            let (first, last) = match sp {
+                Span::Period(p) => (p, p),
+                Span::Range(f, t) => (f.period(), t.period()),
+            };
+            let last = last.min(e.last_period());
+            let all = ledger::statements(s, &n, last)?;
+            let sts: Vec<_> = all
+                .into_iter()
+                .map(|(st, _)| st)
+                .filter(|st| st.period >= first)
+                .collect();
+            balance::write(&meta, &sts, exp, format, &mut out.writer())?;
+            let last = sts.last().context("no statement")?;
+            format!(
+                "balance: {} period(s); ending balance {} {}, total usage {}",
+                sts.len(),
+                last.ending_balance.format(exp),
+                meta.currency,
+                last.total_usage.format(exp)
+            )
+        }
+        ReportKind::Prices => {
+            let p = match sp {
+                Span::Period(p) => p,
+                Span::Range(..) => bail!("the price list is per billing period: use --period"),
+            };
+            let sheet: Vec<_> = s.price_sheet(&n, p)?.into_iter().map(|(_, m)| m).collect();
+            prices::write(&meta, &sheet, format, &mut out.writer())?;
+            format!("prices: {} meters in {p}", sheet.len())
+        }
+        ReportKind::Usage | ReportKind::Marketplace => {
+            let selection = match sp {
+                Span::Period(p) => UsageSelection {
+                    booked: Some(p),
+                    ..Default::default()
+                },
+                Span::Range(f, t) => UsageSelection {
+                    booked: None,
+                    from: Some(f),
+                    to: Some(t),
+                },
+            };
+            let filter = UsageFilter {
+                selection,
+                accounts: a.account.clone(),
+                departments: a.department.clone(),
+                show_costs: true,
+                marketplace_only: a.kind == ReportKind::Marketplace,
+            };
+            let report = UsageReport::prepare(s, &n, filter, meta.clone())?;
+            let t = report.write(s, &n, format, &mut out.writer())?;
+            format!(
+                "{}: {} rows, cost {} {} (exact {})",
+                if a.kind == ReportKind::Usage {
+                    "usage"
+                } else {
+                    "marketplace"
+                },
+                t.rows,
+                t.cost.round_to_minor(exp).format(exp),
+                meta.currency,
+                exact(t.cost)
+            )
+        }
+    };
+    out.commit()?;
+    let scope = match &meta.scope {
+        ReportScope::Period(p) => format!("period {p}"),
+        ReportScope::Range { from, to } => format!("{from} to {to}"),
+    };
+    eprintln!(
+        "{summary}; {scope}; usage complete through {}; generated {}",
+        meta.watermark.as_deref().unwrap_or("(not set)"),
+        meta.generated_at
+    );
+    Ok(())
+}
+
+fn exact(a: Amount) -> String {
+    a.to_string()
+}

@@ -1,0 +1,641 @@
+//! A realistic demo enrollment: generated input files, ingested through the
+//! same paths an operator uses. Also the data set of `meterbook bench`.
+
+use crate::cli::DemoArgs;
+use crate::commands::{ingest_file, open};
+use crate::settings::Settings;
+use anyhow::Result;
+use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
+use meterbook_core::prices::build_price_sheet;
+use meterbook_core::statement::CommitmentEntry;
+use meterbook_core::store::{EntryKind, MetadataStore, StoreError};
+use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period};
+use meterbook_sqlite::SqliteStore;
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// (department, cost center, account, owner, account cost center, subscriptions)
+const ORG: &[(&str, &str, &str, &str, &str, &[&str])] = &[
+    (
+        "Research",
+        "RD-400",
+        "lab-analytics",
+        "dana@northwind.example",
+        "RD-410",
+        &["analytics-prod", "analytics-sandbox", "ml-training"],
+    ),
+    (
+        "Research",
+        "RD-400",
+        "lab-genomics",
+        "li@northwind.example",
+        "RD-420",
+        &["genomics-pipeline", "genomics-dev"],
+    ),
+    (
+        "Operations",
+        "OP-100",
+        "ops-web",
+        "erik@northwind.example",
+        "OP-120",
+        &["web-frontend", "web-backend", "web-staging"],
+    ),
+    (
+        "Operations",
+        "OP-100",
+        "ops-data",
+        "grace@northwind.example",
+        "OP-130",
+        &["warehouse", "etl"],
+    ),
+    (
+        "Marketing",
+        "MK-200",
+        "mk-campaigns",
+        "hana@northwind.example",
+        "MK-210",
+        &["campaign-sites", "email-engine"],
+    ),
+    (
+        "Marketing",
+        "MK-200",
+        "mk-insights",
+        "ivan@northwind.example",
+        "MK-220",
+        &["insights-bi"],
+    ),
+    (
+        "Finance",
+        "FN-300",
+        "fin-apps",
+        "jorge@northwind.example",
+        "FN-310",
+        &["erp-prod", "erp-test"],
+    ),
+    (
+        "Finance",
+        "FN-300",
+        "fin-reporting",
+        "kim@northwind.example",
+        "FN-320",
+        &["reporting"],
+    ),
+    (
+        "",
+        "",
+        "shared-it",
+        "fatima@northwind.example",
+        "IT-001",
+        &["identity-core", "network-hub", "monitoring"],
+    ),
+];
+
+struct MeterSpec {
+    id: &'static str,
+    name: &'static str,
+    category: &'static str,
+    sub: &'static str,
+    unit: &'static str,
+    part: &'static str,
+    included: &'static str,
+    /// (tier minimum, unit price)
+    tiers: &'static [(&'static str, &'static str)],
+    separately: bool,
+    publisher: (&'static str, &'static str, &'static str),
+    /// Typical daily quantity per resource (micro-units), and resource kind.
+    daily: (u64, u64),
+    provider: &'static str,
+    service: &'static str,
+}
+
+const METERS: &[MeterSpec] = &[
+    MeterSpec {
+        id: "vm-d2s",
+        name: "D2s v5",
+        category: "Virtual Machines",
+        sub: "Dsv5 Series",
+        unit: "1 Hour",
+        part: "N9H-00401",
+        included: "0",
+        tiers: &[("0", "0.096")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (6_000_000, 24_000_000),
+        provider: "Compute/virtualMachines",
+        service: "Compute",
+    },
+    MeterSpec {
+        id: "vm-e4s",
+        name: "E4s v5",
+        category: "Virtual Machines",
+        sub: "Esv5 Series",
+        unit: "1 Hour",
+        part: "N9H-00412",
+        included: "0",
+        tiers: &[("0", "0.252")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (12_000_000, 24_000_000),
+        provider: "Compute/virtualMachines",
+        service: "Compute",
+    },
+    MeterSpec {
+        id: "vm-nc24",
+        name: "NC24ads A100 v4",
+        category: "Virtual Machines",
+        sub: "NCads A100 v4 Series",
+        unit: "1 Hour",
+        part: "N9H-00477",
+        included: "0",
+        tiers: &[("0", "3.673")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (1_000_000, 8_000_000),
+        provider: "Compute/virtualMachines",
+        service: "Compute",
+    },
+    MeterSpec {
+        id: "disk-p10",
+        name: "P10 LRS Disk",
+        category: "Storage",
+        sub: "Premium SSD Managed Disks",
+        unit: "1/Month",
+        part: "N9H-00588",
+        included: "0",
+        tiers: &[("0", "19.71")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (33_333, 33_334),
+        provider: "Compute/disks",
+        service: "Storage",
+    },
+    MeterSpec {
+        id: "blob-hot",
+        name: "Hot LRS Data Stored",
+        category: "Storage",
+        sub: "Blob Storage",
+        unit: "1 GB/Month",
+        part: "N9H-00731",
+        included: "5",
+        tiers: &[("0", "0.0196"), ("51200", "0.0188"), ("512000", "0.018")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (20_000_000, 900_000_000),
+        provider: "Storage/storageAccounts",
+        service: "Storage",
+    },
+    MeterSpec {
+        id: "egress",
+        name: "Data Transfer Out",
+        category: "Bandwidth",
+        sub: "Inter-Region",
+        unit: "1 GB",
+        part: "N9H-00802",
+        included: "100",
+        tiers: &[("0", "0.087"), ("10240", "0.083"), ("51200", "0.07")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (1_000_000, 60_000_000),
+        provider: "Network/frontDoors",
+        service: "Network",
+    },
+    MeterSpec {
+        id: "sql-gp2",
+        name: "General Purpose 2 vCore",
+        category: "SQL Database",
+        sub: "General Purpose - Compute Gen5",
+        unit: "1 Hour",
+        part: "N9H-00911",
+        included: "0",
+        tiers: &[("0", "0.5044")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (24_000_000, 24_000_000),
+        provider: "Sql/servers/databases",
+        service: "SQL",
+    },
+    MeterSpec {
+        id: "fn-exec",
+        name: "Standard Execution Time",
+        category: "Functions",
+        sub: "Consumption",
+        unit: "1 GB Second",
+        part: "N9H-01020",
+        included: "400000",
+        tiers: &[("0", "0.000016")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (100_000_000, 9_000_000_000),
+        provider: "Web/sites",
+        service: "Functions",
+    },
+    MeterSpec {
+        id: "log-ingest",
+        name: "Pay-as-you-go Data Ingestion",
+        category: "Log Analytics",
+        sub: "Analytics Logs",
+        unit: "1 GB",
+        part: "N9H-01103",
+        included: "5",
+        tiers: &[("0", "2.76")],
+        separately: false,
+        publisher: ("", "", ""),
+        daily: (100_000, 4_000_000),
+        provider: "OperationalInsights/workspaces",
+        service: "Monitoring",
+    },
+    MeterSpec {
+        id: "support-pro",
+        name: "Professional Direct Support",
+        category: "Support",
+        sub: "Professional Direct",
+        unit: "1/Day",
+        part: "N9H-01200",
+        included: "0",
+        tiers: &[("0", "32.88")],
+        separately: true,
+        publisher: ("", "", ""),
+        daily: (1_000_000, 1_000_000),
+        provider: "Support/plans",
+        service: "Support",
+    },
+    MeterSpec {
+        id: "mp-redis-e10",
+        name: "Redis Enterprise E10",
+        category: "Marketplace",
+        sub: "Redis Enterprise",
+        unit: "1 Hour",
+        part: "MP-REDIS-E10",
+        included: "0",
+        tiers: &[("0", "0.411")],
+        separately: false,
+        publisher: ("Redis Ltd.", "Redis Enterprise Cloud", "E10"),
+        daily: (24_000_000, 24_000_000),
+        provider: "Cache/redisEnterprise",
+        service: "Marketplace",
+    },
+    MeterSpec {
+        id: "mp-dd-host",
+        name: "Datadog Pro Host",
+        category: "Marketplace",
+        sub: "Datadog",
+        unit: "1 Host Hour",
+        part: "MP-DD-PRO",
+        included: "0",
+        tiers: &[("0", "0.0313")],
+        separately: false,
+        publisher: ("Datadog", "Datadog Pro", "per-host"),
+        daily: (24_000_000, 24_000_000),
+        provider: "Datadog.Monitor/monitors",
+        service: "Marketplace",
+    },
+];
+
+const REGIONS: &[&str] = &["westeurope", "northeurope", "eastus2", "global"];
+const TAGS: &[&str] = &[
+    r#"{"env":"prod","team":"data"}"#,
+    r#"{"env":"dev"}"#,
+    r#"{"env":"prod","app":"shop","owner":"web-team"}"#,
+    r#"{"costcode":"4410","env":"test"}"#,
+    "",
+    r#"{"project":"genome-x","env":"prod"}"#,
+];
+
+pub fn guid(i: usize) -> String {
+    let h = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!(
+        "{:08x}-{:04x}-4{:03x}-9{:03x}-{:012x}",
+        (h >> 32) as u32,
+        (h >> 16) as u16,
+        (h >> 4) as u16 & 0xfff,
+        (h >> 40) as u16 & 0xfff,
+        h & 0xffff_ffff_ffff
+    )
+}
+
+/// The generated input files.
+pub struct Generated {
+    pub hierarchy: PathBuf,
+    pub prices: Vec<(Period, PathBuf)>,
+    pub usage: PathBuf,
+    pub subscriptions: Vec<(String, &'static str)>,
+}
+
+/// Writes hierarchy, one price sheet per period and about `rows` usage rows,
+/// daily from `first` through `last`, into `dir`. Deterministic for a seed.
+pub fn generate(dir: &Path, rows: u64, first: Day, last: Day, seed: u64) -> Result<Generated> {
+    std::fs::create_dir_all(dir)?;
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let hierarchy = dir.join("hierarchy.csv");
+    let mut h = BufWriter::new(std::fs::File::create(&hierarchy)?);
+    writeln!(h, "DepartmentName,DepartmentCostCenter,AccountName,AccountOwnerEmail,AccountCostCenter,SubscriptionGuid,SubscriptionName")?;
+    let mut subs = Vec::new();
+    for (dept, dcc, acct, owner, acc, names) in ORG {
+        for name in names.iter() {
+            let g = guid(subs.len());
+            writeln!(h, "{dept},{dcc},{acct},{owner},{acc},{g},{name}")?;
+            subs.push((g, *acct));
+        }
+    }
+    h.flush()?;
+
+    let mut prices = Vec::new();
+    for p in first.period().through(last.period()) {
+        let path = dir.join(format!("prices-{p}.csv"));
+        let mut w = BufWriter::new(std::fs::File::create(&path)?);
+        writeln!(w, "MeterId,MeterName,MeterCategory,MeterSubCategory,MeterRegion,UnitOfMeasure,PartNumber,UnitPrice,IncludedQuantity,TierMinimumUnits,ChargesBilledSeparately,PublisherName,OfferName,PlanName")?;
+        for (mi, m) in METERS.iter().enumerate() {
+            for (ti, (min, price)) in m.tiers.iter().enumerate() {
+                // A price cut on the D-series VM from the fourth period on.
+                let price = if mi == 0 && ti == 0 && p >= first.period().next().next().next() {
+                    "0.0912"
+                } else {
+                    price
+                };
+                writeln!(
+                    w,
+                    "{},{},{},{},EU West,{},{},{},{},{},{},{},{},{}",
+                    m.id,
+                    m.name,
+                    m.category,
+                    m.sub,
+                    m.unit,
+                    m.part,
+                    price,
+                    m.included,
+                    min,
+                    m.separately,
+                    m.publisher.0,
+                    m.publisher.1,
+                    m.publisher.2
+                )?;
+            }
+        }
+        w.flush()?;
+        prices.push((p, path));
+    }
+
+    // Resources: each subscription runs a fixed set, each on one meter; one row
+    // per resource per day (as the Enterprise Agreement's daily usage).
+    let days = (last.raw() - first.raw() + 1).max(1) as u64;
+    let per_day = (rows / days).max(1) as usize;
+    struct Res {
+        sub: usize,
+        meter: usize,
+        instance: String,
+        group: String,
+        region: &'static str,
+        tags: &'static str,
+        info: String,
+    }
+    let mut resources = Vec::with_capacity(per_day);
+    for i in 0..per_day {
+        let sub = rng.usize(..subs.len());
+        // The support plan and marketplace meters are rare; compute and storage common.
+        let meter = match rng.u32(..100) {
+            0 => 9,
+            1 => 10,
+            2 => 11,
+            x => [0, 1, 1, 2, 3, 3, 4, 4, 5, 6, 7, 8][x as usize % 12],
+        };
+        let m = &METERS[meter];
+        let group = format!("rg-{}", ["app", "data", "etl", "web", "ml", "core"][i % 6]);
+        let instance = format!(
+            "/subscriptions/{}/resourceGroups/{group}/providers/{}/{}-{i}",
+            subs[sub].0,
+            m.provider,
+            m.id.split('-').next().unwrap_or("res")
+        );
+        let info = if m.category == "Virtual Machines" {
+            format!(
+                r#"{{"ImageType":"Canonical","VCPUs":{}}}"#,
+                [2, 4, 24][meter.min(2)]
+            )
+        } else {
+            String::new()
+        };
+        resources.push(Res {
+            sub,
+            meter,
+            instance,
+            group,
+            region: REGIONS[rng.usize(..REGIONS.len())],
+            tags: TAGS[rng.usize(..TAGS.len())],
+            info,
+        });
+    }
+    let usage = dir.join("usage.csv");
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&usage)?);
+    writeln!(w, "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity,InstanceId,ResourceGroup,ResourceLocation,ConsumedService,Tags,AdditionalInfo,ServiceInfo1,ServiceInfo2")?;
+
+    let mut line = String::with_capacity(512);
+    let mut day = first;
+    while day <= last {
+        let mut date = String::new();
+        day.write_iso(&mut date);
+        let compact = date.replace('-', "");
+        for (i, r) in resources.iter().enumerate() {
+            let m = &METERS[r.meter];
+            let (lo, hi) = m.daily;
+            let q = if hi > lo { lo + rng.u64(..hi - lo) } else { lo };
+            line.clear();
+            let _ = write!(
+                line,
+                "u-{compact}-{i:06},{},{date},{},{}.{:06},{},{},{},{},",
+                subs[r.sub].0,
+                m.id,
+                q / 1_000_000,
+                q % 1_000_000,
+                r.instance,
+                r.group,
+                r.region,
+                m.service
+            );
+            push_csv(&mut line, r.tags);
+            line.push(',');
+            push_csv(&mut line, &r.info);
+            line.push_str(",,\n");
+            w.write_all(line.as_bytes())?;
+        }
+        day = day.succ();
+    }
+    w.flush()?;
+    Ok(Generated {
+        hierarchy,
+        prices,
+        usage,
+
+        subscriptions: subs,
+    })
+}
+
+fn push_csv(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// Loads generated files into a new enrollment with the operator's code paths.
+pub fn load(store: &SqliteStore, n: &EnrollmentNumber, g: &Generated) -> Result<()> {
+    let rows =
+        meterbook_io::input::hierarchy::read("hierarchy.csv", std::fs::File::open(&g.hierarchy)?)?;
+    store.upsert_hierarchy(n, &rows)?;
+    for (p, path) in &g.prices {
+        let rows = meterbook_io::input::prices::read(
+            &path.display().to_string(),
+            std::fs::File::open(path)?,
+        )?;
+        let sheet = build_price_sheet(&rows).map_err(|(l, m)| anyhow::anyhow!("line {l}: {m}"))?;
+        store.import_prices(n, *p, &sheet)?;
+    }
+    Ok(())
+}
+
+pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
+    let store = open(settings)?;
+    let n = crate::commands::enrollment_number(&a.enrollment)?;
+    match store.enrollment(&n) {
+        Ok(_) => {
+            println!(
+                "Demo enrollment {n} is already in {}; not seeding it again.",
+                settings.db.display()
+            );
+        }
+        Err(StoreError::NotFound(_)) => seed(&store, &n, a.rows)?,
+        Err(e) => return Err(e.into()),
+    }
+    print_next_steps(settings, &n);
+    Ok(())
+}
+
+fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
+    let today = Day::today();
+    let this = today.period();
+    let mut first = this;
+    for _ in 0..7 {
+        first = first.prev();
+    }
+    let start = first.first_day();
+    let end = start.add_days(3 * 365 - 1);
+    let last_usage = today.add_days(-1);
+    store.create_enrollment(&NewEnrollment {
+        number: n.clone(),
+        name: "Northwind Traders".into(),
+        currency: Currency::parse("USD").map_err(anyhow::Error::msg)?,
+        start,
+        end,
+        visibility: ChargeVisibility {
+            department_admins_view_charges: true,
+            account_owners_view_charges: false,
+        },
+    })?;
+    let dir = tempfile::tempdir()?;
+    println!("Generating about {rows} usage rows from {start} to {last_usage} ...");
+    let g = generate(dir.path(), rows, start, last_usage, 8608480)?;
+    load(store, n, &g)?;
+    let t = std::time::Instant::now();
+    let usage = g.usage.display().to_string();
+    let sum = ingest_file(store, n, &usage, None, false, None)?;
+    println!(
+        "Ingested {} rows in {:.1} s ({:.0} rows/s).",
+        sum.stored,
+        t.elapsed().as_secs_f64(),
+        sum.stored as f64 / t.elapsed().as_secs_f64()
+    );
+    // A commitment that runs out: about 60% of the term-to-date charges.
+    let mut total = meterbook_core::Amount::ZERO;
+    for p in first.through(this) {
+        total += meterbook_core::ledger::charges(store, n, p)?.commitment;
+    }
+    let commit = (total.round_to_minor(2).0 * 6 / 10) / 100_000 * 100_000;
+    let entry = |date: Day, cents: i64, d: &str| CommitmentEntry {
+        date,
+        amount: Money(cents),
+        description: d.into(),
+    };
+    store.add_entry(
+        n,
+        EntryKind::Purchase,
+        &entry(start, commit.max(100_000), "Monetary commitment, year 1"),
+    )?;
+    store.add_entry(
+        n,
+        EntryKind::Adjustment,
+        &entry(
+            first.next().first_day().add_days(14),
+            250_000,
+            "Service credit: regional outage",
+        ),
+    )?;
+    store.add_entry(
+        n,
+        EntryKind::Adjustment,
+        &entry(
+            first.next().next().next().first_day().add_days(2),
+            -40_000,
+            "Correction of a prior credit",
+        ),
+    )?;
+    // Close every period but the last three, then feed late usage for a closed month.
+    let close_through = this.prev().prev().prev();
+    for p in first.through(close_through) {
+        meterbook_core::ledger::close_period(store, n, p, today)?;
+    }
+    let late = g.usage.with_file_name("late.csv");
+    let mut w = BufWriter::new(std::fs::File::create(&late)?);
+    writeln!(w, "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity,ResourceGroup,ResourceLocation,ConsumedService,Tags")?;
+    let late_day = close_through.first_day().add_days(9);
+    for i in 0..20 {
+        writeln!(w, "late-{i:03},{},{late_day},vm-e4s,{}.5,rg-app,westeurope,Compute,\"{{\"\"env\"\":\"\"prod\"\"}}\"", g.subscriptions[i % g.subscriptions.len()].0, 2 + i % 5)?;
+    }
+    // A meter that had no usage in the closed month is priced at C(q)/q of that month's sheet.
+    writeln!(
+        w,
+        "late-gpu,{},{late_day},vm-nc24,3,rg-ml,westeurope,Compute,",
+        g.subscriptions[2].0
+    )?;
+    w.flush()?;
+    drop(w);
+    ingest_file(store, n, &late.display().to_string(), None, false, None)?;
+    store.set_watermark(n, last_usage)?;
+    println!(
+        "Created enrollment {n} (Northwind Traders, USD, {start} to {end}): {} departments, {} accounts, {} subscriptions, {} meters,",
+        4,
+        ORG.len(),
+        g.subscriptions.len(),
+        METERS.len()
+    );
+    println!(
+        "commitment {} USD, periods {first} to {close_through} closed, 21 late corrections booked in {}.",
+        Money(commit).format(2),
+        close_through.next()
+    );
+    Ok(())
+}
+
+fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
+    let db = settings.db.display();
+    let this = Day::today().period();
+    println!();
+    println!("Try:");
+    println!("  meterbook --db {db} period list --enrollment {n}");
+    println!(
+        "  meterbook --db {db} report balance --enrollment {n} --period {} --format json",
+        this.prev()
+    );
+    println!(
+        "  meterbook --db {db} report usage --enrollment {n} --period {} -o usage-{}.csv",
+        this.prev(),
+        this.prev()
+    );
+    println!("  meterbook --db {db} report usage --enrollment {n} --from {} --to {} --department Research", this.prev().first_day(), this.prev().first_day().add_days(6));
+    println!("  meterbook --db {db} report prices --enrollment {n} --period {this}");
+    println!(
+        "  meterbook --db {db} report marketplace --enrollment {n} --period {this} --format json"
+    );
+}
