@@ -139,7 +139,9 @@ pub struct Rollup {
     pub rows: i64,
 }
 
-/// Which usage rows a scan returns. Rows come in (Date, then arrival) order.
+/// Which usage rows a scan returns. Rows come in (Date, RecordId) order, so a
+/// report never depends on the order records arrived in; a booked period lists
+/// its own days first, then the corrections booked into it.
 #[derive(Clone, Debug, Default)]
 pub struct UsageSelection {
     /// Rows booked in this period (corrections booked in it included).
@@ -153,7 +155,6 @@ pub struct UsageSelection {
 /// One stored usage row, borrowed from the scan.
 #[derive(Clone, Copy, Debug)]
 pub struct UsageFact<'a> {
-    pub seq: i64,
     pub record_id: &'a str,
     pub subscription: i64,
     pub day: Day,

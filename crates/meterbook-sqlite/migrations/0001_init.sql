@@ -109,11 +109,12 @@ CREATE TABLE dict (
 );
 
 -- Usage facts, narrow: integer keys, fixed-point quantity, dictionary ids.
+-- Clustered by (enrollment, day, record id): exports read in key order with no
+-- sort, and the order does not depend on arrival order.
 CREATE TABLE usage_fact (
-    seq               INTEGER PRIMARY KEY,
     enrollment_id     INTEGER NOT NULL,
-    record_id         TEXT NOT NULL,
     day               INTEGER NOT NULL,
+    record_id         TEXT NOT NULL,
     subscription_id   INTEGER NOT NULL,
     meter_key         INTEGER NOT NULL,
     quantity          INTEGER NOT NULL,
@@ -126,10 +127,12 @@ CREATE TABLE usage_fact (
     tags              INTEGER NOT NULL,
     additional_info   INTEGER NOT NULL,
     service_info1     INTEGER NOT NULL,
-    service_info2     INTEGER NOT NULL
-);
+    service_info2     INTEGER NOT NULL,
+    PRIMARY KEY (enrollment_id, day, record_id)
+) WITHOUT ROWID;
+-- RecordId is the idempotency key within an enrollment.
 CREATE UNIQUE INDEX usage_fact_record ON usage_fact (enrollment_id, record_id);
-CREATE INDEX usage_fact_day ON usage_fact (enrollment_id, day);
+-- Corrections are few: a partial index finds those booked in a period.
 CREATE INDEX usage_fact_correction ON usage_fact (enrollment_id, booked) WHERE correction_rate IS NOT NULL;
 
 -- Maintained in the same transaction as the facts: statements read only this.

@@ -331,7 +331,7 @@ impl DictDecoder {
     }
 }
 
-const FACT_COLUMNS: &str = "seq, record_id, subscription_id, day, meter_key, quantity, booked, \
+const FACT_COLUMNS: &str = "record_id, subscription_id, day, meter_key, quantity, booked, \
      correction_rate, instance_id, resource_group, resource_location, consumed_service, tags, \
      additional_info, service_info1, service_info2";
 
@@ -430,14 +430,14 @@ fn scan_in_tx(
             queries.push((
                 format!(
                     "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
-                     AND booked = ?4 ORDER BY day, seq"
+                     AND booked = ?4 ORDER BY day, record_id"
                 ),
                 vec![eid, a, b, p.id() as i64],
             ));
             queries.push((
                 format!(
                     "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND booked = ?4 \
-                     AND correction_rate IS NOT NULL AND day BETWEEN ?2 AND ?3 ORDER BY day, seq"
+                     AND correction_rate IS NOT NULL AND day BETWEEN ?2 AND ?3 ORDER BY day, record_id"
                 ),
                 vec![eid, from as i64, to as i64, p.id() as i64],
             ));
@@ -445,7 +445,7 @@ fn scan_in_tx(
         None => queries.push((
             format!(
                 "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
-                 ORDER BY day, seq"
+                 ORDER BY day, record_id"
             ),
             vec![eid, from as i64, to as i64],
         )),
@@ -458,29 +458,28 @@ fn scan_in_tx(
         while let Some(r) = rows.next().map_err(backend)? {
             let mut dims = [0i64; 8];
             for (i, d) in dims.iter_mut().enumerate() {
-                *d = r.get(8 + i).map_err(backend)?;
+                *d = r.get(7 + i).map_err(backend)?;
                 dict.load(conn, *d)?;
             }
-            let rate: Option<String> = r.get(7).map_err(backend)?;
+            let rate: Option<String> = r.get(6).map_err(backend)?;
             let correction_rate = match rate {
                 Some(s) => Some(Price(i128_from_sql(&s)?)),
                 None => None,
             };
             let record_id = r
-                .get_ref(1)
+                .get_ref(0)
                 .map_err(backend)?
                 .as_str()
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
-            let day = Day::from_raw(r.get(3).map_err(backend)?);
-            let booked = Period::from_id(r.get(6).map_err(backend)?)
+            let day = Day::from_raw(r.get(2).map_err(backend)?);
+            let booked = Period::from_id(r.get(5).map_err(backend)?)
                 .ok_or_else(|| StoreError::Backend("corrupt period".into()))?;
             let fact = UsageFact {
-                seq: r.get(0).map_err(backend)?,
                 record_id,
-                subscription: r.get(2).map_err(backend)?,
+                subscription: r.get(1).map_err(backend)?,
                 day,
-                meter: r.get(4).map_err(backend)?,
-                quantity: Quantity(r.get(5).map_err(backend)?),
+                meter: r.get(3).map_err(backend)?,
+                quantity: Quantity(r.get(4).map_err(backend)?),
                 booked,
                 rate_period: day.period(),
                 correction_rate,

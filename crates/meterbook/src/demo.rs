@@ -521,7 +521,11 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
         first = first.prev();
     }
     let start = first.first_day();
-    let end = start.add_days(3 * 365 - 1);
+    let mut end_period = first;
+    for _ in 0..36 {
+        end_period = end_period.next();
+    }
+    let end = end_period.first_day().add_days(-1);
     let last_usage = today.add_days(-1);
     store.create_enrollment(&NewEnrollment {
         number: n.clone(),

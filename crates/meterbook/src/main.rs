@@ -15,9 +15,20 @@ fn main() -> std::process::ExitCode {
     let settings = settings::Settings::load(&cli);
     match commands::run(&settings, cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A closed pipe (`meterbook report ... | head`) is the reader's choice, not an error.
+        Err(e) if is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<meterbook_io::report::usage::ReportError>()
+                .is_some_and(|r| matches!(r, meterbook_io::report::usage::ReportError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    })
 }

@@ -2,6 +2,7 @@
 
 use super::{day, enrollment_number, period};
 use crate::cli::{EnrollmentCmd, HierarchyCmd, PricesCmd, SubscriptionCmd};
+use std::io::Write;
 use anyhow::{Context, Result};
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
 use meterbook_core::prices::build_price_sheet;
@@ -57,9 +58,11 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
             );
         }
         EnrollmentCmd::List => {
-            println!("number\tname\tcurrency\tstart\tend\tusage complete through");
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "number\tname\tcurrency\tstart\tend\tusage complete through")?;
             for e in s.enrollments()? {
-                println!(
+                writeln!(
+                    out,
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     e.number,
                     e.name,
@@ -67,7 +70,7 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
                     e.start,
                     e.end,
                     e.watermark.map_or("-".to_string(), |d| d.to_string())
-                );
+                )?;
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use super::{day, enrollment_number};
 use crate::cli::{EntryCmd, PeriodCmd};
+use std::io::Write;
 use anyhow::Result;
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, MetadataStore};
@@ -55,15 +56,17 @@ pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
         }
         PeriodCmd::List { enrollment } => {
             let n = enrollment_number(&enrollment)?;
-            println!("period\tstatus\trates\tprice sheet");
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "period\tstatus\trates\tprice sheet")?;
             for i in s.periods(&n)? {
-                println!(
+                writeln!(
+                    out,
                     "{}\t{}\t{}\t{}",
                     i.period,
                     if i.closed { "closed" } else { "open" },
                     if i.closed { "locked" } else { "moving" },
                     if i.has_price_sheet { "yes" } else { "no" }
-                );
+                )?;
             }
         }
     }
