@@ -1,0 +1,431 @@
+//! Hand-computed golden scenarios for rating, the statement, booking and
+//! ingestion. Each takes a fresh, empty store.
+
+use crate::fixture::*;
+use meterbook_core::ingest::IngestError;
+use meterbook_core::statement::CommitmentEntry;
+use meterbook_core::store::{EntryKind, Store, StoreError, UsageSelection};
+use meterbook_core::Money;
+use meterbook_io::report::usage::UsageFilter;
+use meterbook_io::report::ReportScope;
+
+fn entry(date: &str, cents: i64, d: &str) -> CommitmentEntry {
+    CommitmentEntry {
+        date: day(date),
+        amount: Money(cents),
+        description: d.into(),
+    }
+}
+
+/// Tiers crossing boundaries inside one row: included 2, 1.00 from 0, 0.50 from 10.
+/// One row of 15: C = 8 × 1.00 + 5 × 0.50 = 10.50; rate = 0.7.
+pub fn tiers_cross_inside_one_row<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(
+        s,
+        "202501",
+        &[meter("t", "2", &[("0", "1.00"), ("10", "0.50")])],
+    );
+    ingest_ok(s, &[row("r1", G1, "2025-01-05", "t", "15")]);
+    let (csv, totals) = usage_csv(s, "202501", &[], &[]);
+    assert_eq!(column(&csv, "ResourceRate"), ["0.7"]);
+    assert_eq!(column(&csv, "Cost"), ["10.5"]);
+    assert_eq!(totals.cost.to_string(), "10.5");
+    let st = statement(s, "202501");
+    assert_eq!(st.service_overage, Money(1050));
+    assert_eq!(st.utilized, Money(0));
+    assert_eq!(st.total_usage, Money(1050));
+}
+
+/// Included quantity larger than usage, then usage growing past it: the blended
+/// rate moves, and rows always add up to Q × rate.
+pub fn included_quantity_larger_than_usage<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(s, "202501", &[meter("inc", "100", &[("0", "2")])]);
+    ingest_ok(
+        s,
+        &[
+            row("r1", G1, "2025-01-02", "inc", "30"),
+            row("r2", G2, "2025-01-03", "inc", "40"),
+        ],
+    );
+    let (csv, totals) = usage_csv(s, "202501", &[], &[]);
+    assert_eq!(column(&csv, "Cost"), ["0", "0"]);
+    assert_eq!(totals.cost.to_string(), "0");
+    assert_eq!(statement(s, "202501").total_usage, Money(0));
+    // Q = 120: C = 20 × 2 = 40; rate = 40/120 = 0.333333333333 (12 places, half-even).
+    ingest_ok(s, &[row("r3", G3, "2025-01-04", "inc", "50")]);
+    let (csv, totals) = usage_csv(s, "202501", &[], &[]);
+    assert_eq!(column(&csv, "ResourceRate"), ["0.333333333333"; 3]);
+    assert_eq!(
+        column(&csv, "Cost"),
+        ["9.99999999999", "13.33333333332", "16.66666666665"]
+    );
+    assert_eq!(totals.cost.to_string(), "39.99999999996");
+    // The statement rounds the exact sum once: 40.00.
+    assert_eq!(statement(s, "202501").service_overage, Money(4000));
+}
+
+/// A row of quantity 0 is stored and costs nothing; a period without usage has a
+/// zero statement that carries the balance forward.
+pub fn zero_usage<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(s, "202501", &[meter("z", "0", &[("0", "5")])]);
+    s.add_entry(
+        &n(),
+        EntryKind::Purchase,
+        &entry("2025-01-01", 10_000, "commitment"),
+    )
+    .expect("purchase");
+    let sum = ingest_ok(s, &[row("r0", G1, "2025-01-09", "z", "0")]);
+    assert_eq!(sum.stored, 1);
+    let (csv, _) = usage_csv(s, "202501", &[], &[]);
+    assert_eq!(column(&csv, "Cost"), ["0"]);
+    assert_eq!(column(&csv, "ResourceRate"), ["0"]);
+    let feb = statement(s, "202502");
+    assert_eq!(feb.beginning_balance, Money(10_000));
+    assert_eq!(feb.ending_balance, Money(10_000));
+    assert_eq!(feb.total_usage, Money(0));
+    assert_eq!(feb.utilized, Money(0));
+}
+
+/// JPY has no minor unit: 0.2 units at 12.5 = 2.5 yen rounds half-even to 2.
+pub fn jpy_has_no_minor_unit<S: Store>(s: &S) {
+    enrollment(s, "JPY");
+    prices(s, "202501", &[meter("y", "0", &[("0", "12.5")])]);
+    s.add_entry(
+        &n(),
+        EntryKind::Purchase,
+        &entry("2025-01-01", 1000, "commitment ¥1000"),
+    )
+    .expect("purchase");
+    ingest_ok(
+        s,
+        &[
+            row("r1", G1, "2025-01-02", "y", "0.1"),
+            row("r2", G1, "2025-01-03", "y", "0.1"),
+        ],
+    );
+    let st = statement(s, "202501");
+    assert_eq!(st.utilized, Money(2));
+    assert_eq!(st.ending_balance, Money(998));
+    assert_eq!(st.ending_balance.format(0), "998");
+    // 3.5 yen rounds to 4 (half to even).
+    ingest_ok(s, &[row("r3", G1, "2025-01-04", "y", "0.08")]);
+    assert_eq!(statement(s, "202501").utilized, Money(4));
+    assert!(Money::parse("1.5", 0).is_err());
+}
+
+/// Overage when the commitment runs out, with billed-separately and
+/// marketplace charges that never draw on it.
+pub fn overage_billed_separately_and_marketplace<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    let sheet = [
+        meter("c", "0", &[("0", "1.00")]),
+        M {
+            separately: true,
+            ..meter("s", "0", &[("0", "10")])
+        },
+        M {
+            publisher: "Contoso Apps",
+            ..meter("m", "0", &[("0", "0.5")])
+        },
+    ];
+    prices(s, "202501", &sheet);
+    prices(s, "202502", &sheet);
+    s.add_entry(
+        &n(),
+        EntryKind::Purchase,
+        &entry("2025-01-01", 10_000, "commitment"),
+    )
+    .expect("purchase");
+    ingest_ok(
+        s,
+        &[
+            row("c1", G1, "2025-01-10", "c", "150.255"),
+            row("s1", G3, "2025-01-11", "s", "2"),
+            row("m1", G4, "2025-01-12", "m", "3"),
+        ],
+    );
+    let jan = statement(s, "202501");
+    // 150.255 rounds half-even to 150.26 (15025.5 cents -> 15026).
+    assert_eq!(jan.utilized, Money(10_000));
+    assert_eq!(jan.service_overage, Money(5026));
+    assert_eq!(jan.charges_billed_separately, Money(2000));
+    assert_eq!(jan.total_overage, Money(7026));
+    assert_eq!(jan.total_usage, Money(17_026));
+    assert_eq!(jan.marketplace_charges, Money(150));
+    assert_eq!(jan.ending_balance, Money(0));
+    // February: a credit of 30.00 covers 10.00 of usage.
+    s.add_entry(
+        &n(),
+        EntryKind::Adjustment,
+        &entry("2025-02-03", 3000, "credit"),
+    )
+    .expect("adjustment");
+    ingest_ok(s, &[row("c2", G1, "2025-02-10", "c", "10")]);
+    let feb = statement(s, "202502");
+    assert_eq!(feb.beginning_balance, Money(0));
+    assert_eq!(feb.adjustments, Money(3000));
+    assert_eq!(feb.utilized, Money(1000));
+    assert_eq!(feb.ending_balance, Money(2000));
+    assert_eq!(feb.service_overage, Money(0));
+    assert_eq!(feb.adjustment_details.len(), 1);
+    // The marketplace report holds just the marketplace row.
+    let filter = UsageFilter {
+        selection: UsageSelection {
+            booked: Some(period("202501")),
+            ..Default::default()
+        },
+        show_costs: true,
+        marketplace_only: true,
+        ..Default::default()
+    };
+    let (csv, t) = report(s, filter, ReportScope::Period("202501".into()));
+    assert_eq!(column(&csv, "RecordId"), ["m1"]);
+    assert_eq!(column(&csv, "PublisherName"), ["Contoso Apps"]);
+    assert_eq!(t.cost.to_string(), "1.5");
+}
+
+/// Closing a period locks its rates; late usage dated in it is booked in the
+/// oldest open period at the locked rate, and the closed period never changes.
+pub fn period_close_then_late_usage<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    let sheet = [
+        meter("c", "0", &[("0", "1"), ("100", "0.5")]),
+        meter("g", "0", &[("0", "2"), ("2", "1")]),
+    ];
+    prices(s, "202501", &sheet);
+    prices(s, "202502", &sheet);
+    // Q = 200: C = 100 + 50 = 150; rate 0.75.
+    ingest_ok(
+        s,
+        &[
+            row("j1", G1, "2025-01-05", "c", "120"),
+            row("j2", G2, "2025-01-06", "c", "80"),
+        ],
+    );
+    let before = usage_csv(s, "202501", &[], &[]);
+    let st_before = statement(s, "202501");
+    close(s, "202501");
+    assert!(s.periods(&n()).unwrap()[0].closed);
+    // Closed periods refuse new prices.
+    assert!(matches!(
+        s.import_prices(&n(), period("202501"), &[]),
+        Err(StoreError::Conflict(_))
+    ));
+    ingest_ok(
+        s,
+        &[
+            row("late-c", G1, "2025-01-20", "c", "10"),
+            // No usage of g in January: priced at C(4)/4 = (2×2 + 2×1)/4 = 1.5.
+            row("late-g", G3, "2025-01-21", "g", "4"),
+            row("f1", G1, "2025-02-02", "c", "100"),
+        ],
+    );
+    // A record already stored is a duplicate, even though its period closed.
+    let dup = ingest_ok(s, &[row("j1", G1, "2025-01-05", "c", "120")]);
+    assert_eq!((dup.stored, dup.duplicates), (0, 1));
+    assert_eq!(usage_csv(s, "202501", &[], &[]).0, before.0);
+    assert_eq!(statement(s, "202501"), st_before);
+    let (feb, t) = usage_csv(s, "202502", &[], &[]);
+    assert_eq!(column(&feb, "RecordId"), ["f1", "late-c", "late-g"]);
+    assert_eq!(column(&feb, "IsCorrection"), ["false", "true", "true"]);
+    assert_eq!(
+        column(&feb, "Date"),
+        ["2025-02-02", "2025-01-20", "2025-01-21"]
+    );
+    // f1: Q(Feb) = 100 (corrections do not move February's rate): C = 100, rate 1.
+    assert_eq!(column(&feb, "ResourceRate"), ["1", "0.75", "1.5"]);
+    assert_eq!(column(&feb, "Cost"), ["100", "7.5", "6"]);
+    assert_eq!(t.cost.to_string(), "113.5");
+    assert_eq!(statement(s, "202502").service_overage, Money(11_350));
+    // Periods close in order, and only once they have ended.
+    assert!(meterbook_core::ledger::close_period(s, &n(), period("202503"), day(TODAY)).is_err());
+    assert!(
+        meterbook_core::ledger::close_period(s, &n(), period("202502"), day("2025-02-20")).is_err()
+    );
+}
+
+/// Idempotency by RecordId, conflicts, all-or-nothing files and --skip-invalid.
+pub fn ingest_is_idempotent_and_atomic<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(s, "202501", &[meter("c", "0", &[("0", "1")])]);
+    let rows = [
+        row("a", G1, "2025-01-01", "c", "1"),
+        row("b", G1, "2025-01-02", "c", "2"),
+    ];
+    assert_eq!(ingest_ok(s, &rows).stored, 2);
+    let again = ingest_ok(s, &rows);
+    assert_eq!((again.stored, again.duplicates), (0, 2));
+    // Same RecordId, other content: a conflict, and the whole file is refused.
+    let bad = [
+        row("c", G1, "2025-01-03", "c", "3"),
+        row("a", G1, "2025-01-01", "c", "1.5"),
+    ];
+    match try_ingest(s, &bad, false) {
+        Err(IngestError::Rejected { rejects, .. }) => {
+            assert_eq!(rejects.len(), 1);
+            assert_eq!(rejects[0].line, 3);
+            assert_eq!(rejects[0].column, Some("RecordId"));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(usage_csv(s, "202501", &[], &[]).1.rows, 2);
+    // Every kind of invalid row, each naming its column.
+    let invalid = [
+        (
+            row("u", "no-such-sub", "2025-01-01", "c", "1"),
+            "SubscriptionGuid",
+        ),
+        (row("v", G1, "2025-01-01", "nometer", "1"), "MeterId"),
+        (row("w", G1, "2024-12-31", "c", "1"), "Date"),
+        (row("x", G1, "2025-01-01", "c", "-1"), "ConsumedQuantity"),
+        (
+            row("y", G1, "2025-01-01", "c", "1.0000001"),
+            "ConsumedQuantity",
+        ),
+        (
+            Row {
+                tags: r#"{"a":1}"#.into(),
+                ..row("z", G1, "2025-01-01", "c", "1")
+            },
+            "Tags",
+        ),
+        (
+            row(&"r".repeat(200), G1, "2025-01-01", "c", "1"),
+            "RecordId",
+        ),
+        (row("d", G1, "2025-02-30", "c", "1"), "Date"),
+    ];
+    for (r, col) in &invalid {
+        match try_ingest(
+            s,
+            &[row("ok", G1, "2025-01-04", "c", "1"), r.clone()],
+            false,
+        ) {
+            Err(IngestError::Rejected { rejects, .. }) => {
+                assert_eq!(rejects[0].column, Some(*col), "{:?}", rejects[0]);
+                assert_eq!(rejects[0].line, 3);
+            }
+            other => panic!("expected {col} rejection, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        usage_csv(s, "202501", &[], &[]).1.rows,
+        2,
+        "nothing of a refused file is stored"
+    );
+    // skip_invalid keeps the valid rows.
+    let mixed: Vec<Row> = std::iter::once(row("ok", G1, "2025-01-04", "c", "1"))
+        .chain(invalid.iter().map(|(r, _)| r.clone()))
+        .collect();
+    let sum = try_ingest(s, &mixed, true).expect("skip invalid");
+    assert_eq!((sum.stored, sum.rejected), (1, invalid.len() as u64));
+    assert_eq!(usage_csv(s, "202501", &[], &[]).1.rows, 3);
+}
+
+/// Usage belongs to the account that owned the subscription on its date; the
+/// department and cost center follow the account; filters select by either.
+pub fn attribution_follows_subscription_moves<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(s, "202501", &[meter("c", "0", &[("0", "1")])]);
+    s.move_subscription(&n(), G1, "b1", day("2025-01-15"))
+        .expect("move");
+    ingest_ok(
+        s,
+        &[
+            row("before", G1, "2025-01-14", "c", "1"),
+            row("after", G1, "2025-01-15", "c", "2"),
+        ],
+    );
+    let (csv, _) = usage_csv(s, "202501", &[], &[]);
+    assert_eq!(column(&csv, "AccountName"), ["a1", "b1"]);
+    assert_eq!(column(&csv, "DepartmentName"), ["A", "B"]);
+    assert_eq!(column(&csv, "CostCenter"), ["CC-a1", "CC-b1"]);
+    assert_eq!(
+        column(&usage_csv(s, "202501", &["a1"], &[]).0, "RecordId"),
+        ["before"]
+    );
+    assert_eq!(
+        column(&usage_csv(s, "202501", &[], &["B"]).0, "RecordId"),
+        ["after"]
+    );
+    // Moving a subscription to another account by re-importing the hierarchy is refused.
+    let h = s.hierarchy(&n()).expect("hierarchy");
+    assert_eq!(h.subscriptions.len(), 4);
+    // A move into a closed period is refused.
+    close(s, "202501");
+    assert!(s
+        .move_subscription(&n(), G1, "a1", day("2025-01-20"))
+        .is_err());
+    s.move_subscription(&n(), G1, "a1", day("2025-02-01"))
+        .expect("move after the closed period");
+}
+
+/// A price sheet that drops a meter with usage in its period is refused.
+pub fn prices_keep_used_meters<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(
+        s,
+        "202501",
+        &[
+            meter("c", "0", &[("0", "1")]),
+            meter("d", "0", &[("0", "1")]),
+        ],
+    );
+    ingest_ok(s, &[row("a", G1, "2025-01-01", "c", "1")]);
+    prices(s, "202501", &[meter("c", "0", &[("0", "2")])]);
+    assert_eq!(
+        statement(s, "202501").service_overage,
+        Money(200),
+        "a new sheet reprices the open period"
+    );
+    let sheet = meterbook_core::prices::build_price_sheet(&[]).expect("empty");
+    assert!(matches!(
+        s.import_prices(&n(), period("202501"), &sheet),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(
+        s.import_prices(&n(), period("203001"), &sheet).is_err(),
+        "outside the term"
+    );
+}
+
+/// Another enrollment's data is never visible.
+pub fn enrollments_are_isolated<S: Store>(s: &S) {
+    enrollment(s, "USD");
+    prices(s, "202501", &[meter("c", "0", &[("0", "1")])]);
+    ingest_ok(s, &[row("a", G1, "2025-01-01", "c", "1")]);
+    let other = meterbook_core::EnrollmentNumber::parse("E200").unwrap();
+    s.create_enrollment(&meterbook_core::enrollment::NewEnrollment {
+        number: other.clone(),
+        name: "Other".into(),
+        currency: meterbook_core::Currency::parse("USD").unwrap(),
+        start: day("2025-01-01"),
+        end: day("2025-12-31"),
+        visibility: Default::default(),
+    })
+    .unwrap();
+    assert!(s.hierarchy(&other).unwrap().subscriptions.is_empty());
+    assert!(s.price_sheet(&other, period("202501")).unwrap().is_empty());
+    assert!(s.rollups(&other, period("202501")).unwrap().is_empty());
+    let mut seen = 0;
+    s.scan_usage(&other, &UsageSelection::default(), &mut |_| {
+        seen += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen, 0);
+    assert!(matches!(
+        s.create_enrollment(&meterbook_core::enrollment::NewEnrollment {
+            number: other,
+            name: "Again".into(),
+            currency: meterbook_core::Currency::parse("USD").unwrap(),
+            start: day("2025-01-01"),
+            end: day("2025-12-31"),
+            visibility: Default::default(),
+        }),
+        Err(StoreError::Conflict(_))
+    ));
+}
