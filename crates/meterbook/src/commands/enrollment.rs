@@ -2,7 +2,6 @@
 
 use super::{day, enrollment_number, period};
 use crate::cli::{EnrollmentCmd, HierarchyCmd, PricesCmd, SubscriptionCmd};
-use std::io::Write;
 use anyhow::{Context, Result};
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
 use meterbook_core::prices::build_price_sheet;
@@ -10,6 +9,7 @@ use meterbook_core::store::MetadataStore;
 use meterbook_core::Currency;
 use meterbook_sqlite::SqliteStore;
 use std::fs::File;
+use std::io::Write;
 use std::path::Path;
 
 fn open_input(path: &Path) -> Result<File> {
@@ -59,7 +59,10 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
         }
         EnrollmentCmd::List => {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "number\tname\tcurrency\tstart\tend\tusage complete through")?;
+            writeln!(
+                out,
+                "number\tname\tcurrency\tstart\tend\tusage complete through"
+            )?;
             for e in s.enrollments()? {
                 writeln!(
                     out,

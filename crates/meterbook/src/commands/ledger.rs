@@ -2,12 +2,12 @@
 
 use super::{day, enrollment_number};
 use crate::cli::{EntryCmd, PeriodCmd};
-use std::io::Write;
 use anyhow::Result;
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, MetadataStore};
 use meterbook_core::{Day, Money};
 use meterbook_sqlite::SqliteStore;
+use std::io::Write;
 
 pub fn entry(s: &SqliteStore, kind: EntryKind, c: EntryCmd) -> Result<()> {
     let EntryCmd::Add {
