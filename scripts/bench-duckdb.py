@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""DuckDB on the same data as `meterbook bench`: load the generated usage CSV
+into a DuckDB database file, then COPY it back out to CSV.
+
+Usage: python3 scripts/bench-duckdb.py DIR   (DIR as given to `meterbook bench --dir`)
+Needs the `duckdb` package: scripts/bench.sh sets up a virtual environment with it.
+Prints load rows/s, export rows/s and MB/s, and bytes on disk per row.
+"""
+import os
+import sys
+import time
+
+import duckdb
+
+
+def main() -> None:
+    d = sys.argv[1] if len(sys.argv) > 1 else "bench-data"
+    src = os.path.join(d, "usage.csv")
+    db = os.path.join(d, "duck.db")
+    out = os.path.join(d, "duck-export.csv")
+    for p in (db, db + ".wal", out):
+        if os.path.exists(p):
+            os.remove(p)
+    con = duckdb.connect(db)
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    # Exact types, as Meterbook stores them: a date and a 6-decimal quantity.
+    t = time.perf_counter()
+    con.execute(
+        f"""CREATE TABLE usage AS SELECT * FROM read_csv('{src}', header = true,
+            columns = {{'RecordId': 'VARCHAR', 'SubscriptionGuid': 'VARCHAR', 'Date': 'DATE',
+                       'MeterId': 'VARCHAR', 'ConsumedQuantity': 'DECIMAL(18,6)',
+                       'InstanceId': 'VARCHAR', 'ResourceGroup': 'VARCHAR',
+                       'ResourceLocation': 'VARCHAR', 'ConsumedService': 'VARCHAR',
+                       'Tags': 'VARCHAR', 'AdditionalInfo': 'VARCHAR',
+                       'ServiceInfo1': 'VARCHAR', 'ServiceInfo2': 'VARCHAR'}})"""
+    )
+    con.execute("CHECKPOINT")
+    load = time.perf_counter() - t
+    rows = con.execute("SELECT count(*) FROM usage").fetchone()[0]
+    t = time.perf_counter()
+    con.execute(f"COPY usage TO '{out}' (HEADER)")
+    export = time.perf_counter() - t
+    con.close()
+    size = os.path.getsize(db)
+    out_bytes = os.path.getsize(out)
+    print(f"duckdb {duckdb.__version__} ({threads} threads): {rows} rows")
+    print(f"load CSV          {load:8.2f} s   {rows / load:10.0f} rows/s")
+    print(f"COPY TO CSV       {export:8.2f} s   {rows / export:10.0f} rows/s   {out_bytes / 1e6 / export:.1f} MB/s   ({out_bytes / 1e6:.1f} MB)")
+    print(f"bytes on disk     {size / rows:.1f} per row   ({size / 1e6:.1f} MB database)")
+
+
+if __name__ == "__main__":
+    main()
