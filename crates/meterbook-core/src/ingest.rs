@@ -1,9 +1,14 @@
 //! The ingest loop, written once for every backend: read a record, classify it
 //! against the catalog, write it, and commit the whole file or nothing.
+//!
+//! Reading and classifying run on their own thread, feeding batches through a
+//! small bounded channel to the thread that owns the write transaction: the
+//! two halves overlap, and memory stays bounded whatever the file's size.
 
 use crate::enrollment::EnrollmentNumber;
 use crate::store::{StoreError, UsageStore, Written};
-use crate::usage::{RawUsage, Reject};
+use crate::usage::{Classified, OwnedUsage, RawUsage, Reject};
+use std::sync::mpsc;
 
 /// A reader of usage records (CSV, NDJSON, …). A lending iterator: each record
 /// borrows from the reader's buffer until the next call.
@@ -45,6 +50,16 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// Records per batch handed to the writer.
+const BATCH: usize = 2048;
+
+enum Msg {
+    Batch(Vec<(OwnedUsage, Classified)>),
+    Reject(Reject, Option<OwnedUsage>),
+    /// The reader is done; this many records were read.
+    Done(u64),
+}
+
 /// Ingests every record of `source` into enrollment `n`.
 ///
 /// `on_reject` sees each rejected record (for a reject file) with the raw
@@ -52,53 +67,114 @@ pub enum IngestError {
 pub fn ingest(
     store: &dyn UsageStore,
     n: &EnrollmentNumber,
-    source: &mut dyn UsageSource,
+    source: &mut (dyn UsageSource + Send),
     opts: IngestOptions,
     on_reject: &mut dyn FnMut(&Reject, Option<&RawUsage<'_>>),
 ) -> Result<IngestSummary, IngestError> {
     let mut writer = store.begin_usage(n)?;
+    let catalog = writer.catalog();
     let mut sum = IngestSummary::default();
     let mut errors: Vec<Reject> = Vec::new();
-    while let Some(next) = source.next_record() {
-        sum.read += 1;
-        let outcome = match next {
-            Err(rej) => Err((rej, None)),
-            Ok(raw) => match writer.catalog().classify(&raw) {
-                Err(rej) => Err((rej, Some(raw))),
-                // Once an all-or-nothing ingest has failed, only validate the rest.
-                Ok(_) if !errors.is_empty() => Ok(Written::Stored),
-                Ok(c) => match writer.write(&raw, &c)? {
-                    Written::Conflict => Err((
-                        Reject::new(
-                            raw.line,
-                            Some("RecordId"),
-                            format!(
-                                "record {} is already stored with different content",
-                                raw.record_id
-                            ),
-                        ),
-                        Some(raw),
-                    )),
-                    w => Ok(w),
-                },
-            },
-        };
-        match outcome {
-            Ok(Written::Stored) => sum.stored += 1,
-            Ok(Written::Duplicate) => sum.duplicates += 1,
-            Ok(Written::Conflict) => unreachable!("conflicts become rejects above"),
-            Err((rej, raw)) => {
-                sum.rejected += 1;
-                on_reject(&rej, raw.as_ref());
-                if !opts.skip_invalid {
-                    errors.push(rej);
-                    if errors.len() >= opts.max_errors {
-                        break;
+    let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<(OwnedUsage, Classified)>>();
+    std::thread::scope(|scope| -> Result<(), IngestError> {
+        scope.spawn(move || {
+            let mut read = 0u64;
+            let mut batch: Vec<(OwnedUsage, Classified)> = Vec::with_capacity(BATCH);
+            let mut spare: Vec<OwnedUsage> = Vec::new();
+            while let Some(next) = source.next_record() {
+                read += 1;
+                let msg = match next {
+                    Err(rej) => Some(Msg::Reject(rej, None)),
+                    Ok(raw) => match catalog.classify(&raw) {
+                        Err(rej) => Some(Msg::Reject(rej, Some(OwnedUsage::from_raw(&raw)))),
+                        Ok(c) => {
+                            let mut owned = spare.pop().unwrap_or_default();
+                            owned.set(&raw);
+                            batch.push((owned, c));
+                            None
+                        }
+                    },
+                };
+                // Keep arrival order: a pending batch goes out before a reject.
+                if msg.is_some() || batch.len() == BATCH {
+                    if !batch.is_empty() {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if tx.send(Msg::Batch(full)).is_err() {
+                            return;
+                        }
+                        if let Ok(used) = recycle_rx.try_recv() {
+                            spare.extend(used.into_iter().map(|(o, _)| o));
+                        }
+                    }
+                    if let Some(m) = msg {
+                        if tx.send(m).is_err() {
+                            return;
+                        }
                     }
                 }
             }
+            if !batch.is_empty() && tx.send(Msg::Batch(batch)).is_err() {
+                return;
+            }
+            let _ = tx.send(Msg::Done(read));
+        });
+        let mut outcomes = Vec::with_capacity(BATCH);
+        let mut reject = |rej: Reject,
+                          raw: Option<&RawUsage<'_>>,
+                          sum: &mut IngestSummary,
+                          errors: &mut Vec<Reject>| {
+            sum.rejected += 1;
+            on_reject(&rej, raw);
+            if !opts.skip_invalid {
+                errors.push(rej);
+            }
+        };
+        for msg in rx {
+            match msg {
+                Msg::Done(read) => sum.read = read,
+                Msg::Reject(rej, raw) => {
+                    let raw = raw.as_ref().map(|o| o.as_raw());
+                    reject(rej, raw.as_ref(), &mut sum, &mut errors);
+                }
+                // Once an all-or-nothing ingest has failed, only validate the rest.
+                Msg::Batch(rows) if !errors.is_empty() => {
+                    sum.stored += rows.len() as u64;
+                    let _ = recycle_tx.send(rows);
+                }
+                Msg::Batch(rows) => {
+                    outcomes.clear();
+                    writer.write_batch(&rows, &mut outcomes)?;
+                    for ((owned, _), w) in rows.iter().zip(&outcomes) {
+                        match w {
+                            Written::Stored => sum.stored += 1,
+                            Written::Duplicate => sum.duplicates += 1,
+                            Written::Conflict => {
+                                let raw = owned.as_raw();
+                                let rej = Reject::new(
+                                    raw.line,
+                                    Some("RecordId"),
+                                    format!(
+                                        "record {} is already stored with different content",
+                                        raw.record_id
+                                    ),
+                                );
+                                reject(rej, Some(&raw), &mut sum, &mut errors);
+                            }
+                        }
+                    }
+                    let _ = recycle_tx.send(rows);
+                }
+            }
+            if errors.len() >= opts.max_errors {
+                // Dropping the receiver stops the reader at its next send.
+                break;
+            }
         }
-    }
+        Ok(())
+    })?;
+    // If the loop stopped early the reader's count never arrived.
+    sum.read = sum.read.max(sum.stored + sum.duplicates + sum.rejected);
     if !errors.is_empty() {
         // Dropping the writer rolls the transaction back.
         drop(writer);

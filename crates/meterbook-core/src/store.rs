@@ -11,7 +11,8 @@ use crate::fixed::{Amount, Price, Quantity};
 use crate::hierarchy::{Hierarchy, HierarchyRow};
 use crate::prices::MeterPrice;
 use crate::statement::CommitmentEntry;
-use crate::usage::{Catalog, Classified, RawUsage};
+use crate::usage::{Catalog, Classified, OwnedUsage};
+use std::sync::Arc;
 
 /// Errors of the storage layer. Messages are safe to show to an operator;
 /// backend details (SQL, paths) stay in `Backend`, which callers log, not show.
@@ -119,8 +120,13 @@ pub enum Written {
 /// durable, until `commit`; dropping it without committing stores nothing.
 pub trait UsageWriter {
     /// The catalog, read inside the transaction so periods cannot close under it.
-    fn catalog(&self) -> &Catalog;
-    fn write(&mut self, raw: &RawUsage<'_>, c: &Classified) -> StoreResult<Written>;
+    fn catalog(&self) -> Arc<Catalog>;
+    /// Writes a batch of classified records, pushing one outcome per record to `out`.
+    fn write_batch(
+        &mut self,
+        rows: &[(OwnedUsage, Classified)],
+        out: &mut Vec<Written>,
+    ) -> StoreResult<()>;
     /// Makes everything written durable, rollups included, in one step.
     fn commit(self: Box<Self>) -> StoreResult<()>;
 }

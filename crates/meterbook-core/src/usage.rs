@@ -29,6 +29,96 @@ pub struct RawUsage<'a> {
     pub service_info2: &'a str,
 }
 
+/// A usage record copied out of a reader's buffer: all fields in one string,
+/// so a batch costs one allocation per record, reused across batches.
+#[derive(Clone, Debug, Default)]
+pub struct OwnedUsage {
+    line: u64,
+    buf: String,
+    ends: [u32; 13],
+}
+
+impl OwnedUsage {
+    pub fn from_raw(r: &RawUsage<'_>) -> OwnedUsage {
+        let mut o = OwnedUsage::default();
+        o.set(r);
+        o
+    }
+
+    /// Overwrites this record with `r`, keeping the allocation.
+    pub fn set(&mut self, r: &RawUsage<'_>) {
+        self.line = r.line;
+        self.buf.clear();
+        for (i, f) in r.fields().iter().enumerate() {
+            self.buf.push_str(f);
+            self.ends[i] = self.buf.len() as u32;
+        }
+    }
+
+    pub fn as_raw(&self) -> RawUsage<'_> {
+        let f: [&str; 13] = std::array::from_fn(|i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+            &self.buf[start..self.ends[i] as usize]
+        });
+        RawUsage::from_fields(self.line, f)
+    }
+}
+
+impl<'a> RawUsage<'a> {
+    /// The fields in [`USAGE_COLUMNS`] order.
+    pub fn fields(&self) -> [&'a str; 13] {
+        [
+            self.record_id,
+            self.subscription_guid,
+            self.date,
+            self.meter_id,
+            self.consumed_quantity,
+            self.instance_id,
+            self.resource_group,
+            self.resource_location,
+            self.consumed_service,
+            self.tags,
+            self.additional_info,
+            self.service_info1,
+            self.service_info2,
+        ]
+    }
+
+    /// Builds a record from fields in [`USAGE_COLUMNS`] order.
+    pub fn from_fields(line: u64, f: [&'a str; 13]) -> RawUsage<'a> {
+        RawUsage {
+            line,
+            record_id: f[0],
+            subscription_guid: f[1],
+            date: f[2],
+            meter_id: f[3],
+            consumed_quantity: f[4],
+            instance_id: f[5],
+            resource_group: f[6],
+            resource_location: f[7],
+            consumed_service: f[8],
+            tags: f[9],
+            additional_info: f[10],
+            service_info1: f[11],
+            service_info2: f[12],
+        }
+    }
+
+    /// The descriptive fields (everything but the five required ones).
+    pub fn dimensions(&self) -> [&'a str; 8] {
+        [
+            self.instance_id,
+            self.resource_group,
+            self.resource_location,
+            self.consumed_service,
+            self.tags,
+            self.additional_info,
+            self.service_info1,
+            self.service_info2,
+        ]
+    }
+}
+
 /// The usage input columns, in the order of design §2.
 pub const USAGE_COLUMNS: [&str; 13] = [
     "RecordId",
@@ -139,22 +229,7 @@ impl Catalog {
     /// Validates a record's fields and decides how it is booked.
     pub fn classify(&self, r: &RawUsage<'_>) -> Result<Classified, Reject> {
         let line = r.line;
-        let fields: [(&'static str, &str); 13] = [
-            ("RecordId", r.record_id),
-            ("SubscriptionGuid", r.subscription_guid),
-            ("Date", r.date),
-            ("MeterId", r.meter_id),
-            ("ConsumedQuantity", r.consumed_quantity),
-            ("InstanceId", r.instance_id),
-            ("ResourceGroup", r.resource_group),
-            ("ResourceLocation", r.resource_location),
-            ("ConsumedService", r.consumed_service),
-            ("Tags", r.tags),
-            ("AdditionalInfo", r.additional_info),
-            ("ServiceInfo1", r.service_info1),
-            ("ServiceInfo2", r.service_info2),
-        ];
-        for (i, (name, v)) in fields.iter().enumerate() {
+        for (i, (name, v)) in USAGE_COLUMNS.iter().zip(r.fields()).enumerate() {
             if i < REQUIRED_USAGE_COLUMNS.len() && v.trim().is_empty() {
                 return Err(Reject::new(line, Some(name), "required value is empty"));
             }

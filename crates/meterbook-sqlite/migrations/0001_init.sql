@@ -102,13 +102,17 @@ CREATE TABLE commitment_entry (
 );
 CREATE INDEX commitment_entry_by_enrollment ON commitment_entry (enrollment_id, day);
 
--- Dictionary of dimension strings (instance ids, tags, ...). Id 0 is the empty string.
-CREATE TABLE dict (
+-- The descriptive fields of usage records (InstanceId, ResourceGroup,
+-- ResourceLocation, ConsumedService, Tags, AdditionalInfo, ServiceInfo1/2)
+-- repeat for every day a resource runs: each distinct combination is stored
+-- once, as length-prefixed fields ("len:value" eight times), and facts refer
+-- to it by id. Id 0 is the combination of eight empty fields.
+CREATE TABLE usage_profile (
     id    INTEGER PRIMARY KEY,
     value TEXT NOT NULL UNIQUE
 );
 
--- Usage facts, narrow: integer keys, fixed-point quantity, dictionary ids.
+-- Usage facts, narrow: integer keys, fixed-point quantity, a profile id.
 -- Clustered by (enrollment, day, record id): exports read in key order with no
 -- sort, and the order does not depend on arrival order.
 CREATE TABLE usage_fact (
@@ -118,22 +122,17 @@ CREATE TABLE usage_fact (
     subscription_id   INTEGER NOT NULL,
     meter_key         INTEGER NOT NULL,
     quantity          INTEGER NOT NULL,
-    booked            INTEGER NOT NULL,
+    profile_id        INTEGER NOT NULL,
+    -- Set only for corrections (rows dated in a closed period): where they are
+    -- booked and their locked rate. Other rows are booked in their day's period.
+    booked            INTEGER,
     correction_rate   TEXT,
-    instance_id       INTEGER NOT NULL,
-    resource_group    INTEGER NOT NULL,
-    resource_location INTEGER NOT NULL,
-    consumed_service  INTEGER NOT NULL,
-    tags              INTEGER NOT NULL,
-    additional_info   INTEGER NOT NULL,
-    service_info1     INTEGER NOT NULL,
-    service_info2     INTEGER NOT NULL,
     PRIMARY KEY (enrollment_id, day, record_id)
 ) WITHOUT ROWID;
 -- RecordId is the idempotency key within an enrollment.
 CREATE UNIQUE INDEX usage_fact_record ON usage_fact (enrollment_id, record_id);
 -- Corrections are few: a partial index finds those booked in a period.
-CREATE INDEX usage_fact_correction ON usage_fact (enrollment_id, booked) WHERE correction_rate IS NOT NULL;
+CREATE INDEX usage_fact_correction ON usage_fact (enrollment_id, booked) WHERE booked IS NOT NULL;
 
 -- Maintained in the same transaction as the facts: statements read only this.
 CREATE TABLE usage_rollup (

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod metadata;
+mod profile;
 mod usage;
 
 use meterbook_core::store::{StoreError, StoreResult};

@@ -1,19 +1,20 @@
 //! [`UsageStore`] on SQLite: the ingest transaction, rollups and ordered scans.
 
 use crate::metadata::{last_closed, load_sheet};
+use crate::profile::{self, Profile};
 use crate::{backend, i128_from_sql, i128_to_sql, SqliteStore};
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{
     Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore, UsageWriter, Written,
 };
-use meterbook_core::usage::{Catalog, Classified, RawUsage, SheetIndex};
+use meterbook_core::usage::{Catalog, Classified, OwnedUsage, SheetIndex};
 use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-/// Dictionary caches are dropped when they reach this many entries, keeping memory flat.
-const DICT_CACHE_LIMIT: usize = 200_000;
+/// Profile caches are dropped when they reach this many entries, keeping memory flat.
+const CACHE_LIMIT: usize = 200_000;
 
 pub(crate) fn locked_rates(
     conn: &Connection,
@@ -87,40 +88,43 @@ fn load_catalog(conn: &Connection, eid: i64) -> StoreResult<Catalog> {
     Ok(cat)
 }
 
-/// String → dictionary id, inserting unseen values.
+/// Profile text → id, inserting unseen profiles.
 #[derive(Default)]
-struct DictEncoder {
-    cache: HashMap<String, i64>,
+struct ProfileEncoder {
+    cache: HashMap<Box<str>, i64, foldhash::fast::RandomState>,
+    key: String,
 }
 
-impl DictEncoder {
-    fn id(&mut self, conn: &Connection, v: &str) -> StoreResult<i64> {
-        if v.is_empty() {
+impl ProfileEncoder {
+    fn id(&mut self, conn: &Connection, fields: &[&str; 8]) -> StoreResult<i64> {
+        if fields.iter().all(|f| f.is_empty()) {
             return Ok(0);
         }
-        if let Some(id) = self.cache.get(v) {
+        self.key.clear();
+        profile::encode(fields, &mut self.key);
+        if let Some(id) = self.cache.get(self.key.as_str()) {
             return Ok(*id);
         }
         let found: Option<i64> = conn
-            .prepare_cached("SELECT id FROM dict WHERE value = ?1")
+            .prepare_cached("SELECT id FROM usage_profile WHERE value = ?1")
             .map_err(backend)?
-            .query_row([v], |r| r.get(0))
+            .query_row([&self.key], |r| r.get(0))
             .optional()
             .map_err(backend)?;
         let id = match found {
             Some(id) => id,
             None => {
-                conn.prepare_cached("INSERT INTO dict (value) VALUES (?1)")
+                conn.prepare_cached("INSERT INTO usage_profile (value) VALUES (?1)")
                     .map_err(backend)?
-                    .execute([v])
+                    .execute([&self.key])
                     .map_err(backend)?;
                 conn.last_insert_rowid()
             }
         };
-        if self.cache.len() >= DICT_CACHE_LIMIT {
+        if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
-        self.cache.insert(v.to_owned(), id);
+        self.cache.insert(self.key.as_str().into(), id);
         Ok(id)
     }
 }
@@ -130,8 +134,8 @@ type RollupKey = (Period, i64, Period, bool);
 struct SqliteUsageWriter<'a> {
     conn: MutexGuard<'a, Connection>,
     eid: i64,
-    catalog: Catalog,
-    dict: DictEncoder,
+    catalog: Arc<Catalog>,
+    profiles: ProfileEncoder,
     rollups: HashMap<RollupKey, (Quantity, Amount, i64)>,
     open: bool,
 }
@@ -185,103 +189,81 @@ impl SqliteUsageWriter<'_> {
 }
 
 impl UsageWriter for SqliteUsageWriter<'_> {
-    fn catalog(&self) -> &Catalog {
-        &self.catalog
+    fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
     }
 
-    fn write(&mut self, raw: &RawUsage<'_>, c: &Classified) -> StoreResult<Written> {
-        let dims = [
-            raw.instance_id,
-            raw.resource_group,
-            raw.resource_location,
-            raw.consumed_service,
-            raw.tags,
-            raw.additional_info,
-            raw.service_info1,
-            raw.service_info2,
-        ];
-        let mut ids = [0i64; 8];
-        for (i, v) in dims.iter().enumerate() {
-            ids[i] = self.dict.id(&self.conn, v)?;
-        }
-        let inserted = self
-            .conn
+    fn write_batch(
+        &mut self,
+        rows: &[(OwnedUsage, Classified)],
+        out: &mut Vec<Written>,
+    ) -> StoreResult<()> {
+        let conn: &Connection = &self.conn;
+        let mut insert = conn
             .prepare_cached(
-                "INSERT INTO usage_fact (enrollment_id, record_id, day, subscription_id, meter_key, \
-                 quantity, booked, correction_rate, instance_id, resource_group, resource_location, \
-                 consumed_service, tags, additional_info, service_info1, service_info2) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) \
-                 ON CONFLICT (enrollment_id, record_id) DO NOTHING",
+                "INSERT INTO usage_fact (enrollment_id, day, record_id, subscription_id, meter_key, \
+                 quantity, profile_id, booked, correction_rate) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT DO NOTHING",
             )
-            .map_err(backend)?
-            .execute(params![
-                self.eid,
-                raw.record_id,
-                c.day.raw(),
-                c.subscription,
-                c.meter,
-                c.quantity.raw(),
-                c.booked.id(),
-                c.correction_rate.map(|r| i128_to_sql(r.raw())),
-                ids[0],
-                ids[1],
-                ids[2],
-                ids[3],
-                ids[4],
-                ids[5],
-                ids[6],
-                ids[7],
-            ])
             .map_err(backend)?;
-        if inserted == 0 {
-            // Same RecordId stored: a duplicate if the content (as sent) matches.
-            let same: bool = self
-                .conn
-                .prepare_cached(
-                    "SELECT day = ?3 AND subscription_id = ?4 AND meter_key = ?5 AND quantity = ?6 \
-                     AND instance_id = ?7 AND resource_group = ?8 AND resource_location = ?9 \
-                     AND consumed_service = ?10 AND tags = ?11 AND additional_info = ?12 \
-                     AND service_info1 = ?13 AND service_info2 = ?14 \
-                     FROM usage_fact WHERE enrollment_id = ?1 AND record_id = ?2",
-                )
-                .map_err(backend)?
-                .query_row(
-                    params![
-                        self.eid,
-                        raw.record_id,
-                        c.day.raw(),
-                        c.subscription,
-                        c.meter,
-                        c.quantity.raw(),
-                        ids[0],
-                        ids[1],
-                        ids[2],
-                        ids[3],
-                        ids[4],
-                        ids[5],
-                        ids[6],
-                        ids[7]
-                    ],
-                    |r| r.get(0),
-                )
+        for (owned, c) in rows {
+            let raw = owned.as_raw();
+            let profile = self.profiles.id(conn, &raw.dimensions())?;
+            let inserted = insert
+                .execute(params![
+                    self.eid,
+                    c.day.raw(),
+                    raw.record_id,
+                    c.subscription,
+                    c.meter,
+                    c.quantity.raw(),
+                    profile,
+                    c.correction_rate.map(|_| c.booked.id()),
+                    c.correction_rate.map(|r| i128_to_sql(r.raw())),
+                ])
                 .map_err(backend)?;
-            return Ok(if same {
-                Written::Duplicate
-            } else {
-                Written::Conflict
-            });
+            if inserted == 0 {
+                // Same RecordId stored: a duplicate if the content (as sent) matches.
+                let same: bool = conn
+                    .prepare_cached(
+                        "SELECT day = ?3 AND subscription_id = ?4 AND meter_key = ?5 AND quantity = ?6 \
+                         AND profile_id = ?7 FROM usage_fact WHERE enrollment_id = ?1 AND record_id = ?2",
+                    )
+                    .map_err(backend)?
+                    .query_row(
+                        params![
+                            self.eid,
+                            raw.record_id,
+                            c.day.raw(),
+                            c.subscription,
+                            c.meter,
+                            c.quantity.raw(),
+                            profile
+                        ],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                out.push(if same {
+                    Written::Duplicate
+                } else {
+                    Written::Conflict
+                });
+                continue;
+            }
+            let key = (c.booked, c.meter, c.rate_period, c.is_correction());
+            let e = self
+                .rollups
+                .entry(key)
+                .or_insert((Quantity::ZERO, Amount::ZERO, 0));
+            e.0 += c.quantity;
+            if let Some(rate) = c.correction_rate {
+                e.1 += c.quantity * rate;
+            }
+            e.2 += 1;
+            out.push(Written::Stored);
         }
-        let key = (c.booked, c.meter, c.rate_period, c.is_correction());
-        let e = self
-            .rollups
-            .entry(key)
-            .or_insert((Quantity::ZERO, Amount::ZERO, 0));
-        e.0 += c.quantity;
-        if let Some(rate) = c.correction_rate {
-            e.1 += c.quantity * rate;
-        }
-        e.2 += 1;
-        Ok(Written::Stored)
+        Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
@@ -301,39 +283,37 @@ impl Drop for SqliteUsageWriter<'_> {
     }
 }
 
-/// Decodes dictionary ids while scanning, with a bounded cache.
-struct DictDecoder {
-    cache: HashMap<i64, Box<str>>,
+/// Decodes profile ids while scanning, with a bounded cache.
+struct ProfileDecoder {
+    cache: HashMap<i64, Profile, foldhash::fast::RandomState>,
+    empty: Profile,
 }
 
-impl DictDecoder {
+impl ProfileDecoder {
     fn load(&mut self, conn: &Connection, id: i64) -> StoreResult<()> {
         if id == 0 || self.cache.contains_key(&id) {
             return Ok(());
         }
-        if self.cache.len() >= DICT_CACHE_LIMIT {
+        if self.cache.len() >= CACHE_LIMIT {
             self.cache.clear();
         }
         let v: String = conn
-            .prepare_cached("SELECT value FROM dict WHERE id = ?1")
+            .prepare_cached("SELECT value FROM usage_profile WHERE id = ?1")
             .map_err(backend)?
             .query_row([id], |r| r.get(0))
             .map_err(backend)?;
-        self.cache.insert(id, v.into_boxed_str());
+        let p = Profile::decode(v)
+            .ok_or_else(|| StoreError::Backend(format!("corrupt usage profile {id}")))?;
+        self.cache.insert(id, p);
         Ok(())
     }
-    fn get(&self, id: i64) -> &str {
-        if id == 0 {
-            ""
-        } else {
-            self.cache.get(&id).map_or("", |s| s)
-        }
+    fn get(&self, id: i64) -> &Profile {
+        self.cache.get(&id).unwrap_or(&self.empty)
     }
 }
 
-const FACT_COLUMNS: &str = "record_id, subscription_id, day, meter_key, quantity, booked, \
-     correction_rate, instance_id, resource_group, resource_location, consumed_service, tags, \
-     additional_info, service_info1, service_info2";
+const FACT_COLUMNS: &str =
+    "record_id, subscription_id, day, meter_key, quantity, profile_id, booked, correction_rate";
 
 impl UsageStore for SqliteStore {
     fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>> {
@@ -344,12 +324,12 @@ impl UsageStore for SqliteStore {
         let mut w = SqliteUsageWriter {
             conn,
             eid,
-            catalog: Catalog::default(),
-            dict: DictEncoder::default(),
+            catalog: Arc::default(),
+            profiles: ProfileEncoder::default(),
             rollups: HashMap::new(),
             open: true,
         };
-        w.catalog = load_catalog(&w.conn, eid)?;
+        w.catalog = Arc::new(load_catalog(&w.conn, eid)?);
         Ok(Box::new(w))
     }
 
@@ -413,33 +393,34 @@ fn scan_in_tx(
     sel: &UsageSelection,
     visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<(), StoreError>,
 ) -> StoreResult<()> {
-    let mut dict = DictDecoder {
-        cache: HashMap::new(),
+    let mut profiles = ProfileDecoder {
+        cache: HashMap::default(),
+        empty: Profile::empty(),
     };
-    let from = sel.from.map_or(i32::MIN, |d| d.raw());
-    let to = sel.to.map_or(i32::MAX, |d| d.raw());
-    // A booked period reads its own days (minus rows booked elsewhere), then the
+    let from = sel.from.map_or(i32::MIN, |d| d.raw()) as i64;
+    let to = sel.to.map_or(i32::MAX, |d| d.raw()) as i64;
+    // A booked period reads its own days (rows not booked elsewhere), then the
     // corrections booked into it through the small partial index.
     let mut queries: Vec<(String, Vec<i64>)> = Vec::new();
     match sel.booked {
         Some(p) => {
-            let (a, b) = (
-                p.first_day().raw().max(from) as i64,
-                p.last_day().raw().min(to) as i64,
-            );
             queries.push((
                 format!(
                     "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
-                     AND booked = ?4 ORDER BY day, record_id"
+                     AND booked IS NULL ORDER BY day, record_id"
                 ),
-                vec![eid, a, b, p.id() as i64],
+                vec![
+                    eid,
+                    from.max(p.first_day().raw() as i64),
+                    to.min(p.last_day().raw() as i64),
+                ],
             ));
             queries.push((
                 format!(
                     "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND booked = ?4 \
-                     AND correction_rate IS NOT NULL AND day BETWEEN ?2 AND ?3 ORDER BY day, record_id"
+                     AND day BETWEEN ?2 AND ?3 ORDER BY day, record_id"
                 ),
-                vec![eid, from as i64, to as i64, p.id() as i64],
+                vec![eid, from, to, p.id() as i64],
             ));
         }
         None => queries.push((
@@ -447,7 +428,7 @@ fn scan_in_tx(
                 "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
                  ORDER BY day, record_id"
             ),
-            vec![eid, from as i64, to as i64],
+            vec![eid, from, to],
         )),
     }
     for (sql, args) in queries {
@@ -456,24 +437,25 @@ fn scan_in_tx(
             .query(rusqlite::params_from_iter(args.iter()))
             .map_err(backend)?;
         while let Some(r) = rows.next().map_err(backend)? {
-            let mut dims = [0i64; 8];
-            for (i, d) in dims.iter_mut().enumerate() {
-                *d = r.get(7 + i).map_err(backend)?;
-                dict.load(conn, *d)?;
-            }
-            let rate: Option<String> = r.get(6).map_err(backend)?;
-            let correction_rate = match rate {
-                Some(s) => Some(Price(i128_from_sql(&s)?)),
-                None => None,
+            let profile_id: i64 = r.get(5).map_err(backend)?;
+            profiles.load(conn, profile_id)?;
+            let p = profiles.get(profile_id);
+            let day = Day::from_raw(r.get(2).map_err(backend)?);
+            let booked = match r.get::<_, Option<u32>>(6).map_err(backend)? {
+                Some(b) => Period::from_id(b)
+                    .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
+                None => day.period(),
+            };
+            let correction_rate = match r.get_ref(7).map_err(backend)?.as_str_or_null() {
+                Ok(Some(s)) => Some(Price(i128_from_sql(s)?)),
+                Ok(None) => None,
+                Err(e) => return Err(StoreError::Backend(e.to_string())),
             };
             let record_id = r
                 .get_ref(0)
                 .map_err(backend)?
                 .as_str()
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
-            let day = Day::from_raw(r.get(2).map_err(backend)?);
-            let booked = Period::from_id(r.get(5).map_err(backend)?)
-                .ok_or_else(|| StoreError::Backend("corrupt period".into()))?;
             let fact = UsageFact {
                 record_id,
                 subscription: r.get(1).map_err(backend)?,
@@ -483,14 +465,14 @@ fn scan_in_tx(
                 booked,
                 rate_period: day.period(),
                 correction_rate,
-                instance_id: dict.get(dims[0]),
-                resource_group: dict.get(dims[1]),
-                resource_location: dict.get(dims[2]),
-                consumed_service: dict.get(dims[3]),
-                tags: dict.get(dims[4]),
-                additional_info: dict.get(dims[5]),
-                service_info1: dict.get(dims[6]),
-                service_info2: dict.get(dims[7]),
+                instance_id: p.field(0),
+                resource_group: p.field(1),
+                resource_location: p.field(2),
+                consumed_service: p.field(3),
+                tags: p.field(4),
+                additional_info: p.field(5),
+                service_info1: p.field(6),
+                service_info2: p.field(7),
             };
             visit(&fact)?;
         }

@@ -63,8 +63,8 @@ pub fn ingest_file(
     skip_invalid: bool,
     rejects_path: Option<&Path>,
 ) -> Result<IngestSummary> {
-    let input: Box<dyn Read> = if file == "-" {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn Read + Send> = if file == "-" {
+        Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(file).with_context(|| format!("cannot read {file}"))?)
     };
