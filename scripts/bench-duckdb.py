@@ -40,12 +40,16 @@ def main() -> None:
     t = time.perf_counter()
     con.execute(f"COPY usage TO '{out}' (HEADER)")
     export = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute("COPY usage TO '/dev/null' (HEADER, FORMAT csv)")
+    sink = time.perf_counter() - t
     con.close()
     size = os.path.getsize(db)
     out_bytes = os.path.getsize(out)
     print(f"duckdb {duckdb.__version__} ({threads} threads): {rows} rows")
     print(f"load CSV          {load:8.2f} s   {rows / load:10.0f} rows/s")
     print(f"COPY TO CSV       {export:8.2f} s   {rows / export:10.0f} rows/s   {out_bytes / 1e6 / export:.1f} MB/s   ({out_bytes / 1e6:.1f} MB)")
+    print(f"  (to /dev/null)  {sink:8.2f} s   {rows / sink:10.0f} rows/s   {out_bytes / 1e6 / sink:.1f} MB/s")
     print(f"bytes on disk     {size / rows:.1f} per row   ({size / 1e6:.1f} MB database)")
 
 

@@ -12,6 +12,10 @@ use meterbook_core::store::{
 use meterbook_core::{EnrollmentNumber, Period, Price, Quantity};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::sync::mpsc;
+
+/// Bytes encoded before a chunk goes to the writer thread.
+const CHUNK: usize = 1 << 20;
 
 /// A report column: the CSV name; the JSON name is its camelCase form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -315,12 +319,16 @@ impl UsageReport {
     }
 
     /// Streams the report to `out`; returns what it wrote.
+    ///
+    /// Rows are encoded into 1 MiB chunks on this thread while a second thread
+    /// writes the previous chunk, so encoding and the kernel's copy overlap;
+    /// at most a few chunks are in flight (memory stays flat).
     pub fn write<S: UsageStore + ?Sized>(
         &self,
         store: &S,
         n: &EnrollmentNumber,
         format: ReportFormat,
-        out: &mut dyn Write,
+        out: &mut (dyn Write + Send),
     ) -> Result<ReportTotals, ReportError> {
         let cols: &[Col] = if self.filter.marketplace_only {
             &MARKETPLACE_COLUMNS
@@ -328,31 +336,56 @@ impl UsageReport {
             &USAGE_DETAIL_COLUMNS
         };
         let mut enc = Encoder::new(format, cols);
-        let mut out = std::io::BufWriter::with_capacity(256 * 1024, out);
-        enc.start(&self.meta, &mut out)?;
-        let mut totals = ReportTotals::default();
-        let mut io_err: Option<std::io::Error> = None;
-        store
-            .scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
+        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> std::io::Result<()> {
+                for chunk in rx {
+                    out.write_all(&chunk)?;
+                    let _ = back_tx.send(chunk);
+                }
+                out.flush()
+            });
+            let mut chunk = Vec::with_capacity(CHUNK + 64 * 1024);
+            let mut totals = ReportTotals::default();
+            let mut closed = false;
+            enc.start(&self.meta, &mut chunk);
+            let scanned = store.scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
                 if let Some(row) = self.row(f) {
                     totals.rows += 1;
                     totals.quantity += f.quantity;
                     totals.cost += row.cost;
-                    enc.row(&row, &mut out).map_err(|e| {
-                        let msg = e.to_string();
-                        io_err = Some(e);
-                        StoreError::Backend(msg)
-                    })?;
+                    enc.row(&row, &mut chunk);
+                    if chunk.len() >= CHUNK {
+                        let next = back_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(CHUNK + 64 * 1024));
+                        let full = std::mem::replace(&mut chunk, next);
+                        chunk.clear();
+                        if tx.send(full).is_err() {
+                            closed = true;
+                            return Err(StoreError::Backend("report output closed".into()));
+                        }
+                    }
                 }
                 Ok(())
-            })
-            .map_err(|e| match io_err.take() {
-                Some(io) => ReportError::Io(io),
-                None => ReportError::Store(e),
-            })?;
-        enc.finish(&mut out)?;
-        out.flush()?;
-        Ok(totals)
+            });
+            if scanned.is_ok() {
+                enc.finish(&mut chunk);
+                let _ = tx.send(chunk);
+            }
+            drop(tx);
+            let written = writer.join().expect("report writer thread panicked");
+            // An output error explains a closed channel better than the scan's view of it.
+            written?;
+            match scanned {
+                Err(_) if closed => Err(ReportError::Io(std::io::Error::other(
+                    "report output closed",
+                ))),
+                Err(e) => Err(ReportError::Store(e)),
+                Ok(()) => Ok(totals),
+            }
+        })
     }
 
     fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Option<Row<'a>> {
@@ -424,7 +457,6 @@ struct Encoder {
     cols: Vec<Col>,
     json_keys: Vec<String>,
     first: bool,
-    line: Vec<u8>,
     num: [String; 4],
 }
 
@@ -438,29 +470,30 @@ impl Encoder {
                 .map(|c| format!("\"{}\":", c.json_name()))
                 .collect(),
             first: true,
-            line: Vec::with_capacity(4096),
             num: Default::default(),
         }
     }
 
-    fn start(&mut self, meta: &ReportMeta, out: &mut dyn Write) -> std::io::Result<()> {
+    fn start(&mut self, meta: &ReportMeta, out: &mut Vec<u8>) {
         match self.format {
             ReportFormat::Csv => {
                 let names: Vec<&str> = self.cols.iter().map(|c| c.name()).collect();
-                writeln!(out, "{}", names.join(","))
+                out.extend_from_slice(names.join(",").as_bytes());
+                out.push(b'\n');
             }
-            ReportFormat::Json => write!(out, "{{{},\"data\":[", meta.json_fields()),
+            ReportFormat::Json => {
+                out.extend_from_slice(format!("{{{},\"data\":[", meta.json_fields()).as_bytes())
+            }
         }
     }
 
-    fn finish(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
-        match self.format {
-            ReportFormat::Csv => Ok(()),
-            ReportFormat::Json => out.write_all(if self.first { b"]}\n" } else { b"\n]}\n" }),
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.format == ReportFormat::Json {
+            out.extend_from_slice(if self.first { b"]}\n" } else { b"\n]}\n" });
         }
     }
 
-    fn row(&mut self, r: &Row<'_>, out: &mut dyn Write) -> std::io::Result<()> {
+    fn row(&mut self, r: &Row<'_>, line: &mut Vec<u8>) {
         let f = r.fact;
         let info = &r.meter.price.info;
         let [qty, rate, cost, date] = &mut self.num;
@@ -474,10 +507,8 @@ impl Encoder {
         let mut ids = itoa_buf();
         let account_id = r.account.map(|a| write_int(&mut ids.0, a.id));
         let dept_id = r.dept.map(|d| write_int(&mut ids.1, d.id));
-        self.line.clear();
         if self.format == ReportFormat::Json {
-            self.line
-                .extend_from_slice(if self.first { b"\n{" } else { b",\n{" });
+            line.extend_from_slice(if self.first { b"\n{" } else { b",\n{" });
         }
         self.first = false;
         for (i, col) in self.cols.iter().enumerate() {
@@ -522,41 +553,34 @@ impl Encoder {
             match self.format {
                 ReportFormat::Csv => {
                     if i > 0 {
-                        self.line.push(b',');
+                        line.push(b',');
                     }
                     match v {
-                        Val::Text(s) | Val::Json(s) => csv_field(&mut self.line, s),
-                        Val::Num(s) => self.line.extend_from_slice(s.as_bytes()),
-                        Val::Bool(b) => {
-                            self.line
-                                .extend_from_slice(if b { b"true" } else { b"false" })
-                        }
+                        Val::Text(s) | Val::Json(s) => csv_field(line, s),
+                        Val::Num(s) => line.extend_from_slice(s.as_bytes()),
+                        Val::Bool(b) => line.extend_from_slice(if b { b"true" } else { b"false" }),
                     }
                 }
                 ReportFormat::Json => {
                     if i > 0 {
-                        self.line.push(b',');
+                        line.push(b',');
                     }
-                    self.line.extend_from_slice(self.json_keys[i].as_bytes());
+                    line.extend_from_slice(self.json_keys[i].as_bytes());
                     match v {
-                        Val::Text(s) => json_str(&mut self.line, s),
-                        Val::Num(s) if s.is_empty() => self.line.extend_from_slice(b"null"),
-                        Val::Num(s) => self.line.extend_from_slice(s.as_bytes()),
-                        Val::Json(s) if s.is_empty() => self.line.extend_from_slice(b"null"),
-                        Val::Json(s) => self.line.extend_from_slice(s.as_bytes()),
-                        Val::Bool(b) => {
-                            self.line
-                                .extend_from_slice(if b { b"true" } else { b"false" })
-                        }
+                        Val::Text(s) => json_str(line, s),
+                        Val::Num(s) if s.is_empty() => line.extend_from_slice(b"null"),
+                        Val::Num(s) => line.extend_from_slice(s.as_bytes()),
+                        Val::Json(s) if s.is_empty() => line.extend_from_slice(b"null"),
+                        Val::Json(s) => line.extend_from_slice(s.as_bytes()),
+                        Val::Bool(b) => line.extend_from_slice(if b { b"true" } else { b"false" }),
                     }
                 }
             }
         }
         match self.format {
-            ReportFormat::Csv => self.line.push(b'\n'),
-            ReportFormat::Json => self.line.push(b'}'),
+            ReportFormat::Csv => line.push(b'\n'),
+            ReportFormat::Json => line.push(b'}'),
         }
-        out.write_all(&self.line)
     }
 }
 
@@ -573,7 +597,8 @@ fn write_int(buf: &mut String, v: i64) -> &str {
 
 /// RFC 4180: quote a field that holds a comma, quote or line break; double inner quotes.
 pub(crate) fn csv_field(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().any(|c| matches!(c, b',' | b'"' | b'\n' | b'\r')) {
+    let b = s.as_bytes();
+    if memchr::memchr3(b',', b'"', b'\n', b).is_some() || memchr::memchr(b'\r', b).is_some() {
         out.push(b'"');
         for c in s.bytes() {
             if c == b'"' {

@@ -66,9 +66,9 @@ impl Output {
         })
     }
 
-    fn writer(&mut self) -> Box<dyn Write + '_> {
+    fn writer(&mut self) -> Box<dyn Write + Send + '_> {
         match self {
-            Output::Stdout => Box::new(std::io::stdout().lock()),
+            Output::Stdout => Box::new(std::io::stdout()),
             Output::File(t, _) => Box::new(t.as_file_mut()),
         }
     }
