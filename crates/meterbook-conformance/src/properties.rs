@@ -57,9 +57,12 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
     )
 }
 
+/// (id, included, tiers as (minimum, price) text, kind) of a generated meter.
+type OwnedMeter = (String, String, Vec<(String, String)>, u8);
+
 fn setup<S: Store>(s: &S, meters: &[Meter]) {
     enrollment(s, "USD");
-    let owned: Vec<(String, String, Vec<(String, String)>, u8)> = meters
+    let owned: Vec<OwnedMeter> = meters
         .iter()
         .enumerate()
         .map(|(i, m)| {

@@ -123,7 +123,7 @@ pub fn write_fixed(out: &mut String, v: i128, scale: u32, min_frac: u32) {
         return;
     }
     let mut digits = scale;
-    while digits > min_frac && frac % 10 == 0 {
+    while digits > min_frac && frac.is_multiple_of(10) {
         frac /= 10;
         digits -= 1;
     }

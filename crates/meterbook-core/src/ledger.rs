@@ -58,10 +58,11 @@ pub fn charges<S: MetadataStore + UsageStore + ?Sized>(
     let mut sheets: HashMap<Period, Sheet> = HashMap::new();
     let mut totals = ChargeTotals::default();
     for r in s.rollups(n, p)? {
-        if !sheets.contains_key(&r.rate_period) {
-            sheets.insert(r.rate_period, sheet(s, n, r.rate_period)?);
-        }
-        let kind = sheets[&r.rate_period]
+        let sheet = match sheets.entry(r.rate_period) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(sheet(s, n, r.rate_period)?),
+        };
+        let kind = sheet
             .get(&r.meter)
             .map_or(ChargeKind::Commitment, |m| m.info.kind());
         let amount: Amount = if r.correction {

@@ -16,7 +16,16 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// (department, cost center, account, owner, account cost center, subscriptions)
-const ORG: &[(&str, &str, &str, &str, &str, &[&str])] = &[
+type OrgRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+);
+
+const ORG: &[OrgRow] = &[
     (
         "Research",
         "RD-400",

@@ -568,9 +568,9 @@ impl Encoder {
                     line.extend_from_slice(self.json_keys[i].as_bytes());
                     match v {
                         Val::Text(s) => json_str(line, s),
-                        Val::Num(s) if s.is_empty() => line.extend_from_slice(b"null"),
+                        Val::Num("") => line.extend_from_slice(b"null"),
                         Val::Num(s) => line.extend_from_slice(s.as_bytes()),
-                        Val::Json(s) if s.is_empty() => line.extend_from_slice(b"null"),
+                        Val::Json("") => line.extend_from_slice(b"null"),
                         Val::Json(s) => line.extend_from_slice(s.as_bytes()),
                         Val::Bool(b) => line.extend_from_slice(if b { b"true" } else { b"false" }),
                     }
