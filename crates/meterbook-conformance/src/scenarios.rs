@@ -413,7 +413,7 @@ pub fn enrollments_are_isolated<S: Store>(s: &S) {
     let mut seen = 0;
     s.scan_usage(&other, &UsageSelection::default(), &mut |_| {
         seen += 1;
-        Ok(())
+        Ok(meterbook_core::store::Flow::Continue)
     })
     .unwrap();
     assert_eq!(seen, 0);

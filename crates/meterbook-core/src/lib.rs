@@ -5,6 +5,7 @@
 //! the server call [`ledger`] and [`ingest`] with a store.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod calendar;
 pub mod enrollment;
 pub mod fixed;

@@ -156,6 +156,25 @@ pub struct UsageSelection {
     pub from: Option<Day>,
     /// Rows dated on or before (inclusive).
     pub to: Option<Day>,
+    /// Resume after this row (keyset paging: stable while new usage arrives).
+    pub after: Option<ScanCursor>,
+}
+
+/// Where a scan stopped: the key of the last row it returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanCursor {
+    /// In a booked period's scan, whether the row was one of the corrections
+    /// (read after the period's own days).
+    pub correction_phase: bool,
+    pub day: Day,
+    pub record_id: String,
+}
+
+/// Whether a scan goes on after a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
 }
 
 /// One stored usage row, borrowed from the scan.
@@ -185,15 +204,16 @@ pub trait UsageStore {
     fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
     /// The rollups of rows booked in `booked`.
     fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>>;
-    /// Streams the selected rows to `visit`, in order, without buffering them.
+    /// Streams the selected rows to `visit`, in order, without buffering them,
+    /// until the rows run out or `visit` says stop.
     fn scan_usage(
         &self,
         n: &EnrollmentNumber,
         sel: &UsageSelection,
-        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<(), StoreError>,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
     ) -> StoreResult<()>;
 }
 
 /// A complete store.
-pub trait Store: MetadataStore + UsageStore + Send + Sync {}
-impl<T: MetadataStore + UsageStore + Send + Sync> Store for T {}
+pub trait Store: MetadataStore + UsageStore + crate::access::KeyStore + Send + Sync {}
+impl<T: MetadataStore + UsageStore + crate::access::KeyStore + Send + Sync> Store for T {}

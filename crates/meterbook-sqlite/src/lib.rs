@@ -12,6 +12,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod keys;
 mod metadata;
 mod profile;
 mod usage;
@@ -23,7 +24,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Embedded migrations, applied in order at open; `PRAGMA user_version` records progress.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_api_keys.sql"),
+];
+
+/// The schema version once every migration is applied.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 pub struct SqliteStore {
     path: PathBuf,

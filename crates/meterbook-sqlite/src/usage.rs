@@ -5,7 +5,8 @@ use crate::profile::{self, Profile};
 use crate::{backend, i128_from_sql, i128_to_sql, SqliteStore};
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{
-    Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore, UsageWriter, Written,
+    Flow, Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore, UsageWriter,
+    Written,
 };
 use meterbook_core::usage::{Catalog, Classified, OwnedUsage, SheetIndex};
 use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
@@ -375,7 +376,7 @@ impl UsageStore for SqliteStore {
         &self,
         n: &EnrollmentNumber,
         sel: &UsageSelection,
-        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<(), StoreError>,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
     ) -> StoreResult<()> {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
@@ -391,7 +392,7 @@ fn scan_in_tx(
     conn: &Connection,
     eid: i64,
     sel: &UsageSelection,
-    visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<(), StoreError>,
+    visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
 ) -> StoreResult<()> {
     let mut profiles = ProfileDecoder {
         cache: HashMap::default(),
@@ -400,36 +401,66 @@ fn scan_in_tx(
     let from = sel.from.map_or(i32::MIN, |d| d.raw()) as i64;
     let to = sel.to.map_or(i32::MAX, |d| d.raw()) as i64;
     // A booked period reads its own days (rows not booked elsewhere), then the
-    // corrections booked into it through the small partial index.
-    let mut queries: Vec<(String, Vec<i64>)> = Vec::new();
+    // corrections booked into it through the small partial index. A cursor
+    // resumes strictly after its row: `(day, record_id) > (cursor)`.
+    let after = sel.after.as_ref();
+    let resume = |phase_is_correction: bool| -> Option<(bool, i64, String)> {
+        match after {
+            None => None,
+            Some(c) if c.correction_phase == phase_is_correction => {
+                Some((true, c.day.raw() as i64, c.record_id.clone()))
+            }
+            // Resuming in the corrections: the own-days phase is done.
+            Some(c) if c.correction_phase => Some((false, 0, String::new())),
+            Some(_) => None,
+        }
+    };
+    let mut queries: Vec<(String, Vec<rusqlite::types::Value>)> = Vec::new();
+    let cursor_sql = " AND (day, record_id) > (?8, ?9)";
+    let mut push = |base: &str, mut args: Vec<rusqlite::types::Value>, phase: bool| {
+        let sql = match resume(phase) {
+            Some((false, _, _)) => return,
+            Some((true, d, r)) => {
+                // The cursor binds as ?8 and ?9 whatever the query's own parameters.
+                args.resize(7, rusqlite::types::Value::Null);
+                args.push(d.into());
+                args.push(r.into());
+                format!("{base}{cursor_sql}")
+            }
+            None => base.to_string(),
+        };
+        queries.push((format!("{sql} ORDER BY day, record_id"), args));
+    };
     match sel.booked {
         Some(p) => {
-            queries.push((
-                format!(
+            push(
+                &format!(
                     "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
-                     AND booked IS NULL ORDER BY day, record_id"
+                     AND booked IS NULL"
                 ),
                 vec![
-                    eid,
-                    from.max(p.first_day().raw() as i64),
-                    to.min(p.last_day().raw() as i64),
+                    eid.into(),
+                    from.max(p.first_day().raw() as i64).into(),
+                    to.min(p.last_day().raw() as i64).into(),
                 ],
-            ));
-            queries.push((
-                format!(
+                false,
+            );
+            push(
+                &format!(
                     "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND booked = ?4 \
-                     AND day BETWEEN ?2 AND ?3 ORDER BY day, record_id"
+                     AND day BETWEEN ?2 AND ?3"
                 ),
-                vec![eid, from, to, p.id() as i64],
-            ));
+                vec![eid.into(), from.into(), to.into(), (p.id() as i64).into()],
+                true,
+            );
         }
-        None => queries.push((
-            format!(
-                "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
-                 ORDER BY day, record_id"
+        None => push(
+            &format!(
+                "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3"
             ),
-            vec![eid, from, to],
-        )),
+            vec![eid.into(), from.into(), to.into()],
+            false,
+        ),
     }
     for (sql, args) in queries {
         let mut st = conn.prepare(&sql).map_err(backend)?;
@@ -474,7 +505,9 @@ fn scan_in_tx(
                 service_info1: p.field(6),
                 service_info2: p.field(7),
             };
-            visit(&fact)?;
+            if visit(&fact)? == Flow::Stop {
+                return Ok(());
+            }
         }
     }
     Ok(())

@@ -63,10 +63,10 @@ fn migrations_apply_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.db");
     let v = SqliteStore::open(&path).unwrap().schema_version().unwrap();
-    assert_eq!(v, 1);
+    assert_eq!(v, meterbook_sqlite::SCHEMA_VERSION);
     // Opening again applies nothing and keeps the data.
     assert_eq!(
         SqliteStore::open(&path).unwrap().schema_version().unwrap(),
-        1
+        meterbook_sqlite::SCHEMA_VERSION
     );
 }

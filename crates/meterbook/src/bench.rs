@@ -83,6 +83,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 booked: None,
                 from: Some(first),
                 to: Some(last),
+                after: None,
             },
             show_costs: true,
             ..Default::default()

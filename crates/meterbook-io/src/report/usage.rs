@@ -7,7 +7,7 @@ use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::ledger::period_rates;
 use meterbook_core::prices::{ChargeKind, MeterPrice};
 use meterbook_core::store::{
-    MetadataStore, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
+    Flow, MetadataStore, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
 };
 use meterbook_core::{EnrollmentNumber, Period, Price, Quantity};
 use std::collections::{HashMap, HashSet};
@@ -364,13 +364,13 @@ impl UsageReport {
                         chunk.clear();
                         if tx.send(full).is_err() {
                             closed = true;
-                            return Err(StoreError::Backend("report output closed".into()));
+                            return Ok(Flow::Stop);
                         }
                     }
                 }
-                Ok(())
+                Ok(Flow::Continue)
             });
-            if scanned.is_ok() {
+            if scanned.is_ok() && !closed {
                 enc.finish(&mut chunk);
                 let _ = tx.send(chunk);
             }

@@ -151,6 +151,7 @@ pub fn run_report(s: &SqliteStore, a: &ReportArgs) -> Result<()> {
                     booked: None,
                     from: Some(f),
                     to: Some(t),
+                    after: None,
                 },
             };
             let filter = UsageFilter {
