@@ -222,6 +222,7 @@ pub fn usage_csv<S: Store>(
         departments: departments.iter().map(|a| a.to_string()).collect(),
         show_costs: true,
         marketplace_only: false,
+        ..Default::default()
     };
     report(s, filter, ReportScope::Period(p.into()))
 }

@@ -13,7 +13,11 @@ pub struct Day(i32);
 pub struct DateError(pub String);
 
 impl Day {
+    /// A day of years 1 to 9999 (the range billing periods cover).
     pub fn from_ymd(y: i32, m: u32, d: u32) -> Option<Day> {
+        if !(1..=9999).contains(&y) {
+            return None;
+        }
         NaiveDate::from_ymd_opt(y, m, d).map(Day::from_naive)
     }
     pub fn from_naive(d: NaiveDate) -> Day {
@@ -176,6 +180,7 @@ mod tests {
         assert!("2026-02-29".parse::<Day>().is_err());
         assert!("2026-2-28".parse::<Day>().is_err());
         assert!("2026/02/28".parse::<Day>().is_err());
+        assert!("0000-01-01".parse::<Day>().is_err());
         assert_eq!(d.period().to_string(), "202602");
     }
 

@@ -98,6 +98,10 @@ impl NewEnrollment {
         if self.name.trim().is_empty() {
             return Err("enrollment name must not be empty".into());
         }
+        let years = |d: Day| d.period().year();
+        if years(self.start) < 1900 || years(self.end) > 9998 {
+            return Err("the term must lie between the years 1900 and 9998".into());
+        }
         if self.end < self.start {
             return Err(format!(
                 "term end {} is before term start {}",
@@ -120,6 +124,9 @@ pub struct Enrollment {
     pub visibility: ChargeVisibility,
     /// "Usage complete through": set by whoever feeds usage.
     pub watermark: Option<Day>,
+    /// Bumped by every change to the enrollment's data: a cheap validator
+    /// (ETag) for any report of it.
+    pub data_version: i64,
 }
 
 impl Enrollment {

@@ -85,7 +85,10 @@ pub fn ingest(
             while let Some(next) = source.next_record() {
                 read += 1;
                 let msg = match next {
-                    Err(rej) => Some(Msg::Reject(rej, None)),
+                    Err(mut rej) => {
+                        let raw = rej.raw.take().map(|b| *b);
+                        Some(Msg::Reject(rej, raw))
+                    }
                     Ok(raw) => match catalog.classify(&raw) {
                         Err(rej) => Some(Msg::Reject(rej, Some(OwnedUsage::from_raw(&raw)))),
                         Ok(c) => {

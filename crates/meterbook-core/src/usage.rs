@@ -31,7 +31,7 @@ pub struct RawUsage<'a> {
 
 /// A usage record copied out of a reader's buffer: all fields in one string,
 /// so a batch costs one allocation per record, reused across batches.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OwnedUsage {
     line: u64,
     buf: String,
@@ -104,15 +104,16 @@ impl<'a> RawUsage<'a> {
         }
     }
 
-    /// The descriptive fields (everything but the five required ones).
+    /// The descriptive fields (everything but the five required ones), as
+    /// stored: the JSON columns without surrounding whitespace (a blank one is empty).
     pub fn dimensions(&self) -> [&'a str; 8] {
         [
             self.instance_id,
             self.resource_group,
             self.resource_location,
             self.consumed_service,
-            self.tags,
-            self.additional_info,
+            self.tags.trim(),
+            self.additional_info.trim(),
             self.service_info1,
             self.service_info2,
         ]
@@ -150,6 +151,8 @@ pub struct Reject {
     pub line: u64,
     pub column: Option<&'static str>,
     pub reason: String,
+    /// What could be read of a record the reader could not parse (for the reject file).
+    pub raw: Option<Box<OwnedUsage>>,
 }
 
 impl Reject {
@@ -158,6 +161,7 @@ impl Reject {
             line,
             column,
             reason: reason.into(),
+            raw: None,
         }
     }
 }

@@ -14,3 +14,6 @@ CREATE TABLE api_key (
     last_used_at  INTEGER
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX api_key_slot ON api_key (enrollment_id, scope_kind, scope_id, slot);
+
+-- Bumped by every change to an enrollment's data; HTTP ETags derive from it.
+ALTER TABLE enrollment ADD COLUMN data_version INTEGER NOT NULL DEFAULT 0;

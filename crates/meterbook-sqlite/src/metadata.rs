@@ -30,11 +30,22 @@ fn enrollment_from_row(r: &Row<'_>) -> rusqlite::Result<Enrollment> {
             account_owners_view_charges: r.get(7)?,
         },
         watermark: r.get::<_, Option<i32>>(8)?.map(Day::from_raw),
+        data_version: r.get(9)?,
     })
 }
 
 const ENROLLMENT_COLUMNS: &str = "id, number, name, currency, start_day, end_day, \
-     dept_admins_view_charges, account_owners_view_charges, watermark";
+     dept_admins_view_charges, account_owners_view_charges, watermark, data_version";
+
+/// Marks the enrollment's data as changed (see `Enrollment::data_version`).
+pub(crate) fn bump_version(conn: &Connection, eid: i64) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE enrollment SET data_version = data_version + 1 WHERE id = ?1",
+        [eid],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
 
 pub(crate) fn last_closed(conn: &Connection, eid: i64) -> StoreResult<Option<Period>> {
     let p: Option<u32> = conn
@@ -191,14 +202,14 @@ impl MetadataStore for SqliteStore {
             params![eid, v.department_admins_view_charges, v.account_owners_view_charges],
         )
         .map_err(backend)?;
-        Ok(())
+        bump_version(&conn, eid)
     }
 
     fn set_watermark(&self, n: &EnrollmentNumber, through: Day) -> StoreResult<()> {
         let conn = self.write_conn();
         let eid = Self::enrollment_id(&conn, n)?;
         conn.execute(
-            "UPDATE enrollment SET watermark = ?2 WHERE id = ?1",
+            "UPDATE enrollment SET watermark = ?2, data_version = data_version + 1 WHERE id = ?1",
             params![eid, through.raw()],
         )
         .map_err(backend)?;
@@ -305,6 +316,7 @@ impl MetadataStore for SqliteStore {
                 }
             }
         }
+        bump_version(&tx, eid)?;
         tx.commit().map_err(backend)?;
         sum.departments = depts.len();
         sum.accounts = accts.len();
@@ -364,6 +376,7 @@ impl MetadataStore for SqliteStore {
             params![sid, effective.raw(), aid],
         )
         .map_err(backend)?;
+        bump_version(&tx, eid)?;
         tx.commit().map_err(backend)
     }
 
@@ -526,6 +539,7 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(backend)?;
         }
+        bump_version(&tx, eid)?;
         tx.commit().map_err(backend)?;
         Ok(sheet.len())
     }
@@ -585,7 +599,7 @@ impl MetadataStore for SqliteStore {
             ],
         )
         .map_err(backend)?;
-        Ok(())
+        bump_version(&conn, eid)
     }
 
     fn entries(&self, n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>> {
@@ -666,6 +680,7 @@ impl MetadataStore for SqliteStore {
             )
             .map_err(backend)?;
         }
+        bump_version(&tx, eid)?;
         tx.commit().map_err(backend)
     }
 

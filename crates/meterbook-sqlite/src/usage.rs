@@ -257,7 +257,12 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 .rollups
                 .entry(key)
                 .or_insert((Quantity::ZERO, Amount::ZERO, 0));
-            e.0 += c.quantity;
+            e.0 = Quantity(e.0.raw().checked_add(c.quantity.raw()).ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "line {}: the total quantity of meter {} in period {} exceeds the supported range",
+                    raw.line, raw.meter_id, c.booked
+                ))
+            })?);
             if let Some(rate) = c.correction_rate {
                 e.1 += c.quantity * rate;
             }
@@ -269,6 +274,7 @@ impl UsageWriter for SqliteUsageWriter<'_> {
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.flush_rollups()?;
+        crate::metadata::bump_version(&self.conn, self.eid)?;
         self.conn.execute_batch("COMMIT").map_err(backend)?;
         self.open = false;
         Ok(())

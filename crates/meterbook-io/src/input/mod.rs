@@ -5,7 +5,59 @@ pub mod prices;
 pub mod usage;
 
 use crate::InputError;
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+
+/// Counts lines itself, because the csv crate's line numbers are one short in
+/// files with CRLF endings (rust-csv#395). Remembers where the newlines of the
+/// bytes read ahead lie, and answers "which line is byte N on" for positions
+/// at or after the last one asked about (records come in order).
+pub(crate) struct LineCounted<R> {
+    inner: R,
+    offset: u64,
+    state: RefCell<LineState>,
+}
+
+#[derive(Default)]
+struct LineState {
+    newlines: VecDeque<u64>,
+    passed: u64,
+}
+
+impl<R: Read> LineCounted<R> {
+    pub fn new(inner: R) -> LineCounted<R> {
+        LineCounted {
+            inner,
+            offset: 0,
+            state: RefCell::default(),
+        }
+    }
+
+    /// The 1-based line of byte offset `byte`.
+    pub fn line_at(&self, byte: u64) -> u64 {
+        let mut st = self.state.borrow_mut();
+        // `<=`: with CRLF endings the csv crate starts a record at the '\n' of
+        // the previous line's terminator; no record otherwise starts with one.
+        while st.newlines.front().is_some_and(|&nl| nl <= byte) {
+            st.newlines.pop_front();
+            st.passed += 1;
+        }
+        st.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineCounted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let st = self.state.get_mut();
+        for i in memchr::memchr_iter(b'\n', &buf[..n]) {
+            st.newlines.push_back(self.offset + i as u64);
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
 
 /// Header of a CSV file: column name -> 0-based index, checked against the
 /// known names (unknown columns are refused: a misspelt optional column would
@@ -62,8 +114,8 @@ impl Header {
 }
 
 /// Turns a csv crate error into an [`InputError`] naming the line.
-pub(crate) fn csv_error(file: &str, e: &csv::Error) -> InputError {
-    let line = e.position().map_or(0, |p| p.line());
+pub(crate) fn csv_error<R: Read>(file: &str, e: &csv::Error, lines: &LineCounted<R>) -> InputError {
+    let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
     let reason = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..

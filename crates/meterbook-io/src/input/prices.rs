@@ -1,6 +1,6 @@
 //! The price-sheet file: one row per meter and tier.
 
-use super::{csv_error, Header};
+use super::{csv_error, Header, LineCounted};
 use crate::InputError;
 use meterbook_core::prices::PriceRow;
 use meterbook_core::{Price, Quantity};
@@ -26,22 +26,23 @@ const REQUIRED: [&str; 3] = ["MeterId", "UnitPrice", "MeterName"];
 
 /// Reads a whole price sheet (small: one row per meter tier).
 pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
-    let mut rdr = csv::ReaderBuilder::new().from_reader(input);
-    let header = Header::parse(
-        file,
-        rdr.headers().map_err(|e| csv_error(file, &e))?,
-        &COLUMNS,
-        &REQUIRED,
-    )?;
+    let mut rdr = csv::ReaderBuilder::new().from_reader(LineCounted::new(input));
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
+    };
+    let header = Header::parse(file, &headers, &COLUMNS, &REQUIRED)?;
     let mut out = Vec::new();
     let mut rec = csv::StringRecord::new();
     loop {
         match rdr.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(csv_error(file, &e)),
+            Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
         }
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec
+            .position()
+            .map_or(0, |p| rdr.get_ref().line_at(p.byte()));
         let get = |c: &str| header.get(&rec, c).trim().to_string();
         let err = |col: &str, reason: String| InputError {
             file: file.to_string(),

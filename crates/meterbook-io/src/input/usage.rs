@@ -1,10 +1,10 @@
 //! Usage records as CSV or NDJSON, read one at a time (memory stays flat
 //! whatever the file's size).
 
-use super::{csv_error, Header};
+use super::{csv_error, Header, LineCounted};
 use crate::InputError;
 use meterbook_core::ingest::UsageSource;
-use meterbook_core::usage::{RawUsage, Reject, REQUIRED_USAGE_COLUMNS, USAGE_COLUMNS};
+use meterbook_core::usage::{OwnedUsage, RawUsage, Reject, REQUIRED_USAGE_COLUMNS, USAGE_COLUMNS};
 use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader, Read};
 
@@ -90,7 +90,8 @@ impl<R: BufRead> UsageSource for UsageReader<R> {
 }
 
 pub struct CsvUsage<R: Read> {
-    rdr: csv::Reader<R>,
+    rdr: csv::Reader<LineCounted<R>>,
+    width: usize,
     header: Header,
     cols: [Option<usize>; 13],
     rec: csv::ByteRecord,
@@ -99,21 +100,37 @@ pub struct CsvUsage<R: Read> {
 
 impl<R: Read> CsvUsage<R> {
     fn new(input: R) -> Result<CsvUsage<R>, Reject> {
+        // Flexible: a record with the wrong number of fields is checked here,
+        // so what could be read of it still reaches the reject file.
         let mut rdr = csv::ReaderBuilder::new()
             .buffer_capacity(256 * 1024)
-            .from_reader(input);
-        let headers = rdr
-            .headers()
-            .map_err(|e| Reject::new(1, None, csv_error("", &e).reason))?
-            .clone();
-        let header = Header::parse("", &headers, &USAGE_COLUMNS, &REQUIRED_USAGE_COLUMNS)
-            .map_err(|e| Reject::new(1, None, e.reason))?;
+            .flexible(true)
+            .from_reader(LineCounted::new(input));
+        let headers = match rdr.headers() {
+            Ok(h) => h.clone(),
+            Err(e) => {
+                return Err(Reject::new(
+                    1,
+                    None,
+                    csv_error("", &e, rdr.get_ref()).reason,
+                ))
+            }
+        };
+        let header =
+            Header::parse("", &headers, &USAGE_COLUMNS, &REQUIRED_USAGE_COLUMNS).map_err(|e| {
+                let reason = match &e.column {
+                    Some((i, _)) => format!("column {i}: {}", e.reason),
+                    None => e.reason,
+                };
+                Reject::new(1, None, reason)
+            })?;
         let mut cols = [None; 13];
         for (i, name) in USAGE_COLUMNS.iter().enumerate() {
             cols[i] = header.index.get(*name).copied();
         }
         Ok(CsvUsage {
             rdr,
+            width: headers.len(),
             header,
             cols,
             rec: csv::ByteRecord::new(),
@@ -129,7 +146,7 @@ impl<R: Read> CsvUsage<R> {
             Ok(false) => return None,
             Ok(true) => {}
             Err(e) => {
-                let ie = csv_error("", &e);
+                let ie = csv_error("", &e, self.rdr.get_ref());
                 // After an I/O error the stream is unusable; a malformed record is skipped.
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     self.failed = true;
@@ -137,7 +154,23 @@ impl<R: Read> CsvUsage<R> {
                 return Some(Err(Reject::new(ie.line, None, ie.reason)));
             }
         }
-        let line = self.rec.position().map_or(0, |p| p.line());
+        let line = self
+            .rec
+            .position()
+            .map_or(0, |p| self.rdr.get_ref().line_at(p.byte()));
+        if self.rec.len() != self.width {
+            let mut r = Reject::new(
+                line,
+                None,
+                format!(
+                    "malformed CSV: expected {} fields, found {}",
+                    self.width,
+                    self.rec.len()
+                ),
+            );
+            r.raw = Some(Box::new(self.lossy(line)));
+            return Some(Err(r));
+        }
         let mut f: [&str; 13] = [""; 13];
         for (i, col) in self.cols.iter().enumerate() {
             if let Some(c) = col {
@@ -145,16 +178,35 @@ impl<R: Read> CsvUsage<R> {
                 match std::str::from_utf8(bytes) {
                     Ok(s) => f[i] = s,
                     Err(_) => {
-                        return Some(Err(Reject::new(
+                        let mut r = Reject::new(
                             line,
                             Some(USAGE_COLUMNS[i]),
                             "invalid UTF-8 (the file must be UTF-8)",
-                        )))
+                        );
+                        r.raw = Some(Box::new(self.lossy(line)));
+                        return Some(Err(r));
                     }
                 }
             }
         }
         Some(Ok(raw_from_fields(line, &f)))
+    }
+}
+
+impl<R: Read> CsvUsage<R> {
+    /// The current record's fields, invalid UTF-8 replaced, for a reject file.
+    fn lossy(&self, line: u64) -> OwnedUsage {
+        let owned: Vec<String> = self
+            .cols
+            .iter()
+            .map(|c| {
+                c.and_then(|c| self.rec.get(c))
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let f: [&str; 13] = std::array::from_fn(|i| owned[i].as_str());
+        OwnedUsage::from_raw(&RawUsage::from_fields(line, f))
     }
 }
 
@@ -327,5 +379,18 @@ mod tests {
             "u.csv:3: column 2 (SubscriptionGuid): invalid UTF-8 (the file must be UTF-8)"
         );
         assert_eq!(r.next_record().unwrap().unwrap().record_id, "r3");
+    }
+}
+
+#[cfg(test)]
+mod crlf_tests {
+    use super::*;
+
+    #[test]
+    fn crlf_line_numbers() {
+        let input = "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity\r\nr1,g,2026-11-01,m,1\r\nr2,g,2026-11-01,m,-1\r\n";
+        let mut r = UsageReader::open(input.as_bytes(), None).unwrap();
+        assert_eq!(r.next_record().unwrap().unwrap().line, 2);
+        assert_eq!(r.next_record().unwrap().unwrap().line, 3);
     }
 }

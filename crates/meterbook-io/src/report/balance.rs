@@ -1,7 +1,7 @@
 //! Balance and charges: the statement of design §3.5.
 
 use super::{json_str, ReportFormat, ReportMeta};
-use meterbook_core::statement::{CommitmentEntry, Statement};
+use meterbook_core::statement::Statement;
 use std::io::Write;
 
 const COLUMNS: [&str; 12] = [
@@ -58,56 +58,73 @@ pub fn write(
         ReportFormat::Json => {
             write!(out, "{{{},\"data\":[", meta.json_fields())?;
             for (i, s) in statements.iter().enumerate() {
-                let mut o = Vec::new();
                 if i > 0 {
-                    o.push(b',');
+                    out.write_all(b",")?;
                 }
-                write!(
-                    o,
-                    "\n{{\"id\":\"{}/billingPeriods/{}/balancesummaries\",\"billingPeriodId\":{},\"currencyCode\":\"{}\"",
-                    meta.enrollment, s.period, s.period, meta.currency
+                out.write_all(b"\n")?;
+                out.write_all(
+                    statement_json(&meta.enrollment, s, exponent, &meta.currency, None).as_bytes(),
                 )?;
-                let names = [
-                    "beginningBalance",
-                    "newPurchases",
-                    "adjustments",
-                    "utilized",
-                    "endingBalance",
-                    "serviceOverage",
-                    "chargesBilledSeparately",
-                    "totalOverage",
-                    "totalUsage",
-                    "azureMarketplaceServiceCharges",
-                ];
-                for (name, v) in names.iter().zip(figures(s)) {
-                    write!(o, ",\"{name}\":{}", money(v))?;
-                }
-                let details =
-                    |o: &mut Vec<u8>, key: &str, es: &[CommitmentEntry]| -> std::io::Result<()> {
-                        write!(o, ",\"{key}\":[")?;
-                        for (j, e) in es.iter().enumerate() {
-                            if j > 0 {
-                                o.push(b',');
-                            }
-                            o.extend_from_slice(b"{\"name\":");
-                            json_str(o, &e.description);
-                            write!(
-                                o,
-                                ",\"value\":{},\"date\":\"{}\"}}",
-                                money(e.amount.0),
-                                e.date
-                            )?;
-                        }
-                        o.push(b']');
-                        Ok(())
-                    };
-                details(&mut o, "newPurchasesDetails", &s.purchase_details)?;
-                details(&mut o, "adjustmentDetails", &s.adjustment_details)?;
-                o.push(b'}');
-                out.write_all(&o)?;
             }
             writeln!(out, "\n]}}")?;
         }
     }
     Ok(())
+}
+
+/// One statement as a Reporting API v3 `balancesummary` object. Numbers are
+/// exact decimal text; `extra` (e.g. `"usageCompleteThrough":...`) is appended.
+pub fn statement_json(
+    enrollment: &str,
+    s: &Statement,
+    exponent: u32,
+    currency: &str,
+    extra: Option<&str>,
+) -> String {
+    let money = |v: i64| meterbook_core::Money(v).format(exponent);
+    let mut o = format!(
+        "{{\"id\":\"enrollments/{enrollment}/billingperiods/{}/balancesummaries\",\"billingPeriodId\":{},\"currencyCode\":\"{currency}\"",
+        s.period, s.period
+    );
+    let names = [
+        "beginningBalance",
+        "newPurchases",
+        "adjustments",
+        "utilized",
+        "endingBalance",
+        "serviceOverage",
+        "chargesBilledSeparately",
+        "totalOverage",
+        "totalUsage",
+        "azureMarketplaceServiceCharges",
+    ];
+    for (name, v) in names.iter().zip(figures(s)) {
+        o.push_str(&format!(",\"{name}\":{}", money(v)));
+    }
+    for (key, es) in [
+        ("newPurchasesDetails", &s.purchase_details),
+        ("adjustmentDetails", &s.adjustment_details),
+    ] {
+        o.push_str(&format!(",\"{key}\":["));
+        for (j, e) in es.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            let mut name = Vec::new();
+            json_str(&mut name, &e.description);
+            o.push_str(&format!(
+                "{{\"name\":{},\"value\":{},\"date\":\"{}\"}}",
+                String::from_utf8(name).expect("utf8"),
+                money(e.amount.0),
+                e.date
+            ));
+        }
+        o.push(']');
+    }
+    if let Some(x) = extra {
+        o.push(',');
+        o.push_str(x);
+    }
+    o.push('}');
+    o
 }

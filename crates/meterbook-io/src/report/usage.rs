@@ -9,7 +9,7 @@ use meterbook_core::prices::{ChargeKind, MeterPrice};
 use meterbook_core::store::{
     Flow, MetadataStore, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
 };
-use meterbook_core::{EnrollmentNumber, Period, Price, Quantity};
+use meterbook_core::{EnrollmentNumber, Period, Price};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::sync::mpsc;
@@ -59,6 +59,15 @@ pub enum Col {
     PublisherName,
     OfferName,
     PlanName,
+    // The Enterprise Agreement's detail report (the legacy endpoint).
+    AccountOwnerId,
+    ServiceAdministratorId,
+    SubscriptionId,
+    Month,
+    Day,
+    Year,
+    ExtendedCost,
+    StoreServiceIdentifier,
 }
 
 impl Col {
@@ -104,6 +113,14 @@ impl Col {
             PublisherName => "PublisherName",
             OfferName => "OfferName",
             PlanName => "PlanName",
+            AccountOwnerId => "AccountOwnerId",
+            ServiceAdministratorId => "ServiceAdministratorId",
+            SubscriptionId => "SubscriptionId",
+            Month => "Month",
+            Day => "Day",
+            Year => "Year",
+            ExtendedCost => "ExtendedCost",
+            StoreServiceIdentifier => "StoreServiceIdentifier",
         }
     }
 
@@ -188,6 +205,45 @@ pub const MARKETPLACE_COLUMNS: [Col; 22] = {
     ]
 };
 
+/// The Enterprise Agreement detail report's columns, as the legacy
+/// `usage-report` endpoint spells them.
+pub const LEGACY_DETAIL_COLUMNS: [Col; 31] = {
+    use Col::*;
+    [
+        AccountOwnerId,
+        AccountName,
+        ServiceAdministratorId,
+        SubscriptionId,
+        SubscriptionGuid,
+        SubscriptionName,
+        Date,
+        Month,
+        Day,
+        Year,
+        Product,
+        MeterId,
+        MeterCategory,
+        MeterSubCategory,
+        MeterRegion,
+        MeterName,
+        ConsumedQuantity,
+        ResourceRate,
+        ExtendedCost,
+        ResourceLocation,
+        ConsumedService,
+        InstanceId,
+        ServiceInfo1,
+        ServiceInfo2,
+        AdditionalInfo,
+        Tags,
+        StoreServiceIdentifier,
+        DepartmentName,
+        CostCenter,
+        UnitOfMeasure,
+        ResourceGroup,
+    ]
+};
+
 /// What to include.
 #[derive(Clone, Debug, Default)]
 pub struct UsageFilter {
@@ -199,13 +255,19 @@ pub struct UsageFilter {
     pub show_costs: bool,
     /// Only marketplace meters (the Marketplace charges report).
     pub marketplace_only: bool,
+    /// Rows outside this scope are left out (design §5); `None` for operators.
+    pub scope: Option<meterbook_core::access::Scope>,
+    /// The legacy layout (overrides `marketplace_only`'s columns, not its rows).
+    pub legacy: bool,
 }
 
 /// Sums of what a report wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReportTotals {
     pub rows: u64,
-    pub quantity: Quantity,
+    /// Sum of the rows' quantities in millionths (wider than one [`Quantity`]:
+    /// a report may add up many meters).
+    pub quantity_micro: i128,
     pub cost: Amount,
 }
 
@@ -330,12 +392,7 @@ impl UsageReport {
         format: ReportFormat,
         out: &mut (dyn Write + Send),
     ) -> Result<ReportTotals, ReportError> {
-        let cols: &[Col] = if self.filter.marketplace_only {
-            &MARKETPLACE_COLUMNS
-        } else {
-            &USAGE_DETAIL_COLUMNS
-        };
-        let mut enc = Encoder::new(format, cols);
+        let mut enc = Encoder::new(format, self.columns(), self.filter.legacy);
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
         let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
         std::thread::scope(|scope| {
@@ -353,7 +410,7 @@ impl UsageReport {
             let scanned = store.scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
                 if let Some(row) = self.row(f) {
                     totals.rows += 1;
-                    totals.quantity += f.quantity;
+                    totals.quantity_micro += f.quantity.raw() as i128;
                     totals.cost += row.cost;
                     enc.row(&row, &mut chunk);
                     if chunk.len() >= CHUNK {
@@ -388,9 +445,59 @@ impl UsageReport {
         })
     }
 
+    fn columns(&self) -> &'static [Col] {
+        if self.filter.legacy {
+            &LEGACY_DETAIL_COLUMNS
+        } else if self.filter.marketplace_only {
+            &MARKETPLACE_COLUMNS
+        } else {
+            &USAGE_DETAIL_COLUMNS
+        }
+    }
+
+    /// Writes up to `limit` rows as JSON objects separated by commas (a page of
+    /// the API), starting after `self.filter.selection.after`. Returns the rows
+    /// written and, when more rows follow, the cursor of the last one.
+    pub fn write_page<S: UsageStore + ?Sized>(
+        &self,
+        store: &S,
+        n: &EnrollmentNumber,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(u64, Option<meterbook_core::store::ScanCursor>), ReportError> {
+        let mut enc = Encoder::new(ReportFormat::Json, self.columns(), self.filter.legacy);
+        let mut rows = 0u64;
+        let mut last: Option<meterbook_core::store::ScanCursor> = None;
+        let mut more = false;
+        let by_period = self.filter.selection.booked.is_some();
+        store.scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
+            let Some(row) = self.row(f) else {
+                return Ok(Flow::Continue);
+            };
+            if rows as usize == limit {
+                more = true;
+                return Ok(Flow::Stop);
+            }
+            enc.row(&row, out);
+            rows += 1;
+            last = Some(meterbook_core::store::ScanCursor {
+                correction_phase: by_period && f.correction_rate.is_some(),
+                day: f.day,
+                record_id: f.record_id.to_string(),
+            });
+            Ok(Flow::Continue)
+        })?;
+        Ok((rows, if more { last } else { None }))
+    }
+
     fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Option<Row<'a>> {
         let account = self.hierarchy.account_on(f.subscription, f.day);
         let dept = account.and_then(|a| self.hierarchy.department(a.department_id));
+        if let Some(scope) = self.filter.scope {
+            if !scope.covers_account(account) {
+                return None;
+            }
+        }
         if self.accounts.is_some() || self.departments.is_some() {
             let a_ok = self
                 .accounts
@@ -461,13 +568,19 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(format: ReportFormat, cols: &[Col]) -> Encoder {
+    fn new(format: ReportFormat, cols: &[Col], verbatim_keys: bool) -> Encoder {
         Encoder {
             format,
             cols: cols.to_vec(),
             json_keys: cols
                 .iter()
-                .map(|c| format!("\"{}\":", c.json_name()))
+                .map(|c| {
+                    if verbatim_keys {
+                        format!("\"{}\":", c.name())
+                    } else {
+                        format!("\"{}\":", c.json_name())
+                    }
+                })
                 .collect(),
             first: true,
             num: Default::default(),
@@ -507,6 +620,7 @@ impl Encoder {
         let mut ids = itoa_buf();
         let account_id = r.account.map(|a| write_int(&mut ids.0, a.id));
         let dept_id = r.dept.map(|d| write_int(&mut ids.1, d.id));
+        let sub_id = write_int(&mut ids.2, f.subscription);
         if self.format == ReportFormat::Json {
             line.extend_from_slice(if self.first { b"\n{" } else { b",\n{" });
         }
@@ -549,6 +663,13 @@ impl Encoder {
                 PublisherName => Val::Text(&info.publisher_name),
                 OfferName => Val::Text(&info.offer_name),
                 PlanName => Val::Text(&info.plan_name),
+                AccountOwnerId => Val::Text(r.account.map_or("", |a| &a.owner_email)),
+                ServiceAdministratorId | StoreServiceIdentifier => Val::Text(""),
+                SubscriptionId => Val::Num(sub_id),
+                Month => Val::Num(date[5..7].trim_start_matches('0')),
+                Day => Val::Num(date[8..10].trim_start_matches('0')),
+                Year => Val::Num(&date[0..4]),
+                ExtendedCost => Val::Num(cost),
             };
             match self.format {
                 ReportFormat::Csv => {
@@ -584,8 +705,8 @@ impl Encoder {
     }
 }
 
-fn itoa_buf() -> (String, String) {
-    (String::new(), String::new())
+fn itoa_buf() -> (String, String, String) {
+    (String::new(), String::new(), String::new())
 }
 
 fn write_int(buf: &mut String, v: i64) -> &str {

@@ -56,9 +56,10 @@ pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
         }
         PeriodCmd::List { enrollment } => {
             let n = enrollment_number(&enrollment)?;
+            let periods = s.periods(&n)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "period\tstatus\trates\tprice sheet")?;
-            for i in s.periods(&n)? {
+            for i in periods {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}",

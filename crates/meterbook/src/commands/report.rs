@@ -160,6 +160,7 @@ pub fn run_report(s: &SqliteStore, a: &ReportArgs) -> Result<()> {
                 departments: a.department.clone(),
                 show_costs: true,
                 marketplace_only: a.kind == ReportKind::Marketplace,
+                ..Default::default()
             };
             let report = UsageReport::prepare(s, &n, filter, meta.clone())?;
             let t = report.write(s, &n, format, &mut out.writer())?;

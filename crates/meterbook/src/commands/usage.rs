@@ -31,8 +31,13 @@ pub fn usage(s: &SqliteStore, c: UsageCmd) -> Result<()> {
             let sum = ingest_file(s, &n, &file, format, skip_invalid, rejects.as_deref())?;
             let secs = started.elapsed().as_secs_f64();
             let e = s.enrollment(&n)?;
+            let name = if file == "-" {
+                "<stdin>"
+            } else {
+                file.as_str()
+            };
             println!(
-                "{file}: read {}, stored {}, duplicates {}, rejected {} in {:.2} s ({:.0} rows/s); usage complete through {}; generated {}",
+                "{name}: read {}, stored {}, duplicates {}, rejected {} in {:.2} s ({:.0} rows/s); usage complete through {}; generated {}",
                 sum.read,
                 sum.stored,
                 sum.duplicates,
