@@ -1,1 +1,135 @@
-pub fn _placeholder() {}
+//! Meterbook's HTTP server: the Reporting API with the request shapes and
+//! field names of the Enterprise Agreement Reporting API v3, reached with API
+//! access keys, and the legacy `usage-report` endpoint.
+//!
+//! A library with a thin caller: `meterbook serve` builds an [`AppState`] and
+//! calls [`serve`]; tests do the same on port 0.
+//!
+//! The store is synchronous (SQLite); handlers run store work on the blocking
+//! pool, and downloads stream from a blocking task through a bounded channel,
+//! so memory stays flat and the async workers never block.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod error;
+pub mod keys;
+mod params;
+mod routes;
+
+use axum::extract::Request;
+use axum::Router;
+use meterbook_core::store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use tower::Layer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// Server settings (part of the binary's one settings struct).
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
+    /// Lifetime of a new API key when the request names none.
+    pub key_default_days: u32,
+    /// The longest lifetime an API key may have (set by the operator).
+    pub key_max_days: u32,
+    /// Sustained requests per second allowed per key.
+    pub rate_limit_per_sec: f64,
+    /// Requests a key may make in a burst above the sustained rate.
+    pub rate_limit_burst: f64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            key_default_days: 183,
+            key_max_days: 730,
+            rate_limit_per_sec: 100.0,
+            rate_limit_burst: 200.0,
+        }
+    }
+}
+
+/// Shared state of the server.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    settings: ServerSettings,
+    limiter: auth::RateLimiter,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, settings: ServerSettings) -> AppState {
+        AppState {
+            inner: Arc::new(Inner {
+                limiter: auth::RateLimiter::new(
+                    settings.rate_limit_per_sec,
+                    settings.rate_limit_burst,
+                ),
+                store,
+                settings,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn settings(&self) -> &ServerSettings {
+        &self.inner.settings
+    }
+
+    /// Runs store work on the blocking pool.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
+    {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+    }
+}
+
+/// The routes, with request ids, request logs and compression.
+pub fn router(state: AppState) -> Router {
+    routes::routes()
+        .with_state(state)
+        .layer(CompressionLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // Method, path and request id; never headers (they carry keys) or the query's secrets.
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Serves until `shutdown` resolves; in-flight requests finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Paths match case-insensitively (clients spell `billingPeriods` both ways):
+    // the URI is normalised before routing.
+    let app = tower::util::MapRequestLayer::new(params::normalize_path).layer(router(state));
+    axum::serve(
+        listener,
+        axum::ServiceExt::<Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

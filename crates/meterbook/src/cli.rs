@@ -47,7 +47,12 @@ pub enum Command {
     Period(PeriodCmd),
     /// Produce a report: balance, usage, prices or marketplace.
     Report(ReportArgs),
-    /// Create a realistic demo enrollment and show what to try.
+    /// Serve the Reporting API over HTTP.
+    Serve(ServeArgs),
+    /// Create API access keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Create a realistic demo enrollment, show what to try, and serve it.
     Demo(DemoArgs),
     /// Measure ingest, export and statement speed on generated data.
     Bench(BenchArgs),
@@ -217,6 +222,48 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Default lifetime of new API keys, in days.
+    #[arg(long, env = "MB_KEY_DEFAULT_DAYS", default_value_t = 183)]
+    pub key_default_days: u32,
+    /// Longest lifetime an API key may be given, in days.
+    #[arg(long, env = "MB_KEY_MAX_DAYS", default_value_t = 730)]
+    pub key_max_days: u32,
+    /// Requests per second allowed per API key (sustained).
+    #[arg(long, env = "MB_RATE_LIMIT", default_value_t = 100.0)]
+    pub rate_limit: f64,
+    /// Requests a key may make in a burst.
+    #[arg(long, env = "MB_RATE_BURST", default_value_t = 200.0)]
+    pub rate_burst: f64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Generate the primary (or secondary) key of a scope; prints it once.
+    Create {
+        #[arg(long)]
+        enrollment: String,
+        /// A department administrator's key.
+        #[arg(long, conflicts_with = "account")]
+        department: Option<String>,
+        /// An account owner's key.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long, default_value = "primary")]
+        slot: String,
+        /// Lifetime in days.
+        #[arg(long, default_value_t = 183)]
+        expires_in_days: u32,
+        /// A read-only administrator's key (cannot manage keys).
+        #[arg(long)]
+        read_only: bool,
+    },
+}
+
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Approximate number of usage rows to generate.
@@ -225,6 +272,11 @@ pub struct DemoArgs {
     /// Enrollment number of the demo.
     #[arg(long, default_value = "8608480")]
     pub enrollment: String,
+    /// Seed and print, but do not start the server.
+    #[arg(long)]
+    pub no_serve: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Args, Debug)]

@@ -519,7 +519,33 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     print_next_steps(settings, &n);
-    Ok(())
+    // An enterprise administrator's key for the API (regenerated on every run).
+    let (key, _) = crate::commands::create_key(
+        &store,
+        &n,
+        meterbook_core::access::Scope::Enrollment,
+        meterbook_core::access::Slot::Primary,
+        183,
+        false,
+    )?;
+    drop(store);
+    if a.no_serve {
+        println!("\nEnterprise-admin API key (primary): {key}");
+        return Ok(());
+    }
+    let n2 = n.clone();
+    let banner = move |base: &str| {
+        let last = Day::today().period().prev();
+        println!();
+        println!("Reporting API at {base}  (Ctrl-C to stop)");
+        println!("Enterprise-admin API key: {key}");
+        println!(
+            "  curl -H 'Authorization: bearer {key}' {base}/v3/enrollments/{n2}/billingPeriods"
+        );
+        println!("  curl -H 'Authorization: bearer {key}' {base}/v3/enrollments/{n2}/billingPeriods/{last}/balancesummary");
+        println!("  curl --compressed -H 'Authorization: bearer {key}' '{base}/v3/enrollments/{n2}/usagedetails/download?billingPeriod={last}' -o usage-{last}.csv");
+    };
+    crate::commands::serve(settings, &a.serve, Some(&banner))
 }
 
 fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {

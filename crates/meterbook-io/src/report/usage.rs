@@ -564,6 +564,8 @@ struct Encoder {
     cols: Vec<Col>,
     json_keys: Vec<String>,
     first: bool,
+    /// The legacy layout: JSON is a bare array of rows keyed by column name.
+    legacy: bool,
     num: [String; 4],
 }
 
@@ -583,6 +585,7 @@ impl Encoder {
                 })
                 .collect(),
             first: true,
+            legacy: verbatim_keys,
             num: Default::default(),
         }
     }
@@ -594,6 +597,7 @@ impl Encoder {
                 out.extend_from_slice(names.join(",").as_bytes());
                 out.push(b'\n');
             }
+            ReportFormat::Json if self.legacy => out.push(b'['),
             ReportFormat::Json => {
                 out.extend_from_slice(format!("{{{},\"data\":[", meta.json_fields()).as_bytes())
             }
@@ -602,7 +606,12 @@ impl Encoder {
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         if self.format == ReportFormat::Json {
-            out.extend_from_slice(if self.first { b"]}\n" } else { b"\n]}\n" });
+            out.extend_from_slice(match (self.legacy, self.first) {
+                (true, true) => b"]\n",
+                (true, false) => b"\n]\n",
+                (false, true) => b"]}\n",
+                (false, false) => b"\n]}\n",
+            });
         }
     }
 

@@ -2,8 +2,10 @@
 //! store and the ledger, and prints what happened.
 
 mod enrollment;
+mod keys;
 mod ledger;
 mod report;
+mod serve;
 mod usage;
 
 use crate::cli::Command;
@@ -12,7 +14,9 @@ use anyhow::{Context, Result};
 use meterbook_core::{Day, EnrollmentNumber, Period};
 use meterbook_sqlite::SqliteStore;
 
+pub use keys::create_key;
 pub use report::run_report;
+pub use serve::run as serve;
 pub use usage::ingest_file;
 
 pub fn open(settings: &Settings) -> Result<SqliteStore> {
@@ -43,6 +47,8 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         ),
         Command::Period(c) => ledger::period(&open(settings)?, c),
         Command::Report(a) => run_report(&open(settings)?, &a),
+        Command::Serve(a) => serve::run(settings, &a, None),
+        Command::Keys(c) => keys::run(&open(settings)?, c),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),
     }

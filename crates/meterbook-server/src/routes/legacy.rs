@@ -1,0 +1,92 @@
+//! The older report endpoint: `GET /rest/{n}/usage-report?month=YYYY-MM&type=detail|summary&fmt=json|csv`.
+
+use super::Ctx;
+use crate::auth::Caller;
+use crate::params::Params;
+use crate::{ApiError, AppState};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use meterbook_core::store::UsageSelection;
+use meterbook_io::report::usage::{UsageFilter, UsageReport};
+use meterbook_io::report::{ReportFormat, ReportScope};
+
+pub async fn usage_report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(n): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let q = Params::parse(uri.query())?;
+    let month = q
+        .get("month")
+        .ok_or_else(|| ApiError::BadRequest("`month` is required (YYYY-MM)".into()))?;
+    let period = ctx.period(&month.replace('-', ""))?;
+    let kind = q.choice("type", &["detail", "summary"], "detail")?;
+    let fmt = q.choice("fmt", &["json", "csv"], "json")?;
+    if let Some(r) = ctx.not_modified(&headers) {
+        return Ok(r);
+    }
+    let number = ctx.n.clone();
+    let exp = ctx.e.currency.exponent();
+    let meta = ctx.meta(ReportScope::Period(period.to_string()));
+    let (body, content_type) = if kind == "summary" {
+        caller.require_balance()?;
+        let st = state
+            .blocking(move |s| Ok(meterbook_core::ledger::statement(s, &number, period)?))
+            .await?;
+        if fmt == "json" {
+            let body = meterbook_io::report::balance::statement_json(
+                ctx.n.as_str(),
+                &st,
+                exp,
+                ctx.e.currency.code(),
+                None,
+            );
+            (body.into_bytes(), "application/json")
+        } else {
+            let mut out = Vec::new();
+            meterbook_io::report::balance::write(&meta, &[st], exp, ReportFormat::Csv, &mut out)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            (out, "text/csv; charset=utf-8")
+        }
+    } else {
+        let f = UsageFilter {
+            selection: UsageSelection {
+                booked: Some(period),
+                ..Default::default()
+            },
+            show_costs: caller.scope.sees_costs(ctx.e.visibility),
+            scope: Some(caller.scope),
+            legacy: true,
+            ..Default::default()
+        };
+        let format = if fmt == "json" {
+            ReportFormat::Json
+        } else {
+            ReportFormat::Csv
+        };
+        let out = state
+            .blocking(move |s| {
+                let report = UsageReport::prepare(s, &number, f, meta)?;
+                let mut out = Vec::new();
+                report.write(s, &number, format, &mut out)?;
+                Ok(out)
+            })
+            .await?;
+        (
+            out,
+            if fmt == "json" {
+                "application/json"
+            } else {
+                "text/csv; charset=utf-8"
+            },
+        )
+    };
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(ctx.decorate(res))
+}

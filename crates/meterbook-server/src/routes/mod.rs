@@ -1,0 +1,228 @@
+//! Routes, grouped by resource; shared response helpers.
+
+mod keys;
+mod legacy;
+mod reports;
+mod usage;
+
+use crate::auth::Caller;
+use crate::params::Params;
+use crate::{ApiError, AppState};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use meterbook_core::{Day, Enrollment, EnrollmentNumber, Period};
+use sha2::{Digest, Sha256};
+
+pub fn routes() -> Router<AppState> {
+    let v3 = "/v3/enrollments/{n}";
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            &format!("{v3}/billingperiods"),
+            get(reports::billing_periods),
+        )
+        .route(
+            &format!("{v3}/balancesummary"),
+            get(reports::balance_current),
+        )
+        .route(
+            &format!("{v3}/billingperiods/{{p}}/balancesummary"),
+            get(reports::balance_period),
+        )
+        .route(&format!("{v3}/pricesheet"), get(reports::prices_current))
+        .route(
+            &format!("{v3}/billingperiods/{{p}}/pricesheet"),
+            get(reports::prices_period),
+        )
+        .route(&format!("{v3}/usagedetails"), get(usage::details_current))
+        .route(
+            &format!("{v3}/billingperiods/{{p}}/usagedetails"),
+            get(usage::details_period),
+        )
+        .route(
+            &format!("{v3}/usagedetailsbycustomdate"),
+            get(usage::details_custom),
+        )
+        .route(&format!("{v3}/usagedetails/download"), get(usage::download))
+        .route(
+            &format!("{v3}/marketplacecharges"),
+            get(usage::marketplace_current),
+        )
+        .route(
+            &format!("{v3}/billingperiods/{{p}}/marketplacecharges"),
+            get(usage::marketplace_period),
+        )
+        .route(
+            &format!("{v3}/marketplacechargesbycustomdate"),
+            get(usage::marketplace_custom),
+        )
+        .route(&format!("{v3}/keys"), get(keys::list).post(keys::generate))
+        .route(&format!("{v3}/keys/disable"), post(keys::disable))
+        .route("/rest/{n}/usage-report", get(legacy::usage_report))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+}
+
+/// What every report handler starts with: the caller's enrollment, loaded.
+pub(crate) struct Ctx {
+    pub n: EnrollmentNumber,
+    pub e: Enrollment,
+    pub etag: String,
+}
+
+impl Ctx {
+    pub async fn load(
+        state: &AppState,
+        caller: &Caller,
+        path_n: &str,
+        uri: &Uri,
+    ) -> Result<Ctx, ApiError> {
+        let n = caller.enrollment(path_n)?;
+        let lookup = n.clone();
+        let e = state.blocking(move |s| Ok(s.enrollment(&lookup)?)).await?;
+        // A validator that changes whenever the enrollment's data does, per
+        // request and per scope: no body needs hashing to answer 304.
+        let mut h = Sha256::new();
+        h.update(uri.to_string().as_bytes());
+        h.update(
+            format!(
+                "{:?}|{}|{}",
+                caller.scope,
+                e.data_version,
+                e.visibility.department_admins_view_charges as u8 * 2
+                    + e.visibility.account_owners_view_charges as u8
+            )
+            .as_bytes(),
+        );
+        let digest = h.finalize();
+        let etag = format!(
+            "\"{}-{}\"",
+            e.data_version,
+            digest[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        Ok(Ctx { n, e, etag })
+    }
+
+    /// 304 when the client already has this version.
+    pub fn not_modified(&self, headers: &HeaderMap) -> Option<Response> {
+        let inm = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+        let hit = inm
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == self.etag || t == "*");
+        hit.then(|| self.decorate(StatusCode::NOT_MODIFIED.into_response()))
+    }
+
+    /// Adds ETag and the watermark header.
+    pub fn decorate(&self, mut res: Response) -> Response {
+        let h = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.etag) {
+            h.insert(header::ETAG, v);
+        }
+        let wm = self
+            .e
+            .watermark
+            .map_or("none".to_string(), |d| d.to_string());
+        if let Ok(v) = HeaderValue::from_str(&wm) {
+            h.insert("x-usage-complete-through", v);
+        }
+        res
+    }
+
+    pub fn watermark_json(&self) -> String {
+        match self.e.watermark {
+            Some(d) => format!("\"{d}\""),
+            None => "null".into(),
+        }
+    }
+
+    /// The period containing today, kept inside the term.
+    pub fn current_period(&self) -> Period {
+        Day::today()
+            .period()
+            .clamp(self.e.first_period(), self.e.last_period())
+    }
+
+    /// A `YYYYMM` path or query value, inside the term.
+    pub fn period(&self, s: &str) -> Result<Period, ApiError> {
+        let p: Period = s
+            .parse()
+            .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
+        if p < self.e.first_period() || p > self.e.last_period() {
+            return Err(ApiError::BadRequest(format!(
+                "billing period {p} is outside the enrollment's term {} to {}",
+                self.e.start, self.e.end
+            )));
+        }
+        Ok(p)
+    }
+
+    /// `startTime`/`endTime` (dates or ISO date-times), inclusive, inside the term.
+    pub fn range(&self, q: &Params) -> Result<(Day, Day), ApiError> {
+        let day = |name: &str| -> Result<Day, ApiError> {
+            let v = q.get(name).ok_or_else(|| {
+                ApiError::BadRequest(format!("`{name}` is required (YYYY-MM-DD)"))
+            })?;
+            v.get(..10)
+                .unwrap_or(v)
+                .parse::<Day>()
+                .map_err(|e| ApiError::BadRequest(format!("`{name}`: {}", e.0)))
+        };
+        let (from, to) = (day("starttime")?, day("endtime")?);
+        if to < from {
+            return Err(ApiError::BadRequest(format!(
+                "endTime {to} is before startTime {from}"
+            )));
+        }
+        if from < self.e.start || to > self.e.end {
+            return Err(ApiError::BadRequest(format!(
+                "the range {from} to {to} is outside the enrollment's term {} to {}",
+                self.e.start, self.e.end
+            )));
+        }
+        Ok((from, to))
+    }
+
+    pub fn json(&self, body: String) -> Response {
+        self.decorate(
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                Body::from(body),
+            )
+                .into_response(),
+        )
+    }
+
+    pub fn meta(
+        &self,
+        scope: meterbook_io::report::ReportScope,
+    ) -> meterbook_io::report::ReportMeta {
+        meterbook_io::report::ReportMeta {
+            enrollment: self.n.to_string(),
+            scope,
+            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            watermark: self.e.watermark.map(|d| d.to_string()),
+            currency: self.e.currency.code().to_string(),
+        }
+    }
+}
+
+/// `http://host` of the request, for absolute links.
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}

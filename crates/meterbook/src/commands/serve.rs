@@ -1,0 +1,65 @@
+//! serve: the HTTP server on a tokio runtime, stopped cleanly by SIGINT/SIGTERM.
+
+use crate::cli::ServeArgs;
+use crate::settings::Settings;
+use anyhow::{Context, Result};
+use meterbook_server::{AppState, ServerSettings};
+use std::sync::Arc;
+
+fn server_settings(a: &ServeArgs) -> ServerSettings {
+    ServerSettings {
+        key_default_days: a.key_default_days,
+        key_max_days: a.key_max_days,
+        rate_limit_per_sec: a.rate_limit,
+        rate_limit_burst: a.rate_burst,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+/// Serves until SIGINT/SIGTERM. `banner` is printed once the socket listens.
+pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let store = Arc::new(super::open(settings)?);
+    let state = AppState::new(store, server_settings(a));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let addr = listener.local_addr()?;
+        let base = format!("http://{addr}");
+        match banner {
+            Some(b) => b(&base),
+            None => eprintln!(
+                "meterbook serving {base} (database {})",
+                settings.db.display()
+            ),
+        }
+        meterbook_server::serve(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
+}
