@@ -62,6 +62,44 @@ struct Inner {
     store: Arc<dyn Store>,
     settings: ServerSettings,
     limiter: auth::RateLimiter,
+    statements: StatementCache,
+}
+
+/// Statements by (enrollment, period, data version). A statement depends on
+/// every period before it, so computing one walks the term's rollups; the data
+/// version changes with any write, so a cached entry is never stale.
+#[derive(Default)]
+pub(crate) struct StatementCache {
+    map: std::sync::Mutex<
+        std::collections::HashMap<(String, u32, i64), Arc<meterbook_core::statement::Statement>>,
+    >,
+}
+
+impl StatementCache {
+    const LIMIT: usize = 4096;
+
+    pub(crate) fn get(
+        &self,
+        key: &(String, u32, i64),
+    ) -> Option<Arc<meterbook_core::statement::Statement>> {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub(crate) fn put(
+        &self,
+        key: (String, u32, i64),
+        st: Arc<meterbook_core::statement::Statement>,
+    ) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= Self::LIMIT {
+            m.clear();
+        }
+        m.insert(key, st);
+    }
 }
 
 impl AppState {
@@ -72,6 +110,7 @@ impl AppState {
                     settings.rate_limit_per_sec,
                     settings.rate_limit_burst,
                 ),
+                statements: StatementCache::default(),
                 store,
                 settings,
             }),
@@ -84,6 +123,25 @@ impl AppState {
 
     pub fn settings(&self) -> &ServerSettings {
         &self.inner.settings
+    }
+
+    /// The statement of `period`, from the cache when the data has not changed.
+    pub(crate) async fn statement(
+        &self,
+        e: &meterbook_core::Enrollment,
+        period: meterbook_core::Period,
+    ) -> Result<Arc<meterbook_core::statement::Statement>, ApiError> {
+        let key = (e.number.to_string(), period.id(), e.data_version);
+        if let Some(st) = self.inner.statements.get(&key) {
+            return Ok(st);
+        }
+        let n = e.number.clone();
+        let st = Arc::new(
+            self.blocking(move |s| Ok(meterbook_core::ledger::statement(s, &n, period)?))
+                .await?,
+        );
+        self.inner.statements.put(key, st.clone());
+        Ok(st)
     }
 
     /// Runs store work on the blocking pool.

@@ -427,6 +427,11 @@ fn scan_in_tx(
         let sql = match resume(phase) {
             Some((false, _, _)) => return,
             Some((true, d, r)) => {
+                // Start the day range at the cursor's day so the index seek skips
+                // what earlier pages read (the row-value test alone would not).
+                if let rusqlite::types::Value::Integer(from) = args[1] {
+                    args[1] = from.max(d).into();
+                }
                 // The cursor binds as ?8 and ?9 whatever the query's own parameters.
                 args.resize(7, rusqlite::types::Value::Null);
                 args.push(d.into());

@@ -34,9 +34,7 @@ pub async fn usage_report(
     let meta = ctx.meta(ReportScope::Period(period.to_string()));
     let (body, content_type) = if kind == "summary" {
         caller.require_balance()?;
-        let st = state
-            .blocking(move |s| Ok(meterbook_core::ledger::statement(s, &number, period)?))
-            .await?;
+        let st = state.statement(&ctx.e, period).await?;
         if fmt == "json" {
             let body = meterbook_io::report::balance::statement_json(
                 ctx.n.as_str(),
@@ -48,8 +46,14 @@ pub async fn usage_report(
             (body.into_bytes(), "application/json")
         } else {
             let mut out = Vec::new();
-            meterbook_io::report::balance::write(&meta, &[st], exp, ReportFormat::Csv, &mut out)
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            meterbook_io::report::balance::write(
+                &meta,
+                &[(*st).clone()],
+                exp,
+                ReportFormat::Csv,
+                &mut out,
+            )
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
             (out, "text/csv; charset=utf-8")
         }
     } else {

@@ -93,10 +93,7 @@ async fn balance(
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let number = ctx.n.clone();
-    let st = state
-        .blocking(move |s| Ok(meterbook_core::ledger::statement(s, &number, period)?))
-        .await?;
+    let st = state.statement(&ctx.e, period).await?;
     let extra = format!(
         "\"usageCompleteThrough\":{},\"generatedAt\":\"{}\"",
         ctx.watermark_json(),
