@@ -44,6 +44,7 @@ conformance!(
     attribution_follows_subscription_moves,
     prices_keep_used_meters,
     enrollments_are_isolated,
+    paging_is_stable_while_usage_arrives,
 );
 
 #[test]
