@@ -135,3 +135,29 @@ pub trait KeyStore {
     ) -> StoreResult<bool>;
     fn touch_key(&self, id: &str, at: i64) -> StoreResult<()>;
 }
+
+/// A provider operator's token for the operator API (never a customer key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperatorToken {
+    pub id: String,
+    pub name: String,
+    pub secret_hash: [u8; 32],
+    pub created_at: i64,
+    pub disabled: bool,
+}
+
+impl std::fmt::Debug for OperatorToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorToken")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("disabled", &self.disabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Operator tokens.
+pub trait OperatorStore {
+    fn put_operator_token(&self, t: &OperatorToken) -> StoreResult<()>;
+    fn operator_token(&self, id: &str) -> StoreResult<Option<OperatorToken>>;
+}

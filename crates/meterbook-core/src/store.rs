@@ -215,5 +215,16 @@ pub trait UsageStore {
 }
 
 /// A complete store.
-pub trait Store: MetadataStore + UsageStore + crate::access::KeyStore + Send + Sync {}
-impl<T: MetadataStore + UsageStore + crate::access::KeyStore + Send + Sync> Store for T {}
+pub trait Store:
+    MetadataStore + UsageStore + crate::access::KeyStore + crate::access::OperatorStore + Send + Sync
+{
+}
+impl<T> Store for T where
+    T: MetadataStore
+        + UsageStore
+        + crate::access::KeyStore
+        + crate::access::OperatorStore
+        + Send
+        + Sync
+{
+}

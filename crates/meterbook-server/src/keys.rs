@@ -5,7 +5,10 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// Customer API keys.
 pub const PREFIX: &str = "mbk_";
+/// Operator tokens.
+pub const OPERATOR_PREFIX: &str = "mbo_";
 
 /// A newly generated key: shown once, then only its hash exists.
 pub struct NewKey {
@@ -24,6 +27,10 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 }
 
 pub fn generate() -> Result<NewKey, getrandom::Error> {
+    generate_with(PREFIX)
+}
+
+pub fn generate_with(prefix: &str) -> Result<NewKey, getrandom::Error> {
     let mut id = [0u8; 8];
     let mut secret = [0u8; 32];
     getrandom::fill(&mut id)?;
@@ -31,14 +38,18 @@ pub fn generate() -> Result<NewKey, getrandom::Error> {
     let (id, secret) = (hex(&id), hex(&secret));
     Ok(NewKey {
         secret_hash: hash_secret(&secret),
-        token: format!("{PREFIX}{id}_{secret}"),
+        token: format!("{prefix}{id}_{secret}"),
         id,
     })
 }
 
 /// Splits a presented key into (id, secret); `None` when it is not a key's shape.
 pub fn parse(token: &str) -> Option<(&str, &str)> {
-    let rest = token.strip_prefix(PREFIX)?;
+    parse_with(PREFIX, token)
+}
+
+pub fn parse_with<'a>(prefix: &str, token: &'a str) -> Option<(&'a str, &'a str)> {
+    let rest = token.strip_prefix(prefix)?;
     let (id, secret) = rest.split_once('_')?;
     let hex_of = |s: &str, n: usize| s.len() == n && s.bytes().all(|c| c.is_ascii_hexdigit());
     (hex_of(id, 16) && hex_of(secret, 64)).then_some((id, secret))

@@ -1,7 +1,7 @@
 //! [`KeyStore`] on SQLite.
 
 use crate::{backend, SqliteStore};
-use meterbook_core::access::{KeyRecord, KeyStore, Scope, Slot};
+use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
 use rusqlite::{params, OptionalExtension, Row};
@@ -153,5 +153,41 @@ impl KeyStore for SqliteStore {
             )
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+impl OperatorStore for SqliteStore {
+    fn put_operator_token(&self, t: &OperatorToken) -> StoreResult<()> {
+        self.write_conn()
+            .execute(
+                "INSERT INTO operator_token (id, name, secret_hash, created_at, disabled) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![t.id, t.name, &t.secret_hash[..], t.created_at, t.disabled],
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn operator_token(&self, id: &str) -> StoreResult<Option<OperatorToken>> {
+        let conn = self.read_conn()?;
+        let found = conn
+            .prepare_cached(
+                "SELECT id, name, secret_hash, created_at, disabled FROM operator_token WHERE id = ?1",
+            )
+            .map_err(backend)?
+            .query_row([id], |r| {
+                let hash: Vec<u8> = r.get(2)?;
+                Ok(OperatorToken {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    secret_hash: hash.try_into().map_err(|_| {
+                        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, "token hash".into())
+                    })?,
+                    created_at: r.get(3)?,
+                    disabled: r.get(4)?,
+                })
+            })
+            .optional()
+            .map_err(backend);
+        found
     }
 }

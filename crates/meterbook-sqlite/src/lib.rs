@@ -27,6 +27,7 @@ use std::sync::{Mutex, MutexGuard};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_api_keys.sql"),
+    include_str!("../migrations/0003_operator_tokens.sql"),
 ];
 
 /// The schema version once every migration is applied.

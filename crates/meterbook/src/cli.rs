@@ -52,6 +52,9 @@ pub enum Command {
     /// Create API access keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Create operator tokens for the operator API.
+    #[command(subcommand, name = "operator-token")]
+    OperatorToken(OperatorTokenCmd),
     /// Create a realistic demo enrollment, show what to try, and serve it.
     Demo(DemoArgs),
     /// Measure ingest, export and statement speed on generated data.
@@ -261,6 +264,16 @@ pub enum KeysCmd {
         /// A read-only administrator's key (cannot manage keys).
         #[arg(long)]
         read_only: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorTokenCmd {
+    /// Generate an operator token; prints it once.
+    Create {
+        /// What the token is for (shown in logs and listings).
+        #[arg(long)]
+        name: String,
     },
 }
 

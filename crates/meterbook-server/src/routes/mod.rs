@@ -2,6 +2,7 @@
 
 mod keys;
 mod legacy;
+mod operator;
 mod reports;
 mod usage;
 
@@ -65,6 +66,16 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{v3}/keys"), get(keys::list).post(keys::generate))
         .route(&format!("{v3}/keys/disable"), post(keys::disable))
         .route("/rest/{n}/usage-report", get(legacy::usage_report))
+        .route("/operator/enrollments", post(operator::create_enrollment))
+        .route("/operator/enrollments/{n}/settings", axum::routing::put(operator::settings))
+        .route("/operator/enrollments/{n}/hierarchy", post(operator::hierarchy))
+        .route("/operator/enrollments/{n}/prices/{p}", axum::routing::put(operator::prices))
+        .route("/operator/enrollments/{n}/usage", post(operator::usage))
+        .route("/operator/enrollments/{n}/purchases", post(operator::purchase))
+        .route("/operator/enrollments/{n}/adjustments", post(operator::adjustment))
+        .route("/operator/enrollments/{n}/watermark", axum::routing::put(operator::watermark))
+        .route("/operator/enrollments/{n}/periods/{p}/close", post(operator::close_period))
+        .route("/operator/enrollments/{n}/keys", post(operator::enterprise_key))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
 }
 

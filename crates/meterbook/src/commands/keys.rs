@@ -1,7 +1,7 @@
 //! keys create: the operator makes an API access key for an enrollment scope.
 
 use super::enrollment_number;
-use crate::cli::KeysCmd;
+use crate::cli::{KeysCmd, OperatorTokenCmd};
 use anyhow::{Context, Result};
 use meterbook_core::access::KeyStore;
 use meterbook_core::access::{KeyRecord, Scope, Slot};
@@ -74,4 +74,24 @@ pub fn create_key(
     };
     s.put_key(&rec)?;
     Ok((k.token, rec))
+}
+
+/// Generates an operator token (for the operator API); prints it once.
+pub fn operator_token(s: &SqliteStore, c: OperatorTokenCmd) -> Result<()> {
+    let OperatorTokenCmd::Create { name } = c;
+    let k = meterbook_server::keys::generate_with(meterbook_server::keys::OPERATOR_PREFIX)
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    meterbook_core::access::OperatorStore::put_operator_token(
+        s,
+        &meterbook_core::access::OperatorToken {
+            id: k.id,
+            name: name.clone(),
+            secret_hash: k.secret_hash,
+            created_at: chrono::Utc::now().timestamp(),
+            disabled: false,
+        },
+    )?;
+    println!("{}", k.token);
+    eprintln!("operator token \"{name}\"; shown once, stored only as a hash");
+    Ok(())
 }

@@ -49,6 +49,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Report(a) => run_report(&open(settings)?, &a),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&open(settings)?, c),
+        Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),
     }
