@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod error;
 pub mod keys;
+pub mod openapi;
 mod params;
 mod routes;
 

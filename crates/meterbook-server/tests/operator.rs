@@ -310,3 +310,72 @@ async fn an_enrollment_set_up_fed_and_closed_over_http() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Every path of the OpenAPI description is routed (none answers the
+/// fallback's "no such endpoint"), and /docs lists them.
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_matches_the_routes() {
+    let app = spawn_app().await;
+    let spec: serde_json::Value = app
+        .client
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spec["openapi"], "3.0.3");
+    let paths = spec["paths"].as_object().unwrap();
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().unwrap().len())
+            .sum::<usize>(),
+        meterbook_server::openapi::ENDPOINTS.len()
+    );
+    let docs = app
+        .client
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (path, ops) in paths {
+        assert!(docs.contains(path.as_str()), "{path} missing from /docs");
+        for method in ops.as_object().unwrap().keys() {
+            let url = format!(
+                "{}{}",
+                app.base,
+                path.replace("{enrollmentNumber}", "700")
+                    .replace("{billingPeriod}", "202501")
+            );
+            let r = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), &url)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body = r.text().await.unwrap();
+            assert!(
+                !body.contains("no such endpoint"),
+                "{method} {path} is not routed ({status})"
+            );
+        }
+    }
+    // And an unknown path is a JSON 404.
+    let r = app
+        .client
+        .get(format!("{}/v3/nothing", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
+        "NotFound"
+    );
+}

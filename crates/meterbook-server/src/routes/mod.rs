@@ -25,6 +25,14 @@ pub fn routes() -> Router<AppState> {
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
         .route(
+            "/openapi.json",
+            get(|| async { axum::Json(crate::openapi::spec()) }),
+        )
+        .route(
+            "/docs",
+            get(|| async { axum::response::Html(crate::openapi::docs_html()) }),
+        )
+        .route(
             &format!("{v3}/billingperiods"),
             get(reports::billing_periods),
         )
@@ -67,15 +75,39 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{v3}/keys/disable"), post(keys::disable))
         .route("/rest/{n}/usage-report", get(legacy::usage_report))
         .route("/operator/enrollments", post(operator::create_enrollment))
-        .route("/operator/enrollments/{n}/settings", axum::routing::put(operator::settings))
-        .route("/operator/enrollments/{n}/hierarchy", post(operator::hierarchy))
-        .route("/operator/enrollments/{n}/prices/{p}", axum::routing::put(operator::prices))
+        .route(
+            "/operator/enrollments/{n}/settings",
+            axum::routing::put(operator::settings),
+        )
+        .route(
+            "/operator/enrollments/{n}/hierarchy",
+            post(operator::hierarchy),
+        )
+        .route(
+            "/operator/enrollments/{n}/prices/{p}",
+            axum::routing::put(operator::prices),
+        )
         .route("/operator/enrollments/{n}/usage", post(operator::usage))
-        .route("/operator/enrollments/{n}/purchases", post(operator::purchase))
-        .route("/operator/enrollments/{n}/adjustments", post(operator::adjustment))
-        .route("/operator/enrollments/{n}/watermark", axum::routing::put(operator::watermark))
-        .route("/operator/enrollments/{n}/periods/{p}/close", post(operator::close_period))
-        .route("/operator/enrollments/{n}/keys", post(operator::enterprise_key))
+        .route(
+            "/operator/enrollments/{n}/purchases",
+            post(operator::purchase),
+        )
+        .route(
+            "/operator/enrollments/{n}/adjustments",
+            post(operator::adjustment),
+        )
+        .route(
+            "/operator/enrollments/{n}/watermark",
+            axum::routing::put(operator::watermark),
+        )
+        .route(
+            "/operator/enrollments/{n}/periods/{p}/close",
+            post(operator::close_period),
+        )
+        .route(
+            "/operator/enrollments/{n}/keys",
+            post(operator::enterprise_key),
+        )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
 }
 

@@ -1,0 +1,140 @@
+//! The OpenAPI 3 description, built from one table of the endpoints, and a
+//! readable `/docs` page rendered from the same table on the server (no
+//! scripts, no CDN). A test checks that every path here is routed.
+
+use serde_json::{json, Map, Value};
+
+/// (method, path, summary, query parameters, description)
+pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
+    ("get", "/healthz", "Health check", &[], "200 when the server runs; no key needed."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods", "Billing periods", &[], "Newest first, with links to each period's reports (null where the period has none or the key's scope may not see it)."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/balancesummary", "Balance and charges, current period", &[], "Enterprise administrators only."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/balancesummary", "Balance and charges of a period", &[], "Enterprise administrators only. Exact decimal numbers."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/usagedetails", "Usage details, current period", &["$top", "pageSize", "skiptoken"], "Pages of up to 10,000 rows; follow nextLink (null on the last page). Keyset cursor: stable while usage arrives."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/usagedetails", "Usage details of a period", &["$top", "pageSize", "skiptoken"], "Rows booked in the period: its own days, then corrections booked into it."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/usagedetailsbycustomdate", "Usage details of a date range", &["startTime", "endTime", "$top", "pageSize", "skiptoken"], "Rows dated in the range (inclusive)."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/usagedetails/download", "Usage details as CSV", &["billingPeriod", "startTime", "endTime"], "Streamed; gzip with Accept-Encoding: gzip."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/pricesheet", "Price sheet, current period", &[], "Enterprise administrators only; one entry per tier."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/pricesheet", "Price sheet of a period", &[], "Enterprise administrators only."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/marketplacecharges", "Marketplace charges, current period", &["$top", "pageSize", "skiptoken"], "Rows of third-party meters."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/marketplacecharges", "Marketplace charges of a period", &["$top", "pageSize", "skiptoken"], ""),
+    ("get", "/v3/enrollments/{enrollmentNumber}/marketplacechargesbycustomdate", "Marketplace charges of a date range", &["startTime", "endTime", "$top", "pageSize", "skiptoken"], ""),
+    ("get", "/v3/enrollments/{enrollmentNumber}/keys", "List API keys", &[], "Keys of the scopes the caller's key covers; never the secret."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/keys", "Generate (or regenerate) an API key", &[], "Body: {scope: enrollment|department|account, name, slot: primary|secondary, expiresInDays}. The key is shown once."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/keys/disable", "Disable an API key", &[], "Body: {scope, name, slot}."),
+    ("get", "/rest/{enrollmentNumber}/usage-report", "Legacy usage report", &["month", "type", "fmt"], "month=YYYY-MM, type=detail|summary, fmt=json|csv. Detail JSON is an array keyed by the Enterprise Agreement's detail-report columns."),
+    ("post", "/operator/enrollments", "Operator: create an enrollment", &[], "Operator token required."),
+    ("put", "/operator/enrollments/{enrollmentNumber}/settings", "Operator: view-charges settings", &[], ""),
+    ("post", "/operator/enrollments/{enrollmentNumber}/hierarchy", "Operator: upsert the hierarchy (CSV body)", &[], ""),
+    ("put", "/operator/enrollments/{enrollmentNumber}/prices/{billingPeriod}", "Operator: replace a period's price sheet (CSV body)", &[], ""),
+    ("post", "/operator/enrollments/{enrollmentNumber}/usage", "Operator: ingest usage (CSV or NDJSON body, any size)", &["format", "skipInvalid"], "All-or-nothing unless skipInvalid=true; idempotent by RecordId; 422 lists the invalid lines."),
+    ("post", "/operator/enrollments/{enrollmentNumber}/purchases", "Operator: add a purchase", &[], ""),
+    ("post", "/operator/enrollments/{enrollmentNumber}/adjustments", "Operator: add an adjustment", &[], ""),
+    ("put", "/operator/enrollments/{enrollmentNumber}/watermark", "Operator: set 'usage complete through'", &[], ""),
+    ("post", "/operator/enrollments/{enrollmentNumber}/periods/{billingPeriod}/close", "Operator: close a period", &[], ""),
+    ("post", "/operator/enrollments/{enrollmentNumber}/keys", "Operator: create an enterprise administrator's key", &[], ""),
+];
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+/// The OpenAPI 3.0 document.
+pub fn spec() -> Value {
+    let mut paths = Map::new();
+    for (method, path, summary, query, description) in ENDPOINTS {
+        let mut params: Vec<Value> = Vec::new();
+        for name in ["enrollmentNumber", "billingPeriod"] {
+            if path.contains(&format!("{{{name}}}")) {
+                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+            }
+        }
+        for q in *query {
+            params.push(
+                json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
+            );
+        }
+        let mut responses = Map::new();
+        responses.insert("200".into(), json!({"description": "OK"}));
+        if *path != "/healthz" {
+            responses.insert(
+                "304".into(),
+                json!({"description": "Not modified (If-None-Match)"}),
+            );
+            responses.insert("400".into(), error_response("Bad request"));
+            responses.insert(
+                "401".into(),
+                error_response("Missing, malformed, unknown, disabled or expired key"),
+            );
+            responses.insert(
+                "403".into(),
+                error_response("The key's scope may not see this"),
+            );
+            responses.insert("404".into(), error_response("Not found"));
+            responses.insert(
+                "429".into(),
+                error_response("Rate limited; see Retry-After"),
+            );
+        }
+        let op = json!({
+            "summary": summary,
+            "description": description,
+            "parameters": params,
+            "responses": responses,
+            "security": if path.starts_with("/healthz") { json!([]) } else { json!([{"bearer": []}]) },
+        });
+        paths
+            .entry(path.to_string())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object")
+            .insert(method.to_string(), op);
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Meterbook Reporting API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Enterprise Agreement Reporting API v3 shapes, API access keys, and the operator API."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}}
+        }
+    })
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A readable page of the same table.
+pub fn docs_html() -> String {
+    let mut rows = String::new();
+    for (method, path, summary, query, description) in ENDPOINTS {
+        rows.push_str(&format!(
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td><strong>{}</strong><br>{}{}</td></tr>\n",
+            method.to_uppercase(),
+            esc(path),
+            esc(summary),
+            esc(description),
+            if query.is_empty() { String::new() } else { format!("<br>Query: <code>{}</code>", esc(&query.join(", "))) }
+        ));
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Meterbook API</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem;color:#1a1a1a}}
+table{{border-collapse:collapse;width:100%}}td{{border-top:1px solid #ccc;padding:.5rem;vertical-align:top}}
+code{{background:#f3f3f3;padding:0 .2rem}}</style></head><body>
+<h1>Meterbook Reporting API</h1>
+<p>Send <code>Authorization: bearer &lt;key&gt;</code> with an API key (<code>mbk_…</code>) on customer endpoints and an operator token (<code>mbo_…</code>) on <code>/operator</code> ones.
+Paths and query parameter names are case-insensitive. Every response carries <code>ETag</code> and <code>X-Usage-Complete-Through</code>; errors are <code>{{"error":{{"code","message"}}}}</code>.
+The machine-readable description is at <a href="/openapi.json">/openapi.json</a>.</p>
+<table><thead><tr><th>Method</th><th>Path</th><th>What</th></tr></thead><tbody>
+{rows}</tbody></table></body></html>"#
+    )
+}
