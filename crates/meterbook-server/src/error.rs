@@ -88,3 +88,25 @@ impl IntoResponse for ApiError {
         res
     }
 }
+
+/// `axum::Json`, but a body that is not the expected JSON is a 400 with our
+/// error body (axum's own rejection is plain text).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(ApiError::BadRequest(format!(
+                "request body: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}

@@ -76,13 +76,23 @@ pub fn spec() -> Value {
                 error_response("Rate limited; see Retry-After"),
             );
         }
-        let op = json!({
+        let mut op = json!({
             "summary": summary,
             "description": description,
             "parameters": params,
             "responses": responses,
             "security": if path.starts_with("/healthz") { json!([]) } else { json!([{"bearer": []}]) },
         });
+        if *method != "get" {
+            let csv = path.ends_with("/hierarchy")
+                || path.ends_with("/usage")
+                || path.contains("/prices/");
+            op["requestBody"] = if csv {
+                json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}})
+            } else {
+                json!({"required": !path.ends_with("/close"), "content": {"application/json": {"schema": {"type": "object"}}}})
+            };
+        }
         paths
             .entry(path.to_string())
             .or_insert_with(|| json!({}))

@@ -3,6 +3,7 @@
 
 use super::Ctx;
 use crate::auth::{now_unix, Caller};
+use crate::error::ApiJson;
 use crate::{keys, ApiError, AppState};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
@@ -114,7 +115,7 @@ pub async fn generate(
     State(state): State<AppState>,
     caller: Caller,
     Path(n): Path<String>,
-    Json(req): Json<KeyRequest>,
+    ApiJson(req): ApiJson<KeyRequest>,
 ) -> Result<Response, ApiError> {
     let number = caller.enrollment(&n)?;
     if caller.read_only {
@@ -168,7 +169,7 @@ pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
     Path(n): Path<String>,
-    Json(req): Json<KeyRequest>,
+    ApiJson(req): ApiJson<KeyRequest>,
 ) -> Result<Response, ApiError> {
     let number = caller.enrollment(&n)?;
     if caller.read_only {

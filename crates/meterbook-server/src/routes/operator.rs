@@ -3,6 +3,7 @@
 //! ingest loop as the CLI (flat memory, idempotent by RecordId).
 
 use crate::auth::{now_unix, Operator};
+use crate::error::ApiJson;
 use crate::params::Params;
 use crate::{keys, ApiError, AppState};
 use axum::body::{Body, Bytes};
@@ -48,7 +49,7 @@ pub struct EnrollmentBody {
 pub async fn create_enrollment(
     State(state): State<AppState>,
     _op: Operator,
-    Json(b): Json<EnrollmentBody>,
+    ApiJson(b): ApiJson<EnrollmentBody>,
 ) -> Result<Response, ApiError> {
     let e = NewEnrollment {
         number: number(&b.number)?,
@@ -85,7 +86,7 @@ pub async fn settings(
     State(state): State<AppState>,
     _op: Operator,
     Path(n): Path<String>,
-    Json(b): Json<SettingsBody>,
+    ApiJson(b): ApiJson<SettingsBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let v = state
@@ -262,7 +263,7 @@ pub async fn purchase(
     State(state): State<AppState>,
     _op: Operator,
     Path(n): Path<String>,
-    Json(b): Json<EntryBody>,
+    ApiJson(b): ApiJson<EntryBody>,
 ) -> Result<Response, ApiError> {
     entry(state, n, EntryKind::Purchase, b).await
 }
@@ -271,7 +272,7 @@ pub async fn adjustment(
     State(state): State<AppState>,
     _op: Operator,
     Path(n): Path<String>,
-    Json(b): Json<EntryBody>,
+    ApiJson(b): ApiJson<EntryBody>,
 ) -> Result<Response, ApiError> {
     entry(state, n, EntryKind::Adjustment, b).await
 }
@@ -286,7 +287,7 @@ pub async fn watermark(
     State(state): State<AppState>,
     _op: Operator,
     Path(n): Path<String>,
-    Json(b): Json<WatermarkBody>,
+    ApiJson(b): ApiJson<WatermarkBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let d = day(&b.date, "date")?;
@@ -332,7 +333,7 @@ pub async fn enterprise_key(
     State(state): State<AppState>,
     _op: Operator,
     Path(n): Path<String>,
-    Json(b): Json<OperatorKeyBody>,
+    ApiJson(b): ApiJson<OperatorKeyBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let settings = state.settings().clone();
