@@ -46,13 +46,48 @@ pub fn spec() -> Value {
         let mut params: Vec<Value> = Vec::new();
         for name in ["enrollmentNumber", "billingPeriod"] {
             if path.contains(&format!("{{{name}}}")) {
-                params.push(json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}));
+                let schema = if name == "billingPeriod" {
+                    json!({"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"})
+                } else {
+                    json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"})
+                };
+                params
+                    .push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
             }
         }
+        let custom = path.ends_with("bycustomdate");
         for q in *query {
-            params.push(
-                json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
-            );
+            let (schema, required) = match *q {
+                "$top" | "pageSize" => (
+                    json!({"type": "integer", "minimum": 1, "maximum": 10000}),
+                    false,
+                ),
+                "startTime" | "endTime" => (json!({"type": "string", "format": "date"}), custom),
+                "billingPeriod" => (
+                    json!({"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"}),
+                    false,
+                ),
+                "month" => (
+                    json!({"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"}),
+                    true,
+                ),
+                "type" => (
+                    json!({"type": "string", "enum": ["detail", "summary"]}),
+                    false,
+                ),
+                "fmt" => (json!({"type": "string", "enum": ["json", "csv"]}), false),
+                "format" => (
+                    json!({"type": "string", "enum": ["auto", "csv", "ndjson"]}),
+                    false,
+                ),
+                "skipInvalid" => (json!({"type": "boolean"}), false),
+                "skiptoken" => (
+                    json!({"type": "string", "pattern": "^([0-9a-f]{2})+$"}),
+                    false,
+                ),
+                _ => (json!({"type": "string"}), false),
+            };
+            params.push(json!({"name": q, "in": "query", "required": required, "schema": schema}));
         }
         let mut responses = Map::new();
         responses.insert("200".into(), json!({"description": "OK"}));
@@ -76,6 +111,17 @@ pub fn spec() -> Value {
                 error_response("Rate limited; see Retry-After"),
             );
         }
+        if *method != "get" {
+            responses.insert("201".into(), json!({"description": "Created"}));
+            responses.insert(
+                "409".into(),
+                error_response("Conflicts with what is stored"),
+            );
+            responses.insert(
+                "422".into(),
+                error_response("Invalid records; nothing stored"),
+            );
+        }
         let mut op = json!({
             "summary": summary,
             "description": description,
@@ -89,6 +135,16 @@ pub fn spec() -> Value {
                 || path.contains("/prices/");
             op["requestBody"] = if csv {
                 json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}})
+            } else if path.ends_with("/keys") && path.starts_with("/v3")
+                || path.ends_with("/keys/disable")
+            {
+                json!({"required": true, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["scope"], "additionalProperties": false,
+                    "properties": {
+                        "scope": {"type": "string", "enum": ["enrollment", "department", "account"]},
+                        "name": {"type": "string"},
+                        "slot": {"type": "string", "enum": ["primary", "secondary"]},
+                        "expiresInDays": {"type": "integer", "minimum": 1, "maximum": 730}}}}}})
             } else {
                 json!({"required": !path.ends_with("/close"), "content": {"application/json": {"schema": {"type": "object"}}}})
             };

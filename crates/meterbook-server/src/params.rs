@@ -50,6 +50,8 @@ impl Params {
         Ok(Params(
             pairs
                 .into_iter()
+                // An empty value is the same as an absent parameter.
+                .filter(|(_, v)| !v.is_empty())
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect(),
         ))
