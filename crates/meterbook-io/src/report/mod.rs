@@ -55,5 +55,36 @@ impl ReportMeta {
 
 /// Writes a JSON string literal.
 pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Most values need no escaping: copy them between quotes.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_strings_match_serde_json() {
+        for s in [
+            "plain",
+            "",
+            "quo\"te",
+            "back\\slash",
+            "tab\there",
+            "nl\n",
+            "é ✓ \u{7f}",
+            "\u{1}",
+        ] {
+            let mut out = Vec::new();
+            super::json_str(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
 }
