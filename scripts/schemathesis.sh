@@ -5,8 +5,9 @@
 # Needs: python3 with venv (pip installs schemathesis from PyPI), a built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${MB_BIN:-target/debug/meterbook}
-[[ -x $bin ]] || cargo build -q -p meterbook
+target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin=${MB_BIN:-$target_dir/debug/meterbook}
+cargo build -q -p meterbook
 work=$(mktemp -d)
 venv=${ST_VENV:-.venv-schemathesis}
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT

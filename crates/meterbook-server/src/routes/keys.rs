@@ -4,8 +4,9 @@
 use super::Ctx;
 use crate::auth::{now_unix, Caller};
 use crate::error::ApiJson;
+use crate::error::ApiPath;
 use crate::{keys, ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -79,7 +80,8 @@ fn describe(h: &Hierarchy, k: &KeyRecord, now: i64) -> serde_json::Value {
         "readOnly": k.read_only,
         "startsOn": date(k.created_at),
         "expiresOn": date(k.expires_at),
-        "expiresSoon": k.expires_at - now < 30 * 86_400,
+        "expired": k.expires_at <= now,
+        "expiresSoon": k.expires_at > now && k.expires_at - now < 30 * 86_400,
         "disabled": k.disabled,
         "lastUsedOn": k.last_used_at.map(date),
     })
@@ -88,7 +90,7 @@ fn describe(h: &Hierarchy, k: &KeyRecord, now: i64) -> serde_json::Value {
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
@@ -114,7 +116,7 @@ pub async fn list(
 pub async fn generate(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(req): ApiJson<KeyRequest>,
 ) -> Result<Response, ApiError> {
     let number = caller.enrollment(&n)?;
@@ -168,7 +170,7 @@ pub async fn generate(
 pub async fn disable(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(req): ApiJson<KeyRequest>,
 ) -> Result<Response, ApiError> {
     let number = caller.enrollment(&n)?;

@@ -2,9 +2,10 @@
 
 use super::Ctx;
 use crate::auth::Caller;
+use crate::error::ApiPath;
 use crate::params::Params;
 use crate::{ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use meterbook_core::store::UsageSelection;
@@ -14,7 +15,7 @@ use meterbook_io::report::{ReportFormat, ReportScope};
 pub async fn usage_report(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -23,8 +24,23 @@ pub async fn usage_report(
     let month = q
         .get("month")
         .ok_or_else(|| ApiError::BadRequest("`month` is required (YYYY-MM)".into()))?;
-    let period = ctx.period(&month.replace('-', ""))?;
+    let b = month.as_bytes();
+    let shaped = b.len() == 7
+        && b[4] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || c.is_ascii_digit());
+    if !shaped {
+        return Err(ApiError::BadRequest(format!(
+            "`month` must be YYYY-MM, not `{month}`"
+        )));
+    }
+    let period = ctx.period(&format!("{}{}", &month[..4], &month[5..]))?;
     let kind = q.choice("type", &["detail", "summary"], "detail")?;
+    if kind == "summary" {
+        // Scope first: a 304 must not tell a caller what it may not see.
+        caller.require_balance()?;
+    }
     let fmt = q.choice("fmt", &["json", "csv"], "json")?;
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
@@ -33,7 +49,6 @@ pub async fn usage_report(
     let exp = ctx.e.currency.exponent();
     let meta = ctx.meta(ReportScope::Period(period.to_string()));
     let (body, content_type) = if kind == "summary" {
-        caller.require_balance()?;
         let st = state.statement(&ctx.e, period).await?;
         if fmt == "json" {
             let body = meterbook_io::report::balance::statement_json(

@@ -109,6 +109,7 @@ pub fn routes() -> Router<AppState> {
             post(operator::enterprise_key),
         )
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }
 
 /// What every report handler starts with: the caller's enrollment, loaded.
@@ -214,10 +215,7 @@ impl Ctx {
             let v = q.get(name).ok_or_else(|| {
                 ApiError::BadRequest(format!("`{name}` is required (YYYY-MM-DD)"))
             })?;
-            v.get(..10)
-                .unwrap_or(v)
-                .parse::<Day>()
-                .map_err(|e| ApiError::BadRequest(format!("`{name}`: {}", e.0)))
+            parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
         };
         let (from, to) = (day("starttime")?, day("endtime")?);
         if to < from {
@@ -268,4 +266,22 @@ pub(crate) fn base_url(headers: &HeaderMap) -> String {
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     format!("http://{host}")
+}
+
+/// A date (`2025-11-01`) or an ISO 8601 date-time (`2025-11-01T00:00:00Z`,
+/// with an offset converted to UTC); anything else is refused.
+pub(crate) fn parse_day_or_time(v: &str) -> Result<Day, String> {
+    if v.len() == 10 {
+        return v.parse::<Day>().map_err(|e| e.0);
+    }
+    let utc = chrono::DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&chrono::Utc).naive_utc())
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S"))
+        .map_err(|_| format!("`{v}` is not a date (YYYY-MM-DD) or an ISO 8601 date-time"))?;
+    Day::from_ymd(
+        chrono::Datelike::year(&utc),
+        chrono::Datelike::month(&utc),
+        chrono::Datelike::day(&utc),
+    )
+    .ok_or_else(|| format!("`{v}` is out of range"))
 }

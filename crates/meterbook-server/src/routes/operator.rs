@@ -4,10 +4,11 @@
 
 use crate::auth::{now_unix, Operator};
 use crate::error::ApiJson;
+use crate::error::ApiPath;
 use crate::params::Params;
 use crate::{keys, ApiError, AppState};
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -85,7 +86,7 @@ pub struct SettingsBody {
 pub async fn settings(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<SettingsBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
@@ -114,7 +115,7 @@ pub async fn settings(
 pub async fn hierarchy(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
@@ -136,7 +137,7 @@ pub async fn hierarchy(
 pub async fn prices(
     State(state): State<AppState>,
     _op: Operator,
-    Path((n, p)): Path<(String, String)>,
+    ApiPath((n, p)): ApiPath<(String, String)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
@@ -160,7 +161,7 @@ pub async fn prices(
 pub async fn usage(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     uri: Uri,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -262,7 +263,7 @@ async fn entry(
 pub async fn purchase(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<EntryBody>,
 ) -> Result<Response, ApiError> {
     entry(state, n, EntryKind::Purchase, b).await
@@ -271,7 +272,7 @@ pub async fn purchase(
 pub async fn adjustment(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<EntryBody>,
 ) -> Result<Response, ApiError> {
     entry(state, n, EntryKind::Adjustment, b).await
@@ -286,7 +287,7 @@ pub struct WatermarkBody {
 pub async fn watermark(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<WatermarkBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
@@ -298,7 +299,7 @@ pub async fn watermark(
 pub async fn close_period(
     State(state): State<AppState>,
     _op: Operator,
-    Path((n, p)): Path<(String, String)>,
+    ApiPath((n, p)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let p: Period = p
@@ -332,7 +333,7 @@ pub struct OperatorKeyBody {
 pub async fn enterprise_key(
     State(state): State<AppState>,
     _op: Operator,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<OperatorKeyBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;

@@ -2,8 +2,9 @@
 
 use super::{base_url, Ctx};
 use crate::auth::Caller;
+use crate::error::ApiPath;
 use crate::{ApiError, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use meterbook_core::prices::ChargeKind;
@@ -13,7 +14,7 @@ use meterbook_io::report::balance::statement_json;
 pub async fn billing_periods(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -115,7 +116,7 @@ async fn balance(
 pub async fn balance_current(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -125,7 +126,7 @@ pub async fn balance_current(
 pub async fn balance_period(
     State(state): State<AppState>,
     caller: Caller,
-    Path((n, p)): Path<(String, String)>,
+    ApiPath((n, p)): ApiPath<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -186,7 +187,7 @@ fn jstr(s: &str) -> String {
 pub async fn prices_current(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -196,7 +197,7 @@ pub async fn prices_current(
 pub async fn prices_period(
     State(state): State<AppState>,
     caller: Caller,
-    Path((n, p)): Path<(String, String)>,
+    ApiPath((n, p)): ApiPath<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {

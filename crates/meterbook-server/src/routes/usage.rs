@@ -3,10 +3,11 @@
 
 use super::{base_url, Ctx};
 use crate::auth::Caller;
+use crate::error::ApiPath;
 use crate::params::Params;
 use crate::{ApiError, AppState};
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -197,7 +198,7 @@ async fn page(
 pub async fn details_current(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -218,7 +219,7 @@ pub async fn details_current(
 pub async fn details_period(
     State(state): State<AppState>,
     caller: Caller,
-    Path((n, p)): Path<(String, String)>,
+    ApiPath((n, p)): ApiPath<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -239,7 +240,7 @@ pub async fn details_period(
 pub async fn details_custom(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -260,7 +261,7 @@ pub async fn details_custom(
 pub async fn marketplace_current(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -281,7 +282,7 @@ pub async fn marketplace_current(
 pub async fn marketplace_period(
     State(state): State<AppState>,
     caller: Caller,
-    Path((n, p)): Path<(String, String)>,
+    ApiPath((n, p)): ApiPath<(String, String)>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -302,7 +303,7 @@ pub async fn marketplace_period(
 pub async fn marketplace_custom(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
@@ -344,7 +345,7 @@ impl std::io::Write for ChannelWriter {
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
-    Path(n): Path<String>,
+    ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
