@@ -189,7 +189,7 @@ impl<R: Read> CsvUsage<R> {
                 }
             }
         }
-        Some(Ok(raw_from_fields(line, &f)))
+        Some(Ok(RawUsage::from_fields(line, f)))
     }
 }
 
@@ -207,25 +207,6 @@ impl<R: Read> CsvUsage<R> {
             .collect();
         let f: [&str; 13] = std::array::from_fn(|i| owned[i].as_str());
         OwnedUsage::from_raw(&RawUsage::from_fields(line, f))
-    }
-}
-
-fn raw_from_fields<'a>(line: u64, f: &[&'a str; 13]) -> RawUsage<'a> {
-    RawUsage {
-        line,
-        record_id: f[0],
-        subscription_guid: f[1],
-        date: f[2],
-        meter_id: f[3],
-        consumed_quantity: f[4],
-        instance_id: f[5],
-        resource_group: f[6],
-        resource_location: f[7],
-        consumed_service: f[8],
-        tags: f[9],
-        additional_info: f[10],
-        service_info1: f[11],
-        service_info2: f[12],
     }
 }
 
@@ -321,7 +302,7 @@ impl<R: BufRead> NdjsonUsage<R> {
             }
         }
         let f: [&str; 13] = std::array::from_fn(|i| self.fields[i].as_str());
-        Ok(raw_from_fields(line_no, &f))
+        Ok(RawUsage::from_fields(line_no, f))
     }
 }
 
