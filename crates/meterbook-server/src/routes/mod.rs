@@ -212,12 +212,12 @@ impl Ctx {
     /// `startTime`/`endTime` (dates or ISO date-times), inclusive, inside the term.
     pub fn range(&self, q: &Params) -> Result<(Day, Day), ApiError> {
         let day = |name: &str| -> Result<Day, ApiError> {
-            let v = q.get(name).ok_or_else(|| {
+            let v = q.get(&name.to_ascii_lowercase()).ok_or_else(|| {
                 ApiError::BadRequest(format!("`{name}` is required (YYYY-MM-DD)"))
             })?;
             parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
         };
-        let (from, to) = (day("starttime")?, day("endtime")?);
+        let (from, to) = (day("startTime")?, day("endTime")?);
         if to < from {
             return Err(ApiError::BadRequest(format!(
                 "endTime {to} is before startTime {from}"
