@@ -11,7 +11,8 @@ struct TestApp {
     token: String,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 async fn spawn_app() -> TestApp {
@@ -31,7 +32,7 @@ async fn spawn_app() -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(meterbook_server::serve(listener, state, async {
+    let server = tokio::spawn(meterbook_server::serve(listener, state, async {
         let _ = rx.await;
     }));
     TestApp {
@@ -39,7 +40,8 @@ async fn spawn_app() -> TestApp {
         token: k.token,
         client: reqwest::Client::new(),
         _dir: dir,
-        _stop: stop,
+        stop: Some(stop),
+        server: Some(server),
     }
 }
 
@@ -378,4 +380,87 @@ async fn openapi_matches_the_routes() {
         r.json::<serde_json::Value>().await.unwrap()["error"]["code"],
         "NotFound"
     );
+}
+
+/// SIGTERM/SIGINT end `serve` through its shutdown future: a download already
+/// streaming finishes whole, and the server then stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_lets_a_download_in_flight_finish() {
+    let mut app = spawn_app().await;
+    use reqwest::Method;
+    app.op(Method::POST, "")
+        .json(
+            &serde_json::json!({"number": "701", "name": "Co", "currency": "USD",
+                                  "start": "2025-01-01", "end": "2026-12-31"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    app.op(Method::POST, "/701/hierarchy")
+        .body(HIERARCHY)
+        .send()
+        .await
+        .unwrap();
+    app.op(Method::PUT, "/701/prices/202501")
+        .body(PRICES)
+        .send()
+        .await
+        .unwrap();
+    let r = app
+        .op(Method::POST, "/701/usage")
+        .body(usage_csv(60_000, "s"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["stored"],
+        60_000
+    );
+    let r = app
+        .op(Method::POST, "/701/keys")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    let key = r.json::<serde_json::Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut res = app
+        .client
+        .get(format!(
+            "{}/v3/enrollments/701/usagedetails/download?billingPeriod=202501",
+            app.base
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // The first bytes are here: the download is in flight. Now shut down.
+    let first = res.chunk().await.unwrap().expect("a first chunk");
+    let _ = app.stop.take().unwrap().send(());
+    let mut body = first.to_vec();
+    while let Some(c) = res.chunk().await.unwrap() {
+        body.extend_from_slice(&c);
+    }
+    let lines = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert_eq!(lines, 60_001, "header and every row");
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app.server.take().unwrap(),
+    )
+    .await
+    .expect("the server stops after the download");
+    done.unwrap().unwrap();
+    // And it no longer accepts connections.
+    assert!(app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .is_err());
 }
