@@ -314,8 +314,16 @@ impl UsageReport {
             ),
         };
         let mut meters = HashMap::new();
-        // Corrections are priced by earlier (closed) sheets: load all up to the last period.
-        for p in e.first_period().through(last.min(e.last_period())) {
+        // The sheets that describe the selected rows: the span's periods, and for a
+        // booked period also the (closed) periods its corrections are dated in.
+        let mut periods: std::collections::BTreeSet<Period> = first
+            .max(e.first_period())
+            .through(last.min(e.last_period()))
+            .collect();
+        if let Some(p) = sel.booked {
+            periods.extend(store.rollups(n, p)?.into_iter().map(|r| r.rate_period));
+        }
+        for p in periods {
             for (key, price) in store.price_sheet(n, p)? {
                 let i = &price.info;
                 let product = [
