@@ -37,6 +37,16 @@ fn enrollment_from_row(r: &Row<'_>) -> rusqlite::Result<Enrollment> {
 const ENROLLMENT_COLUMNS: &str = "id, number, name, currency, start_day, end_day, \
      dept_admins_view_charges, account_owners_view_charges, watermark, data_version";
 
+/// The enrollment's term as raw day numbers (first, last).
+pub(crate) fn term(conn: &Connection, eid: i64) -> StoreResult<(i32, i32)> {
+    conn.query_row(
+        "SELECT start_day, end_day FROM enrollment WHERE id = ?1",
+        [eid],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(backend)
+}
+
 /// Marks the enrollment's data as changed (see `Enrollment::data_version`).
 pub(crate) fn bump_version(conn: &Connection, eid: i64) -> StoreResult<()> {
     conn.execute(
@@ -332,13 +342,7 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<()> {
         let mut conn = self.write_conn();
         let eid = Self::enrollment_id(&conn, n)?;
-        let (start, end): (i32, i32) = conn
-            .query_row(
-                "SELECT start_day, end_day FROM enrollment WHERE id = ?1",
-                [eid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(backend)?;
+        let (start, end) = term(&conn, eid)?;
         if effective.raw() < start || effective.raw() > end {
             return Err(StoreError::Invalid(format!(
                 "effective date {effective} is outside the enrollment's term"
@@ -460,13 +464,7 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<usize> {
         let mut conn = self.write_conn();
         let eid = Self::enrollment_id(&conn, n)?;
-        let (start, end): (i32, i32) = conn
-            .query_row(
-                "SELECT start_day, end_day FROM enrollment WHERE id = ?1",
-                [eid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(backend)?;
+        let (start, end) = term(&conn, eid)?;
         if period < Day::from_raw(start).period() || period > Day::from_raw(end).period() {
             return Err(StoreError::Invalid(format!(
                 "period {period} is outside the enrollment's term"
@@ -562,13 +560,7 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<()> {
         let conn = self.write_conn();
         let eid = Self::enrollment_id(&conn, n)?;
-        let (start, end): (i32, i32) = conn
-            .query_row(
-                "SELECT start_day, end_day FROM enrollment WHERE id = ?1",
-                [eid],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(backend)?;
+        let (start, end) = term(&conn, eid)?;
         if e.date.raw() < start || e.date.raw() > end {
             return Err(StoreError::Invalid(format!(
                 "date {} is outside the enrollment's term",

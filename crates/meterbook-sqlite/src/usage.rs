@@ -47,13 +47,7 @@ pub(crate) fn locked_rates(
 }
 
 fn load_catalog(conn: &Connection, eid: i64) -> StoreResult<Catalog> {
-    let (start, end): (i32, i32) = conn
-        .query_row(
-            "SELECT start_day, end_day FROM enrollment WHERE id = ?1",
-            [eid],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(backend)?;
+    let (start, end) = crate::metadata::term(conn, eid)?;
     let mut cat = Catalog {
         term_start: Some(Day::from_raw(start)),
         term_end: Some(Day::from_raw(end)),

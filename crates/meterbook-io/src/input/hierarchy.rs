@@ -1,6 +1,6 @@
 //! The hierarchy file: one row per subscription.
 
-use super::{csv_error, Header, LineCounted};
+use super::read_rows;
 use crate::InputError;
 use meterbook_core::hierarchy::HierarchyRow;
 use std::io::Read;
@@ -18,26 +18,8 @@ const REQUIRED: [&str; 3] = ["AccountName", "AccountOwnerEmail", "SubscriptionGu
 
 /// Reads a whole hierarchy file (small: one row per subscription).
 pub fn read(file: &str, input: impl Read) -> Result<Vec<HierarchyRow>, InputError> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .flexible(false)
-        .from_reader(LineCounted::new(input));
-    let headers = match rdr.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
-    };
-    let header = Header::parse(file, &headers, &COLUMNS, &REQUIRED)?;
-    let mut out = Vec::new();
-    let mut rec = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
-        }
-        let line = rec
-            .position()
-            .map_or(0, |p| rdr.get_ref().line_at(p.byte()));
-        let get = |c: &str| header.get(&rec, c).trim().to_string();
+    read_rows(file, input, &COLUMNS, &REQUIRED, |header, rec, line| {
+        let get = |c: &str| header.get(rec, c).trim().to_string();
         let row = HierarchyRow {
             line,
             department_name: get("DepartmentName"),
@@ -66,9 +48,8 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<HierarchyRow>, InputErro
         {
             return Err(err("AccountOwnerEmail", "not an email address"));
         }
-        out.push(row);
-    }
-    Ok(out)
+        Ok(row)
+    })
 }
 
 #[cfg(test)]

@@ -113,6 +113,36 @@ impl Header {
     }
 }
 
+/// Reads a small CSV file whole: checks its header against `known` and
+/// `required`, then maps each record, with its 1-based line, through `row`.
+pub(crate) fn read_rows<T>(
+    file: &str,
+    input: impl Read,
+    known: &[&str],
+    required: &[&str],
+    mut row: impl FnMut(&Header, &csv::StringRecord, u64) -> Result<T, InputError>,
+) -> Result<Vec<T>, InputError> {
+    let mut rdr = csv::ReaderBuilder::new().from_reader(LineCounted::new(input));
+    let headers = match rdr.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
+    };
+    let header = Header::parse(file, &headers, known, required)?;
+    let mut out = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(false) => return Ok(out),
+            Ok(true) => {}
+            Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
+        }
+        let line = rec
+            .position()
+            .map_or(0, |p| rdr.get_ref().line_at(p.byte()));
+        out.push(row(&header, &rec, line)?);
+    }
+}
+
 /// Turns a csv crate error into an [`InputError`] naming the line.
 pub(crate) fn csv_error<R: Read>(file: &str, e: &csv::Error, lines: &LineCounted<R>) -> InputError {
     let line = e.position().map_or(0, |p| lines.line_at(p.byte()));

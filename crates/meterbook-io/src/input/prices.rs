@@ -1,6 +1,6 @@
 //! The price-sheet file: one row per meter and tier.
 
-use super::{csv_error, Header, LineCounted};
+use super::read_rows;
 use crate::InputError;
 use meterbook_core::prices::PriceRow;
 use meterbook_core::{Price, Quantity};
@@ -26,24 +26,8 @@ const REQUIRED: [&str; 3] = ["MeterId", "UnitPrice", "MeterName"];
 
 /// Reads a whole price sheet (small: one row per meter tier).
 pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
-    let mut rdr = csv::ReaderBuilder::new().from_reader(LineCounted::new(input));
-    let headers = match rdr.headers() {
-        Ok(h) => h.clone(),
-        Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
-    };
-    let header = Header::parse(file, &headers, &COLUMNS, &REQUIRED)?;
-    let mut out = Vec::new();
-    let mut rec = csv::StringRecord::new();
-    loop {
-        match rdr.read_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
-        }
-        let line = rec
-            .position()
-            .map_or(0, |p| rdr.get_ref().line_at(p.byte()));
-        let get = |c: &str| header.get(&rec, c).trim().to_string();
+    read_rows(file, input, &COLUMNS, &REQUIRED, |header, rec, line| {
+        let get = |c: &str| header.get(rec, c).trim().to_string();
         let err = |col: &str, reason: String| InputError {
             file: file.to_string(),
             line,
@@ -76,7 +60,7 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
         if get("MeterId").is_empty() {
             return Err(err("MeterId", "required value is empty".into()));
         }
-        out.push(PriceRow {
+        Ok(PriceRow {
             line,
             meter_id: get("MeterId"),
             meter_name: get("MeterName"),
@@ -92,7 +76,6 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
             publisher_name: get("PublisherName"),
             offer_name: get("OfferName"),
             plan_name: get("PlanName"),
-        });
-    }
-    Ok(out)
+        })
+    })
 }
