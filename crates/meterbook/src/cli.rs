@@ -13,6 +13,22 @@ pub struct Cli {
     /// SQLite database file (created if missing).
     #[arg(long, global = true, env = "MB_DB", default_value = "meterbook.db")]
     pub db: PathBuf,
+    /// The provider's name, as FOCUS exports state it (ProviderName).
+    #[arg(
+        long,
+        global = true,
+        env = "MB_PROVIDER_NAME",
+        default_value = "Meterbook Cloud"
+    )]
+    pub provider_name: String,
+    /// Who issues the invoices, as FOCUS exports state it (InvoiceIssuerName).
+    #[arg(
+        long,
+        global = true,
+        env = "MB_INVOICE_ISSUER_NAME",
+        default_value = "Meterbook Cloud"
+    )]
+    pub invoice_issuer_name: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -196,6 +212,29 @@ pub enum ReportKind {
 pub enum OutputFormat {
     Csv,
     Json,
+    /// Usage details as gzip-compressed CSV (usage reports only).
+    #[value(name = "csv.gz")]
+    CsvGz,
+    /// Usage details with typed columns (usage reports only).
+    Parquet,
+    /// The FinOps FOCUS 1.2 dataset as CSV (usage reports only).
+    FocusCsv,
+    /// The FinOps FOCUS 1.2 dataset as Parquet (usage reports only).
+    FocusParquet,
+}
+
+impl OutputFormat {
+    /// The file format of a usage export, for the formats only exports have.
+    pub fn export(self) -> Option<meterbook_io::report::export::ExportFormat> {
+        use meterbook_io::report::export::ExportFormat as E;
+        match self {
+            OutputFormat::Csv | OutputFormat::Json => None,
+            OutputFormat::CsvGz => Some(E::CsvGzip),
+            OutputFormat::Parquet => Some(E::Parquet),
+            OutputFormat::FocusCsv => Some(E::FocusCsv),
+            OutputFormat::FocusParquet => Some(E::FocusParquet),
+        }
+    }
 }
 
 #[derive(Args, Debug)]

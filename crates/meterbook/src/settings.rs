@@ -8,10 +8,18 @@ use std::path::PathBuf;
 pub struct Settings {
     /// The SQLite database file.
     pub db: PathBuf,
+    /// Provider and invoice-issuer names in FOCUS exports.
+    pub focus: meterbook_io::report::focus::FocusSettings,
 }
 
 impl Settings {
     pub fn load(cli: &Cli) -> Settings {
-        Settings { db: cli.db.clone() }
+        Settings {
+            db: cli.db.clone(),
+            focus: meterbook_io::report::focus::FocusSettings {
+                provider_name: cli.provider_name.clone(),
+                invoice_issuer_name: cli.invoice_issuer_name.clone(),
+            },
+        }
     }
 }

@@ -1,7 +1,11 @@
 //! The reports of design §4, streamed as CSV or JSON.
 
 pub mod balance;
+pub mod export;
+pub mod focus;
+pub mod parquet;
 pub mod prices;
+pub mod table;
 pub mod usage;
 
 /// Output format of a report.

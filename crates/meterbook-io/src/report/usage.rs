@@ -1,6 +1,7 @@
 //! Usage details and Marketplace charges: one row per usage record, streamed
 //! from the store's ordered scan.
 
+use super::table::{Cell, ColType, Column};
 use super::{json_str, ReportFormat, ReportMeta};
 use meterbook_core::fixed::Amount;
 use meterbook_core::hierarchy::Hierarchy;
@@ -271,10 +272,12 @@ pub struct ReportTotals {
     pub cost: Amount,
 }
 
-struct MeterView {
-    price: MeterPrice,
-    product: String,
-    kind: ChargeKind,
+/// A meter as reports show it.
+pub struct MeterView {
+    pub price: MeterPrice,
+    /// "Category - SubCategory - Name - Region", empty parts left out.
+    pub product: String,
+    pub kind: ChargeKind,
 }
 
 /// A prepared usage report: hierarchy, sheets and rates loaded once, rows streamed.
@@ -453,6 +456,43 @@ impl UsageReport {
         })
     }
 
+    /// Calls `f` with every row of the report, in the store's order; returns the totals.
+    /// For typed outputs (Parquet, FOCUS) that encode rows themselves.
+    pub fn for_each_row<S: UsageStore + ?Sized>(
+        &self,
+        store: &S,
+        n: &EnrollmentNumber,
+        f: &mut dyn FnMut(&DetailRow<'_>) -> std::io::Result<Flow>,
+    ) -> Result<ReportTotals, ReportError> {
+        let mut totals = ReportTotals::default();
+        let mut failed: Option<std::io::Error> = None;
+        let scanned = store.scan_usage(n, &self.filter.selection, &mut |fact: &UsageFact<'_>| {
+            let Some(row) = self.row(fact) else {
+                return Ok(Flow::Continue);
+            };
+            totals.rows += 1;
+            totals.quantity_micro += fact.quantity.raw() as i128;
+            totals.cost += row.cost;
+            match f(&row) {
+                Ok(flow) => Ok(flow),
+                Err(e) => {
+                    failed = Some(e);
+                    Ok(Flow::Stop)
+                }
+            }
+        });
+        if let Some(e) = failed {
+            return Err(ReportError::Io(e));
+        }
+        scanned?;
+        Ok(totals)
+    }
+
+    /// The hierarchy the rows were resolved against.
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
     fn columns(&self) -> &'static [Col] {
         if self.filter.legacy {
             &LEGACY_DETAIL_COLUMNS
@@ -498,7 +538,7 @@ impl UsageReport {
         Ok((rows, if more { last } else { None }))
     }
 
-    fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Option<Row<'a>> {
+    fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Option<DetailRow<'a>> {
         let account = self.hierarchy.account_on(f.subscription, f.day);
         let dept = account.and_then(|a| self.hierarchy.department(a.department_id));
         if let Some(scope) = self.filter.scope {
@@ -536,7 +576,7 @@ impl UsageReport {
         } else {
             (Price::ZERO, Amount::ZERO)
         };
-        Some(Row {
+        Some(DetailRow {
             fact: f,
             account,
             dept,
@@ -548,14 +588,16 @@ impl UsageReport {
     }
 }
 
-struct Row<'a> {
-    fact: &'a UsageFact<'a>,
-    account: Option<&'a meterbook_core::hierarchy::Account>,
-    dept: Option<&'a meterbook_core::hierarchy::Department>,
-    sub: Option<&'a meterbook_core::hierarchy::Subscription>,
-    meter: &'a MeterView,
-    rate: Price,
-    cost: Amount,
+/// One usage-details row, resolved: the stored fact with its account,
+/// department, subscription, meter, and its rate and cost (0 where costs are hidden).
+pub struct DetailRow<'a> {
+    pub fact: &'a UsageFact<'a>,
+    pub account: Option<&'a meterbook_core::hierarchy::Account>,
+    pub dept: Option<&'a meterbook_core::hierarchy::Department>,
+    pub sub: Option<&'a meterbook_core::hierarchy::Subscription>,
+    pub meter: &'a MeterView,
+    pub rate: Price,
+    pub cost: Amount,
 }
 
 /// A value of one cell, typed so that JSON gets numbers and objects, CSV text.
@@ -623,7 +665,7 @@ impl Encoder {
         }
     }
 
-    fn row(&mut self, r: &Row<'_>, line: &mut Vec<u8>) {
+    fn row(&mut self, r: &DetailRow<'_>, line: &mut Vec<u8>) {
         let f = r.fact;
         let info = &r.meter.price.info;
         let [qty, rate, cost, date] = &mut self.num;
@@ -719,6 +761,81 @@ impl Encoder {
             ReportFormat::Csv => line.push(b'\n'),
             ReportFormat::Json => line.push(b'}'),
         }
+    }
+}
+
+/// The usage-details columns typed (for Parquet): ids as integers, quantities,
+/// rates and costs as exact decimals at their stored scale, dates as dates.
+pub fn detail_schema() -> Vec<Column> {
+    USAGE_DETAIL_COLUMNS
+        .iter()
+        .map(|&c| {
+            use Col::*;
+            let (ty, nullable) = match c {
+                AccountId | DepartmentId => (ColType::Int, true),
+                ConsumedQuantity => (ColType::Decimal { scale: 6 }, false),
+                ResourceRate => (ColType::Decimal { scale: 12 }, false),
+                Cost => (ColType::Decimal { scale: 18 }, false),
+                Date => (ColType::Date, false),
+                ChargesBilledSeparately | IsCorrection => (ColType::Bool, false),
+                Tags | AdditionalInfo => (ColType::Text, true),
+                _ => (ColType::Text, false),
+            };
+            Column::new(c.name(), ty, nullable)
+        })
+        .collect()
+}
+
+/// The cells of one row in [`detail_schema`]'s order.
+pub fn detail_cells<'a>(r: &DetailRow<'a>, out: &mut Vec<Cell<'a>>) {
+    let f = r.fact;
+    let info = &r.meter.price.info;
+    out.clear();
+    let opt = |s: &'a str| {
+        if s.is_empty() {
+            Cell::Null
+        } else {
+            Cell::Text(s)
+        }
+    };
+    for c in USAGE_DETAIL_COLUMNS {
+        use Col::*;
+        out.push(match c {
+            AccountId => r.account.map_or(Cell::Null, |a| Cell::Int(a.id)),
+            AccountName => Cell::Text(r.account.map_or("", |a| a.name.as_str())),
+            AccountOwnerEmail => Cell::Text(r.account.map_or("", |a| a.owner_email.as_str())),
+            AdditionalInfo => opt(f.additional_info),
+            ChargesBilledSeparately => Cell::Bool(info.charges_billed_separately),
+            ConsumedQuantity => Cell::Decimal(f.quantity.raw() as i128),
+            ConsumedService => Cell::Text(f.consumed_service),
+            Cost => Cell::Decimal(r.cost.raw()),
+            CostCenter => Cell::Text(r.account.map_or("", |a| a.cost_center.as_str())),
+            Date => Cell::Date(f.day),
+            DepartmentId => r.dept.map_or(Cell::Null, |d| Cell::Int(d.id)),
+            DepartmentName => Cell::Text(r.dept.map_or("", |d| d.name.as_str())),
+            InstanceId => Cell::Text(f.instance_id),
+            Location | ResourceLocation => Cell::Text(f.resource_location),
+            MeterCategory | ServiceName => Cell::Text(info.meter_category.as_str()),
+            MeterId | ResourceGuid => Cell::Text(info.meter_id.as_str()),
+            MeterName => Cell::Text(info.meter_name.as_str()),
+            MeterRegion => Cell::Text(info.meter_region.as_str()),
+            MeterSubCategory | ServiceTier => Cell::Text(info.meter_sub_category.as_str()),
+            OfferId | OfferName => Cell::Text(info.offer_name.as_str()),
+            PartNumber => Cell::Text(info.part_number.as_str()),
+            Product => Cell::Text(r.meter.product.as_str()),
+            ResourceGroup => Cell::Text(f.resource_group),
+            ResourceRate => Cell::Decimal(r.rate.raw()),
+            ServiceInfo1 => Cell::Text(f.service_info1),
+            ServiceInfo2 => Cell::Text(f.service_info2),
+            SubscriptionGuid => Cell::Text(r.sub.map_or("", |s| s.guid.as_str())),
+            SubscriptionName => Cell::Text(r.sub.map_or("", |s| s.name.as_str())),
+            Tags => opt(f.tags),
+            UnitOfMeasure => Cell::Text(info.unit_of_measure.as_str()),
+            RecordId => Cell::Text(f.record_id),
+            IsCorrection => Cell::Bool(f.correction_rate.is_some()),
+            // Not in the usage-details layout.
+            _ => Cell::Null,
+        });
     }
 }
 

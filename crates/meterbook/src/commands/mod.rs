@@ -46,7 +46,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
             c,
         ),
         Command::Period(c) => ledger::period(&open(settings)?, c),
-        Command::Report(a) => run_report(&open(settings)?, &a),
+        Command::Report(a) => run_report(&open(settings)?, settings, &a),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&open(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),

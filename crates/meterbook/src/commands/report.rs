@@ -2,11 +2,13 @@
 
 use super::{day, enrollment_number, now_rfc3339, period};
 use crate::cli::{OutputFormat, ReportArgs, ReportKind};
+use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use meterbook_core::fixed::Amount;
 use meterbook_core::ledger;
 use meterbook_core::store::{MetadataStore, UsageSelection};
 use meterbook_core::{Day, Enrollment, Period};
+use meterbook_io::report::export;
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
 use meterbook_sqlite::SqliteStore;
@@ -83,14 +85,18 @@ impl Output {
     }
 }
 
-pub fn run_report(s: &SqliteStore, a: &ReportArgs) -> Result<()> {
+pub fn run_report(s: &SqliteStore, settings: &Settings, a: &ReportArgs) -> Result<()> {
     let n = enrollment_number(&a.enrollment)?;
     let e = s.enrollment(&n)?;
     let sp = span(a, &e)?;
+    let export_format = a.format.export();
     let format = match a.format {
-        OutputFormat::Csv => ReportFormat::Csv,
         OutputFormat::Json => ReportFormat::Json,
+        _ => ReportFormat::Csv,
     };
+    if export_format.is_some() && a.kind != ReportKind::Usage {
+        bail!("--format {:?} is for usage reports only", a.format);
+    }
     let meta = ReportMeta {
         enrollment: n.to_string(),
         scope: match sp {
@@ -163,7 +169,18 @@ pub fn run_report(s: &SqliteStore, a: &ReportArgs) -> Result<()> {
                 ..Default::default()
             };
             let report = UsageReport::prepare(s, &n, filter, meta.clone())?;
-            let t = report.write(s, &n, format, &mut out.writer())?;
+            let t = match export_format {
+                None => report.write(s, &n, format, &mut out.writer())?,
+                Some(f) => export::export(
+                    s,
+                    &n,
+                    &report,
+                    f,
+                    &settings.focus,
+                    &mut out.writer(),
+                    &mut |_| true,
+                )?,
+            };
             format!(
                 "{}: {} rows, cost {} {} (exact {})",
                 if a.kind == ReportKind::Usage {
