@@ -518,3 +518,137 @@ pub fn paging_is_stable_while_usage_arrives<S: Store>(s: &S) {
         "rows behind the cursor are not returned"
     );
 }
+
+fn job(id: &str, spec: &meterbook_core::jobs::JobSpec, at: i64) -> meterbook_core::jobs::Job {
+    use meterbook_core::jobs::{Job, JobStatus};
+    Job {
+        id: id.into(),
+        enrollment: n(),
+        spec: spec.clone(),
+        requested_by: "test".into(),
+        requested_at: at,
+        status: JobStatus::Queued,
+        started_at: None,
+        finished_at: None,
+        rows_done: 0,
+        rows_expected: None,
+        bytes: 0,
+        error: None,
+        attempts: 0,
+        lease_until: None,
+        manifest: None,
+    }
+}
+
+/// Report jobs: identical requests share a queued job; workers claim the
+/// oldest; a stalled worker's job is taken over after its lease; only the
+/// current attempt may finish it; cancel; retention; the signing secret is
+/// made once.
+pub fn report_jobs_lifecycle<S: Store>(s: &S) {
+    use meterbook_core::access::Scope;
+    use meterbook_core::jobs::{JobOutcome, JobProgress, JobSpec, JobStatus};
+    enrollment(s, "USD");
+    let spec = JobSpec {
+        scope: Scope::Enrollment,
+        from: day("2025-01-01"),
+        to: day("2025-01-31"),
+        accounts: vec!["b".into(), "a".into()],
+        departments: vec![],
+        format: "csv".into(),
+    };
+    let (j1, new) = s.submit_job(&job("j1", &spec, 1_000)).unwrap();
+    assert!(new);
+    assert_eq!(j1.status, JobStatus::Queued);
+    assert_eq!(j1.spec, spec);
+    // Same filters in another order: the same job.
+    let mut same = spec.clone();
+    same.accounts.reverse();
+    let (again, new) = s.submit_job(&job("j2", &same, 2_000)).unwrap();
+    assert!(!new);
+    assert_eq!(again.id, "j1");
+    // Another scope or format: a job of its own.
+    let mut other = spec.clone();
+    other.format = "parquet".into();
+    assert!(s.submit_job(&job("j3", &other, 3_000)).unwrap().1);
+
+    // The oldest is claimed first; then nothing else is claimable but j3.
+    let c = s.claim_job(10_000, 20_000, None).unwrap().unwrap();
+    assert_eq!(
+        (c.id.as_str(), c.attempts, c.status),
+        ("j1", 1, JobStatus::InProgress)
+    );
+    assert_eq!(s.claim_job(10_000, 20_000, None).unwrap().unwrap().id, "j3");
+    assert!(s.claim_job(10_000, 20_000, None).unwrap().is_none());
+    let p = JobProgress {
+        rows_done: 5,
+        rows_expected: Some(10),
+        bytes: 99,
+    };
+    assert_eq!(
+        s.job_heartbeat("j1", 1, p, 30_000).unwrap(),
+        Some(JobStatus::InProgress)
+    );
+    let seen = s.job("j1").unwrap().unwrap();
+    assert_eq!(
+        (seen.rows_done, seen.rows_expected, seen.bytes),
+        (5, Some(10), 99)
+    );
+    // The worker stalls: past its lease another one takes over (attempt 2) ...
+    assert!(s.claim_job(25_000, 40_000, Some("j1")).unwrap().is_none());
+    let c2 = s.claim_job(31_000, 60_000, Some("j1")).unwrap().unwrap();
+    assert_eq!(c2.attempts, 2);
+    // ... and the first attempt can no longer report or finish.
+    assert_eq!(
+        s.job_heartbeat("j1", 1, p, 90_000).unwrap(),
+        Some(JobStatus::Failed)
+    );
+    let done = JobOutcome {
+        status: JobStatus::ReadyToDownload,
+        progress: JobProgress {
+            rows_done: 10,
+            rows_expected: Some(10),
+            bytes: 123,
+        },
+        error: None,
+        manifest: Some("{}".into()),
+    };
+    assert!(!s.finish_job("j1", 1, 50_000, &done).unwrap());
+    assert!(s.finish_job("j1", 2, 50_000, &done).unwrap());
+    let f = s.job("j1").unwrap().unwrap();
+    assert_eq!(
+        (f.status, f.finished_at, f.bytes),
+        (JobStatus::ReadyToDownload, Some(50_000), 123)
+    );
+    // A finished job is no longer shared: the same request makes a new job.
+    assert!(s.submit_job(&job("j4", &spec, 60_000)).unwrap().1);
+    // Cancel: a running job stops; a finished one keeps its status.
+    assert_eq!(
+        s.cancel_job("j3", 70_000, "by test").unwrap(),
+        Some(JobStatus::Cancelled)
+    );
+    assert_eq!(
+        s.job_heartbeat("j3", 1, p, 90_000).unwrap(),
+        Some(JobStatus::Cancelled)
+    );
+    assert_eq!(
+        s.cancel_job("j1", 70_000, "late").unwrap(),
+        Some(JobStatus::ReadyToDownload)
+    );
+    assert_eq!(s.cancel_job("nope", 70_000, "x").unwrap(), None);
+    // Listing, newest first; retention finds ended jobs only.
+    let ids: Vec<String> = s.jobs(&n()).unwrap().into_iter().map(|j| j.id).collect();
+    assert_eq!(ids, ["j4", "j3", "j1"]);
+    let old: Vec<String> = s
+        .expired_jobs(65_000)
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(old, ["j1"]);
+    s.delete_job("j1").unwrap();
+    assert!(s.job("j1").unwrap().is_none());
+    // The secret is made once and kept.
+    let a = s.secret("link", b"first").unwrap();
+    assert_eq!(a, b"first");
+    assert_eq!(s.secret("link", b"second").unwrap(), b"first");
+}

@@ -11,6 +11,7 @@ pub mod enrollment;
 pub mod fixed;
 pub mod hierarchy;
 pub mod ingest;
+pub mod jobs;
 pub mod ledger;
 pub mod prices;
 pub mod statement;

@@ -216,7 +216,13 @@ pub trait UsageStore {
 
 /// A complete store.
 pub trait Store:
-    MetadataStore + UsageStore + crate::access::KeyStore + crate::access::OperatorStore + Send + Sync
+    MetadataStore
+    + UsageStore
+    + crate::access::KeyStore
+    + crate::access::OperatorStore
+    + crate::jobs::JobStore
+    + Send
+    + Sync
 {
 }
 impl<T> Store for T where
@@ -224,6 +230,7 @@ impl<T> Store for T where
         + UsageStore
         + crate::access::KeyStore
         + crate::access::OperatorStore
+        + crate::jobs::JobStore
         + Send
         + Sync
 {

@@ -12,6 +12,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod jobs;
 mod keys;
 mod metadata;
 mod profile;
@@ -28,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_api_keys.sql"),
     include_str!("../migrations/0003_operator_tokens.sql"),
+    include_str!("../migrations/0004_report_jobs.sql"),
 ];
 
 /// The schema version once every migration is applied.

@@ -45,6 +45,7 @@ conformance!(
     prices_keep_used_meters,
     enrollments_are_isolated,
     paging_is_stable_while_usage_arrives,
+    report_jobs_lifecycle,
 );
 
 #[test]
