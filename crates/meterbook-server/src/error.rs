@@ -14,8 +14,17 @@ pub enum ApiError {
     Unauthorized { code: &'static str, message: String },
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with a specific code (a refused download link says why).
+    #[error("{message}")]
+    ForbiddenCode { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// 410: it existed, and is gone for good.
+    #[error("{0}")]
+    Gone(String),
+    /// 416: a byte range outside the file.
+    #[error("{0}")]
+    RangeNotSatisfiable(String),
     #[error("{0}")]
     Conflict(String),
     #[error("this method is not allowed here")]
@@ -39,7 +48,12 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
+            ApiError::ForbiddenCode { code, .. } => (StatusCode::FORBIDDEN, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            ApiError::Gone(_) => (StatusCode::GONE, "Gone"),
+            ApiError::RangeNotSatisfiable(_) => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "RangeNotSatisfiable")
+            }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),

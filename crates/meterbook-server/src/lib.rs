@@ -13,6 +13,7 @@
 pub mod auth;
 pub mod error;
 pub mod keys;
+pub mod links;
 pub mod openapi;
 mod params;
 mod routes;
@@ -23,6 +24,7 @@ use meterbook_core::store::Store;
 use std::future::Future;
 use std::sync::Arc;
 use tower::Layer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -40,6 +42,13 @@ pub struct ServerSettings {
     pub rate_limit_per_sec: f64,
     /// Requests a key may make in a burst above the sustained rate.
     pub rate_limit_burst: f64,
+    /// Advanced report jobs: workers, time limit, lease, retention.
+    pub jobs: meterbook_jobs::JobSettings,
+    /// Where finished reports are kept; `None`: a temporary directory that
+    /// lives as long as the server (for tests).
+    pub report_dir: Option<std::path::PathBuf>,
+    /// How long a download link works.
+    pub link_lifetime: std::time::Duration,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +58,9 @@ impl Default for ServerSettings {
             key_max_days: 730,
             rate_limit_per_sec: 100.0,
             rate_limit_burst: 200.0,
+            jobs: Default::default(),
+            report_dir: None,
+            link_lifetime: std::time::Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -64,6 +76,16 @@ struct Inner {
     settings: ServerSettings,
     limiter: auth::RateLimiter,
     statements: StatementCache,
+    reports: Reports,
+}
+
+/// Advanced reports: the job runner, its workers, and the link secret.
+pub(crate) struct Reports {
+    pub runner: Arc<meterbook_jobs::Runner>,
+    pub workers: meterbook_jobs::Workers,
+    pub link_secret: Vec<u8>,
+    /// The temporary report directory, when none was configured.
+    _tmp: Option<tempfile::TempDir>,
 }
 
 /// Statements by (enrollment, period, data version). A statement depends on
@@ -104,9 +126,36 @@ impl StatementCache {
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, settings: ServerSettings) -> AppState {
-        AppState {
+    /// Builds the state and starts the report workers (they stop when the
+    /// last clone of the state is dropped).
+    pub fn new(store: Arc<dyn Store>, settings: ServerSettings) -> std::io::Result<AppState> {
+        let (dir, tmp) = match &settings.report_dir {
+            Some(d) => (d.clone(), None),
+            None => {
+                let t = tempfile::tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let files = Arc::new(meterbook_jobs::DirReportFiles::new(&dir)?);
+        let mut fresh = [0u8; 32];
+        getrandom::fill(&mut fresh).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let link_secret = store
+            .secret("download-link-hmac", &fresh)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let runner = Arc::new(meterbook_jobs::Runner::new(
+            store.clone(),
+            files,
+            settings.jobs.clone(),
+        ));
+        let reports = Reports {
+            workers: meterbook_jobs::Workers::start(runner.clone()),
+            runner,
+            link_secret,
+            _tmp: tmp,
+        };
+        Ok(AppState {
             inner: Arc::new(Inner {
+                reports,
                 limiter: auth::RateLimiter::new(
                     settings.rate_limit_per_sec,
                     settings.rate_limit_burst,
@@ -115,7 +164,11 @@ impl AppState {
                 store,
                 settings,
             }),
-        }
+        })
+    }
+
+    pub(crate) fn reports(&self) -> &Reports {
+        &self.inner.reports
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -162,7 +215,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     routes::routes()
         .with_state(state)
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(not_ranged)))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // Method, path and request id; never headers (they carry keys) or the query's secrets.
@@ -174,6 +227,17 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// Files served with byte ranges go out as stored: compressing them would
+/// break `Range` and `Content-Length`.
+fn not_ranged(
+    _: axum::http::StatusCode,
+    _: axum::http::Version,
+    h: &axum::http::HeaderMap,
+    _: &axum::http::Extensions,
+) -> bool {
+    !h.contains_key(axum::http::header::ACCEPT_RANGES)
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.

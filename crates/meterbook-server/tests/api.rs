@@ -673,7 +673,7 @@ async fn spawn_app_on(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("address");
-    let state = AppState::new(wrap(store.clone()), settings);
+    let state = AppState::new(wrap(store.clone()), settings).expect("state");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         meterbook_server::serve(listener, state, async {

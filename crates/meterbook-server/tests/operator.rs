@@ -28,7 +28,7 @@ async fn spawn_app() -> TestApp {
             disabled: false,
         })
         .unwrap();
-    let state = AppState::new(store, ServerSettings::default());
+    let state = AppState::new(store, ServerSettings::default()).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

@@ -29,6 +29,34 @@ pub struct Cli {
         default_value = "Meterbook Cloud"
     )]
     pub invoice_issuer_name: String,
+    /// Where finished advanced reports are kept (default: `<db>.reports` beside the database).
+    #[arg(long, global = true, env = "MB_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
+    /// An advanced report running longer than this ends as TimedOut (minutes).
+    #[arg(
+        long,
+        global = true,
+        env = "MB_REPORT_TIME_LIMIT_MINUTES",
+        default_value_t = 120
+    )]
+    pub report_time_limit_minutes: u64,
+    /// Finished advanced reports and their files are removed after this many days.
+    #[arg(
+        long,
+        global = true,
+        env = "MB_REPORT_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub report_retention_days: u64,
+    /// A report worker that has not reported for this long is presumed dead and
+    /// its job is restarted (seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "MB_REPORT_LEASE_SECONDS",
+        default_value_t = 30
+    )]
+    pub report_lease_seconds: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -61,8 +89,10 @@ pub enum Command {
     /// Close billing periods and list their state.
     #[command(subcommand)]
     Period(PeriodCmd),
-    /// Produce a report: balance, usage, prices or marketplace.
-    Report(ReportArgs),
+    /// Produce a report (balance, usage, prices, marketplace), or request,
+    /// follow and fetch an advanced report prepared in the background.
+    #[command(subcommand)]
+    Report(ReportCmd),
     /// Serve the Reporting API over HTTP.
     Serve(ServeArgs),
     /// Create API access keys.
@@ -239,7 +269,6 @@ impl OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    pub kind: ReportKind,
     #[arg(long)]
     pub enrollment: String,
     /// Billing period (YYYYMM).
@@ -264,6 +293,61 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum ReportCmd {
+    /// Balance and charges.
+    Balance(ReportArgs),
+    /// Usage details.
+    Usage(ReportArgs),
+    /// The price list.
+    Prices(ReportArgs),
+    /// Marketplace charges.
+    Marketplace(ReportArgs),
+    /// Request an advanced report: any date range and accounts/departments, in
+    /// CSV, gzip CSV, Parquet or FOCUS. Prints the job id. Runs the job here and
+    /// waits, unless --detach leaves it to a running server's workers.
+    Request(RequestArgs),
+    /// Show a report job: status, progress, manifest (JSON).
+    Status { id: String },
+    /// Copy a finished report's file, checking its sha256 against the manifest.
+    Fetch {
+        id: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+    /// Cancel a queued or running report job.
+    Cancel { id: String },
+    /// List an enrollment's report jobs.
+    Jobs {
+        #[arg(long)]
+        enrollment: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    #[arg(long)]
+    pub enrollment: String,
+    /// First day (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub from: String,
+    /// Last day (YYYY-MM-DD), inclusive.
+    #[arg(long)]
+    pub to: String,
+    /// Only these accounts (repeatable).
+    #[arg(long)]
+    pub account: Vec<String>,
+    /// Only these departments (repeatable).
+    #[arg(long)]
+    pub department: Vec<String>,
+    /// csv, csv.gz, parquet, focus-csv or focus-parquet.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// Queue the job and return at once (a running `meterbook serve` prepares it).
+    #[arg(long)]
+    pub detach: bool,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -281,6 +365,12 @@ pub struct ServeArgs {
     /// Requests a key may make in a burst.
     #[arg(long, env = "MB_RATE_BURST", default_value_t = 200.0)]
     pub rate_burst: f64,
+    /// Advanced reports prepared at once (background worker threads).
+    #[arg(long, env = "MB_REPORT_WORKERS", default_value_t = 2)]
+    pub report_workers: usize,
+    /// How long a download link works, in days.
+    #[arg(long, env = "MB_LINK_LIFETIME_DAYS", default_value_t = 7)]
+    pub link_lifetime_days: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,5 +1,6 @@
 //! Routes, grouped by resource; shared response helpers.
 
+mod jobs;
 mod keys;
 mod legacy;
 mod operator;
@@ -59,6 +60,18 @@ pub fn routes() -> Router<AppState> {
             get(usage::details_custom),
         )
         .route(&format!("{v3}/usagedetails/download"), get(usage::download))
+        .route(&format!("{v3}/usagedetails/submit"), post(jobs::submit))
+        .route(&format!("{v3}/reports"), get(jobs::list).post(jobs::create))
+        .route(
+            &format!("{v3}/reports/{{id}}"),
+            get(jobs::get_job).delete(jobs::cancel),
+        )
+        .route(&format!("{v3}/reports/{{id}}/link"), post(jobs::link))
+        .route(
+            &format!("{v3}/reports/{{id}}/download"),
+            get(jobs::download_keyed),
+        )
+        .route("/downloads/{id}", get(jobs::download_signed))
         .route(
             &format!("{v3}/marketplacecharges"),
             get(usage::marketplace_current),

@@ -2,6 +2,7 @@
 //! store and the ledger, and prints what happened.
 
 mod enrollment;
+mod jobs;
 mod keys;
 mod ledger;
 mod report;
@@ -15,7 +16,6 @@ use meterbook_core::{Day, EnrollmentNumber, Period};
 use meterbook_sqlite::SqliteStore;
 
 pub use keys::create_key;
-pub use report::run_report;
 pub use serve::run as serve;
 pub use usage::ingest_file;
 
@@ -46,7 +46,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
             c,
         ),
         Command::Period(c) => ledger::period(&open(settings)?, c),
-        Command::Report(a) => run_report(&open(settings)?, settings, &a),
+        Command::Report(c) => report::run(settings, c),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&open(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),

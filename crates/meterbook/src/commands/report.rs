@@ -1,7 +1,8 @@
-//! report balance|usage|prices|marketplace.
+//! report balance|usage|prices|marketplace (synchronous), and the advanced
+//! report jobs' commands (in `jobs`).
 
 use super::{day, enrollment_number, now_rfc3339, period};
-use crate::cli::{OutputFormat, ReportArgs, ReportKind};
+use crate::cli::{OutputFormat, ReportArgs, ReportCmd, ReportKind};
 use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use meterbook_core::fixed::Amount;
@@ -85,7 +86,27 @@ impl Output {
     }
 }
 
-pub fn run_report(s: &SqliteStore, settings: &Settings, a: &ReportArgs) -> Result<()> {
+pub fn run(settings: &Settings, c: ReportCmd) -> Result<()> {
+    let s = super::open(settings)?;
+    match c {
+        ReportCmd::Balance(a) => run_report(&s, settings, ReportKind::Balance, &a),
+        ReportCmd::Usage(a) => run_report(&s, settings, ReportKind::Usage, &a),
+        ReportCmd::Prices(a) => run_report(&s, settings, ReportKind::Prices, &a),
+        ReportCmd::Marketplace(a) => run_report(&s, settings, ReportKind::Marketplace, &a),
+        ReportCmd::Request(a) => super::jobs::request(s, settings, &a),
+        ReportCmd::Status { id } => super::jobs::status(&s, &id),
+        ReportCmd::Fetch { id, output } => super::jobs::fetch(&s, settings, &id, &output),
+        ReportCmd::Cancel { id } => super::jobs::cancel(&s, &id),
+        ReportCmd::Jobs { enrollment } => super::jobs::list(&s, &enrollment),
+    }
+}
+
+fn run_report(
+    s: &SqliteStore,
+    settings: &Settings,
+    kind: ReportKind,
+    a: &ReportArgs,
+) -> Result<()> {
     let n = enrollment_number(&a.enrollment)?;
     let e = s.enrollment(&n)?;
     let sp = span(a, &e)?;
@@ -94,7 +115,7 @@ pub fn run_report(s: &SqliteStore, settings: &Settings, a: &ReportArgs) -> Resul
         OutputFormat::Json => ReportFormat::Json,
         _ => ReportFormat::Csv,
     };
-    if export_format.is_some() && a.kind != ReportKind::Usage {
+    if export_format.is_some() && kind != ReportKind::Usage {
         bail!("--format {:?} is for usage reports only", a.format);
     }
     let meta = ReportMeta {
@@ -112,7 +133,7 @@ pub fn run_report(s: &SqliteStore, settings: &Settings, a: &ReportArgs) -> Resul
     };
     let exp = e.currency.exponent();
     let mut out = Output::new(a.output.as_deref())?;
-    let summary = match a.kind {
+    let summary = match kind {
         ReportKind::Balance => {
             if !a.account.is_empty() || !a.department.is_empty() {
                 bail!("the balance report covers the whole enrollment; --account and --department do not apply");
@@ -165,7 +186,7 @@ pub fn run_report(s: &SqliteStore, settings: &Settings, a: &ReportArgs) -> Resul
                 accounts: a.account.clone(),
                 departments: a.department.clone(),
                 show_costs: true,
-                marketplace_only: a.kind == ReportKind::Marketplace,
+                marketplace_only: kind == ReportKind::Marketplace,
                 ..Default::default()
             };
             let report = UsageReport::prepare(s, &n, filter, meta.clone())?;
@@ -183,7 +204,7 @@ pub fn run_report(s: &SqliteStore, settings: &Settings, a: &ReportArgs) -> Resul
             };
             format!(
                 "{}: {} rows, cost {} {} (exact {})",
-                if a.kind == ReportKind::Usage {
+                if kind == ReportKind::Usage {
                     "usage"
                 } else {
                     "marketplace"

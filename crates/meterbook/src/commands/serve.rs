@@ -6,12 +6,17 @@ use anyhow::{Context, Result};
 use meterbook_server::{AppState, ServerSettings};
 use std::sync::Arc;
 
-fn server_settings(a: &ServeArgs) -> ServerSettings {
+fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
+    let mut jobs = settings.jobs.clone();
+    jobs.workers = a.report_workers.max(1);
     ServerSettings {
         key_default_days: a.key_default_days,
         key_max_days: a.key_max_days,
         rate_limit_per_sec: a.rate_limit,
         rate_limit_burst: a.rate_burst,
+        jobs,
+        report_dir: Some(settings.report_dir.clone()),
+        link_lifetime: std::time::Duration::from_secs(a.link_lifetime_days.max(1) * 24 * 3600),
     }
 }
 
@@ -41,7 +46,12 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
         .with_writer(std::io::stderr)
         .try_init();
     let store = Arc::new(super::open(settings)?);
-    let state = AppState::new(store, server_settings(a));
+    let state = AppState::new(store, server_settings(settings, a)).with_context(|| {
+        format!(
+            "cannot use the report directory {}",
+            settings.report_dir.display()
+        )
+    })?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,0 +1,593 @@
+//! Advanced report downloads over the API: submit a job (the Reporting API's
+//! `usagedetails/submit`, or Meterbook's `reports` with the full filter set),
+//! poll it, list, cancel, mint a fresh link, and download the file (with the
+//! key, or through the signed link without one) with HEAD, Range and ETag.
+
+use super::{base_url, Ctx};
+use crate::auth::{now_unix, Caller};
+use crate::error::{ApiJson, ApiPath};
+use crate::links::{self, LinkError, Signed};
+use crate::params::Params;
+use crate::{ApiError, AppState};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use meterbook_core::jobs::{scope_text, Job, JobSpec};
+use meterbook_core::Day;
+use meterbook_jobs::runner::RequestError;
+use meterbook_jobs::Manifest;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        match e {
+            RequestError::Invalid(m) => ApiError::BadRequest(m),
+            RequestError::Forbidden(m) => ApiError::Forbidden(m),
+            RequestError::Store(s) => s.into(),
+        }
+    }
+}
+
+fn rfc3339(ms: i64) -> Value {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// A signed link to the job's file, valid for `lifetime`.
+fn signed_link(state: &AppState, base: &str, job: &Job, lifetime_secs: i64) -> (String, i64) {
+    let expires = now_unix() + lifetime_secs;
+    let scope = scope_text(job.spec.scope);
+    let sig = links::sign(
+        &state.reports().link_secret,
+        &Signed {
+            job_id: &job.id,
+            scope: &scope,
+            expires,
+        },
+    );
+    (
+        format!(
+            "{base}/downloads/{}?scope={}&expires={expires}&signature={sig}",
+            job.id,
+            scope.replace(':', "%3A")
+        ),
+        expires,
+    )
+}
+
+/// The job as the API shows it: the Reporting API's fields first, then Meterbook's.
+fn job_json(state: &AppState, base: &str, job: &Job) -> Value {
+    let lifetime = state.settings().link_lifetime.as_secs() as i64;
+    let (blob, link_expires) = if job.status.has_file() {
+        let (l, e) = signed_link(state, base, job, lifetime);
+        (Value::String(l), rfc3339(e * 1000))
+    } else {
+        (Value::String(String::new()), Value::Null)
+    };
+    let retention = state.reports().runner.settings().retention.as_millis() as i64;
+    let manifest: Value = job
+        .manifest
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or(Value::Null);
+    json!({
+        "id": job.id,
+        "enrollmentNumber": job.enrollment.as_str(),
+        "requestedOn": rfc3339(job.requested_at),
+        "status": job.status.code(),
+        "statusName": job.status.name(),
+        "blobPath": blob,
+        "reportUrl": format!("{base}/v3/enrollments/{}/reports/{}", job.enrollment, job.id),
+        "startDate": job.spec.from.to_string(),
+        "endDate": job.spec.to.to_string(),
+        "format": job.spec.format,
+        "accounts": job.spec.accounts,
+        "departments": job.spec.departments,
+        "scope": scope_text(job.spec.scope),
+        "progress": {
+            "rowsDone": job.rows_done,
+            "rowsExpected": job.rows_expected,
+            "bytes": job.bytes,
+        },
+        "startedOn": job.started_at.map_or(Value::Null, rfc3339),
+        "finishedOn": job.finished_at.map_or(Value::Null, rfc3339),
+        "error": job.error,
+        "attempts": job.attempts,
+        "linkExpiresOn": link_expires,
+        "expiresOn": job.finished_at.map_or(Value::Null, |f| rfc3339(f + retention)),
+        "manifest": manifest,
+    })
+}
+
+fn accepted(state: &AppState, base: &str, job: &Job, created: bool) -> Response {
+    let body = job_json(state, base, job);
+    let mut res = (
+        if created && !job.status.is_final() {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        },
+        axum::Json(body),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{base}/v3/enrollments/{}/reports/{}",
+        job.enrollment, job.id
+    )) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res
+}
+
+async fn submit_spec(
+    state: &AppState,
+    caller: &Caller,
+    ctx: &Ctx,
+    spec: JobSpec,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let (runner, n, by) = (
+        state.reports().runner.clone(),
+        ctx.n.clone(),
+        caller.key_id.clone(),
+    );
+    let (job, created) = state
+        .blocking(move |_| Ok(runner.submit(&n, spec, &by)?))
+        .await?;
+    if created {
+        state.reports().workers.notify();
+    }
+    Ok(accepted(state, &base_url(headers), &job, created))
+}
+
+fn format_param(v: Option<&str>) -> String {
+    v.unwrap_or("csv").to_ascii_lowercase()
+}
+
+/// `POST usagedetails/submit?billingPeriod=` or `?startTime=&endTime=`
+/// (`format=` optional, default `csv`): the Reporting API's asynchronous report.
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(n): ApiPath<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let q = Params::parse(uri.query())?;
+    let (from, to) = match q.get("billingperiod") {
+        Some(p) => {
+            let p = ctx.period(p)?;
+            (p.first_day().max(ctx.e.start), p.last_day().min(ctx.e.end))
+        }
+        None => ctx.range(&q)?,
+    };
+    let spec = JobSpec {
+        scope: caller.scope,
+        from,
+        to,
+        accounts: vec![],
+        departments: vec![],
+        format: format_param(q.get("format")),
+    };
+    submit_spec(&state, &caller, &ctx, spec, &headers).await
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReportRequest {
+    start_date: String,
+    end_date: String,
+    #[serde(default)]
+    accounts: Vec<String>,
+    #[serde(default)]
+    departments: Vec<String>,
+    /// `csv` (default), `csv.gz`, `parquet`, `focus-csv` or `focus-parquet`.
+    format: Option<String>,
+}
+
+/// `POST reports` with `{startDate, endDate, accounts, departments, format}`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(n): ApiPath<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    ApiJson(req): ApiJson<ReportRequest>,
+) -> Result<Response, ApiError> {
+    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let day = |v: &str, name: &str| -> Result<Day, ApiError> {
+        super::parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
+    };
+    let spec = JobSpec {
+        scope: caller.scope,
+        from: day(&req.start_date, "startDate")?,
+        to: day(&req.end_date, "endDate")?,
+        accounts: req.accounts,
+        departments: req.departments,
+        format: format_param(req.format.as_deref()),
+    };
+    submit_spec(&state, &caller, &ctx, spec, &headers).await
+}
+
+/// Whether the caller may see `job`: an enterprise administrator sees every
+/// job of the enrollment; others see the jobs requested with their own scope.
+fn visible(caller: &Caller, job: &Job) -> bool {
+    job.enrollment == caller.enrollment
+        && (caller.scope.sees_balance() || job.spec.scope == caller.scope)
+}
+
+async fn load_job(state: &AppState, caller: &Caller, n: &str, id: &str) -> Result<Job, ApiError> {
+    caller.enrollment(n)?;
+    let lookup = id.to_string();
+    state
+        .blocking(move |s| Ok(s.job(&lookup)?))
+        .await?
+        .filter(|j| visible(caller, j))
+        .ok_or_else(|| ApiError::NotFound(format!("no report job {id}")))
+}
+
+/// `GET reports`: the caller's jobs, newest first, with progress.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(n): ApiPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let n = caller.enrollment(&n)?;
+    let jobs = state.blocking(move |s| Ok(s.jobs(&n)?)).await?;
+    let base = base_url(&headers);
+    let value: Vec<Value> = jobs
+        .iter()
+        .filter(|j| visible(&caller, j))
+        .map(|j| job_json(&state, &base, j))
+        .collect();
+    Ok(axum::Json(json!({ "value": value })).into_response())
+}
+
+/// `GET reports/{id}`: the job, as `reportUrl` polling returns it.
+pub async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((n, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = load_job(&state, &caller, &n, &id).await?;
+    Ok(axum::Json(job_json(&state, &base_url(&headers), &job)).into_response())
+}
+
+/// `DELETE reports/{id}`: cancels a queued or running job.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((n, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = load_job(&state, &caller, &n, &id).await?;
+    if job.status.is_final() {
+        return Err(ApiError::Conflict(format!(
+            "the job has already ended ({})",
+            job.status.name()
+        )));
+    }
+    let (jid, reason) = (
+        job.id.clone(),
+        format!("cancelled by key {}", caller.key_id),
+    );
+    let after = state
+        .blocking(move |s| {
+            s.cancel_job(&jid, meterbook_jobs::now_ms(), &reason)?;
+            Ok(s.job(&jid)?)
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no report job {id}")))?;
+    Ok(axum::Json(job_json(&state, &base_url(&headers), &after)).into_response())
+}
+
+/// `POST reports/{id}/link?lifetimeHours=`: a fresh signed link.
+pub async fn link(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((n, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let job = load_job(&state, &caller, &n, &id).await?;
+    if !job.status.has_file() {
+        return Err(ApiError::Conflict(format!(
+            "the report has no file to link to ({})",
+            job.status.name()
+        )));
+    }
+    let q = Params::parse(uri.query())?;
+    let max = state.settings().link_lifetime.as_secs() as i64;
+    let lifetime = match q.get("lifetimehours") {
+        None => max,
+        Some(h) => match h.parse::<i64>() {
+            Ok(h) if h >= 1 && h * 3600 <= max => h * 3600,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "`lifetimeHours` must be a whole number from 1 to {}",
+                    max / 3600
+                )))
+            }
+        },
+    };
+    let (blob, expires) = signed_link(&state, &base_url(&headers), &job, lifetime);
+    Ok(
+        axum::Json(json!({"blobPath": blob, "linkExpiresOn": rfc3339(expires * 1000)}))
+            .into_response(),
+    )
+}
+
+/// `GET|HEAD reports/{id}/download`: the file, with the caller's key.
+pub async fn download_keyed(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((n, id)): ApiPath<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let job = load_job(&state, &caller, &n, &id).await?;
+    serve_file(&state, &job, &method, &headers).await
+}
+
+/// `GET|HEAD /downloads/{id}?scope=&expires=&signature=`: the file, through a
+/// signed link, without a key.
+pub async fn download_signed(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    method: Method,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let q = Params::parse(uri.query())?;
+    let scope = q.get("scope").unwrap_or("");
+    let expires: i64 = q
+        .get("expires")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| link_refused(LinkError::BadSignature))?;
+    let signature = q.get("signature").unwrap_or("");
+    links::verify(
+        &state.reports().link_secret,
+        &Signed {
+            job_id: &id,
+            scope,
+            expires,
+        },
+        signature,
+        now_unix(),
+    )
+    .map_err(link_refused)?;
+    let lookup = id.clone();
+    let job = state
+        .blocking(move |s| Ok(s.job(&lookup)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::Gone(format!(
+                "report {id} no longer exists (its retention period is over, or it was removed)"
+            ))
+        })?;
+    if scope_text(job.spec.scope) != scope {
+        return Err(link_refused(LinkError::BadSignature));
+    }
+    serve_file(&state, &job, &method, &headers).await
+}
+
+fn link_refused(e: LinkError) -> ApiError {
+    match e {
+        LinkError::BadSignature => ApiError::ForbiddenCode {
+            code: "InvalidSignature",
+            message: "this download link is not valid: its signature does not match (was it altered?)"
+                .into(),
+        },
+        LinkError::Expired { at } => ApiError::ForbiddenCode {
+            code: "LinkExpired",
+            message: format!(
+                "this download link expired at {}; ask for a fresh one with your API key (POST .../reports/{{id}}/link)",
+                rfc3339(at * 1000).as_str().unwrap_or("?")
+            ),
+        },
+    }
+}
+
+/// A single byte range of a `Range` header: `Ok(None)` to serve the whole
+/// file (no header, several ranges, or one we don't understand, as RFC 9110
+/// allows), `Err` when the range lies outside the file (416).
+fn byte_range(h: Option<&HeaderValue>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(v) = h.and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, false) => match num(b) {
+            Some(0) => Err(()),
+            Some(n) if len > 0 => Ok(Some((len - n.min(len), len - 1))),
+            Some(_) => Err(()),
+            None => Ok(None),
+        },
+        (false, _) => {
+            let Some(start) = num(a) else { return Ok(None) };
+            let end = if b.trim().is_empty() {
+                len.saturating_sub(1)
+            } else {
+                match num(b) {
+                    Some(e) if e >= start => e.min(len.saturating_sub(1)),
+                    _ => return Ok(None),
+                }
+            };
+            if start >= len {
+                Err(())
+            } else {
+                Ok(Some((start, end)))
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn serve_file(
+    state: &AppState,
+    job: &Job,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    if !job.status.has_file() {
+        return Err(ApiError::Conflict(format!(
+            "the report is not ready to download: {}{}",
+            job.status.name(),
+            job.error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" ({e})"))
+        )));
+    }
+    let manifest_text = job.manifest.clone().unwrap_or_default();
+    let m = Manifest::parse(&manifest_text)
+        .ok_or_else(|| ApiError::Internal(format!("job {} has no readable manifest", job.id)))?;
+    let extra: Value = serde_json::from_str(&manifest_text).unwrap_or(Value::Null);
+    let download_name = extra["downloadName"]
+        .as_str()
+        .unwrap_or(&m.file)
+        .to_string();
+    let content_type = extra["contentType"]
+        .as_str()
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let runner = state.reports().runner.clone();
+    let name = m.file.clone();
+    let file = tokio::task::spawn_blocking(move || runner.files().open(&name))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("cannot open report file: {e}")))?
+        .ok_or_else(|| ApiError::Gone(format!("the file of report {} is gone", job.id)))?;
+    let len = file.len;
+    let etag = format!("\"{}\"", m.sha256);
+    let mut res_headers = HeaderMap::new();
+    let mut put = |k: header::HeaderName, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            res_headers.insert(k, v);
+        }
+    };
+    put(header::ETAG, &etag);
+    put(header::ACCEPT_RANGES, "bytes");
+    put(header::CONTENT_TYPE, &content_type);
+    put(header::CACHE_CONTROL, "private, no-transform");
+    put(
+        header::CONTENT_DISPOSITION,
+        &format!("attachment; filename=\"{download_name}\""),
+    );
+    let matches = |v: &HeaderValue| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+            .unwrap_or(false)
+    };
+    if headers.get(header::IF_NONE_MATCH).is_some_and(matches) {
+        let mut res = StatusCode::NOT_MODIFIED.into_response();
+        res.headers_mut().extend(res_headers);
+        return Ok(res);
+    }
+    // If-Range: the range applies only to the same version of the file.
+    let range_header = match headers.get(header::IF_RANGE) {
+        Some(v) if v.to_str().map(|s| s.trim() != etag).unwrap_or(true) => None,
+        _ => headers.get(header::RANGE),
+    };
+    let (status, start, end) = match byte_range(range_header, len) {
+        Ok(None) => (StatusCode::OK, 0, len.saturating_sub(1)),
+        Ok(Some((a, b))) => {
+            put(header::CONTENT_RANGE, &format!("bytes {a}-{b}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, a, b)
+        }
+        Err(()) => {
+            put(header::CONTENT_RANGE, &format!("bytes */{len}"));
+            let mut res = ApiError::RangeNotSatisfiable(format!(
+                "the requested range is outside the file ({len} bytes)"
+            ))
+            .into_response();
+            res.headers_mut().extend(res_headers);
+            return Ok(res);
+        }
+    };
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    put(header::CONTENT_LENGTH, &count.to_string());
+    let body = if *method == Method::HEAD || count == 0 {
+        Body::empty()
+    } else {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let mut reader = file.reader;
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut left = count;
+            if let Err(e) = reader.seek(SeekFrom::Start(start)) {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+            let mut buf = vec![0u8; 256 * 1024];
+            while left > 0 {
+                let want = buf.len().min(left as usize);
+                match reader.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        let _ = tx.blocking_send(Err(std::io::Error::other("file ended early")));
+                        return;
+                    }
+                    Ok(k) => {
+                        left -= k as u64;
+                        if tx
+                            .blocking_send(Ok(Bytes::copy_from_slice(&buf[..k])))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Body::from_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    };
+    let mut res = (status, body).into_response();
+    res.headers_mut().extend(res_headers);
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+    use axum::http::HeaderValue;
+
+    fn r(s: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+        byte_range(Some(&HeaderValue::from_str(s).unwrap()), len)
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range(None, 10), Ok(None));
+        assert_eq!(r("bytes=0-3", 10), Ok(Some((0, 3))));
+        assert_eq!(r("bytes=4-", 10), Ok(Some((4, 9))));
+        assert_eq!(r("bytes=-3", 10), Ok(Some((7, 9))));
+        assert_eq!(r("bytes=-30", 10), Ok(Some((0, 9))));
+        assert_eq!(r("bytes=5-100", 10), Ok(Some((5, 9))));
+        assert_eq!(r("bytes=10-", 10), Err(()));
+        assert_eq!(r("bytes=-0", 10), Err(()));
+        assert_eq!(r("bytes=0-1,3-4", 10), Ok(None));
+        assert_eq!(r("bytes=3-1", 10), Ok(None));
+        assert_eq!(r("items=0-1", 10), Ok(None));
+        assert_eq!(r("bytes=x-1", 10), Ok(None));
+        assert_eq!(r("bytes=0-", 0), Err(()));
+    }
+}
