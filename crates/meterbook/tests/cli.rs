@@ -2891,3 +2891,104 @@ fn crash_during_ingest_stores_all_of_a_file_or_nothing() {
     assert!(ids.contains(last_id.as_bytes()));
     assert!(ids.contains(b"first-0999".as_slice()));
 }
+
+/// The status of a report job, from `report status` (JSON).
+fn job_status(mb: &Mb, id: &str) -> serde_json::Value {
+    let r = mb.ok_args(&["report", "status", id]);
+    serde_json::from_str(&r.stdout).expect("status is JSON")
+}
+
+/// A server killed while it prepares a report: on restart the job is taken up
+/// again (its lease ran out) and completes with a file byte-identical to an
+/// uninterrupted run's.
+#[test]
+fn a_report_job_survives_a_killed_server() {
+    let mb = Mb::new();
+    mb.ok("demo --no-serve --rows 400000");
+    let range = [
+        "--enrollment",
+        "8608480",
+        "--from",
+        "2026-04-01",
+        "--to",
+        "2026-11-30",
+        "--format",
+        "csv.gz",
+    ];
+    // The uninterrupted run, in the CLI.
+    let mut args = vec!["report", "request"];
+    args.extend(range);
+    let reference = mb.ok_args(&args).stdout.trim().to_string();
+    let ref_file = mb.path("reference.csv.gz");
+    mb.ok_args(&["report", "fetch", &reference, "-o", ref_file.to_str().unwrap()]);
+
+    // The same request, queued for a server.
+    args.push("--detach");
+    let id = mb.ok_args(&args).stdout.trim().to_string();
+    assert_ne!(id, reference, "a finished job is not shared");
+    assert_eq!(job_status(&mb, &id)["statusName"], "Queued");
+
+    let serve = |mb: &Mb| {
+        mb.command(&[
+            "--report-lease-seconds",
+            "2",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve")
+    };
+    let mut server = serve(&mb);
+    // Wait until the job has written some rows, then SIGKILL the server.
+    let started = Instant::now();
+    loop {
+        let s = job_status(&mb, &id);
+        assert_ne!(
+            s["statusName"], "ReadyToDownload",
+            "the job finished before the server could be killed; make it bigger"
+        );
+        if s["statusName"] == "InProgress" && s["progress"]["rowsDone"].as_u64() > Some(0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the job did not start: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.kill().expect("SIGKILL the server");
+    server.wait().expect("reap the server");
+    let s = job_status(&mb, &id);
+    assert_eq!(s["statusName"], "InProgress", "{s}");
+    assert_eq!(s["attempts"], 1);
+    // Only the partial file is left, and it is not the report.
+    assert!(!mb.path("t.db.reports").join(format!("{id}.csv.gz")).exists());
+
+    let mut server = serve(&mb);
+    let started = Instant::now();
+    let s = loop {
+        let s = job_status(&mb, &id);
+        if s["statusName"] != "InProgress" && s["statusName"] != "Queued" {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(180), "the job did not finish: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(s["statusName"], "ReadyToDownload", "{s}");
+    assert_eq!(s["attempts"], 2, "restarted once: {s}");
+    let out = mb.path("restarted.csv.gz");
+    mb.ok_args(&["report", "fetch", &id, "-o", out.to_str().unwrap()]);
+    let (a, b) = (std::fs::read(&ref_file).unwrap(), std::fs::read(&out).unwrap());
+    assert!(a.len() > 1 << 20, "a report big enough to be interrupted");
+    assert!(a == b, "the restarted job's file differs from the uninterrupted one");
+    // The interrupted attempt's partial file was swept at the restart.
+    let left: Vec<_> = std::fs::read_dir(mb.path("t.db.reports"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "partial files left: {left:?}");
+}
