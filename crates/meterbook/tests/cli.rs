@@ -2920,7 +2920,13 @@ fn a_report_job_survives_a_killed_server() {
     args.extend(range);
     let reference = mb.ok_args(&args).stdout.trim().to_string();
     let ref_file = mb.path("reference.csv.gz");
-    mb.ok_args(&["report", "fetch", &reference, "-o", ref_file.to_str().unwrap()]);
+    mb.ok_args(&[
+        "report",
+        "fetch",
+        &reference,
+        "-o",
+        ref_file.to_str().unwrap(),
+    ]);
 
     // The same request, queued for a server.
     args.push("--detach");
@@ -2954,7 +2960,10 @@ fn a_report_job_survives_a_killed_server() {
         if s["statusName"] == "InProgress" && s["progress"]["rowsDone"].as_u64() > Some(0) {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "the job did not start: {s}");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the job did not start: {s}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     server.kill().expect("SIGKILL the server");
@@ -2963,7 +2972,10 @@ fn a_report_job_survives_a_killed_server() {
     assert_eq!(s["statusName"], "InProgress", "{s}");
     assert_eq!(s["attempts"], 1);
     // Only the partial file is left, and it is not the report.
-    assert!(!mb.path("t.db.reports").join(format!("{id}.csv.gz")).exists());
+    assert!(!mb
+        .path("t.db.reports")
+        .join(format!("{id}.csv.gz"))
+        .exists());
 
     let mut server = serve(&mb);
     let started = Instant::now();
@@ -2972,7 +2984,10 @@ fn a_report_job_survives_a_killed_server() {
         if s["statusName"] != "InProgress" && s["statusName"] != "Queued" {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "the job did not finish: {s}");
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the job did not finish: {s}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let _ = server.kill();
@@ -2981,9 +2996,15 @@ fn a_report_job_survives_a_killed_server() {
     assert_eq!(s["attempts"], 2, "restarted once: {s}");
     let out = mb.path("restarted.csv.gz");
     mb.ok_args(&["report", "fetch", &id, "-o", out.to_str().unwrap()]);
-    let (a, b) = (std::fs::read(&ref_file).unwrap(), std::fs::read(&out).unwrap());
+    let (a, b) = (
+        std::fs::read(&ref_file).unwrap(),
+        std::fs::read(&out).unwrap(),
+    );
     assert!(a.len() > 1 << 20, "a report big enough to be interrupted");
-    assert!(a == b, "the restarted job's file differs from the uninterrupted one");
+    assert!(
+        a == b,
+        "the restarted job's file differs from the uninterrupted one"
+    );
     // The interrupted attempt's partial file was swept at the restart.
     let left: Vec<_> = std::fs::read_dir(mb.path("t.db.reports"))
         .unwrap()
@@ -2991,4 +3012,38 @@ fn a_report_job_survives_a_killed_server() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(left.is_empty(), "partial files left: {left:?}");
+}
+
+#[test]
+fn report_requests_are_limited_to_36_months() {
+    let mb = Mb::new();
+    mb.ok("enrollment create --number 5 --name Long --start 2025-01-01 --end 2030-12-31");
+    let r = mb.fail("report request --enrollment 5 --from 2025-01-01 --to 2028-01-01 --detach");
+    assert!(
+        r.stderr.contains("longer than 36 months"),
+        "{}",
+        r.describe()
+    );
+    let r = mb.ok("report request --enrollment 5 --from 2025-01-01 --to 2027-12-31 --detach");
+    let id = r.stdout.trim();
+    assert_eq!(job_status(&mb, id)["statusName"], "Queued");
+    let r =
+        mb.fail("report request --enrollment 5 --from 2025-01-01 --to 2025-01-31 --format xlsx");
+    assert!(r.stderr.contains("unknown format"), "{}", r.describe());
+    let r = mb.fail(&format!("report fetch {id} -o x.csv"));
+    assert!(
+        r.stderr.contains("has no file: it is Queued"),
+        "{}",
+        r.describe()
+    );
+    mb.ok(&format!("report cancel {id}"));
+    assert_eq!(job_status(&mb, id)["statusName"], "Cancelled");
+    let r = mb.ok("report jobs --enrollment 5");
+    assert!(
+        r.stdout.contains(id) && r.stdout.contains("Cancelled"),
+        "{}",
+        r.stdout
+    );
+    let r = mb.fail("report status nope");
+    assert!(r.stderr.contains("no report job nope"), "{}", r.describe());
 }
