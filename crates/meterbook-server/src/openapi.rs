@@ -14,6 +14,14 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/usagedetails", "Usage details of a period", &["$top", "pageSize", "skiptoken"], "Rows booked in the period: its own days, then corrections booked into it."),
     ("get", "/v3/enrollments/{enrollmentNumber}/usagedetailsbycustomdate", "Usage details of a date range", &["startTime", "endTime", "$top", "pageSize", "skiptoken"], "Rows dated in the range (inclusive)."),
     ("get", "/v3/enrollments/{enrollmentNumber}/usagedetails/download", "Usage details as CSV", &["billingPeriod", "startTime", "endTime"], "Streamed; gzip with Accept-Encoding: gzip."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/usagedetails/submit", "Request a usage report prepared in the background", &["billingPeriod", "startTime", "endTime", "format"], "202 with the job: {id, enrollmentNumber, requestedOn, status, blobPath, reportUrl, startDate, endDate, ...}; poll reportUrl. Status: 1 Queued, 2 InProgress, 3 Completed, 4 Failed, 5 NoDataFound, 6 ReadyToDownload, 7 TimedOut, 8 Cancelled. An identical request while one is queued or running shares it (200)."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/reports", "List report jobs", &[], "The caller's jobs (all of the enrollment's for an enterprise administrator), newest first, with progress (rows done, rows expected, bytes)."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/reports", "Request a report with the full filter set", &[], "Body: {startDate, endDate, accounts: [names], departments: [names], format: csv|csv.gz|parquet|focus-csv|focus-parquet}. Up to 36 months inside the term; a filter outside the key's scope is a 403."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}", "A report job", &[], "What polling reportUrl returns; blobPath is a fresh signed link once the file is ready."),
+    ("delete", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}", "Cancel a report job", &[], "409 if it has already ended."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/link", "A fresh download link", &["lifetimeHours"], "Signed and expiring; works without a key until it expires."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/download", "Download a report with the key", &[], "HEAD, Range (206/416), ETag (the file's sha256) and If-None-Match supported."),
+    ("get", "/downloads/{reportId}", "Download a report through its signed link", &["scope", "expires", "signature"], "No key needed. 403 InvalidSignature when any byte of the link was changed, 403 LinkExpired after it expires, 410 once the report's retention is over."),
     ("get", "/v3/enrollments/{enrollmentNumber}/pricesheet", "Price sheet, current period", &[], "Enterprise administrators only; one entry per tier."),
     ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/pricesheet", "Price sheet of a period", &[], "Enterprise administrators only."),
     ("get", "/v3/enrollments/{enrollmentNumber}/marketplacecharges", "Marketplace charges, current period", &["$top", "pageSize", "skiptoken"], "Rows of third-party meters."),
@@ -44,12 +52,14 @@ pub fn spec() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, query, description) in ENDPOINTS {
         let mut params: Vec<Value> = Vec::new();
-        for name in ["enrollmentNumber", "billingPeriod"] {
+        for name in ["enrollmentNumber", "billingPeriod", "reportId"] {
             if path.contains(&format!("{{{name}}}")) {
-                let schema = if name == "billingPeriod" {
-                    json!({"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"})
-                } else {
-                    json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"})
+                let schema = match name {
+                    "billingPeriod" => {
+                        json!({"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"})
+                    }
+                    "reportId" => json!({"type": "string", "pattern": "^[0-9a-f]{32}$"}),
+                    _ => json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}),
                 };
                 params
                     .push(json!({"name": name, "in": "path", "required": true, "schema": schema}));
@@ -76,10 +86,17 @@ pub fn spec() -> Value {
                     false,
                 ),
                 "fmt" => (json!({"type": "string", "enum": ["json", "csv"]}), false),
+                "format" if path.ends_with("/submit") => (
+                    json!({"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}),
+                    false,
+                ),
                 "format" => (
                     json!({"type": "string", "enum": ["auto", "csv", "ndjson"]}),
                     false,
                 ),
+                "lifetimeHours" => (json!({"type": "integer", "minimum": 1}), false),
+                "expires" => (json!({"type": "integer"}), true),
+                "scope" | "signature" => (json!({"type": "string"}), true),
                 "skipInvalid" => (json!({"type": "boolean"}), false),
                 "skiptoken" => (
                     json!({"type": "string", "pattern": "^([0-9a-f]{2})+$"}),
@@ -111,6 +128,38 @@ pub fn spec() -> Value {
                 error_response("Rate limited; see Retry-After"),
             );
         }
+        if path.contains("/reports") || path.ends_with("/submit") || path.starts_with("/downloads")
+        {
+            responses.insert(
+                "202".into(),
+                json!({"description": "Accepted: the job is queued"}),
+            );
+            responses.insert(
+                "206".into(),
+                json!({"description": "Partial content (Range)"}),
+            );
+            responses.insert(
+                "409".into(),
+                error_response("The job is not in a state for this"),
+            );
+            responses.insert(
+                "410".into(),
+                error_response("The report is gone (retention over)"),
+            );
+            responses.insert("416".into(), error_response("Range outside the file"));
+        }
+        if path.starts_with("/downloads") {
+            responses.insert(
+                "304".into(),
+                json!({"description": "Not modified (If-None-Match)"}),
+            );
+            responses.insert("400".into(), error_response("Bad request"));
+            responses.insert(
+                "403".into(),
+                error_response("InvalidSignature or LinkExpired"),
+            );
+            responses.insert("404".into(), error_response("Not found"));
+        }
         if *method != "get" {
             responses.insert("201".into(), json!({"description": "Created"}));
             responses.insert(
@@ -127,9 +176,19 @@ pub fn spec() -> Value {
             "description": description,
             "parameters": params,
             "responses": responses,
-            "security": if path.starts_with("/healthz") { json!([]) } else { json!([{"bearer": []}]) },
+            "security": if path.starts_with("/healthz") || path.starts_with("/downloads") { json!([]) } else { json!([{"bearer": []}]) },
         });
-        if *method != "get" {
+        let bodiless = path.ends_with("/submit") || path.ends_with("/link") || *method == "delete";
+        if *method != "get" && !bodiless && path.ends_with("/reports") {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["startDate", "endDate"], "additionalProperties": false,
+                "properties": {
+                    "startDate": {"type": "string", "format": "date"},
+                    "endDate": {"type": "string", "format": "date"},
+                    "accounts": {"type": "array", "items": {"type": "string"}},
+                    "departments": {"type": "array", "items": {"type": "string"}},
+                    "format": {"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}}}}}});
+        } else if *method != "get" && !bodiless {
             let csv = path.ends_with("/hierarchy")
                 || path.ends_with("/usage")
                 || path.contains("/prices/");

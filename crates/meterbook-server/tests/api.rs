@@ -3371,6 +3371,65 @@ impl OperatorStore for FlakyStore {
     }
 }
 
+/// Jobs pass straight through: these tests break usage reads only.
+impl meterbook_core::jobs::JobStore for FlakyStore {
+    fn submit_job(
+        &self,
+        job: &meterbook_core::jobs::Job,
+    ) -> StoreResult<(meterbook_core::jobs::Job, bool)> {
+        self.inner.submit_job(job)
+    }
+    fn job(&self, id: &str) -> StoreResult<Option<meterbook_core::jobs::Job>> {
+        self.inner.job(id)
+    }
+    fn jobs(&self, n: &EnrollmentNumber) -> StoreResult<Vec<meterbook_core::jobs::Job>> {
+        self.inner.jobs(n)
+    }
+    fn claim_job(
+        &self,
+        now: i64,
+        lease_until: i64,
+        only: Option<&str>,
+    ) -> StoreResult<Option<meterbook_core::jobs::Job>> {
+        self.inner.claim_job(now, lease_until, only)
+    }
+    fn job_heartbeat(
+        &self,
+        id: &str,
+        attempt: u32,
+        p: meterbook_core::jobs::JobProgress,
+        lease_until: i64,
+    ) -> StoreResult<Option<meterbook_core::jobs::JobStatus>> {
+        self.inner.job_heartbeat(id, attempt, p, lease_until)
+    }
+    fn finish_job(
+        &self,
+        id: &str,
+        attempt: u32,
+        at: i64,
+        o: &meterbook_core::jobs::JobOutcome,
+    ) -> StoreResult<bool> {
+        self.inner.finish_job(id, attempt, at, o)
+    }
+    fn cancel_job(
+        &self,
+        id: &str,
+        at: i64,
+        reason: &str,
+    ) -> StoreResult<Option<meterbook_core::jobs::JobStatus>> {
+        self.inner.cancel_job(id, at, reason)
+    }
+    fn expired_jobs(&self, before: i64) -> StoreResult<Vec<meterbook_core::jobs::Job>> {
+        self.inner.expired_jobs(before)
+    }
+    fn delete_job(&self, id: &str) -> StoreResult<()> {
+        self.inner.delete_job(id)
+    }
+    fn secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
+        self.inner.secret(name, fresh)
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn internal_errors_are_generic_500s() {
     let mode = Arc::new(AtomicU8::new(CALM));
