@@ -15,7 +15,7 @@ use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
 use meterbook_sqlite::SqliteStore;
 use std::time::Instant;
 
-fn peak_rss_mb() -> Option<f64> {
+pub(crate) fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -105,6 +105,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure ingest, export and statement speed on generated data.
     Bench(BenchArgs),
+    /// Measure advanced report jobs (and, with --api, API latency while four
+    /// run) on the database `bench` made.
+    BenchReports(BenchReportsArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -419,6 +422,22 @@ pub struct DemoArgs {
     pub no_serve: bool,
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchReportsArgs {
+    /// The directory `bench` used.
+    #[arg(long, default_value = "bench-data")]
+    pub dir: PathBuf,
+    /// csv, csv.gz, parquet, focus-csv or focus-parquet.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// Measure balancesummary latency while four reports run instead.
+    #[arg(long)]
+    pub api: bool,
+    /// Keep the report file.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args, Debug)]

@@ -52,6 +52,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),
+        Command::BenchReports(a) => crate::bench_reports::run(settings, &a),
     }
 }
 
