@@ -544,6 +544,9 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
         );
         println!("  curl -H 'Authorization: bearer {key}' {base}/v3/enrollments/{n2}/billingPeriods/{last}/balancesummary");
         println!("  curl --compressed -H 'Authorization: bearer {key}' '{base}/v3/enrollments/{n2}/usagedetails/download?billingPeriod={last}' -o usage-{last}.csv");
+        println!("Advanced report: request, poll reportUrl until status 6 (ReadyToDownload), then fetch blobPath (no key needed):");
+        println!("  curl -X POST -H 'Authorization: bearer {key}' -H 'Content-Type: application/json' -d '{{\"startDate\":\"{}\",\"endDate\":\"{}\",\"format\":\"focus-csv\"}}' {base}/v3/enrollments/{n2}/reports", last.first_day(), last.last_day());
+        println!("API documentation: {base}/docs");
     };
     crate::commands::serve(settings, &a.serve, Some(&banner))
 }
@@ -677,4 +680,11 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
     println!(
         "  meterbook --db {db} report marketplace --enrollment {n} --period {this} --format json"
     );
+    println!("Advanced reports (prepared in the background, kept 30 days):");
+    println!(
+        "  id=$(meterbook --db {db} report request --enrollment {n} --from {} --to {} --department Research --format parquet)",
+        this.prev().prev().first_day(),
+        this.prev().last_day()
+    );
+    println!("  meterbook --db {db} report status $id && meterbook --db {db} report fetch $id -o research.parquet");
 }
