@@ -92,8 +92,9 @@ pub fn export<S: MetadataStore + UsageStore + ?Sized>(
                 let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
                 let mut counted = Counted::new(&mut gz, progress, &mut stopped);
                 let t = report.write(store, n, ReportFormat::Csv, &mut counted);
+                // The last use of `counted`: its borrows of the output,
+                // `progress` and `stopped` end here.
                 let rows = counted.lines.saturating_sub(1);
-                drop(counted);
                 let t = t.map_err(|e| if stopped { cancelled() } else { e })?;
                 gz.finish()?;
                 progress(rows);
@@ -101,8 +102,9 @@ pub fn export<S: MetadataStore + UsageStore + ?Sized>(
             } else {
                 let mut counted = Counted::new(out, progress, &mut stopped);
                 let t = report.write(store, n, ReportFormat::Csv, &mut counted);
+                // The last use of `counted`: its borrows of the output,
+                // `progress` and `stopped` end here.
                 let rows = counted.lines.saturating_sub(1);
-                drop(counted);
                 let t = t.map_err(|e| if stopped { cancelled() } else { e })?;
                 progress(rows);
                 t

@@ -53,8 +53,10 @@ pub trait TableSink {
     fn finish(self: Box<Self>) -> io::Result<()>;
 }
 
-/// Writes typed rows as RFC 4180 CSV: header first, decimals in plain notation,
-/// nulls as empty fields, timestamps as `YYYY-MM-DDT00:00:00Z`.
+/// Writes typed rows as RFC 4180 CSV: header first, decimals in plain notation
+/// with at least one fraction digit (`3.0`, not `3`: readers that infer types
+/// from CSV, such as the FOCUS validator, would otherwise take a column of whole
+/// amounts for integers), nulls as empty fields, timestamps as `YYYY-MM-DDT00:00:00Z`.
 pub struct CsvTable<W: Write> {
     out: W,
     cols: Vec<Column>,
@@ -93,7 +95,7 @@ impl<W: Write> TableSink for CsvTable<W> {
                         ColType::Decimal { scale } => scale,
                         _ => 0,
                     };
-                    meterbook_core::fixed::write_fixed(&mut self.buf, v, scale, 0);
+                    meterbook_core::fixed::write_fixed(&mut self.buf, v, scale, scale.min(1));
                 }
                 Cell::Int(v) => {
                     use std::fmt::Write as _;
@@ -143,10 +145,20 @@ mod tests {
             Cell::Bool(true),
         ])
         .unwrap();
+        t.row(&[
+            Cell::Null,
+            Cell::Decimal(3_000_000),
+            Cell::Timestamp(d),
+            Cell::Date(d),
+            Cell::Int(7),
+            Cell::Bool(false),
+        ])
+        .unwrap();
         t.finish().unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "Name,Cost,Start,Day,N,B\n\"a,b\",-1.5,2026-03-01T00:00:00Z,2026-03-01,,true\n"
+            "Name,Cost,Start,Day,N,B\n\"a,b\",-1.5,2026-03-01T00:00:00Z,2026-03-01,,true\n\
+             ,3.0,2026-03-01T00:00:00Z,2026-03-01,7,false\n"
         );
     }
 }

@@ -493,6 +493,12 @@ impl UsageReport {
         &self.hierarchy
     }
 
+    /// What the report includes (and whether its viewer sees costs): outputs
+    /// that add rows of their own (FOCUS purchases and adjustments) follow it too.
+    pub fn filter(&self) -> &UsageFilter {
+        &self.filter
+    }
+
     fn columns(&self) -> &'static [Col] {
         if self.filter.legacy {
             &LEGACY_DETAIL_COLUMNS
