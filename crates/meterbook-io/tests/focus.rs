@@ -426,10 +426,16 @@ fn progress_is_reported_and_can_stop_the_export() {
     };
     let (done, seen) = run(u64::MAX);
     assert_eq!(done, Ok(9000));
-    assert_eq!(seen, [8192, 9000]);
-    let (stopped, seen) = run(8192);
+    // Every TICK rows scanned, then once at the end.
+    let tick = meterbook_io::report::usage::TICK;
+    let ticks: Vec<u64> = (1..=9000 / tick).map(|k| k * tick).collect();
+    assert_eq!(seen, [ticks.clone(), vec![9000]].concat());
+    let (stopped, seen) = run(4096);
     assert!(stopped.unwrap_err().contains("stopped"));
-    assert_eq!(seen, [8192]);
+    assert_eq!(
+        seen,
+        ticks[..ticks.iter().position(|&t| t == 4096).unwrap() + 1]
+    );
 }
 
 /// scripts/focus-gate.sh declares the criteria this module says describe its data.

@@ -213,8 +213,19 @@ impl Runner {
                 }
             }
         };
-        if let Err(e) = self.store.finish_job(&job.id, attempt, now_ms(), &outcome) {
-            tracing::error!(job = %job.id, error = %e, "cannot record the end of a report job");
+        match self.store.finish_job(&job.id, attempt, now_ms(), &outcome) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Cancelled or taken over in the last instant: the file is nobody's.
+                if let Some(m) = outcome.manifest.as_deref().and_then(Manifest::parse) {
+                    if let Err(e) = self.files.remove(&m.file) {
+                        tracing::warn!(job = %job.id, error = %e, "cannot remove an unclaimed report file");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "cannot record the end of a report job")
+            }
         }
     }
 
@@ -222,7 +233,7 @@ impl Runner {
     fn produce(&self, job: &Job, started: i64) -> (Result<String, Failure>, JobProgress) {
         let rows = AtomicU64::new(0);
         let bytes = Arc::new(AtomicU64::new(0));
-        let stop: Mutex<Option<Stop>> = Mutex::new(None);
+        let stop = StopFlag::default();
         let result = (|| -> Result<String, Failure> {
             let store = self.store.as_ref();
             let n = &job.enrollment;
@@ -268,50 +279,48 @@ impl Runner {
                 bytes: bytes.clone(),
             };
             let deadline = started + self.settings.time_limit.as_millis() as i64;
-            let mut last_beat = now_ms();
+            // The export only reads the stop flag; a heartbeat thread renews the
+            // lease and reports progress every second whatever the export is
+            // doing, and raises the flag on cancel, time limit or a lost lease.
             let mut progress = |done: u64| -> bool {
                 rows.store(done, Ordering::Relaxed);
                 if self.shutdown.load(Ordering::Relaxed) {
-                    *stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stop::Shutdown);
-                    return false;
+                    stop.raise(Stop::Shutdown);
                 }
-                let now = now_ms();
-                if now > deadline {
-                    *stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stop::TimedOut);
-                    return false;
+                if now_ms() >= deadline {
+                    stop.raise(Stop::TimedOut);
                 }
-                if now - last_beat < 1000 {
-                    return true;
-                }
-                last_beat = now;
-                let p = JobProgress {
-                    rows_done: done,
-                    rows_expected: expected.map(|x| x.max(done)),
-                    bytes: bytes.load(Ordering::Relaxed),
-                };
-                let lease = now + self.settings.lease.as_millis() as i64;
-                match self.store.job_heartbeat(&job.id, job.attempts, p, lease) {
-                    Ok(Some(JobStatus::InProgress)) | Err(_) => true,
-                    Ok(Some(JobStatus::Cancelled)) => {
-                        *stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stop::Cancelled);
-                        false
-                    }
-                    Ok(_) => {
-                        *stop.lock().unwrap_or_else(|p| p.into_inner()) = Some(Stop::LostLease);
-                        false
-                    }
-                }
+                stop.get().is_none()
             };
-            let exported = export(
-                store,
-                n,
-                &report,
-                format,
-                &self.settings.focus,
-                &mut out,
-                &mut progress,
-            );
-            if let Some(s) = *stop.lock().unwrap_or_else(|p| p.into_inner()) {
+            if !progress(0) {
+                return Err(Failure::Stopped(stop.get().unwrap_or(Stop::TimedOut)));
+            }
+            let finished = AtomicBool::new(false);
+            let exported = std::thread::scope(|scope| {
+                let heart = scope.spawn(|| {
+                    let beat = Duration::from_millis(1000);
+                    while !finished.load(Ordering::Relaxed) {
+                        std::thread::park_timeout(beat);
+                        if finished.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        self.beat(job, &rows, &bytes, expected, deadline, &stop);
+                    }
+                });
+                let r = export(
+                    store,
+                    n,
+                    &report,
+                    format,
+                    &self.settings.focus,
+                    &mut out,
+                    &mut progress,
+                );
+                finished.store(true, Ordering::Relaxed);
+                heart.thread().unpark();
+                r
+            });
+            if let Some(s) = stop.get() {
                 return Err(Failure::Stopped(s));
             }
             let totals = exported.map_err(|e| match e {
@@ -322,6 +331,12 @@ impl Runner {
                 .map_err(|e| Failure::Error(format!("writing the report failed: {e}")))?;
             let Hashing { inner, sha, bytes } = out;
             let sha256 = hex(&sha.finalize());
+            // Last look before the file appears: a job cancelled (or taken
+            // over) meanwhile leaves no file behind.
+            self.beat(job, &rows, &bytes, expected, i64::MAX, &stop);
+            if let Some(s) = stop.get() {
+                return Err(Failure::Stopped(s));
+            }
             inner
                 .commit()
                 .map_err(|e| Failure::Error(format!("storing the report failed: {e}")))?;
@@ -361,6 +376,38 @@ impl Runner {
             bytes: bytes.load(Ordering::Relaxed),
         };
         (result, progress)
+    }
+
+    /// One heartbeat: progress and a renewed lease to the store; the answer
+    /// (or the clock) may raise the stop flag.
+    fn beat(
+        &self,
+        job: &Job,
+        rows: &AtomicU64,
+        bytes: &AtomicU64,
+        expected: Option<u64>,
+        deadline: i64,
+        stop: &StopFlag,
+    ) {
+        let now = now_ms();
+        if now >= deadline {
+            stop.raise(Stop::TimedOut);
+            return;
+        }
+        let done = rows.load(Ordering::Relaxed);
+        let p = JobProgress {
+            rows_done: done,
+            rows_expected: expected.map(|x| x.max(done)),
+            bytes: bytes.load(Ordering::Relaxed),
+        };
+        let lease = now + self.settings.lease.as_millis() as i64;
+        match self.store.job_heartbeat(&job.id, job.attempts, p, lease) {
+            Ok(Some(JobStatus::InProgress)) => {}
+            // A store hiccup: try again at the next beat (the lease has slack).
+            Err(e) => tracing::warn!(job = %job.id, error = %e, "report heartbeat failed"),
+            Ok(Some(JobStatus::Cancelled)) => stop.raise(Stop::Cancelled),
+            Ok(_) => stop.raise(Stop::LostLease),
+        }
     }
 
     /// Removes jobs whose retention is over, with their files, and what
@@ -406,6 +453,20 @@ impl Runner {
 
 fn report_costs_shown(scope: Scope, e: &meterbook_core::Enrollment) -> bool {
     scope.sees_costs(e.visibility)
+}
+
+/// Why the running export should stop, set once by whoever notices first.
+#[derive(Default)]
+struct StopFlag(Mutex<Option<Stop>>);
+
+impl StopFlag {
+    fn raise(&self, s: Stop) {
+        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        g.get_or_insert(s);
+    }
+    fn get(&self) -> Option<Stop> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 enum Failure {

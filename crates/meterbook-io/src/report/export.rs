@@ -68,11 +68,9 @@ impl ExportFormat {
     }
 }
 
-/// Calls `progress` with the rows written so far, every few thousand rows;
-/// returning `false` stops the export (cancel, time limit).
+/// Calls `progress` with the rows written so far, every few thousand rows
+/// scanned; returning `false` stops the export (cancel, time limit).
 pub type ProgressFn<'a> = dyn FnMut(u64) -> bool + Send + 'a;
-
-const PROGRESS_EVERY: u64 = 8192;
 
 /// Writes `report` to `out` in `format`. The caller owns atomicity (temp file, rename).
 pub fn export<S: MetadataStore + UsageStore + ?Sized>(
@@ -84,49 +82,30 @@ pub fn export<S: MetadataStore + UsageStore + ?Sized>(
     out: &mut (dyn Write + Send),
     progress: &mut ProgressFn<'_>,
 ) -> Result<ReportTotals, ReportError> {
-    let cancelled = || ReportError::Io(std::io::Error::other("the export was stopped"));
     match format {
-        ExportFormat::Csv | ExportFormat::CsvGzip => {
-            let mut stopped = false;
-            let t = if format == ExportFormat::CsvGzip {
-                let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
-                let mut counted = Counted::new(&mut gz, progress, &mut stopped);
-                let t = report.write(store, n, ReportFormat::Csv, &mut counted);
-                // The last use of `counted`: its borrows of the output,
-                // `progress` and `stopped` end here.
-                let rows = counted.lines.saturating_sub(1);
-                let t = t.map_err(|e| if stopped { cancelled() } else { e })?;
-                gz.finish()?;
-                progress(rows);
-                t
-            } else {
-                let mut counted = Counted::new(out, progress, &mut stopped);
-                let t = report.write(store, n, ReportFormat::Csv, &mut counted);
-                // The last use of `counted`: its borrows of the output,
-                // `progress` and `stopped` end here.
-                let rows = counted.lines.saturating_sub(1);
-                let t = t.map_err(|e| if stopped { cancelled() } else { e })?;
-                progress(rows);
-                t
-            };
+        ExportFormat::Csv => report.write_with_progress(store, n, ReportFormat::Csv, out, progress),
+        ExportFormat::CsvGzip => {
+            let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+            let t = report.write_with_progress(store, n, ReportFormat::Csv, &mut gz, progress)?;
+            gz.finish()?;
             Ok(t)
         }
         ExportFormat::Parquet => {
             let schema = detail_schema();
             let mut sink: Box<dyn TableSink + '_> = Box::new(ParquetTable::new(out, &schema)?);
-            let mut rows = 0u64;
-            let t = report.for_each_row(store, n, &mut |r| {
-                let mut cells: Vec<Cell<'_>> = Vec::with_capacity(schema.len());
-                detail_cells(r, &mut cells);
-                sink.row(&cells)?;
-                rows += 1;
-                if rows.is_multiple_of(PROGRESS_EVERY) && !progress(rows) {
-                    return Err(std::io::Error::other("the export was stopped"));
-                }
-                Ok(Flow::Continue)
-            })?;
+            let t = report.for_each_row(
+                store,
+                n,
+                &mut |r| {
+                    let mut cells: Vec<Cell<'_>> = Vec::with_capacity(schema.len());
+                    detail_cells(r, &mut cells);
+                    sink.row(&cells)?;
+                    Ok(Flow::Continue)
+                },
+                progress,
+            )?;
             sink.finish()?;
-            progress(rows);
+            progress(t.rows);
             Ok(t)
         }
         ExportFormat::FocusCsv | ExportFormat::FocusParquet => {
@@ -141,45 +120,5 @@ pub fn export<S: MetadataStore + UsageStore + ?Sized>(
             };
             focus::write(report, store, n, focus_settings, sink, progress)
         }
-    }
-}
-
-/// Passes CSV bytes through and reports progress by the lines it has seen (a
-/// field with a line break makes this count run ahead a little; the job's final
-/// row count comes from the report's own totals).
-struct Counted<'a, 'b> {
-    out: &'a mut (dyn Write + Send),
-    lines: u64,
-    progress: &'a mut ProgressFn<'b>,
-    stopped: &'a mut bool,
-}
-
-impl<'a, 'b> Counted<'a, 'b> {
-    fn new(
-        out: &'a mut (dyn Write + Send),
-        progress: &'a mut ProgressFn<'b>,
-        stopped: &'a mut bool,
-    ) -> Self {
-        Counted {
-            out,
-            lines: 0,
-            progress,
-            stopped,
-        }
-    }
-}
-
-impl Write for Counted<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
-        if !(self.progress)(self.lines.saturating_sub(1)) {
-            *self.stopped = true;
-            return Err(std::io::Error::other("the export was stopped"));
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
     }
 }

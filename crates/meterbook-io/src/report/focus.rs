@@ -384,17 +384,19 @@ pub fn write<S: MetadataStore + UsageStore + ?Sized>(
     let mut services = ServiceCategories::default();
     let mut units = Units::default();
     let mut written = 0u64;
-    let mut totals = report.for_each_row(store, n, &mut |r| {
-        let mut cells = Cells::new();
-        common.fill(&mut cells);
-        usage_cells(r, &common, &mut services, &mut units, &mut cells);
-        sink.row(&cells.0)?;
-        written += 1;
-        if written.is_multiple_of(PROGRESS_EVERY) && !progress(written) {
-            return Err(stopped());
-        }
-        Ok(Flow::Continue)
-    })?;
+    let mut totals = report.for_each_row(
+        store,
+        n,
+        &mut |r| {
+            let mut cells = Cells::new();
+            common.fill(&mut cells);
+            usage_cells(r, &common, &mut services, &mut units, &mut cells);
+            sink.row(&cells.0)?;
+            Ok(Flow::Continue)
+        },
+        progress,
+    )?;
+    written += totals.rows;
     if includes_entries(filter) {
         let mut entries: Vec<(EntryKind, CommitmentEntry)> = store
             .entries(n)?

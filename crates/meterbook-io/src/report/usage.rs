@@ -1,6 +1,7 @@
 //! Usage details and Marketplace charges: one row per usage record, streamed
 //! from the store's ordered scan.
 
+use super::export::ProgressFn;
 use super::table::{Cell, ColType, Column};
 use super::{json_str, ReportFormat, ReportMeta};
 use meterbook_core::fixed::Amount;
@@ -17,6 +18,17 @@ use std::sync::mpsc;
 
 /// Bytes encoded before a chunk goes to the writer thread.
 const CHUNK: usize = 1 << 20;
+
+/// Rows scanned between two progress calls.
+pub const TICK: u64 = 256;
+
+fn stopped_io() -> std::io::Error {
+    std::io::Error::other("the export was stopped")
+}
+
+fn stopped_error() -> ReportError {
+    ReportError::Io(stopped_io())
+}
 
 /// A report column: the CSV name; the JSON name is its camelCase form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,6 +415,20 @@ impl UsageReport {
         format: ReportFormat,
         out: &mut (dyn Write + Send),
     ) -> Result<ReportTotals, ReportError> {
+        self.write_with_progress(store, n, format, out, &mut |_| true)
+    }
+
+    /// [`UsageReport::write`], calling `progress` with the rows written so far
+    /// every [`TICK`] rows scanned (kept or not, so a sparse filter still
+    /// ticks); `false` stops the report with an error.
+    pub fn write_with_progress<S: UsageStore + ?Sized>(
+        &self,
+        store: &S,
+        n: &EnrollmentNumber,
+        format: ReportFormat,
+        out: &mut (dyn Write + Send),
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<ReportTotals, ReportError> {
         let mut enc = Encoder::new(format, self.columns(), self.filter.legacy);
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
         let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
@@ -417,8 +443,11 @@ impl UsageReport {
             let mut chunk = Vec::with_capacity(CHUNK + 64 * 1024);
             let mut totals = ReportTotals::default();
             let mut closed = false;
+            let mut stopped = false;
+            let mut seen = 0u64;
             enc.start(&self.meta, &mut chunk);
             let scanned = store.scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
+                seen += 1;
                 if let Some(row) = self.row(f) {
                     totals.rows += 1;
                     totals.quantity_micro += f.quantity.raw() as i128;
@@ -436,9 +465,13 @@ impl UsageReport {
                         }
                     }
                 }
+                if seen.is_multiple_of(TICK) && !progress(totals.rows) {
+                    stopped = true;
+                    return Ok(Flow::Stop);
+                }
                 Ok(Flow::Continue)
             });
-            if scanned.is_ok() && !closed {
+            if scanned.is_ok() && !closed && !stopped {
                 enc.finish(&mut chunk);
                 let _ = tx.send(chunk);
             }
@@ -451,35 +484,48 @@ impl UsageReport {
                     "report output closed",
                 ))),
                 Err(e) => Err(ReportError::Store(e)),
-                Ok(()) => Ok(totals),
+                Ok(()) if stopped => Err(stopped_error()),
+                Ok(()) => {
+                    progress(totals.rows);
+                    Ok(totals)
+                }
             }
         })
     }
 
     /// Calls `f` with every row of the report, in the store's order; returns the totals.
-    /// For typed outputs (Parquet, FOCUS) that encode rows themselves.
+    /// For typed outputs (Parquet, FOCUS) that encode rows themselves. Calls
+    /// `progress` as [`UsageReport::write_with_progress`] does.
     pub fn for_each_row<S: UsageStore + ?Sized>(
         &self,
         store: &S,
         n: &EnrollmentNumber,
         f: &mut dyn FnMut(&DetailRow<'_>) -> std::io::Result<Flow>,
+        progress: &mut ProgressFn<'_>,
     ) -> Result<ReportTotals, ReportError> {
         let mut totals = ReportTotals::default();
         let mut failed: Option<std::io::Error> = None;
+        let mut seen = 0u64;
         let scanned = store.scan_usage(n, &self.filter.selection, &mut |fact: &UsageFact<'_>| {
-            let Some(row) = self.row(fact) else {
-                return Ok(Flow::Continue);
-            };
-            totals.rows += 1;
-            totals.quantity_micro += fact.quantity.raw() as i128;
-            totals.cost += row.cost;
-            match f(&row) {
-                Ok(flow) => Ok(flow),
-                Err(e) => {
-                    failed = Some(e);
-                    Ok(Flow::Stop)
+            seen += 1;
+            if let Some(row) = self.row(fact) {
+                totals.rows += 1;
+                totals.quantity_micro += fact.quantity.raw() as i128;
+                totals.cost += row.cost;
+                match f(&row) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => return Ok(Flow::Stop),
+                    Err(e) => {
+                        failed = Some(e);
+                        return Ok(Flow::Stop);
+                    }
                 }
             }
+            if seen.is_multiple_of(TICK) && !progress(totals.rows) {
+                failed = Some(stopped_io());
+                return Ok(Flow::Stop);
+            }
+            Ok(Flow::Continue)
         });
         if let Some(e) = failed {
             return Err(ReportError::Io(e));

@@ -308,7 +308,7 @@ pub async fn link(
     let lifetime = match q.get("lifetimehours") {
         None => max,
         Some(h) => match h.parse::<i64>() {
-            Ok(h) if h >= 1 && h * 3600 <= max => h * 3600,
+            Ok(h) if h >= 1 && h <= max / 3600 => h * 3600,
             _ => {
                 return Err(ApiError::BadRequest(format!(
                     "`lifetimeHours` must be a whole number from 1 to {}",
@@ -347,11 +347,18 @@ pub async fn download_signed(
 ) -> Result<Response, ApiError> {
     let q = Params::parse(uri.query())?;
     let scope = q.get("scope").unwrap_or("");
-    let expires: i64 = q
-        .get("expires")
-        .and_then(|e| e.parse().ok())
+    // Only the link exactly as it was minted: no respelled numbers, no
+    // upper-case signature (the signature covers the values, the check the text).
+    let raw_expires = q.get("expires").unwrap_or("");
+    let expires: i64 = raw_expires
+        .parse()
+        .ok()
+        .filter(|e: &i64| e.to_string() == raw_expires)
         .ok_or_else(|| link_refused(LinkError::BadSignature))?;
     let signature = q.get("signature").unwrap_or("");
+    if signature.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err(link_refused(LinkError::BadSignature));
+    }
     links::verify(
         &state.reports().link_secret,
         &Signed {
@@ -511,12 +518,16 @@ async fn serve_file(
             (StatusCode::PARTIAL_CONTENT, a, b)
         }
         Err(()) => {
-            put(header::CONTENT_RANGE, &format!("bytes */{len}"));
+            // An error body: only the range headers of the file apply to it.
             let mut res = ApiError::RangeNotSatisfiable(format!(
                 "the requested range is outside the file ({len} bytes)"
             ))
             .into_response();
-            res.headers_mut().extend(res_headers);
+            let h = res.headers_mut();
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
             return Ok(res);
         }
     };
