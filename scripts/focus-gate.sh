@@ -73,7 +73,9 @@ for fmt in focus-csv focus-parquet; do
   ext=${fmt#focus-}
   file=$work/focus.$ext
   echo "== $fmt: enrollment $n, $from to $to"
-  if ! mb report usage --enrollment "$n" --from "$from" --to "$to" --format "$fmt" -o "$file"; then
+  # Through the advanced-report path users take: a job, then its file.
+  if ! { id=$(mb report request --enrollment "$n" --from "$from" --to "$to" --format "$fmt") &&
+         mb report fetch "$id" -o "$file"; }; then
     echo "focus-gate: the $fmt export failed"
     status=1
     continue
