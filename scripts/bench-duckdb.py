@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """DuckDB on the same data as `meterbook bench`: load the generated usage CSV
-into a DuckDB database file, then COPY it back out to CSV.
+into a DuckDB database file, then COPY it back out to CSV and to Parquet.
 
 Usage: python3 scripts/bench-duckdb.py DIR   (DIR as given to `meterbook bench --dir`)
 Needs the `duckdb` package: scripts/bench.sh sets up a virtual environment with it.
@@ -43,6 +43,12 @@ def main() -> None:
     t = time.perf_counter()
     con.execute("COPY usage TO '/dev/null' (HEADER, FORMAT csv)")
     sink = time.perf_counter() - t
+    pq = os.path.join(d, "duck-export.parquet")
+    t = time.perf_counter()
+    con.execute(f"COPY usage TO '{pq}' (FORMAT parquet, COMPRESSION snappy)")
+    pq_secs = time.perf_counter() - t
+    pq_bytes = os.path.getsize(pq)
+    os.remove(pq)
     con.close()
     size = os.path.getsize(db)
     out_bytes = os.path.getsize(out)
@@ -50,6 +56,7 @@ def main() -> None:
     print(f"load CSV          {load:8.2f} s   {rows / load:10.0f} rows/s")
     print(f"COPY TO CSV       {export:8.2f} s   {rows / export:10.0f} rows/s   {out_bytes / 1e6 / export:.1f} MB/s   ({out_bytes / 1e6:.1f} MB)")
     print(f"  (to /dev/null)  {sink:8.2f} s   {rows / sink:10.0f} rows/s   {out_bytes / 1e6 / sink:.1f} MB/s")
+    print(f"COPY TO Parquet   {pq_secs:8.2f} s   {rows / pq_secs:10.0f} rows/s   {pq_bytes / 1e6 / pq_secs:.1f} MB/s   ({pq_bytes / 1e6:.1f} MB)")
     print(f"bytes on disk     {size / rows:.1f} per row   ({size / 1e6:.1f} MB database)")
 
 
