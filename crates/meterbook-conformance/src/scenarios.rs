@@ -652,3 +652,104 @@ pub fn report_jobs_lifecycle<S: Store>(s: &S) {
     assert_eq!(a, b"first");
     assert_eq!(s.secret("link", b"second").unwrap(), b"first");
 }
+
+/// Users: unique e-mails (case-insensitive), one role per enrollment, sessions
+/// signed out one by one or everywhere, set-password tokens used once and only
+/// before they expire, and the audit log newest first.
+pub fn users_roles_sessions_and_audit<S: Store>(s: &S) {
+    use meterbook_core::access::Scope;
+    use meterbook_core::users::{AuditEntry, Role, Session};
+    enrollment(s, "USD");
+    let u = s
+        .create_user("Ada@Example.com", "Ada", Some("$argon2id$x"), 10)
+        .unwrap();
+    assert_eq!(u.email, "ada@example.com");
+    assert!(matches!(
+        s.create_user("ada@example.com", "Again", None, 11),
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.user_by_email(" ADA@example.com ").unwrap().unwrap().id,
+        u.id
+    );
+    let h = s.hierarchy(&n()).unwrap();
+    let a = h.department_by_name("A").unwrap().id;
+    let admin = Role {
+        enrollment: n(),
+        scope: Scope::Enrollment,
+        read_only: false,
+    };
+    s.grant_role(u.id, &admin).unwrap();
+    let dept = Role {
+        enrollment: n(),
+        scope: Scope::Department(a),
+        read_only: true,
+    };
+    s.grant_role(u.id, &dept).unwrap();
+    assert_eq!(
+        s.roles(u.id).unwrap(),
+        [dept.clone()],
+        "one role per enrollment"
+    );
+    let users = s.enrollment_users(&n()).unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].1, dept);
+    s.revoke_role(u.id, &n()).unwrap();
+    assert!(s.roles(u.id).unwrap().is_empty());
+
+    let sess = |b: u8| Session {
+        token_hash: [b; 32],
+        user_id: u.id,
+        csrf: format!("csrf{b}"),
+        created_at: 100,
+        last_seen_at: 100,
+    };
+    s.create_session(&sess(1)).unwrap();
+    s.create_session(&sess(2)).unwrap();
+    s.touch_session(&[1; 32], 150).unwrap();
+    assert_eq!(s.session(&[1; 32]).unwrap().unwrap().last_seen_at, 150);
+    s.delete_session(&[1; 32]).unwrap();
+    assert!(s.session(&[1; 32]).unwrap().is_none());
+    assert!(s.session(&[2; 32]).unwrap().is_some());
+    s.delete_user_sessions(u.id).unwrap();
+    assert!(s.session(&[2; 32]).unwrap().is_none());
+
+    s.put_password_token(&[7; 32], u.id, 1000).unwrap();
+    assert_eq!(s.take_password_token(&[7; 32], 500).unwrap(), Some(u.id));
+    assert_eq!(
+        s.take_password_token(&[7; 32], 500).unwrap(),
+        None,
+        "used once"
+    );
+    s.put_password_token(&[8; 32], u.id, 1000).unwrap();
+    assert_eq!(
+        s.take_password_token(&[8; 32], 1000).unwrap(),
+        None,
+        "expired"
+    );
+    s.set_password(u.id, "$argon2id$y").unwrap();
+    assert_eq!(
+        s.user(u.id).unwrap().unwrap().password_hash.as_deref(),
+        Some("$argon2id$y")
+    );
+
+    for i in 0..3 {
+        s.audit(
+            &n(),
+            &AuditEntry {
+                at: i,
+                actor: "ada".into(),
+                action: format!("a{i}"),
+                detail: String::new(),
+            },
+        )
+        .unwrap();
+    }
+    let log: Vec<String> = s
+        .audit_log(&n(), 2)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(log, ["a2", "a1"]);
+}

@@ -17,6 +17,7 @@ pub mod prices;
 pub mod statement;
 pub mod store;
 pub mod usage;
+pub mod users;
 
 pub use calendar::{Day, Period};
 pub use enrollment::{Currency, Enrollment, EnrollmentNumber};

@@ -221,6 +221,7 @@ pub trait Store:
     + crate::access::KeyStore
     + crate::access::OperatorStore
     + crate::jobs::JobStore
+    + crate::users::UserStore
     + Send
     + Sync
 {
@@ -231,6 +232,7 @@ impl<T> Store for T where
         + crate::access::KeyStore
         + crate::access::OperatorStore
         + crate::jobs::JobStore
+        + crate::users::UserStore
         + Send
         + Sync
 {

@@ -355,6 +355,29 @@ impl OperatorStore for Gated {
     }
 }
 
+impl meterbook_core::users::UserStore for Gated {
+    forward! {
+        create_user(email: &str, name: &str, password_hash: Option<&str>, at: i64) -> StoreResult<meterbook_core::users::User>;
+        user_by_email(email: &str) -> StoreResult<Option<meterbook_core::users::User>>;
+        user(id: i64) -> StoreResult<Option<meterbook_core::users::User>>;
+        set_password(user_id: i64, password_hash: &str) -> StoreResult<()>;
+        set_user_disabled(user_id: i64, disabled: bool) -> StoreResult<()>;
+        grant_role(user_id: i64, role: &meterbook_core::users::Role) -> StoreResult<()>;
+        revoke_role(user_id: i64, n: &EnrollmentNumber) -> StoreResult<()>;
+        roles(user_id: i64) -> StoreResult<Vec<meterbook_core::users::Role>>;
+        enrollment_users(n: &EnrollmentNumber) -> StoreResult<Vec<(meterbook_core::users::User, meterbook_core::users::Role)>>;
+        create_session(s: &meterbook_core::users::Session) -> StoreResult<()>;
+        session(token_hash: &[u8; 32]) -> StoreResult<Option<meterbook_core::users::Session>>;
+        touch_session(token_hash: &[u8; 32], at: i64) -> StoreResult<()>;
+        delete_session(token_hash: &[u8; 32]) -> StoreResult<()>;
+        delete_user_sessions(user_id: i64) -> StoreResult<()>;
+        put_password_token(token_hash: &[u8; 32], user_id: i64, expires_at: i64) -> StoreResult<()>;
+        take_password_token(token_hash: &[u8; 32], now: i64) -> StoreResult<Option<i64>>;
+        audit(n: &EnrollmentNumber, e: &meterbook_core::users::AuditEntry) -> StoreResult<()>;
+        audit_log(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<meterbook_core::users::AuditEntry>>;
+    }
+}
+
 impl JobStore for Gated {
     forward! {
         submit_job(job: &Job) -> StoreResult<(Job, bool)>;

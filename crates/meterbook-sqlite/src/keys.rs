@@ -6,7 +6,7 @@ use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
 use rusqlite::{params, OptionalExtension, Row};
 
-fn scope_parts(s: Scope) -> (i64, i64) {
+pub(crate) fn scope_parts(s: Scope) -> (i64, i64) {
     match s {
         Scope::Enrollment => (0, 0),
         Scope::Department(d) => (1, d),

@@ -17,6 +17,7 @@ mod keys;
 mod metadata;
 mod profile;
 mod usage;
+mod users;
 
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
@@ -30,6 +31,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_api_keys.sql"),
     include_str!("../migrations/0003_operator_tokens.sql"),
     include_str!("../migrations/0004_report_jobs.sql"),
+    include_str!("../migrations/0005_users.sql"),
 ];
 
 /// The schema version once every migration is applied.

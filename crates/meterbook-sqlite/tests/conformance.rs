@@ -46,6 +46,7 @@ conformance!(
     enrollments_are_isolated,
     paging_is_stable_while_usage_arrives,
     report_jobs_lifecycle,
+    users_roles_sessions_and_audit,
 );
 
 #[test]
