@@ -753,3 +753,72 @@ pub fn users_roles_sessions_and_audit<S: Store>(s: &S) {
         .collect();
     assert_eq!(log, ["a2", "a1"]);
 }
+
+/// Summaries from the daily sums agree exactly with the usage-details report:
+/// per booked period, corrections included, for the whole enrollment and for
+/// a department's scope; moves attribute usage by date.
+pub fn summaries_match_the_usage_report<S: Store>(s: &S) {
+    use meterbook_core::access::Scope;
+    use meterbook_core::summary::usage_summary;
+    enrollment(s, "USD");
+    for p in ["202501", "202502"] {
+        prices(
+            s,
+            p,
+            &[
+                meter("c", "3", &[("0", "0.7"), ("20", "0.3")]),
+                meter("d", "0", &[("0", "1.1")]),
+            ],
+        );
+    }
+    let subs = [G1, G2, G3, G4];
+    let rows: Vec<Row> = (0..80)
+        .map(|i| {
+            row(
+                &format!("r{i}"),
+                subs[i % 4],
+                &format!("2025-01-{:02}", 1 + i % 28),
+                if i % 3 == 0 { "d" } else { "c" },
+                &format!("{}.25", i % 7),
+            )
+        })
+        .collect();
+    ingest_ok(s, &rows);
+    s.move_subscription(&n(), G2, "b1", day("2025-01-15"))
+        .unwrap();
+    close(s, "202501");
+    ingest_ok(
+        s,
+        &[
+            row("late", G1, "2025-01-15", "c", "2"),
+            row("feb", G3, "2025-02-02", "c", "1.5"),
+        ],
+    );
+    let a = s
+        .hierarchy(&n())
+        .unwrap()
+        .department_by_name("A")
+        .unwrap()
+        .id;
+    for p in ["202501", "202502"] {
+        let sum = usage_summary(s, &n(), Scope::Enrollment, true, period(p), period(p)).unwrap();
+        let (_, t) = usage_csv(s, p, &[], &[]);
+        let cost: meterbook_core::Amount = sum.iter().map(|r| r.cost).sum();
+        assert_eq!(cost, t.cost, "period {p}");
+        assert_eq!(sum.iter().map(|r| r.rows).sum::<i64>() as u64, t.rows);
+        let dept =
+            usage_summary(s, &n(), Scope::Department(a), true, period(p), period(p)).unwrap();
+        let (_, td) = usage_csv(s, p, &[], &["A"]);
+        assert_eq!(
+            dept.iter().map(|r| r.cost).sum::<meterbook_core::Amount>(),
+            td.cost,
+            "dept {p}"
+        );
+        assert!(dept.iter().all(|r| r.department.as_deref() == Some("A")));
+        let hidden =
+            usage_summary(s, &n(), Scope::Department(a), false, period(p), period(p)).unwrap();
+        assert!(hidden
+            .iter()
+            .all(|r| r.cost == meterbook_core::Amount::ZERO));
+    }
+}

@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod prices;
 pub mod statement;
 pub mod store;
+pub mod summary;
 pub mod usage;
 pub mod users;
 

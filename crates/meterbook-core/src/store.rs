@@ -198,12 +198,30 @@ pub struct UsageFact<'a> {
     pub service_info2: &'a str,
 }
 
+/// Usage of one day, subscription and meter, as booked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub day: Day,
+    pub subscription: i64,
+    pub meter: i64,
+    /// The period the rows are booked in (the day's own unless a correction).
+    pub booked: Period,
+    /// The locked rate of corrections; `None` for rows priced at their period's rate.
+    pub correction_rate: Option<Price>,
+    pub quantity: Quantity,
+    pub rows: i64,
+}
+
 /// Usage facts: written in transactions, rolled up, scanned in order.
 pub trait UsageStore {
     /// Opens a write transaction for one enrollment's usage.
     fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
     /// The rollups of rows booked in `booked`.
     fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>>;
+    /// Usage summed per day, subscription and meter (and booking), for days
+    /// `from..=to`: what summaries and charts read instead of the facts.
+    fn daily_usage(&self, n: &EnrollmentNumber, from: Day, to: Day)
+        -> StoreResult<Vec<DailyUsage>>;
     /// Streams the selected rows to `visit`, in order, without buffering them,
     /// until the rows run out or `visit` says stop.
     fn scan_usage(

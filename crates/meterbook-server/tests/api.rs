@@ -3323,6 +3323,15 @@ impl UsageStore for FlakyStore {
     fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>> {
         self.inner.begin_usage(n)
     }
+    fn daily_usage(
+        &self,
+        n: &EnrollmentNumber,
+        from: Day,
+        to: Day,
+    ) -> StoreResult<Vec<meterbook_core::store::DailyUsage>> {
+        self.usage_read()?;
+        self.inner.daily_usage(n, from, to)
+    }
     fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {
         self.usage_read()?;
         self.inner.rollups(n, booked)

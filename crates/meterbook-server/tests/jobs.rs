@@ -310,6 +310,7 @@ impl MetadataStore for Gated {
 impl UsageStore for Gated {
     forward! {
         begin_usage(n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
+        daily_usage(n: &EnrollmentNumber, from: Day, to: Day) -> StoreResult<Vec<meterbook_core::store::DailyUsage>>;
     }
     fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {
         while self.pause_rollups.load(Ordering::SeqCst) {

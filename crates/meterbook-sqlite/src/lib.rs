@@ -32,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_operator_tokens.sql"),
     include_str!("../migrations/0004_report_jobs.sql"),
     include_str!("../migrations/0005_users.sql"),
+    include_str!("../migrations/0006_usage_daily.sql"),
 ];
 
 /// The schema version once every migration is applied.

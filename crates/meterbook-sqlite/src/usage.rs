@@ -5,8 +5,8 @@ use crate::profile::{self, Profile};
 use crate::{backend, i128_from_sql, i128_to_sql, SqliteStore};
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{
-    Flow, Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore, UsageWriter,
-    Written,
+    DailyUsage, Flow, Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
+    UsageWriter, Written,
 };
 use meterbook_core::usage::{Catalog, Classified, OwnedUsage, SheetIndex};
 use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
@@ -132,8 +132,12 @@ struct SqliteUsageWriter<'a> {
     catalog: Arc<Catalog>,
     profiles: ProfileEncoder,
     rollups: HashMap<RollupKey, (Quantity, Amount, i64)>,
+    daily: HashMap<DailyKey, (i64, i64)>,
     open: bool,
 }
+
+/// (day, subscription, meter, booked period id or 0, correction rate or none).
+type DailyKey = (i32, i64, i64, u32, Option<i128>);
 
 impl SqliteUsageWriter<'_> {
     fn flush_rollups(&mut self) -> StoreResult<()> {
@@ -176,6 +180,35 @@ impl SqliteUsageWriter<'_> {
                     nq,
                     i128_to_sql(ocost + cost.raw()),
                     orows + rows
+                ])
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+}
+
+impl SqliteUsageWriter<'_> {
+    fn flush_daily(&mut self) -> StoreResult<()> {
+        let mut write = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO usage_daily (enrollment_id, day, subscription_id, meter_key, booked, \
+                 correction_rate, quantity, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                 ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity, \
+                 rows = rows + excluded.rows",
+            )
+            .map_err(backend)?;
+        for ((day, sub, meter, booked, rate), (q, rows)) in self.daily.drain() {
+            write
+                .execute(params![
+                    self.eid,
+                    day,
+                    sub,
+                    meter,
+                    booked,
+                    rate.map_or(String::new(), i128_to_sql),
+                    q,
+                    rows
                 ])
                 .map_err(backend)?;
         }
@@ -261,6 +294,17 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 e.1 += c.quantity * rate;
             }
             e.2 += 1;
+            let dkey = (
+                c.day.raw(),
+                c.subscription,
+                c.meter,
+                c.correction_rate.map_or(0, |_| c.booked.id()),
+                c.correction_rate.map(|r| r.raw()),
+            );
+            let d = self.daily.entry(dkey).or_insert((0, 0));
+            // Within the period total, which was checked above.
+            d.0 += c.quantity.raw();
+            d.1 += 1;
             out.push(Written::Stored);
         }
         Ok(())
@@ -268,6 +312,7 @@ impl UsageWriter for SqliteUsageWriter<'_> {
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.flush_rollups()?;
+        self.flush_daily()?;
         crate::metadata::bump_version(&self.conn, self.eid)?;
         self.conn.execute_batch("COMMIT").map_err(backend)?;
         self.open = false;
@@ -328,10 +373,64 @@ impl UsageStore for SqliteStore {
             catalog: Arc::default(),
             profiles: ProfileEncoder::default(),
             rollups: HashMap::new(),
+            daily: HashMap::new(),
             open: true,
         };
         w.catalog = Arc::new(load_catalog(&w.conn, eid)?);
         Ok(Box::new(w))
+    }
+
+    fn daily_usage(
+        &self,
+        n: &EnrollmentNumber,
+        from: Day,
+        to: Day,
+    ) -> StoreResult<Vec<DailyUsage>> {
+        let conn = self.read_conn()?;
+        let eid = Self::enrollment_id(&conn, n)?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT day, subscription_id, meter_key, booked, correction_rate, quantity, rows \
+                 FROM usage_daily WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day",
+            )
+            .map_err(backend)?;
+        let rows = st
+            .query_map(params![eid, from.raw(), to.raw()], |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, sub, meter, booked, rate, q, n) = row.map_err(backend)?;
+            let day = Day::from_raw(day);
+            out.push(DailyUsage {
+                day,
+                subscription: sub,
+                meter,
+                booked: if booked == 0 {
+                    day.period()
+                } else {
+                    Period::from_id(booked)
+                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?
+                },
+                correction_rate: if rate.is_empty() {
+                    None
+                } else {
+                    Some(Price(i128_from_sql(&rate)?))
+                },
+                quantity: Quantity(q),
+                rows: n,
+            });
+        }
+        Ok(out)
     }
 
     fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {

@@ -47,6 +47,7 @@ conformance!(
     paging_is_stable_while_usage_arrives,
     report_jobs_lifecycle,
     users_roles_sessions_and_audit,
+    summaries_match_the_usage_report,
 );
 
 #[test]

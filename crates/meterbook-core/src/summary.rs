@@ -1,0 +1,137 @@
+//! Usage summaries for the portal: usage and charges per billing period,
+//! department, account, subscription and service, inside a viewer's scope,
+//! computed from the daily usage sums (never from the facts).
+//!
+//! Costs are exact: a day's summed quantity times the meter's rate equals the
+//! sum of its rows' costs, because a row's cost is quantity × rate.
+
+use crate::access::Scope;
+use crate::calendar::Period;
+use crate::enrollment::EnrollmentNumber;
+use crate::fixed::{Amount, Price};
+use crate::ledger::period_rates;
+use crate::store::{MetadataStore, StoreResult, UsageStore};
+use std::collections::{BTreeMap, HashMap};
+
+/// Usage of one billing period (as booked), subscription (with the account
+/// and department it belonged to on the usage dates) and meter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SummaryRow {
+    pub period: Period,
+    pub department: Option<String>,
+    pub account: Option<String>,
+    pub subscription: String,
+    /// The meter's category (the service).
+    pub service: String,
+    pub meter_id: String,
+    pub unit: String,
+    /// In millionths (a sum of quantities).
+    pub quantity_micro: i128,
+    /// Zero where the viewer may not see costs.
+    pub cost: Amount,
+    pub rows: i64,
+}
+
+/// The usage booked in periods `first..=last` that `scope` may see. `show_costs`
+/// false gives zero costs (design §5).
+pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+    scope: Scope,
+    show_costs: bool,
+    first: Period,
+    last: Period,
+) -> StoreResult<Vec<SummaryRow>> {
+    let h = s.hierarchy(n)?;
+    // Corrections booked in these periods are dated earlier: read from the term's start.
+    let e = s.enrollment(n)?;
+    let from = e.start;
+    let to = last.last_day();
+    let mut rates: HashMap<Period, HashMap<i64, Price>> = HashMap::new();
+    let mut sheets: HashMap<Period, HashMap<i64, (String, String, String)>> = HashMap::new();
+    let mut info: HashMap<(Period, i64), (String, String, String)> = HashMap::new();
+    type Key = (Period, Option<i64>, i64, i64);
+    let mut acc: BTreeMap<Key, (i128, Amount, i64)> = BTreeMap::new();
+    for d in s.daily_usage(n, from, to)? {
+        if d.booked < first || d.booked > last {
+            continue;
+        }
+        let account = h.account_on(d.subscription, d.day);
+        if !scope.covers_account(account) {
+            continue;
+        }
+        let cost = if !show_costs {
+            Amount::ZERO
+        } else {
+            let rate = match d.correction_rate {
+                Some(r) => r,
+                None => {
+                    if !rates.contains_key(&d.booked) {
+                        rates.insert(d.booked, period_rates(s, n, d.booked)?);
+                    }
+                    rates[&d.booked]
+                        .get(&d.meter)
+                        .copied()
+                        .unwrap_or(Price::ZERO)
+                }
+            };
+            d.quantity * rate
+        };
+        let e = acc
+            .entry((d.booked, account.map(|a| a.id), d.subscription, d.meter))
+            .or_insert((0, Amount::ZERO, 0));
+        e.0 += d.quantity.raw() as i128;
+        e.1 += cost;
+        e.2 += d.rows;
+        // The meter's description comes from the sheet of the period that prices it.
+        let sheet_period = d.correction_rate.map_or(d.booked, |_| d.day.period());
+        if !sheets.contains_key(&sheet_period) {
+            let sheet = s
+                .price_sheet(n, sheet_period)?
+                .into_iter()
+                .map(|(k, m)| {
+                    (
+                        k,
+                        (
+                            m.info.meter_category,
+                            m.info.meter_id,
+                            m.info.unit_of_measure,
+                        ),
+                    )
+                })
+                .collect();
+            sheets.insert(sheet_period, sheet);
+        }
+        if !info.contains_key(&(d.booked, d.meter)) {
+            let found = sheets
+                .get(&sheet_period)
+                .and_then(|m| m.get(&d.meter))
+                .cloned()
+                .unwrap_or_default();
+            info.insert((d.booked, d.meter), found);
+        }
+    }
+    let mut out = Vec::with_capacity(acc.len());
+    for ((period, account_id, sub, meter), (q, cost, rows)) in acc {
+        let account = account_id.and_then(|a| h.accounts.get(&a));
+        let (service, meter_id, unit) = info.get(&(period, meter)).cloned().unwrap_or_default();
+        out.push(SummaryRow {
+            period,
+            department: account
+                .and_then(|a| h.department(a.department_id))
+                .map(|d| d.name.clone()),
+            account: account.map(|a| a.name.clone()),
+            subscription: h
+                .subscriptions
+                .get(&sub)
+                .map_or_else(String::new, |s| s.name.clone()),
+            service,
+            meter_id,
+            unit,
+            quantity_micro: q,
+            cost,
+            rows,
+        });
+    }
+    Ok(out)
+}
