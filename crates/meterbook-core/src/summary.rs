@@ -85,7 +85,7 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
         e.2 += d.rows;
         // The meter's description comes from the sheet of the period that prices it.
         let sheet_period = d.correction_rate.map_or(d.booked, |_| d.day.period());
-        if !sheets.contains_key(&sheet_period) {
+        if let std::collections::hash_map::Entry::Vacant(v) = sheets.entry(sheet_period) {
             let sheet = s
                 .price_sheet(n, sheet_period)?
                 .into_iter()
@@ -100,7 +100,7 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
                     )
                 })
                 .collect();
-            sheets.insert(sheet_period, sheet);
+            v.insert(sheet);
         }
         if !info.contains_key(&(d.booked, d.meter)) {
             let found = sheets
