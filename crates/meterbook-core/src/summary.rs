@@ -66,8 +66,8 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
             let rate = match d.correction_rate {
                 Some(r) => r,
                 None => {
-                    if !rates.contains_key(&d.booked) {
-                        rates.insert(d.booked, period_rates(s, n, d.booked)?);
+                    if let std::collections::hash_map::Entry::Vacant(v) = rates.entry(d.booked) {
+                        v.insert(period_rates(s, n, d.booked)?);
                     }
                     rates[&d.booked]
                         .get(&d.meter)
@@ -102,13 +102,14 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
                 .collect();
             v.insert(sheet);
         }
-        if !info.contains_key(&(d.booked, d.meter)) {
-            let found = sheets
-                .get(&sheet_period)
-                .and_then(|m| m.get(&d.meter))
-                .cloned()
-                .unwrap_or_default();
-            info.insert((d.booked, d.meter), found);
+        if let std::collections::hash_map::Entry::Vacant(v) = info.entry((d.booked, d.meter)) {
+            v.insert(
+                sheets
+                    .get(&sheet_period)
+                    .and_then(|m| m.get(&d.meter))
+                    .cloned()
+                    .unwrap_or_default(),
+            );
         }
     }
     let mut out = Vec::with_capacity(acc.len());
