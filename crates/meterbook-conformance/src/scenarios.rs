@@ -688,7 +688,7 @@ pub fn users_roles_sessions_and_audit<S: Store>(s: &S) {
     s.grant_role(u.id, &dept).unwrap();
     assert_eq!(
         s.roles(u.id).unwrap(),
-        [dept.clone()],
+        std::slice::from_ref(&dept),
         "one role per enrollment"
     );
     let users = s.enrollment_users(&n()).unwrap();
