@@ -16,6 +16,7 @@ pub mod keys;
 pub mod links;
 pub mod openapi;
 mod params;
+pub mod portal;
 mod routes;
 
 use axum::extract::Request;
@@ -49,6 +50,8 @@ pub struct ServerSettings {
     pub report_dir: Option<std::path::PathBuf>,
     /// How long a download link works.
     pub link_lifetime: std::time::Duration,
+    /// Sessions, cookies and sign-in throttling of the portal.
+    pub portal: portal::PortalSettings,
 }
 
 impl Default for ServerSettings {
@@ -61,6 +64,7 @@ impl Default for ServerSettings {
             jobs: Default::default(),
             report_dir: None,
             link_lifetime: std::time::Duration::from_secs(7 * 24 * 3600),
+            portal: Default::default(),
         }
     }
 }
@@ -77,6 +81,7 @@ struct Inner {
     limiter: auth::RateLimiter,
     statements: StatementCache,
     reports: Reports,
+    throttle: portal::auth::Throttle,
 }
 
 /// Advanced reports: the job runner, its workers, and the link secret.
@@ -155,6 +160,7 @@ impl AppState {
         };
         Ok(AppState {
             inner: Arc::new(Inner {
+                throttle: Default::default(),
                 reports,
                 limiter: auth::RateLimiter::new(
                     settings.rate_limit_per_sec,
@@ -165,6 +171,10 @@ impl AppState {
                 settings,
             }),
         })
+    }
+
+    pub(crate) fn throttle(&self) -> &portal::auth::Throttle {
+        &self.inner.throttle
     }
 
     pub(crate) fn reports(&self) -> &Reports {
@@ -251,7 +261,9 @@ pub async fn serve(
     let app = tower::util::MapRequestLayer::new(params::normalize_path).layer(router(state));
     axum::serve(
         listener,
-        axum::ServiceExt::<Request>::into_make_service(app),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
+            app,
+        ),
     )
     .with_graceful_shutdown(shutdown)
     .await

@@ -98,6 +98,9 @@ pub enum Command {
     /// Create API access keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Portal users: create them and grant roles.
+    #[command(subcommand)]
+    User(UserCmd),
     /// Create operator tokens for the operator API.
     #[command(subcommand, name = "operator-token")]
     OperatorToken(OperatorTokenCmd),
@@ -374,6 +377,15 @@ pub struct ServeArgs {
     /// How long a download link works, in days.
     #[arg(long, env = "MB_LINK_LIFETIME_DAYS", default_value_t = 7)]
     pub link_lifetime_days: u64,
+    /// A portal session unused this long ends (minutes).
+    #[arg(long, env = "MB_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    pub session_idle_minutes: u64,
+    /// A portal session ends this long after sign-in (hours).
+    #[arg(long, env = "MB_SESSION_MAX_HOURS", default_value_t = 12)]
+    pub session_max_hours: u64,
+    /// Mark session cookies Secure (set it when TLS ends at a proxy that does not send X-Forwarded-Proto).
+    #[arg(long, env = "MB_SECURE_COOKIES")]
+    pub secure_cookies: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -396,6 +408,32 @@ pub enum KeysCmd {
         /// A read-only administrator's key (cannot manage keys).
         #[arg(long)]
         read_only: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a portal user (or grant an existing one a role) in an enrollment.
+    /// Without --password-stdin, prints a one-time set-password link path.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        enrollment: String,
+        /// enterprise-admin, enterprise-reader, department-admin, department-reader or account-owner.
+        #[arg(long)]
+        role: String,
+        /// The department of a department role.
+        #[arg(long)]
+        department: Option<String>,
+        /// The account of an account owner.
+        #[arg(long)]
+        account: Option<String>,
+        /// Read the password from standard input instead.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 

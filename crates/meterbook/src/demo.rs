@@ -519,6 +519,7 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
         Err(e) => return Err(e.into()),
     }
     print_next_steps(settings, &n);
+    let users = demo_users(&store, &n)?;
     // An enterprise administrator's key for the API (regenerated on every run).
     let (key, _) = crate::commands::create_key(
         &store,
@@ -531,6 +532,7 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
     drop(store);
     if a.no_serve {
         println!("\nEnterprise-admin API key (primary): {key}");
+        print_users(&users);
         return Ok(());
     }
     let n2 = n.clone();
@@ -547,6 +549,9 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
         println!("Advanced report: request, poll reportUrl until status 6 (ReadyToDownload), then fetch blobPath (no key needed):");
         println!("  curl -X POST -H 'Authorization: bearer {key}' -H 'Content-Type: application/json' -d '{{\"startDate\":\"{}\",\"endDate\":\"{}\",\"format\":\"focus-csv\"}}' {base}/v3/enrollments/{n2}/reports", last.first_day(), last.last_day());
         println!("API documentation: {base}/docs");
+        println!();
+        println!("Portal: {base}/portal");
+        print_users(&users);
     };
     crate::commands::serve(settings, &a.serve, Some(&banner))
 }
@@ -658,6 +663,58 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
         close_through.next()
     );
     Ok(())
+}
+
+/// The demo's portal sign-ins, one per role: (e-mail, password, role).
+const DEMO_USERS: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+    (
+        "admin@northwind.example",
+        "enterprise-admin",
+        "Enterprise administrator",
+        None,
+        None,
+    ),
+    (
+        "auditor@northwind.example",
+        "enterprise-reader",
+        "Enterprise administrator (read-only)",
+        None,
+        None,
+    ),
+    (
+        "dana@northwind.example",
+        "department-admin",
+        "Department administrator of Research",
+        Some("Research"),
+        None,
+    ),
+    (
+        "erik@northwind.example",
+        "account-owner",
+        "Account owner of ops-web",
+        None,
+        Some("ops-web"),
+    ),
+];
+
+/// The password of every demo user (demo data only; printed at start).
+pub const DEMO_PASSWORD: &str = "meterbook-demo";
+
+fn demo_users(store: &SqliteStore, n: &EnrollmentNumber) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for (email, role, title, dept, acct) in DEMO_USERS {
+        let r = crate::commands::users::role(store, n, role, *dept, *acct)?;
+        crate::commands::users::ensure_user(store, email, "", Some(DEMO_PASSWORD), &r)?;
+        out.push((email.to_string(), title.to_string()));
+    }
+    Ok(out)
+}
+
+fn print_users(users: &[(String, String)]) {
+    println!("Portal sign-ins (password {DEMO_PASSWORD} for each):");
+    for (email, title) in users {
+        println!("  {email:<28} {title}");
+    }
 }
 
 fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {

@@ -121,6 +121,7 @@ pub fn routes() -> Router<AppState> {
             "/operator/enrollments/{n}/keys",
             post(operator::enterprise_key),
         )
+        .merge(crate::portal::routes())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

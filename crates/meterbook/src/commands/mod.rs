@@ -8,6 +8,7 @@ mod ledger;
 mod report;
 mod serve;
 mod usage;
+pub mod users;
 
 use crate::cli::Command;
 use crate::settings::Settings;
@@ -49,6 +50,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Report(c) => report::run(settings, c),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&open(settings)?, c),
+        Command::User(c) => users::run(&open(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),

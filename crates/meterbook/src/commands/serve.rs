@@ -17,6 +17,12 @@ fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
         jobs,
         report_dir: Some(settings.report_dir.clone()),
         link_lifetime: std::time::Duration::from_secs(a.link_lifetime_days.max(1) * 24 * 3600),
+        portal: meterbook_server::portal::PortalSettings {
+            idle_timeout: std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60),
+            absolute_timeout: std::time::Duration::from_secs(a.session_max_hours.max(1) * 3600),
+            secure_cookies: a.secure_cookies,
+            ..Default::default()
+        },
     }
 }
 

@@ -1,0 +1,329 @@
+//! Signing in and out, and setting a password from a one-time link. Failed
+//! sign-ins are throttled per account and per address; every failure reads
+//! the same whether or not the e-mail is known, and takes as long.
+
+use super::session::{self, Viewer};
+use super::{password, render, PageResult};
+use crate::auth::now_unix;
+use crate::{ApiError, AppState};
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use meterbook_core::users::Session;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(home))
+        .route("/portal/sign-in", get(sign_in_page).post(sign_in))
+        .route("/portal/sign-out", post(sign_out))
+        .route("/portal/sign-out-everywhere", post(sign_out_everywhere))
+        .route(
+            "/portal/set-password",
+            get(set_password_page).post(set_password),
+        )
+}
+
+/// Failed attempts per key ("account:<email>" or "address:<ip>") in a window.
+#[derive(Default)]
+pub struct Throttle {
+    map: Mutex<HashMap<String, (u32, i64)>>,
+}
+
+impl Throttle {
+    /// Seconds until `key` may try again, if it is locked.
+    fn locked(&self, key: &str, max: u32, window: i64, now: i64) -> Option<i64> {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(key)
+            .filter(|(n, start)| *n >= max && now - start < window)
+            .map(|(_, start)| window - (now - start))
+    }
+
+    fn fail(&self, key: &str, window: i64, now: i64) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() > 100_000 {
+            m.retain(|_, (_, start)| now - *start < window);
+        }
+        let e = m.entry(key.to_string()).or_insert((0, now));
+        if now - e.1 >= window {
+            *e = (0, now);
+        }
+        e.0 += 1;
+    }
+
+    fn clear(&self, key: &str) {
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// The client's address: the socket's peer (the server does not trust
+/// forwarding headers for throttling, which a client could set at will).
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "portal/sign_in.html")]
+struct SignInPage {
+    email: String,
+    message: Option<String>,
+}
+
+async fn home(viewer: Result<Viewer, session::SignedOut>) -> Response {
+    match viewer {
+        Ok(v) => match v.roles.first() {
+            Some(r) => Redirect::to(&format!("/portal/e/{}", r.enrollment)).into_response(),
+            None => super::error_page(ApiError::Forbidden(
+                "your account has no role in any enrollment yet; ask an enterprise administrator"
+                    .into(),
+            )),
+        },
+        Err(_) => Redirect::to("/portal/sign-in").into_response(),
+    }
+}
+
+async fn sign_in_page() -> Response {
+    render(&SignInPage {
+        email: String::new(),
+        message: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    email: String,
+    password: String,
+}
+
+async fn sign_in(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    headers: HeaderMap,
+    Form(f): Form<SignInForm>,
+) -> Response {
+    let settings = state.settings().portal.clone();
+    let now = now_unix();
+    let window = settings.throttle_window.as_secs() as i64;
+    let email = f.email.trim().to_ascii_lowercase();
+    let (acct_key, addr_key) = (format!("account:{email}"), format!("address:{addr}"));
+    let throttle = state.throttle();
+    let wait = throttle
+        .locked(&acct_key, settings.max_failures_per_account, window, now)
+        .or_else(|| throttle.locked(&addr_key, settings.max_failures_per_address, window, now));
+    if let Some(secs) = wait {
+        let mut r = render(&SignInPage {
+            email: f.email.clone(),
+            message: Some(format!(
+                "Too many failed sign-ins. Try again in {} minute(s).",
+                (secs + 59) / 60
+            )),
+        });
+        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, secs.max(1).into());
+        return r;
+    }
+    let (lookup, password) = (email.clone(), f.password.clone());
+    let checked = state
+        .blocking(move |s| {
+            let user = s.user_by_email(&lookup)?;
+            let hash = user
+                .as_ref()
+                .and_then(|u| u.password_hash.clone())
+                .unwrap_or_else(|| password::decoy().to_string());
+            let ok = password::verify(&password, &hash);
+            Ok(user.filter(|u| ok && !u.disabled && u.password_hash.is_some()))
+        })
+        .await;
+    let user = match checked {
+        Ok(u) => u,
+        Err(e) => return super::error_page(e),
+    };
+    let Some(user) = user else {
+        throttle.fail(&acct_key, window, now);
+        throttle.fail(&addr_key, window, now);
+        // Known user: the failure goes to their enrollments' audit logs.
+        let lookup = email.clone();
+        if let Ok(Some(u)) = state.blocking(move |s| Ok(s.user_by_email(&lookup)?)).await {
+            let uid = u.id;
+            if let Ok(roles) = state.blocking(move |s| Ok(s.roles(uid)?)).await {
+                for r in roles {
+                    super::audit(
+                        &state,
+                        &r.enrollment,
+                        &email,
+                        "sign-in-failed",
+                        format!("from {addr}"),
+                    )
+                    .await;
+                }
+            }
+        }
+        let mut r = render(&SignInPage {
+            email: f.email.clone(),
+            message: Some("The e-mail or password is not right.".into()),
+        });
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    };
+    throttle.clear(&acct_key);
+    let token = session::random_token();
+    let sess = Session {
+        token_hash: session::token_hash(&token),
+        user_id: user.id,
+        csrf: session::random_token(),
+        created_at: now,
+        last_seen_at: now,
+    };
+    let uid = user.id;
+    let roles = match state
+        .blocking(move |s| {
+            s.create_session(&sess)?;
+            Ok(s.roles(uid)?)
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return super::error_page(e),
+    };
+    for r in &roles {
+        super::audit(
+            &state,
+            &r.enrollment,
+            &user.email,
+            "sign-in",
+            format!("from {addr}"),
+        )
+        .await;
+    }
+    let mut res = Redirect::to("/portal").into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        session::set_cookie(&settings, &headers, &token),
+    );
+    res
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+async fn sign_out(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> PageResult {
+    viewer.check_csrf(&f.csrf)?;
+    let h = viewer.session.token_hash;
+    state.blocking(move |s| Ok(s.delete_session(&h)?)).await?;
+    Ok(signed_out(&state, &headers))
+}
+
+async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> PageResult {
+    viewer.check_csrf(&f.csrf)?;
+    let uid = viewer.user.id;
+    state
+        .blocking(move |s| Ok(s.delete_user_sessions(uid)?))
+        .await?;
+    Ok(signed_out(&state, &headers))
+}
+
+fn signed_out(state: &AppState, headers: &HeaderMap) -> Response {
+    let mut res = Redirect::to("/portal/sign-in").into_response();
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        session::clear_cookie(&state.settings().portal, headers),
+    );
+    res
+}
+
+#[derive(Template)]
+#[template(path = "portal/set_password.html")]
+struct SetPasswordPage {
+    token: String,
+    message: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn set_password_page(Query(q): Query<TokenQuery>) -> Response {
+    render(&SetPasswordPage {
+        token: q.token.unwrap_or_default(),
+        message: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct SetPasswordForm {
+    token: String,
+    password: String,
+    confirm: String,
+}
+
+async fn set_password(State(state): State<AppState>, Form(f): Form<SetPasswordForm>) -> Response {
+    let again = |msg: &str, status: StatusCode| {
+        let mut r = render(&SetPasswordPage {
+            token: f.token.clone(),
+            message: Some(msg.to_string()),
+        });
+        *r.status_mut() = status;
+        r
+    };
+    if f.password != f.confirm {
+        return again("The two passwords differ.", StatusCode::BAD_REQUEST);
+    }
+    let hash = match password::hash(&f.password) {
+        Ok(h) => h,
+        Err(e) => return again(&format!("{e}."), StatusCode::BAD_REQUEST),
+    };
+    let th = session::token_hash(&f.token);
+    let done = state
+        .blocking(move |s| {
+            let Some(uid) = s.take_password_token(&th, now_unix())? else {
+                return Ok(false);
+            };
+            s.set_password(uid, &hash)?;
+            // A new password signs out every session.
+            s.delete_user_sessions(uid)?;
+            Ok(true)
+        })
+        .await;
+    match done {
+        Ok(true) => Redirect::to("/portal/sign-in").into_response(),
+        Ok(false) => again(
+            "This link has expired or was already used; ask your administrator for a new one.",
+            StatusCode::BAD_REQUEST,
+        ),
+        Err(e) => super::error_page(e),
+    }
+}

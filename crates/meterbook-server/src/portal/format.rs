@@ -1,0 +1,59 @@
+//! Numbers for reading: thousands separators and currency, exact (no floats).
+//! Downloads keep machine formats; only pages use these.
+
+use meterbook_core::fixed::{write_fixed, Amount, Money};
+
+/// `1234567.891` → `1,234,567.891`.
+pub fn group(plain: &str) -> String {
+    let (sign, rest) = plain.strip_prefix('-').map_or(("", plain), |r| ("-", r));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
+    let mut out = String::with_capacity(plain.len() + int.len() / 3);
+    out.push_str(sign);
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+/// Money in minor units as `1,234.50 USD`.
+pub fn money(m: Money, exponent: u32, currency: &str) -> String {
+    format!("{} {currency}", group(&m.format(exponent)))
+}
+
+/// An exact amount rounded half-even to the currency's minor unit, for reading.
+pub fn amount(a: Amount, exponent: u32, currency: &str) -> String {
+    money(a.round_to_minor(exponent), exponent, currency)
+}
+
+/// A quantity in millionths, up to 2 decimals shown (trailing zeros trimmed).
+pub fn quantity(micro: i128) -> String {
+    let rounded = meterbook_core::fixed::div_round_half_even(micro, 10_000);
+    let mut s = String::new();
+    write_fixed(&mut s, rounded, 2, 0);
+    group(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_numbers() {
+        assert_eq!(group("1234567.891"), "1,234,567.891");
+        assert_eq!(group("-1000"), "-1,000");
+        assert_eq!(group("999"), "999");
+        assert_eq!(money(Money(123456789), 2, "USD"), "1,234,567.89 USD");
+        assert_eq!(money(Money(1500), 0, "JPY"), "1,500 JPY");
+        assert_eq!(quantity(1_234_567_890_000), "1,234,567.89");
+        assert_eq!(quantity(5_000), "0.01");
+    }
+}

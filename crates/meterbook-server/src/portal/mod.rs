@@ -1,0 +1,303 @@
+//! The enterprise portal: server-rendered pages (askama templates compiled
+//! into the binary) for the people of an enrollment. It works without
+//! JavaScript; a small embedded script only refreshes the job list and adds
+//! copy buttons. Charts are SVG drawn on the server. Every page and download
+//! checks the viewer's role in the enrollment (design §5).
+
+pub mod auth;
+pub mod chart;
+pub mod format;
+pub mod keys;
+pub mod manage;
+pub mod overview;
+pub mod password;
+pub mod reports;
+pub mod session;
+pub mod usage;
+
+use crate::{ApiError, AppState};
+use askama::Template;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use meterbook_core::access::Scope;
+use meterbook_core::users::Role;
+use meterbook_core::{Enrollment, EnrollmentNumber};
+pub use session::Viewer;
+use std::time::Duration;
+
+/// Portal settings (part of [`crate::ServerSettings`]).
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    /// A session unused this long ends.
+    pub idle_timeout: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub absolute_timeout: Duration,
+    /// Mark cookies Secure even without `X-Forwarded-Proto: https`.
+    pub secure_cookies: bool,
+    /// Failed sign-ins allowed per account, and per address, in `throttle_window`.
+    pub max_failures_per_account: u32,
+    pub max_failures_per_address: u32,
+    pub throttle_window: Duration,
+}
+
+impl Default for PortalSettings {
+    fn default() -> Self {
+        PortalSettings {
+            idle_timeout: Duration::from_secs(30 * 60),
+            absolute_timeout: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            throttle_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/portal/static/app.css", get(css))
+        .route("/portal/static/app.js", get(js))
+        .merge(auth::routes())
+        .merge(overview::routes())
+        .merge(usage::routes())
+        .merge(reports::routes())
+        .merge(keys::routes())
+        .merge(manage::routes())
+}
+
+async fn css() -> Response {
+    asset(
+        include_str!("../../assets/app.css"),
+        "text/css; charset=utf-8",
+    )
+}
+
+async fn js() -> Response {
+    asset(
+        include_str!("../../assets/app.js"),
+        "text/javascript; charset=utf-8",
+    )
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Renders a template, or a plain 500 page (the cause goes to the log).
+pub fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => {
+            let mut r = Html(html).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                ),
+            );
+            r.headers_mut().insert(
+                "x-content-type-options",
+                HeaderValue::from_static("nosniff"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+/// A tab of the enrollment's navigation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Tab {
+    Overview,
+    Usage,
+    Reports,
+    Keys,
+    Manage,
+}
+
+/// What every enrollment page's layout shows: who is signed in, which
+/// enrollment and role, the tabs the role may use, the CSRF token for forms.
+#[derive(Clone, Debug)]
+pub struct Nav {
+    pub email: String,
+    pub csrf: String,
+    pub number: String,
+    pub enrollment_name: String,
+    pub role_title: String,
+    pub tab: Tab,
+    /// Other enrollments the user holds roles in: (number, name of the role).
+    pub switch_to: Vec<(String, String)>,
+    pub sees_balance: bool,
+    pub can_manage: bool,
+}
+
+impl Nav {
+    pub fn is(&self, t: &str) -> bool {
+        let cur = match self.tab {
+            Tab::Overview => "overview",
+            Tab::Usage => "usage",
+            Tab::Reports => "reports",
+            Tab::Keys => "keys",
+            Tab::Manage => "manage",
+        };
+        cur == t
+    }
+}
+
+/// An enrollment page's context: the viewer's role in the enrollment of the
+/// path (a 404 page when they have none), and the enrollment.
+pub struct Page {
+    pub viewer: Viewer,
+    pub role: Role,
+    pub n: EnrollmentNumber,
+    pub e: Enrollment,
+}
+
+impl Page {
+    pub async fn load(state: &AppState, viewer: Viewer, number: &str) -> Result<Page, ApiError> {
+        let role = viewer
+            .roles
+            .iter()
+            .find(|r| r.enrollment.as_str() == number)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("no enrollment {number} for you")))?;
+        let n = role.enrollment.clone();
+        let lookup = n.clone();
+        let e = state.blocking(move |s| Ok(s.enrollment(&lookup)?)).await?;
+        Ok(Page { viewer, role, n, e })
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.role.scope
+    }
+
+    pub fn sees_costs(&self) -> bool {
+        self.role.scope.sees_costs(self.e.visibility)
+    }
+
+    /// Read-write enterprise administrators manage users, settings and the hierarchy.
+    pub fn can_manage(&self) -> bool {
+        self.role.scope == Scope::Enrollment && !self.role.read_only
+    }
+
+    pub fn nav(&self, tab: Tab) -> Nav {
+        Nav {
+            email: self.viewer.user.email.clone(),
+            csrf: self.viewer.session.csrf.clone(),
+            number: self.n.to_string(),
+            enrollment_name: self.e.name.clone(),
+            role_title: self.role.title(),
+            tab,
+            switch_to: self
+                .viewer
+                .roles
+                .iter()
+                .filter(|r| r.enrollment != self.n)
+                .map(|r| (r.enrollment.to_string(), r.title()))
+                .collect(),
+            sees_balance: self.role.scope.sees_balance(),
+            can_manage: self.can_manage(),
+        }
+    }
+
+    /// Records an audit entry as this viewer (failures are logged, not shown).
+    pub async fn audit(&self, state: &AppState, action: &str, detail: String) {
+        audit(state, &self.n, &self.viewer.user.email, action, detail).await
+    }
+}
+
+pub async fn audit(
+    state: &AppState,
+    n: &EnrollmentNumber,
+    actor: &str,
+    action: &str,
+    detail: String,
+) {
+    let (n, e) = (
+        n.clone(),
+        meterbook_core::users::AuditEntry {
+            at: crate::auth::now_unix(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            detail,
+        },
+    );
+    if let Err(err) = state.blocking(move |s| Ok(s.audit(&n, &e)?)).await {
+        tracing::warn!(error = %err, "cannot write the audit log");
+    }
+}
+
+/// An error as a page (the API's JSON errors stay on the API).
+#[derive(Template)]
+#[template(path = "portal/error.html")]
+pub struct ErrorPage {
+    pub status: u16,
+    pub title: String,
+    pub message: String,
+}
+
+pub fn error_page(e: ApiError) -> Response {
+    let (status, title) = match &e {
+        ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
+        ApiError::Forbidden(_) | ApiError::ForbiddenCode { .. } => {
+            (StatusCode::FORBIDDEN, "Not allowed")
+        }
+        ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Check the form"),
+        ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+        ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+    };
+    let message = match &e {
+        ApiError::Internal(cause) => {
+            tracing::error!(%cause, "portal request failed");
+            "An internal error occurred; the cause is in the server log.".to_string()
+        }
+        other => other.to_string(),
+    };
+    let mut r = render(&ErrorPage {
+        status: status.as_u16(),
+        title: title.to_string(),
+        message,
+    });
+    *r.status_mut() = status;
+    r
+}
+
+/// Handlers return this: a page, or an error page.
+pub type PageResult = Result<Response, PageError>;
+
+pub struct PageError(pub ApiError);
+
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        PageError(e)
+    }
+}
+
+impl From<meterbook_core::store::StoreError> for PageError {
+    fn from(e: meterbook_core::store::StoreError) -> Self {
+        PageError(e.into())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        error_page(self.0)
+    }
+}

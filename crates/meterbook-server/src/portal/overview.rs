@@ -1,0 +1,236 @@
+//! Overview: remaining commitment and its trend, this month's charges, overage,
+//! a usage history chart (by department or by service), and data freshness.
+
+use super::chart::Stacked;
+use super::{format, render, Page, PageResult, Tab, Viewer};
+use crate::AppState;
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::Router;
+use meterbook_core::summary::usage_summary;
+use meterbook_core::{Day, Period};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/portal/e/{n}", get(overview))
+}
+
+#[derive(Deserialize)]
+pub struct Q {
+    by: Option<String>,
+}
+
+/// A figure of the overview: label and formatted value.
+pub struct Figure {
+    pub label: String,
+    pub value: String,
+    pub note: String,
+}
+
+#[derive(Template)]
+#[template(path = "portal/overview.html")]
+struct OverviewPage {
+    nav: super::Nav,
+    freshness: String,
+    figures: Vec<Figure>,
+    by_service: bool,
+    chart_svg: String,
+    chart_legend: String,
+    chart_caption: String,
+    balance_svg: String,
+    table_head: Vec<String>,
+    table: Vec<(String, Vec<String>)>,
+}
+
+/// The current period, kept inside the term.
+pub fn current_period(e: &meterbook_core::Enrollment) -> Period {
+    Day::today()
+        .period()
+        .clamp(e.first_period(), e.last_period())
+}
+
+async fn overview(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+    Query(q): Query<Q>,
+) -> PageResult {
+    let page = Page::load(&state, viewer, &n).await?;
+    let by_service = q.by.as_deref() == Some("service");
+    let e = page.e.clone();
+    let exp = e.currency.exponent();
+    let cur = current_period(&e);
+    let first = e.first_period().max(prev_n(cur, 11));
+    let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
+    let sees_balance = scope.sees_balance();
+    let (summary, statements) = state
+        .blocking(move |s| {
+            let sum = usage_summary(s, &number, scope, costs, first, cur)?;
+            let sts = if sees_balance {
+                meterbook_core::ledger::statements(s, &number, cur)?
+                    .into_iter()
+                    .map(|(st, _)| st)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok((sum, sts))
+        })
+        .await?;
+    let ccy = e.currency.code().to_string();
+    let mut figures = Vec::new();
+    if let Some(st) = statements.last() {
+        figures.push(Figure {
+            label: "Remaining commitment".into(),
+            value: format::money(st.ending_balance, exp, &ccy),
+            note: format!("end of {}", label(cur)),
+        });
+        figures.push(Figure {
+            label: "Charges this month".into(),
+            value: format::money(st.total_usage, exp, &ccy),
+            note: format!("{} so far", label(cur)),
+        });
+        figures.push(Figure {
+            label: "Overage this month".into(),
+            value: format::money(st.total_overage, exp, &ccy),
+            note: if st.total_overage.0 > 0 {
+                "beyond the commitment: billed separately".into()
+            } else {
+                "none".into()
+            },
+        });
+        figures.push(Figure {
+            label: "Marketplace this month".into(),
+            value: format::money(st.marketplace_charges, exp, &ccy),
+            note: "not drawn from the commitment".into(),
+        });
+    } else {
+        let this: Vec<_> = summary.iter().filter(|r| r.period == cur).collect();
+        if costs {
+            let total: meterbook_core::Amount = this.iter().map(|r| r.cost).sum();
+            figures.push(Figure {
+                label: "Charges this month".into(),
+                value: format::amount(total, exp, &ccy),
+                note: format!("{} so far, your accounts", label(cur)),
+            });
+        }
+        figures.push(Figure {
+            label: "Usage records this month".into(),
+            value: format::group(&this.iter().map(|r| r.rows).sum::<i64>().to_string()),
+            note: format!("{}, your accounts", label(cur)),
+        });
+    }
+    // History: periods × (department or service).
+    let periods: Vec<Period> = first.through(cur).collect();
+    let mut groups: BTreeMap<String, Vec<i128>> = BTreeMap::new();
+    for r in &summary {
+        let key = if by_service {
+            r.service.clone()
+        } else {
+            r.department
+                .clone()
+                .unwrap_or_else(|| "(no department)".into())
+        };
+        let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
+        let v = groups.entry(key).or_insert_with(|| vec![0; periods.len()]);
+        v[i] += if costs {
+            r.cost.round_to_minor(exp).0 as i128
+        } else {
+            r.rows as i128
+        };
+    }
+    let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
+    let series: Vec<(String, Vec<i128>)> = groups.into_iter().collect();
+    let money_fmt: fn(i128) -> String = match exp {
+        0 => |v| format::group(&v.to_string()),
+        3 => |v| format::group(&meterbook_core::Money(v as i64).format(3)),
+        _ => |v| format::group(&meterbook_core::Money(v as i64).format(2)),
+    };
+    let chart = Stacked {
+        title: format!(
+            "{} by {}, {} to {}",
+            if costs { "Charges" } else { "Usage records" },
+            if by_service { "service" } else { "department" },
+            label(first),
+            label(cur)
+        ),
+        labels: labels.clone(),
+        series: series.clone(),
+        format: if costs {
+            money_fmt
+        } else {
+            |v| format::group(&v.to_string())
+        },
+    };
+    let balance_svg = if statements.is_empty() {
+        String::new()
+    } else {
+        Stacked {
+            title: "Remaining commitment at each period's end".into(),
+            labels: statements.iter().map(|s| short(s.period)).collect(),
+            series: vec![(
+                "Remaining commitment".into(),
+                statements
+                    .iter()
+                    .map(|s| s.ending_balance.0.max(0) as i128)
+                    .collect(),
+            )],
+            format: money_fmt,
+        }
+        .svg()
+    };
+    let table_head = labels;
+    let table = series
+        .iter()
+        .map(|(name, vals)| {
+            (
+                name.clone(),
+                vals.iter().map(|v| (chart.format)(*v)).collect(),
+            )
+        })
+        .collect();
+    let freshness = format!(
+        "Usage complete through {}; generated {}",
+        e.watermark
+            .map_or("(not set)".to_string(), |d| d.to_string()),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+    Ok(render(&OverviewPage {
+        nav: page.nav(Tab::Overview),
+        freshness,
+        figures,
+        by_service,
+        chart_svg: chart.svg(),
+        chart_legend: chart.legend(),
+        chart_caption: if costs {
+            format!("Amounts in {ccy}.")
+        } else {
+            "Your role does not show charges: the chart counts usage records.".into()
+        },
+        balance_svg,
+        table_head,
+        table,
+    }))
+}
+
+fn prev_n(mut p: Period, k: u32) -> Period {
+    for _ in 0..k {
+        p = p.prev();
+    }
+    p
+}
+
+/// `Nov 2026`.
+pub fn label(p: Period) -> String {
+    format!("{} {}", short(p), p.year())
+}
+
+/// `Nov`.
+pub fn short(p: Period) -> String {
+    const M: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    M[(p.month() as usize).clamp(1, 12) - 1].to_string()
+}
