@@ -665,8 +665,17 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     Ok(())
 }
 
-/// The demo's portal sign-ins, one per role: (e-mail, password, role).
-const DEMO_USERS: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+/// (e-mail, CLI role, title, department, account).
+type DemoUser = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+/// The demo's portal sign-ins, one per role.
+const DEMO_USERS: &[DemoUser] = &[
     (
         "admin@northwind.example",
         "enterprise-admin",
