@@ -123,10 +123,23 @@ const COMMITMENT_SKU: &str = "MonetaryCommitment";
 /// ServiceName of purchases and adjustments: the commitment is no cloud service.
 const COMMITMENT_SERVICE: &str = "Monetary Commitment";
 
-/// The dataset's columns, in file order: FOCUS columns alphabetically, then
-/// Meterbook's `x_` columns (FOCUS wants custom columns last, prefixed `x_`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum F {
+/// Declares the column enum and its list in file order from one list of names.
+macro_rules! columns {
+    ($($name:ident),* $(,)?) => {
+        /// The dataset's columns, in file order: FOCUS columns alphabetically, then
+        /// Meterbook's `x_` columns (FOCUS wants custom columns last, prefixed `x_`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum F {
+            $($name),*
+        }
+
+        impl F {
+            const ALL: &'static [F] = &[$(F::$name),*];
+        }
+    };
+}
+
+columns!(
     AvailabilityZone,
     BilledCost,
     BillingAccountId,
@@ -173,63 +186,11 @@ enum F {
     XCostCenter,
     XDepartmentName,
     XRecordId,
-}
+);
 
 const NCOLS: usize = F::ALL.len();
 
 impl F {
-    const ALL: [F; 46] = {
-        use F::*;
-        [
-            AvailabilityZone,
-            BilledCost,
-            BillingAccountId,
-            BillingAccountName,
-            BillingCurrency,
-            BillingPeriodEnd,
-            BillingPeriodStart,
-            ChargeCategory,
-            ChargeClass,
-            ChargeDescription,
-            ChargeFrequency,
-            ChargePeriodEnd,
-            ChargePeriodStart,
-            CommitmentDiscountStatus,
-            ConsumedQuantity,
-            ConsumedUnit,
-            ContractedCost,
-            ContractedUnitPrice,
-            EffectiveCost,
-            InvoiceId,
-            InvoiceIssuerName,
-            ListCost,
-            ListUnitPrice,
-            PricingCategory,
-            PricingQuantity,
-            PricingUnit,
-            ProviderName,
-            PublisherName,
-            RegionId,
-            RegionName,
-            ResourceId,
-            ResourceName,
-            ServiceCategory,
-            ServiceName,
-            ServiceSubcategory,
-            SkuId,
-            SkuMeter,
-            SkuPriceDetails,
-            SkuPriceId,
-            SubAccountId,
-            SubAccountName,
-            Tags,
-            XAccountName,
-            XCostCenter,
-            XDepartmentName,
-            XRecordId,
-        ]
-    };
-
     /// Name, type and whether nulls occur. Not-null columns are the ones FOCUS
     /// forbids nulls in (for every charge category Meterbook writes).
     fn column(self) -> Column {
