@@ -10,6 +10,11 @@ use std::collections::HashMap;
 pub fn normalize_path(mut req: Request) -> Request {
     let uri = req.uri();
     let path = uri.path();
+    // The portal's URLs are the server's own links, never typed by API
+    // clients: they are left as they are (enrollment numbers keep their case).
+    if path == "/portal" || path.starts_with("/portal/") {
+        return req;
+    }
     let mut out = String::with_capacity(path.len());
     let mut keep_next = false;
     for (i, seg) in path.split('/').enumerate() {
@@ -88,4 +93,29 @@ fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, ApiError> {
     )
     .map(|axum::extract::Query(v)| v)
     .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_path;
+    use axum::extract::Request;
+
+    fn norm(p: &str) -> String {
+        let req = Request::builder()
+            .uri(p)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        normalize_path(req).uri().to_string()
+    }
+
+    #[test]
+    fn api_paths_fold_case_but_keep_enrollment_numbers_and_portal_paths() {
+        assert_eq!(
+            norm("/V3/Enrollments/E100/BillingPeriods?X=1"),
+            "/v3/enrollments/E100/billingperiods?X=1"
+        );
+        assert_eq!(norm("/rest/E100/Usage-Report"), "/rest/E100/usage-report");
+        assert_eq!(norm("/portal/e/E100/reports"), "/portal/e/E100/reports");
+        assert_eq!(norm("/portal"), "/portal");
+    }
 }

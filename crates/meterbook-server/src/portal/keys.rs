@@ -1,8 +1,404 @@
-//! (Being written.)
+//! API access keys: the primary and secondary key of every scope the viewer
+//! covers, with generate, regenerate and disable (the API's rules: a key only
+//! for a scope its maker covers, none from a read-only role). A new key is
+//! shown once; only its hash is kept.
 
-use crate::AppState;
-use axum::Router;
+use super::{render, Nav, Page, PageResult, Tab, Viewer};
+use crate::auth::now_unix;
+use crate::{keys, ApiError, AppState};
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use meterbook_core::access::{KeyRecord, Scope, Slot};
+use meterbook_core::hierarchy::Hierarchy;
+use meterbook_core::jobs::{parse_scope_text, scope_text};
+use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/portal/e/{n}/keys", get(keys_page))
+        .route("/portal/e/{n}/keys/generate", post(generate))
+        .route("/portal/e/{n}/keys/disable", post(disable))
+}
+
+/// Keys expiring within this many days carry a warning.
+const WARN_DAYS: i64 = 30;
+const DAY: i64 = 86_400;
+
+/// One slot (primary or secondary) of a scope.
+pub struct SlotRow {
+    /// Unique within the page, for form control ids.
+    pub key: String,
+    pub scope: String,
+    pub scope_label: String,
+    pub slot: &'static str,
+    pub slot_label: &'static str,
+    pub exists: bool,
+    pub id: String,
+    pub created: String,
+    pub expires: String,
+    pub last_used: String,
+    pub disabled: bool,
+    /// "Active", "Disabled", "Expired", "No key".
+    pub status: String,
+    /// The status needs attention (expired).
+    pub alert: bool,
+    /// "Expires in N days" (within 30 days): shown as an alert.
+    pub warning: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/keys.html")]
+struct KeysPage {
+    nav: Nav,
+    rows: Vec<SlotRow>,
+    can_change: bool,
+    default_days: u32,
+    max_days: u32,
+    notice: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "portal/keys_new.html")]
+struct NewKeyPage {
+    nav: Nav,
+    token: String,
+    id: String,
+    scope_label: String,
+    slot_label: &'static str,
+    expires: String,
+    days: u32,
+    warning: Option<String>,
+}
+
+fn date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_default()
+}
+
+fn date_time(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|d| d.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// "Expired", or "Expires in N days" within [`WARN_DAYS`].
+fn expiry_warning(expires_at: i64, now: i64) -> Option<String> {
+    if expires_at <= now {
+        return Some("Expired".into());
+    }
+    let left = expires_at - now;
+    if left < WARN_DAYS * DAY {
+        let days = (left + DAY - 1) / DAY;
+        return Some(if days == 1 {
+            "Expires in 1 day".into()
+        } else {
+            format!("Expires in {days} days")
+        });
+    }
+    None
+}
+
+fn slot_label(s: Slot) -> &'static str {
+    match s {
+        Slot::Primary => "Primary",
+        Slot::Secondary => "Secondary",
+    }
+}
+
+fn scope_label(h: &Hierarchy, n: &str, s: Scope) -> String {
+    match s {
+        Scope::Enrollment => format!("Enrollment {n}"),
+        Scope::Department(d) => h
+            .departments
+            .get(&d)
+            .map_or(format!("Department {d}"), |d| {
+                format!("Department {}", d.name)
+            }),
+        Scope::Account(a) => h
+            .accounts
+            .get(&a)
+            .map_or(format!("Account {a}"), |a| format!("Account {}", a.name)),
+    }
+}
+
+/// The scopes the viewer covers: the enrollment, departments, accounts (by name).
+fn scopes(h: &Hierarchy, viewer: Scope) -> Vec<Scope> {
+    let mut out = Vec::new();
+    if viewer == Scope::Enrollment {
+        out.push(Scope::Enrollment);
+    }
+    let mut deps: Vec<_> = h
+        .departments
+        .values()
+        .filter(|d| viewer.covers(Scope::Department(d.id), h))
+        .collect();
+    deps.sort_by(|a, b| a.name.cmp(&b.name));
+    out.extend(deps.into_iter().map(|d| Scope::Department(d.id)));
+    let mut accs: Vec<_> = h
+        .accounts
+        .values()
+        .filter(|a| viewer.covers(Scope::Account(a.id), h))
+        .collect();
+    accs.sort_by(|a, b| a.name.cmp(&b.name));
+    out.extend(accs.into_iter().map(|a| Scope::Account(a.id)));
+    out
+}
+
+fn rows(h: &Hierarchy, n: &str, viewer: Scope, keys: &[KeyRecord], now: i64) -> Vec<SlotRow> {
+    let mut out = Vec::new();
+    for (i, scope) in scopes(h, viewer).into_iter().enumerate() {
+        for slot in [Slot::Primary, Slot::Secondary] {
+            let k = keys.iter().find(|k| k.scope == scope && k.slot == slot);
+            let (status, warning) = match k {
+                None => ("No key".to_string(), None),
+                Some(k) if k.disabled => ("Disabled".to_string(), None),
+                Some(k) => {
+                    let w = expiry_warning(k.expires_at, now);
+                    let status = if k.expires_at <= now {
+                        "Expired"
+                    } else {
+                        "Active"
+                    };
+                    (status.to_string(), w.filter(|w| w != "Expired"))
+                }
+            };
+            out.push(SlotRow {
+                key: format!("s{i}-{}", slot.as_str()),
+                scope: scope_text(scope),
+                scope_label: scope_label(h, n, scope),
+                slot: slot.as_str(),
+                slot_label: slot_label(slot),
+                exists: k.is_some(),
+                id: k.map_or(String::new(), |k| format!("{}{}", keys::PREFIX, k.id)),
+                created: k.map_or(String::new(), |k| date(k.created_at)),
+                expires: k.map_or(String::new(), |k| date(k.expires_at)),
+                last_used: k
+                    .and_then(|k| k.last_used_at)
+                    .map_or("Never".to_string(), date_time),
+                disabled: k.is_some_and(|k| k.disabled),
+                alert: status == "Expired",
+                status,
+                warning,
+            });
+        }
+    }
+    out
+}
+
+/// Read-write roles manage keys; read-only roles only see them.
+fn can_change(page: &Page) -> bool {
+    !page.role.read_only
+}
+
+#[derive(Deserialize, Default)]
+pub struct KeysQ {
+    done: Option<String>,
+}
+
+async fn keys_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+    Query(q): Query<KeysQ>,
+) -> PageResult {
+    let page = Page::load(&state, viewer, &n).await?;
+    let number = page.n.clone();
+    let (h, all) = state
+        .blocking(move |s| Ok((s.hierarchy(&number)?, s.keys(&number)?)))
+        .await?;
+    let settings = state.settings();
+    Ok(render(&KeysPage {
+        nav: page.nav(Tab::Keys),
+        rows: rows(&h, page.n.as_str(), page.scope(), &all, now_unix()),
+        can_change: can_change(&page),
+        default_days: settings.key_default_days.min(settings.key_max_days),
+        max_days: settings.key_max_days,
+        notice: match q.done.as_deref() {
+            Some("disabled") => Some("The key is disabled: requests with it are refused.".into()),
+            _ => None,
+        },
+    }))
+}
+
+#[derive(Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    slot: String,
+    #[serde(default)]
+    days: String,
+}
+
+/// The checks every change makes: the form's token, a read-write role, a
+/// known scope the viewer covers, a slot. Returns the scope, slot and hierarchy.
+async fn checked(
+    state: &AppState,
+    page: &Page,
+    f: &KeyForm,
+) -> Result<(Scope, Slot, Hierarchy), ApiError> {
+    page.viewer.check_csrf(&f.csrf)?;
+    if !can_change(page) {
+        return Err(ApiError::Forbidden(
+            "a read-only role cannot manage API access keys".into(),
+        ));
+    }
+    let scope = parse_scope_text(&f.scope)
+        .ok_or_else(|| ApiError::BadRequest(format!("`{}` is not a key scope", f.scope)))?;
+    let slot = Slot::parse(&f.slot).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "the slot must be primary or secondary, not `{}`",
+            f.slot
+        ))
+    })?;
+    let number = page.n.clone();
+    let h = state.blocking(move |s| Ok(s.hierarchy(&number)?)).await?;
+    let known = match scope {
+        Scope::Enrollment => true,
+        Scope::Department(d) => h.departments.contains_key(&d),
+        Scope::Account(a) => h.accounts.contains_key(&a),
+    };
+    if !known {
+        return Err(ApiError::NotFound(
+            "there is no such department or account".into(),
+        ));
+    }
+    if !page.scope().covers(scope, &h) {
+        return Err(ApiError::Forbidden(
+            "your role does not include that scope: you can make keys only for what you can see"
+                .into(),
+        ));
+    }
+    Ok((scope, slot, h))
+}
+
+/// `POST .../keys/generate`: a new key in the slot (replacing the one there);
+/// the page shows it once.
+async fn generate(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+    Form(f): Form<KeyForm>,
+) -> PageResult {
+    let page = Page::load(&state, viewer, &n).await?;
+    let (scope, slot, h) = checked(&state, &page, &f).await?;
+    let settings = state.settings();
+    let days = match f.days.trim() {
+        "" => settings.key_default_days.min(settings.key_max_days),
+        d => match d.parse::<u32>() {
+            Ok(d) if d >= 1 && d <= settings.key_max_days => d,
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "the lifetime must be a whole number of days from 1 to {}",
+                    settings.key_max_days
+                ))
+                .into())
+            }
+        },
+    };
+    let new = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
+    let now = now_unix();
+    let rec = KeyRecord {
+        id: new.id.clone(),
+        enrollment: page.n.clone(),
+        scope,
+        slot,
+        read_only: false,
+        secret_hash: new.secret_hash,
+        created_at: now,
+        expires_at: now + days as i64 * DAY,
+        disabled: false,
+        last_used_at: None,
+    };
+    let expires = date(rec.expires_at);
+    let stored = rec.clone();
+    state.blocking(move |s| Ok(s.put_key(&stored)?)).await?;
+    let label = scope_label(&h, page.n.as_str(), scope);
+    let id = format!("{}{}", keys::PREFIX, new.id);
+    page.audit(
+        &state,
+        "key-generated",
+        format!("{label}, {} key {id}, expires {expires}", slot.as_str()),
+    )
+    .await;
+    Ok(render(&NewKeyPage {
+        nav: page.nav(Tab::Keys),
+        token: new.token,
+        id,
+        scope_label: label,
+        slot_label: slot_label(slot),
+        expires,
+        days,
+        warning: expiry_warning(rec.expires_at, now),
+    }))
+}
+
+/// `POST .../keys/disable`: requests with the slot's key are refused from now on.
+async fn disable(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+    Form(f): Form<KeyForm>,
+) -> PageResult {
+    let page = Page::load(&state, viewer, &n).await?;
+    let (scope, slot, h) = checked(&state, &page, &f).await?;
+    let number = page.n.clone();
+    let found = state
+        .blocking(move |s| {
+            let id = s
+                .keys(&number)?
+                .into_iter()
+                .find(|k| k.scope == scope && k.slot == slot)
+                .map(|k| k.id);
+            if id.is_some() {
+                s.set_key_disabled(&number, scope, slot, true)?;
+            }
+            Ok(id)
+        })
+        .await?;
+    let Some(id) = found else {
+        return Err(ApiError::NotFound("there is no key in that slot".into()).into());
+    };
+    page.audit(
+        &state,
+        "key-disabled",
+        format!(
+            "{}, {} key {}{id}",
+            scope_label(&h, page.n.as_str(), scope),
+            slot.as_str(),
+            keys::PREFIX
+        ),
+    )
+    .await;
+    Ok(Redirect::to(&format!("/portal/e/{}/keys?done=disabled", page.n)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expiry_warning;
+
+    #[test]
+    fn warnings() {
+        let now = 1_000_000;
+        assert_eq!(expiry_warning(now, now).as_deref(), Some("Expired"));
+        assert_eq!(
+            expiry_warning(now + 86_400, now).as_deref(),
+            Some("Expires in 1 day")
+        );
+        assert_eq!(
+            expiry_warning(now + 86_400 + 1, now).as_deref(),
+            Some("Expires in 2 days")
+        );
+        assert_eq!(
+            expiry_warning(now + 29 * 86_400, now).as_deref(),
+            Some("Expires in 29 days")
+        );
+        assert_eq!(expiry_warning(now + 30 * 86_400, now), None);
+    }
 }

@@ -446,7 +446,20 @@ fn byte_range(h: Option<&HeaderValue>, len: u64) -> Result<Option<(u64, u64)>, (
     }
 }
 
-async fn serve_file(
+impl AppState {
+    /// A job's file as the API serves it (HEAD, Range, ETag), for the portal,
+    /// whose routes live outside this module.
+    pub(crate) async fn serve_job_file(
+        &self,
+        job: &Job,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Response, ApiError> {
+        serve_file(self, job, method, headers).await
+    }
+}
+
+pub(crate) async fn serve_file(
     state: &AppState,
     job: &Job,
     method: &Method,

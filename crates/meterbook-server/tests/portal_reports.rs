@@ -1,0 +1,1374 @@
+//! The portal's Reports and API access pages through the real server on a
+//! random port, signed in as people of each role: monthly downloads (the
+//! CLI's writers, limited to the viewer's scope), advanced report requests,
+//! their job list, download and cancel, CSRF, and API access keys.
+//!
+//! The seed: enrollment 8608480 (USD, term 2025 to 2026) with departments A
+//! (accounts a1, a2) and B (b1), an account c1 without a department, price
+//! sheets for October to December 2025 (one marketplace meter), 240 usage
+//! rows over those months, a purchase, and periods closed through October
+//! 2025; users of every role. The store is wrapped so a test can hold the
+//! report workers off the queue (a job stays queued until released).
+
+use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
+use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
+use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
+use meterbook_core::ingest::{ingest, IngestOptions, UsageSource};
+use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobStatus, JobStore};
+use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
+use meterbook_core::statement::CommitmentEntry;
+use meterbook_core::store::{
+    EntryKind, Flow, HierarchySummary, MetadataStore, Rollup, Store, StoreError, StoreResult,
+    UsageFact, UsageSelection, UsageStore, UsageWriter,
+};
+use meterbook_core::usage::{RawUsage, Reject};
+use meterbook_core::users::{Role, UserStore};
+use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period, Price};
+use meterbook_io::report::usage::{UsageFilter, UsageReport};
+use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
+use meterbook_server::{AppState, ServerSettings};
+use meterbook_sqlite::SqliteStore;
+use reqwest::header::HeaderMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// The seed
+// ---------------------------------------------------------------------------
+
+const N: &str = "8608480";
+const G1: &str = "11111111-0000-4000-8000-000000000001";
+const G2: &str = "11111111-0000-4000-8000-000000000002";
+const G3: &str = "11111111-0000-4000-8000-000000000003";
+const G4: &str = "11111111-0000-4000-8000-000000000004";
+const ROWS: usize = 240;
+const PASSWORD: &str = "correct horse battery staple";
+const PATIENCE: Duration = Duration::from_secs(60);
+
+const ADMIN: &str = "admin@example.com";
+const READER: &str = "reader@example.com";
+const DEPT_A: &str = "dept-a@example.com";
+const DEPT_A_RO: &str = "dept-a-ro@example.com";
+const OWNER_B1: &str = "owner-b1@example.com";
+
+fn num(s: &str) -> EnrollmentNumber {
+    EnrollmentNumber::parse(s).expect("enrollment number")
+}
+fn day(s: &str) -> Day {
+    s.parse().expect("test date")
+}
+fn period(s: &str) -> Period {
+    s.parse().expect("test period")
+}
+
+type SeedRow = (String, &'static str, String, &'static str, String);
+
+fn rows() -> Vec<SeedRow> {
+    const SUBS: [&str; 4] = [G1, G2, G3, G4];
+    let first = day("2025-10-01");
+    (0..ROWS)
+        .map(|i| {
+            (
+                format!("r{i:05}"),
+                SUBS[i % 4],
+                first.add_days(((i * 13) % 92) as i32).to_string(),
+                match i % 3 {
+                    0 => "TIER01",
+                    1 => "FLAT01",
+                    _ => "MKT01",
+                },
+                format!("{}.{:03}", 1 + i % 9, (i * 37) % 1000),
+            )
+        })
+        .collect()
+}
+
+struct Rows<'a>(std::slice::Iter<'a, SeedRow>, u64);
+
+impl UsageSource for Rows<'_> {
+    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
+        let (id, sub, date, meter, qty) = self.0.next()?;
+        self.1 += 1;
+        Some(Ok(RawUsage {
+            line: self.1 + 1,
+            record_id: id,
+            subscription_guid: sub,
+            date,
+            meter_id: meter,
+            consumed_quantity: qty,
+            instance_id: id,
+            resource_group: "rg-web",
+            resource_location: "westeurope",
+            consumed_service: "Microsoft.Compute",
+            tags: r#"{"env":"prod"}"#,
+            ..Default::default()
+        }))
+    }
+}
+
+fn price_sheet() -> Vec<MeterPrice> {
+    let row =
+        |line: u64, id: &str, included: &str, min: &str, price: &str, publisher: &str| PriceRow {
+            line,
+            meter_id: id.into(),
+            meter_name: format!("{id} hours"),
+            meter_category: "Virtual Machines".into(),
+            meter_sub_category: "D2 v3".into(),
+            meter_region: "EU West".into(),
+            unit_of_measure: "1 Hour".into(),
+            part_number: format!("PN-{id}"),
+            unit_price: price.parse().expect("price"),
+            included_quantity: included.parse().expect("included"),
+            tier_minimum_units: min.parse().expect("tier"),
+            charges_billed_separately: false,
+            publisher_name: publisher.into(),
+            offer_name: if publisher.is_empty() {
+                String::new()
+            } else {
+                "Firewall".into()
+            },
+            plan_name: if publisher.is_empty() {
+                String::new()
+            } else {
+                "Standard".into()
+            },
+        };
+    build_price_sheet(&[
+        row(2, "TIER01", "10", "0", "1.00", ""),
+        row(3, "TIER01", "10", "100", "0.50", ""),
+        row(4, "FLAT01", "0", "0", "0.123456", ""),
+        row(5, "MKT01", "0", "0", "2.50", "Contoso"),
+    ])
+    .expect("valid price sheet")
+}
+
+fn seed(store: &SqliteStore) {
+    let n = num(N);
+    store
+        .create_enrollment(&NewEnrollment {
+            number: n.clone(),
+            name: "Contoso Ltd".into(),
+            currency: Currency::parse("USD").expect("currency"),
+            start: day("2025-01-01"),
+            end: day("2026-12-31"),
+            visibility: ChargeVisibility::default(),
+        })
+        .expect("create enrollment");
+    let h: Vec<HierarchyRow> = [
+        ("A", "a1", G1),
+        ("A", "a2", G2),
+        ("B", "b1", G3),
+        ("", "c1", G4),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (dept, account, guid))| HierarchyRow {
+        line: i as u64 + 2,
+        department_name: dept.to_string(),
+        department_cost_center: String::new(),
+        account_name: account.to_string(),
+        account_owner_email: format!("{account}@example.com"),
+        account_cost_center: format!("CC-{account}"),
+        subscription_guid: guid.to_string(),
+        subscription_name: format!("sub-{}", &guid[guid.len() - 1..]),
+    })
+    .collect();
+    store.upsert_hierarchy(&n, &h).expect("hierarchy");
+    for p in ["202510", "202511", "202512"] {
+        store
+            .import_prices(&n, period(p), &price_sheet())
+            .expect("prices");
+    }
+    let rows = rows();
+    let sum = ingest(
+        store,
+        &n,
+        &mut Rows(rows.iter(), 0),
+        IngestOptions::default(),
+        &mut |_, _| {},
+    )
+    .expect("ingest");
+    assert_eq!(sum.stored, ROWS as u64, "{sum:?}");
+    store
+        .add_entry(
+            &n,
+            EntryKind::Purchase,
+            &CommitmentEntry {
+                date: day("2025-10-01"),
+                amount: Money::parse("500.00", 2).expect("money"),
+                description: "Prepaid commitment".into(),
+            },
+        )
+        .expect("purchase");
+    for p in period("202501").through(period("202510")) {
+        meterbook_core::ledger::close_period(store, &n, p, Day::today()).expect("close period");
+    }
+    // People of every role, all with the same password.
+    let hash = meterbook_server::portal::password::hash(PASSWORD).expect("hash");
+    let h = store.hierarchy(&n).expect("hierarchy");
+    let dept_a = h.department_by_name("A").expect("A").id;
+    let b1 = h.account_by_name("b1").expect("b1").id;
+    for (email, scope, read_only) in [
+        (ADMIN, Scope::Enrollment, false),
+        (READER, Scope::Enrollment, true),
+        (DEPT_A, Scope::Department(dept_a), false),
+        (DEPT_A_RO, Scope::Department(dept_a), true),
+        (OWNER_B1, Scope::Account(b1), false),
+    ] {
+        let u = store
+            .create_user(email, email, Some(&hash), 0)
+            .expect("create user");
+        store
+            .grant_role(
+                u.id,
+                &Role {
+                    enrollment: n.clone(),
+                    scope,
+                    read_only,
+                },
+            )
+            .expect("grant role");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A store that can hold the workers off the queue
+// ---------------------------------------------------------------------------
+
+struct Gated {
+    inner: Arc<SqliteStore>,
+    /// While set, workers find no job to claim: submitted jobs stay queued.
+    hold: Arc<AtomicBool>,
+}
+
+macro_rules! forward {
+    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
+        $(fn $name(&self, $($a: $t),*) -> $r { self.inner.$name($($a),*) })*
+    };
+}
+
+impl MetadataStore for Gated {
+    forward! {
+        create_enrollment(e: &NewEnrollment) -> StoreResult<Enrollment>;
+        enrollment(n: &EnrollmentNumber) -> StoreResult<Enrollment>;
+        enrollments() -> StoreResult<Vec<Enrollment>>;
+        set_visibility(n: &EnrollmentNumber, v: ChargeVisibility) -> StoreResult<()>;
+        set_watermark(n: &EnrollmentNumber, through: Day) -> StoreResult<()>;
+        upsert_hierarchy(n: &EnrollmentNumber, rows: &[HierarchyRow]) -> StoreResult<HierarchySummary>;
+        move_subscription(n: &EnrollmentNumber, guid: &str, account: &str, effective: Day) -> StoreResult<()>;
+        hierarchy(n: &EnrollmentNumber) -> StoreResult<Hierarchy>;
+        import_prices(n: &EnrollmentNumber, period: Period, sheet: &[MeterPrice]) -> StoreResult<usize>;
+        price_sheet(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, MeterPrice)>>;
+        add_entry(n: &EnrollmentNumber, kind: EntryKind, e: &CommitmentEntry) -> StoreResult<()>;
+        entries(n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>>;
+        periods(n: &EnrollmentNumber) -> StoreResult<Vec<PeriodInfo>>;
+        close_period(n: &EnrollmentNumber, period: Period, rates: &[(i64, Price)]) -> StoreResult<()>;
+        locked_rates(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, Price)>>;
+    }
+}
+
+impl UsageStore for Gated {
+    forward! {
+        begin_usage(n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
+        daily_usage(n: &EnrollmentNumber, from: Day, to: Day) -> StoreResult<Vec<meterbook_core::store::DailyUsage>>;
+        rollups(n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>>;
+    }
+    fn scan_usage(
+        &self,
+        n: &EnrollmentNumber,
+        sel: &UsageSelection,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+    ) -> StoreResult<()> {
+        self.inner.scan_usage(n, sel, visit)
+    }
+}
+
+impl KeyStore for Gated {
+    forward! {
+        put_key(k: &KeyRecord) -> StoreResult<()>;
+        key(id: &str) -> StoreResult<Option<KeyRecord>>;
+        keys(n: &EnrollmentNumber) -> StoreResult<Vec<KeyRecord>>;
+        set_key_disabled(n: &EnrollmentNumber, scope: Scope, slot: Slot, disabled: bool) -> StoreResult<bool>;
+        touch_key(id: &str, at: i64) -> StoreResult<()>;
+    }
+}
+
+impl OperatorStore for Gated {
+    forward! {
+        put_operator_token(t: &OperatorToken) -> StoreResult<()>;
+        operator_token(id: &str) -> StoreResult<Option<OperatorToken>>;
+    }
+}
+
+impl UserStore for Gated {
+    forward! {
+        create_user(email: &str, name: &str, password_hash: Option<&str>, at: i64) -> StoreResult<meterbook_core::users::User>;
+        user_by_email(email: &str) -> StoreResult<Option<meterbook_core::users::User>>;
+        user(id: i64) -> StoreResult<Option<meterbook_core::users::User>>;
+        set_password(user_id: i64, password_hash: &str) -> StoreResult<()>;
+        set_user_disabled(user_id: i64, disabled: bool) -> StoreResult<()>;
+        grant_role(user_id: i64, role: &Role) -> StoreResult<()>;
+        revoke_role(user_id: i64, n: &EnrollmentNumber) -> StoreResult<()>;
+        roles(user_id: i64) -> StoreResult<Vec<Role>>;
+        enrollment_users(n: &EnrollmentNumber) -> StoreResult<Vec<(meterbook_core::users::User, Role)>>;
+        create_session(s: &meterbook_core::users::Session) -> StoreResult<()>;
+        session(token_hash: &[u8; 32]) -> StoreResult<Option<meterbook_core::users::Session>>;
+        touch_session(token_hash: &[u8; 32], at: i64) -> StoreResult<()>;
+        delete_session(token_hash: &[u8; 32]) -> StoreResult<()>;
+        delete_user_sessions(user_id: i64) -> StoreResult<()>;
+        put_password_token(token_hash: &[u8; 32], user_id: i64, expires_at: i64) -> StoreResult<()>;
+        take_password_token(token_hash: &[u8; 32], now: i64) -> StoreResult<Option<i64>>;
+        audit(n: &EnrollmentNumber, e: &meterbook_core::users::AuditEntry) -> StoreResult<()>;
+        audit_log(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<meterbook_core::users::AuditEntry>>;
+    }
+}
+
+impl JobStore for Gated {
+    forward! {
+        submit_job(job: &Job) -> StoreResult<(Job, bool)>;
+        job(id: &str) -> StoreResult<Option<Job>>;
+        jobs(n: &EnrollmentNumber) -> StoreResult<Vec<Job>>;
+        job_heartbeat(id: &str, attempt: u32, p: JobProgress, lease_until: i64) -> StoreResult<Option<JobStatus>>;
+        finish_job(id: &str, attempt: u32, at: i64, o: &JobOutcome) -> StoreResult<bool>;
+        cancel_job(id: &str, at: i64, reason: &str) -> StoreResult<Option<JobStatus>>;
+        expired_jobs(before: i64) -> StoreResult<Vec<Job>>;
+        delete_job(id: &str) -> StoreResult<()>;
+        secret(name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+    }
+    fn claim_job(
+        &self,
+        now: i64,
+        lease_until: i64,
+        only: Option<&str>,
+    ) -> StoreResult<Option<Job>> {
+        if self.hold.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        self.inner.claim_job(now, lease_until, only)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The harness
+// ---------------------------------------------------------------------------
+
+struct TestApp {
+    base: String,
+    store: Arc<SqliteStore>,
+    hold: Arc<AtomicBool>,
+    /// No redirects followed, no automatic decompression.
+    client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || seed(&s))
+        .await
+        .expect("seed");
+    let mut settings = ServerSettings {
+        rate_limit_per_sec: 100_000.0,
+        rate_limit_burst: 100_000.0,
+        report_dir: Some(dir.path().join("reports")),
+        ..Default::default()
+    };
+    settings.jobs.poll = Duration::from_millis(100);
+    let hold = Arc::new(AtomicBool::new(false));
+    let gated = Arc::new(Gated {
+        inner: store.clone(),
+        hold: hold.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let state = AppState::new(gated as Arc<dyn Store>, settings).expect("state");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        meterbook_server::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("serve");
+    });
+    TestApp {
+        base: format!("http://{addr}"),
+        store,
+        hold,
+        client: reqwest::Client::builder()
+            .no_gzip()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        shutdown: Some(tx),
+        _dir: dir,
+    }
+}
+
+struct Resp {
+    status: u16,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii header").to_string())
+    }
+}
+
+/// A signed-in browser: its session cookie and the session's form token.
+struct Browser {
+    cookie: String,
+    csrf: String,
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `/portal/e/{N}{suffix}`.
+    fn e(&self, suffix: &str) -> String {
+        format!("/portal/e/{N}{suffix}")
+    }
+
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let r = rb.send().await.expect("request");
+        Resp {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            body: r.bytes().await.expect("body").to_vec(),
+        }
+    }
+
+    async fn sign_in(&self, email: &str) -> Browser {
+        let r = self
+            .send(
+                self.client
+                    .post(self.url("/portal/sign-in"))
+                    .form(&[("email", email), ("password", PASSWORD)]),
+            )
+            .await;
+        assert_eq!(r.status, 303, "sign-in of {email}: {}", r.text());
+        let set = r.header("set-cookie").expect("a session cookie");
+        let cookie = set.split(';').next().expect("cookie").trim().to_string();
+        assert!(cookie.starts_with("mb_session="), "{set}");
+        let mut b = Browser {
+            cookie,
+            csrf: String::new(),
+        };
+        let page = self.get(&b, &self.e("/reports")).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        b.csrf = csrf_of(&page.text());
+        b
+    }
+
+    async fn get(&self, b: &Browser, path: &str) -> Resp {
+        self.get_with(b, path, &[]).await
+    }
+
+    async fn get_with(&self, b: &Browser, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut rb = self.client.get(self.url(path)).header("cookie", &b.cookie);
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        self.send(rb).await
+    }
+
+    async fn head(&self, b: &Browser, path: &str) -> Resp {
+        self.send(self.client.head(self.url(path)).header("cookie", &b.cookie))
+            .await
+    }
+
+    async fn post(&self, b: &Browser, path: &str, form: &[(&str, &str)]) -> Resp {
+        self.send(
+            self.client
+                .post(self.url(path))
+                .header("cookie", &b.cookie)
+                .form(form),
+        )
+        .await
+    }
+
+    /// The CLI's `meterbook report <kind> --period P --format F` output for
+    /// the same data, as `meterbook_io` writes it, with a scope and cost
+    /// visibility (the CLI's: no scope, costs shown).
+    fn cli_report(
+        &self,
+        kind: &str,
+        p: &str,
+        format: ReportFormat,
+        scope: Option<Scope>,
+        show_costs: bool,
+    ) -> Vec<u8> {
+        let s = &*self.store;
+        let n = num(N);
+        let e = s.enrollment(&n).expect("enrollment");
+        let p = period(p);
+        let meta = ReportMeta {
+            enrollment: N.into(),
+            scope: ReportScope::Period(p.to_string()),
+            generated_at: "2000-01-01T00:00:00Z".into(),
+            watermark: e.watermark.map(|d| d.to_string()),
+            currency: e.currency.code().to_string(),
+        };
+        let mut out = Vec::new();
+        match kind {
+            "balance" => {
+                let sts: Vec<_> = meterbook_core::ledger::statements(s, &n, p)
+                    .expect("statements")
+                    .into_iter()
+                    .map(|(st, _)| st)
+                    .filter(|st| st.period >= p)
+                    .collect();
+                balance::write(&meta, &sts, e.currency.exponent(), format, &mut out)
+                    .expect("write");
+            }
+            "prices" => {
+                let sheet: Vec<_> = s
+                    .price_sheet(&n, p)
+                    .expect("sheet")
+                    .into_iter()
+                    .map(|(_, m)| m)
+                    .collect();
+                prices::write(&meta, &sheet, format, &mut out).expect("write");
+            }
+            _ => {
+                let filter = UsageFilter {
+                    selection: UsageSelection {
+                        booked: Some(p),
+                        ..Default::default()
+                    },
+                    show_costs,
+                    marketplace_only: kind == "marketplace",
+                    scope,
+                    ..Default::default()
+                };
+                let report = UsageReport::prepare(s, &n, filter, meta).expect("prepare");
+                report.write(s, &n, format, &mut out).expect("write");
+            }
+        }
+        out
+    }
+
+    fn scope_of(&self, kind: &str, name: &str) -> Scope {
+        let h = self.store.hierarchy(&num(N)).expect("hierarchy");
+        match kind {
+            "department" => Scope::Department(h.department_by_name(name).expect("dept").id),
+            _ => Scope::Account(h.account_by_name(name).expect("account").id),
+        }
+    }
+
+    fn audit_actions(&self) -> Vec<(String, String, String)> {
+        self.store
+            .audit_log(&num(N), 1000)
+            .expect("audit log")
+            .into_iter()
+            .map(|e| (e.actor, e.action, e.detail))
+            .collect()
+    }
+
+    fn jobs(&self) -> Vec<Job> {
+        self.store.jobs(&num(N)).expect("jobs")
+    }
+
+    async fn wait_for_job(&self, id: &str) -> Job {
+        let start = Instant::now();
+        loop {
+            let j = self.store.job(id).expect("job").expect("the job exists");
+            if j.status.is_final() {
+                return j;
+            }
+            assert!(start.elapsed() < PATIENCE, "job {id} did not end: {j:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The value of the first `name="csrf"` hidden input of a page.
+fn csrf_of(html: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let at = html.find(marker).expect("a form with a CSRF token") + marker.len();
+    html[at..].split('"').next().expect("token").to_string()
+}
+
+/// JSON reports differ only in when they were generated.
+fn without_generated_at(b: &[u8]) -> String {
+    let s = String::from_utf8(b.to_vec()).expect("utf-8");
+    let marker = "\"generatedAt\":\"";
+    match s.find(marker) {
+        None => s,
+        Some(i) => {
+            let from = i + marker.len();
+            let to = from + s[from..].find('"').expect("end of generatedAt");
+            format!("{}{}", &s[..from], &s[to..])
+        }
+    }
+}
+
+fn column(body: &[u8], name: &str) -> Vec<String> {
+    let mut r = csv::Reader::from_reader(body);
+    let i = r
+        .headers()
+        .expect("csv header")
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    r.records()
+        .map(|rec| rec.expect("csv record")[i].to_string())
+        .collect()
+}
+
+/// The job id in a `Location` after a request.
+fn job_of(location: &str) -> String {
+    let at = location.find("job=").expect("job= in the location") + 4;
+    location[at..]
+        .split(['&', '#'])
+        .next()
+        .expect("id")
+        .to_string()
+}
+
+// ---------------------------------------------------------------------------
+// Monthly reports
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let page = app.get(&admin, &app.e("/reports")).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    // Newest first, up to the current period; October 2025 is closed.
+    let cur = Day::today().period().to_string();
+    let (i_cur, i_nov, i_oct) = (
+        html.find(&format!("period={cur}&amp;format=csv"))
+            .expect("current period"),
+        html.find("period=202511&amp;format=csv").expect("Nov 2025"),
+        html.find("period=202510&amp;format=csv").expect("Oct 2025"),
+    );
+    assert!(i_cur < i_nov && i_nov < i_oct);
+    assert!(!html.contains(&format!("period={}&amp;", Day::today().period().next())));
+    assert!(html.contains("Closed"));
+    for kind in ["balance", "usage", "prices", "marketplace"] {
+        assert!(
+            html.contains(&format!("/download/{kind}?period=202511&amp;format=csv")),
+            "{kind} link"
+        );
+    }
+    assert!(html.contains(r#"<th scope="col">Balance and charges</th>"#));
+
+    for kind in ["balance", "usage", "prices", "marketplace"] {
+        for (f, rf) in [("csv", ReportFormat::Csv), ("json", ReportFormat::Json)] {
+            let r = app
+                .get(
+                    &admin,
+                    &app.e(&format!("/download/{kind}?period=202511&format={f}")),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{kind} {f}: {}", r.text());
+            let cd = r.header("content-disposition").expect("attachment");
+            assert!(
+                cd.starts_with("attachment;") && cd.contains("202511"),
+                "{cd}"
+            );
+            let want = app.cli_report(kind, "202511", rf, None, true);
+            match rf {
+                ReportFormat::Csv => {
+                    assert!(r.header("content-type").unwrap().starts_with("text/csv"));
+                    assert_eq!(r.text(), String::from_utf8(want).unwrap(), "{kind} {f}");
+                }
+                ReportFormat::Json => {
+                    serde_json::from_slice::<serde_json::Value>(&r.body).expect("valid JSON");
+                    assert_eq!(
+                        without_generated_at(&r.body),
+                        without_generated_at(&want),
+                        "{kind} {f}"
+                    );
+                }
+            }
+        }
+    }
+    // The usage rows are real, with costs; marketplace rows are a subset.
+    let usage = app
+        .get(&admin, &app.e("/download/usage?period=202511&format=csv"))
+        .await;
+    let costs = column(&usage.body, "Cost");
+    assert!(costs.len() > 20);
+    assert!(costs.iter().any(|c| c != "0"));
+    let mkt = app
+        .get(
+            &admin,
+            &app.e("/download/marketplace?period=202511&format=csv"),
+        )
+        .await;
+    let mkt_rows = column(&mkt.body, "MeterId");
+    assert!(!mkt_rows.is_empty() && mkt_rows.iter().all(|m| m == "MKT01"));
+
+    // A bad period, a bad format, an unknown kind.
+    for (path, status) in [
+        ("/download/usage?period=202401&format=csv", 400),
+        ("/download/usage?period=2025-11&format=csv", 400),
+        ("/download/usage?period=202511&format=xml", 400),
+        ("/download/nothing?period=202511&format=csv", 404),
+    ] {
+        let r = app.get(&admin, &app.e(path)).await;
+        assert_eq!(r.status, status, "{path}: {}", r.text());
+        assert!(r.header("content-type").unwrap().starts_with("text/html"));
+    }
+
+    // Every download is in the audit log.
+    let audit = app.audit_actions();
+    for kind in ["balance", "usage", "prices", "marketplace"] {
+        for f in ["csv", "json"] {
+            let detail = format!("{kind} 202511 {f}");
+            assert!(
+                audit
+                    .iter()
+                    .any(|(who, a, d)| who == ADMIN && a == "download" && *d == detail),
+                "no audit entry {detail}: {audit:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn department_admins_and_owners_get_their_rows_and_no_balance() {
+    let app = spawn_app().await;
+    let dept = app.sign_in(DEPT_A).await;
+    let html = app.get(&dept, &app.e("/reports")).await.text();
+    assert!(!html.contains("/download/balance"), "balance link shown");
+    assert!(!html.contains("/download/prices"), "price list link shown");
+    assert!(!html.contains("Balance and charges</th>"));
+    assert!(html.contains("/download/usage?period=202511"));
+    assert!(html.contains("cost and rate columns read 0"));
+    for kind in ["balance", "prices"] {
+        for f in ["csv", "json"] {
+            let r = app
+                .get(
+                    &dept,
+                    &app.e(&format!("/download/{kind}?period=202511&format={f}")),
+                )
+                .await;
+            assert_eq!(r.status, 403, "{kind} {f}");
+            assert!(r.text().contains("Not allowed"));
+        }
+    }
+    // Usage: department A's accounts only, cost and rate 0 (the default setting).
+    let scope = app.scope_of("department", "A");
+    for kind in ["usage", "marketplace"] {
+        let r = app
+            .get(
+                &dept,
+                &app.e(&format!("/download/{kind}?period=202511&format=csv")),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(
+            r.body,
+            app.cli_report(kind, "202511", ReportFormat::Csv, Some(scope), false),
+            "{kind}"
+        );
+        let accounts = column(&r.body, "AccountName");
+        assert!(!accounts.is_empty());
+        assert!(
+            accounts.iter().all(|a| a == "a1" || a == "a2"),
+            "{accounts:?}"
+        );
+        assert!(column(&r.body, "Cost").iter().all(|c| c == "0"));
+        assert!(column(&r.body, "ResourceRate").iter().all(|c| c == "0"));
+    }
+    let json = app
+        .get(&dept, &app.e("/download/usage?period=202511&format=json"))
+        .await;
+    assert_eq!(
+        without_generated_at(&json.body),
+        without_generated_at(&app.cli_report(
+            "usage",
+            "202511",
+            ReportFormat::Json,
+            Some(scope),
+            false
+        ))
+    );
+
+    // With the setting on, department administrators see costs.
+    let mut v = app.store.enrollment(&num(N)).expect("e").visibility;
+    v.department_admins_view_charges = true;
+    app.store.set_visibility(&num(N), v).expect("visibility");
+    let r = app
+        .get(&dept, &app.e("/download/usage?period=202511&format=csv"))
+        .await;
+    assert_eq!(
+        r.body,
+        app.cli_report("usage", "202511", ReportFormat::Csv, Some(scope), true)
+    );
+    assert!(column(&r.body, "Cost").iter().any(|c| c != "0"));
+
+    // An account owner: its own account only, no costs (that setting is off).
+    let owner = app.sign_in(OWNER_B1).await;
+    let r = app
+        .get(&owner, &app.e("/download/usage?period=202512&format=csv"))
+        .await;
+    assert_eq!(r.status, 200);
+    let accounts = column(&r.body, "AccountName");
+    assert!(!accounts.is_empty() && accounts.iter().all(|a| a == "b1"));
+    assert!(column(&r.body, "Cost").iter().all(|c| c == "0"));
+    let r = app
+        .get(&owner, &app.e("/download/balance?period=202512&format=csv"))
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let app = spawn_app().await;
+    for path in [
+        "/reports",
+        "/reports/jobs",
+        "/download/usage?period=202511&format=csv",
+        "/keys",
+    ] {
+        let r = app.send(app.client.get(app.url(&app.e(path)))).await;
+        assert_eq!(r.status, 303, "{path}");
+        assert_eq!(r.header("location").as_deref(), Some("/portal/sign-in"));
+    }
+    // Another enrollment's number: not found.
+    let admin = app.sign_in(ADMIN).await;
+    let r = app.get(&admin, "/portal/e/9999999/reports").await;
+    assert_eq!(r.status, 404);
+}
+
+// ---------------------------------------------------------------------------
+// Advanced reports
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn advanced_request_lists_the_job_and_downloads_its_file() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    // The form: every department and account, labelled; all five formats.
+    for s in [
+        r#"<label for="start">"#,
+        r#"<label for="end">"#,
+        r#"<label for="accounts">"#,
+        r#"<label for="departments">"#,
+        r#"<label for="format">"#,
+        r#"value="a1""#,
+        r#"value="c1""#,
+        r#"value="B""#,
+        r#"value="csv.gz""#,
+        r#"value="focus-parquet""#,
+        r#"id="jobs" data-refresh="/portal/e/8608480/reports/jobs""#,
+    ] {
+        assert!(html.contains(s), "missing {s}");
+    }
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &admin.csrf),
+                ("start", "2025-10-01"),
+                ("end", "2025-12-31"),
+                ("accounts", "a1"),
+                ("accounts", "c1"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = job_of(&r.header("location").expect("location"));
+    let job = app.wait_for_job(&id).await;
+    assert_eq!(job.status, JobStatus::ReadyToDownload);
+    assert_eq!(job.requested_by, ADMIN);
+    assert_eq!(job.spec.scope, Scope::Enrollment);
+    assert_eq!(job.spec.accounts, vec!["a1".to_string(), "c1".to_string()]);
+
+    // The page and the fragment list it, with a download link; nothing open.
+    for path in ["/reports", "/reports/jobs"] {
+        let html = app.get(&admin, &app.e(path)).await.text();
+        assert!(html.contains(&id[..8]), "{path}");
+        assert!(
+            html.contains(&format!("/reports/jobs/{id}/download")),
+            "{path}"
+        );
+        assert!(html.contains("Ready"));
+        assert!(!html.contains(r#"data-open="true""#));
+    }
+    let fragment = app.get(&admin, &app.e("/reports/jobs")).await.text();
+    assert!(
+        !fragment.contains("<html"),
+        "the fragment is not a whole page"
+    );
+
+    // The file: only a1 and c1, with HEAD, Range and ETag.
+    let url = app.e(&format!("/reports/jobs/{id}/download"));
+    let r = app.get(&admin, &url).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let accounts = column(&r.body, "AccountName");
+    assert!(!accounts.is_empty());
+    assert!(accounts.iter().all(|a| a == "a1" || a == "c1"));
+    assert_eq!(accounts.len() as u64, job.rows_done);
+    let etag = r.header("etag").expect("etag");
+    let head = app.head(&admin, &url).await;
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        Some(r.body.len().to_string())
+    );
+    assert!(head.body.is_empty());
+    let part = app.get_with(&admin, &url, &[("range", "bytes=0-9")]).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.body, r.body[..10]);
+    let same = app
+        .get_with(&admin, &url, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(same.status, 304);
+
+    // A department administrator sees neither the job nor its file; the
+    // administrator sees the department's jobs.
+    let dept = app.sign_in(DEPT_A).await;
+    assert!(!app
+        .get(&dept, &app.e("/reports"))
+        .await
+        .text()
+        .contains(&id[..8]));
+    assert_eq!(app.get(&dept, &url).await.status, 404);
+    let r = app
+        .post(
+            &dept,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &dept.csrf),
+                ("start", "2025-11-01"),
+                ("end", "2025-11-30"),
+                ("format", "csv.gz"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let dept_job = job_of(&r.header("location").unwrap());
+    let j = app.wait_for_job(&dept_job).await;
+    assert_eq!(j.spec.scope, app.scope_of("department", "A"));
+    assert!(app
+        .get(&admin, &app.e("/reports"))
+        .await
+        .text()
+        .contains(&dept_job[..8]));
+    let dept_html = app.get(&dept, &app.e("/reports")).await.text();
+    assert!(dept_html.contains(&dept_job[..8]));
+    // Its form offers only department A and its accounts.
+    assert!(dept_html.contains(r#"value="a2""#) && !dept_html.contains(r#"value="b1""#));
+    assert!(!dept_html.contains(r#"value="B""#));
+    let r = app
+        .get(&dept, &app.e(&format!("/reports/jobs/{dept_job}/download")))
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/gzip")
+    );
+
+    // Filters outside the scope: 403; an invalid range: the page again, with the reason.
+    let r = app
+        .post(
+            &dept,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &dept.csrf),
+                ("start", "2025-11-01"),
+                ("end", "2025-11-30"),
+                ("accounts", "b1"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = app
+        .post(
+            &dept,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &dept.csrf),
+                ("start", "2025-11-30"),
+                ("end", "2025-11-01"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let html = r.text();
+    assert!(html.contains(r#"role="alert""#) && html.contains("before the start date"));
+    assert!(
+        html.contains(r#"value="2025-11-30""#),
+        "the form keeps its values"
+    );
+    let r = app
+        .post(
+            &dept,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &dept.csrf),
+                ("start", "not a date"),
+                ("end", "2025-11-01"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(app.jobs().len(), 2);
+
+    let audit = app.audit_actions();
+    assert!(audit
+        .iter()
+        .any(|(who, a, d)| who == ADMIN && a == "report-requested" && d.contains(&id)));
+    assert!(audit
+        .iter()
+        .any(|(who, a, d)| who == ADMIN && a == "download" && d.contains(&id)));
+}
+
+#[tokio::test]
+async fn a_queued_job_can_be_cancelled() {
+    let app = spawn_app().await;
+    app.hold.store(true, Ordering::SeqCst);
+    let owner = app.sign_in(OWNER_B1).await;
+    let r = app
+        .post(
+            &owner,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &owner.csrf),
+                ("start", "2025-10-01"),
+                ("end", "2025-10-31"),
+                ("format", "parquet"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = job_of(&r.header("location").unwrap());
+    let html = app.get(&owner, &app.e("/reports")).await.text();
+    assert!(html.contains(r#"data-open="true""#), "an open row");
+    assert!(html.contains("Queued"));
+    assert!(html.contains(&format!("/reports/jobs/{id}/cancel")));
+    assert!(!html.contains(&format!("/reports/jobs/{id}/download")));
+    // Not ready: the download says so.
+    let r = app
+        .get(&owner, &app.e(&format!("/reports/jobs/{id}/download")))
+        .await;
+    assert_eq!(r.status, 409);
+
+    // Without the form token: refused, still queued.
+    let cancel = app.e(&format!("/reports/jobs/{id}/cancel"));
+    let r = app.post(&owner, &cancel, &[]).await;
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        app.store.job(&id).unwrap().unwrap().status,
+        JobStatus::Queued
+    );
+    // Someone else's scope cannot cancel it.
+    let dept = app.sign_in(DEPT_A).await;
+    let r = app.post(&dept, &cancel, &[("csrf", &dept.csrf)]).await;
+    assert_eq!(r.status, 404);
+
+    let r = app.post(&owner, &cancel, &[("csrf", &owner.csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert!(r.header("location").unwrap().contains("done=cancelled"));
+    let j = app.store.job(&id).unwrap().unwrap();
+    assert_eq!(j.status, JobStatus::Cancelled);
+    assert!(j.error.unwrap_or_default().contains(OWNER_B1));
+    let html = app
+        .get(&owner, &app.e(&format!("/reports?done=cancelled&job={id}")))
+        .await
+        .text();
+    assert!(html.contains("Cancelled"));
+    assert!(!html.contains(r#"data-open="true""#));
+    // Cancelling again: nothing to do, said so.
+    let r = app.post(&owner, &cancel, &[("csrf", &owner.csrf)]).await;
+    assert_eq!(r.status, 303);
+    assert!(r.header("location").unwrap().contains("done=ended"));
+    assert!(app
+        .audit_actions()
+        .iter()
+        .any(|(who, a, _)| who == OWNER_B1 && a == "report-cancelled"));
+    app.hold.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn forms_without_the_right_token_are_refused() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let request = [
+        ("start", "2025-10-01"),
+        ("end", "2025-10-31"),
+        ("format", "csv"),
+    ];
+    let mut wrong = vec![("csrf", "0123456789abcdef")];
+    wrong.extend(request);
+    for form in [&request[..], &wrong[..]] {
+        let r = app.post(&admin, &app.e("/reports/request"), form).await;
+        assert_eq!(r.status, 403, "{}", r.text());
+        assert!(r.text().contains("reload the page"));
+    }
+    assert!(app.jobs().is_empty());
+    for form in [
+        vec![("scope", "enrollment"), ("slot", "primary")],
+        vec![
+            ("csrf", "0123456789abcdef"),
+            ("scope", "enrollment"),
+            ("slot", "primary"),
+        ],
+    ] {
+        for action in ["generate", "disable"] {
+            let r = app
+                .post(&admin, &app.e(&format!("/keys/{action}")), &form)
+                .await;
+            assert_eq!(r.status, 403, "{action}");
+        }
+    }
+    assert!(app.store.keys(&num(N)).unwrap().is_empty());
+    // Another session's token does not work either.
+    let other = app.sign_in(READER).await;
+    let mut form = vec![("csrf", other.csrf.as_str())];
+    form.extend(request);
+    let r = app.post(&admin, &app.e("/reports/request"), &form).await;
+    assert_eq!(r.status, 403);
+}
+
+// ---------------------------------------------------------------------------
+// API access keys
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_generated_key_is_shown_once_and_works() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/keys")).await.text();
+    // The enrollment, both departments and all four accounts, two slots each.
+    for label in [
+        "Enrollment 8608480",
+        "Department A",
+        "Department B",
+        "Account a1",
+        "Account a2",
+        "Account b1",
+        "Account c1",
+    ] {
+        assert!(html.contains(label), "{label}");
+    }
+    assert_eq!(html.matches("Generate<span").count(), 14);
+    assert!(html.contains(r#"href="/docs""#));
+
+    let r = app
+        .post(
+            &admin,
+            &app.e("/keys/generate"),
+            &[
+                ("csrf", &admin.csrf),
+                ("scope", "enrollment"),
+                ("slot", "primary"),
+                ("days", "20"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
+    let html = r.text();
+    let at = html.find("mbk_").expect("the key");
+    let token: String = html[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert_eq!(token.len(), 4 + 16 + 1 + 64, "{token}");
+    assert!(html.contains("data-copy"));
+    assert!(html.contains("Expires in 20 days"));
+    assert!(html.contains(r#"href="/docs""#));
+    assert!(html.contains("only time it is shown"));
+
+    // The key works on the API.
+    let api = |key: String| {
+        app.client
+            .get(app.url(&format!("/v3/enrollments/{N}/billingPeriods")))
+            .header("authorization", format!("bearer {key}"))
+    };
+    let r = app.send(api(token.clone())).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let periods: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(periods.as_array().is_some_and(|a| !a.is_empty()));
+
+    // The list shows the key's id, never the secret, with the warning.
+    let html = app.get(&admin, &app.e("/keys")).await.text();
+    let secret = token.rsplit('_').next().unwrap();
+    assert!(!html.contains(secret), "the secret is shown again");
+    assert!(html.contains(&token[..4 + 16]), "the key id");
+    assert!(html.contains("Expires in 20 days"));
+    assert!(html.contains("Regenerate<span"));
+
+    // Too long a lifetime: refused.
+    let r = app
+        .post(
+            &admin,
+            &app.e("/keys/generate"),
+            &[
+                ("csrf", &admin.csrf),
+                ("scope", "enrollment"),
+                ("slot", "secondary"),
+                ("days", "100000"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // Disabled: the API refuses it.
+    let r = app
+        .post(
+            &admin,
+            &app.e("/keys/disable"),
+            &[
+                ("csrf", &admin.csrf),
+                ("scope", "enrollment"),
+                ("slot", "primary"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let r = app.send(api(token.clone())).await;
+    assert!(r.status == 401 || r.status == 403, "{}", r.status);
+    let html = app.get(&admin, &app.e("/keys?done=disabled")).await.text();
+    assert!(html.contains("Disabled"));
+    // Nothing to disable in an empty slot.
+    let r = app
+        .post(
+            &admin,
+            &app.e("/keys/disable"),
+            &[
+                ("csrf", &admin.csrf),
+                ("scope", "enrollment"),
+                ("slot", "secondary"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 404);
+
+    let audit = app.audit_actions();
+    assert!(audit.iter().any(|(who, a, d)| who == ADMIN
+        && a == "key-generated"
+        && d.contains(&token[..4 + 16])
+        && !d.contains(secret)));
+    assert!(audit
+        .iter()
+        .any(|(who, a, _)| who == ADMIN && a == "key-disabled"));
+}
+
+#[tokio::test]
+async fn keys_only_for_scopes_the_maker_covers() {
+    let app = spawn_app().await;
+    let dept = app.sign_in(DEPT_A).await;
+    let html = app.get(&dept, &app.e("/keys")).await.text();
+    assert!(html.contains("Department A") && html.contains("Account a2"));
+    assert!(!html.contains("Enrollment 8608480"));
+    assert!(!html.contains("Account b1") && !html.contains("Department B"));
+    let b1 = match app.scope_of("account", "b1") {
+        Scope::Account(id) => format!("account:{id}"),
+        _ => unreachable!(),
+    };
+    let a1 = match app.scope_of("account", "a1") {
+        Scope::Account(id) => format!("account:{id}"),
+        _ => unreachable!(),
+    };
+    for scope in ["enrollment", b1.as_str()] {
+        let r = app
+            .post(
+                &dept,
+                &app.e("/keys/generate"),
+                &[("csrf", &dept.csrf), ("scope", scope), ("slot", "primary")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{scope}");
+    }
+    let r = app
+        .post(
+            &dept,
+            &app.e("/keys/generate"),
+            &[("csrf", &dept.csrf), ("scope", &a1), ("slot", "secondary")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let keys = app.store.keys(&num(N)).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].scope, app.scope_of("account", "a1"));
+    assert_eq!(keys[0].slot, Slot::Secondary);
+    // The default lifetime of the settings.
+    let days = (keys[0].expires_at - keys[0].created_at) / 86_400;
+    assert_eq!(days, ServerSettings::default().key_default_days as i64);
+}
+
+#[tokio::test]
+async fn read_only_roles_see_keys_but_cannot_change_them() {
+    let app = spawn_app().await;
+    // A key made by the administrator, to be seen.
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .post(
+            &admin,
+            &app.e("/keys/generate"),
+            &[
+                ("csrf", &admin.csrf),
+                ("scope", "enrollment"),
+                ("slot", "primary"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    for who in [READER, DEPT_A_RO] {
+        let b = app.sign_in(who).await;
+        let html = app.get(&b, &app.e("/keys")).await.text();
+        assert!(html.contains("read-only"), "{who}");
+        assert!(!html.contains("/keys/generate"), "{who}: a generate form");
+        assert!(!html.contains("/keys/disable"), "{who}: a disable form");
+        if who == READER {
+            assert!(html.contains("Active"));
+        }
+        let scope = if who == READER {
+            "enrollment".to_string()
+        } else {
+            match app.scope_of("department", "A") {
+                Scope::Department(id) => format!("department:{id}"),
+                _ => unreachable!(),
+            }
+        };
+        for action in ["generate", "disable"] {
+            let r = app
+                .post(
+                    &b,
+                    &app.e(&format!("/keys/{action}")),
+                    &[("csrf", &b.csrf), ("scope", &scope), ("slot", "primary")],
+                )
+                .await;
+            assert_eq!(r.status, 403, "{who} {action}");
+        }
+    }
+    let keys = app.store.keys(&num(N)).unwrap();
+    assert_eq!(keys.len(), 1);
+    assert!(!keys[0].disabled);
+}
