@@ -822,3 +822,32 @@ pub fn summaries_match_the_usage_report<S: Store>(s: &S) {
             .all(|r| r.cost == meterbook_core::Amount::ZERO));
     }
 }
+
+/// Renaming a department or an account keeps its id, so its usage and keys
+/// stay with it; names stay unique.
+pub fn departments_and_accounts_rename<S: Store>(s: &S) {
+    use meterbook_core::store::Renamed;
+    enrollment(s, "USD");
+    let before = s.hierarchy(&n()).unwrap();
+    let a_id = before.department_by_name("A").unwrap().id;
+    let a1_id = before.account_by_name("a1").unwrap().id;
+    s.rename(&n(), Renamed::Department, "A", "Research")
+        .unwrap();
+    s.rename(&n(), Renamed::Account, "a1", "lab").unwrap();
+    let h = s.hierarchy(&n()).unwrap();
+    assert_eq!(h.department_by_name("Research").unwrap().id, a_id);
+    assert_eq!(h.account_by_name("lab").unwrap().id, a1_id);
+    assert!(h.department_by_name("A").is_none());
+    assert!(matches!(
+        s.rename(&n(), Renamed::Account, "lab", "b1"),
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.rename(&n(), Renamed::Department, "nope", "x"),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        s.rename(&n(), Renamed::Department, "B", " "),
+        Err(StoreError::Invalid(_))
+    ));
+}

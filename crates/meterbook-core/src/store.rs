@@ -69,6 +69,9 @@ pub trait MetadataStore {
         account: &str,
         effective: Day,
     ) -> StoreResult<()>;
+    /// Renames a department or an account (ids, and so all usage, stay with it).
+    /// NotFound if `old` does not exist, Conflict if `new` does.
+    fn rename(&self, n: &EnrollmentNumber, what: Renamed, old: &str, new: &str) -> StoreResult<()>;
     fn hierarchy(&self, n: &EnrollmentNumber) -> StoreResult<Hierarchy>;
 
     /// Replaces the price sheet of an open period.
@@ -196,6 +199,13 @@ pub struct UsageFact<'a> {
     pub additional_info: &'a str,
     pub service_info1: &'a str,
     pub service_info2: &'a str,
+}
+
+/// What [`MetadataStore::rename`] renames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Renamed {
+    Department,
+    Account,
 }
 
 /// Usage of one day, subscription and meter, as booked.

@@ -3274,6 +3274,15 @@ impl MetadataStore for FlakyStore {
     ) -> StoreResult<()> {
         self.inner.move_subscription(n, guid, account, effective)
     }
+    fn rename(
+        &self,
+        n: &EnrollmentNumber,
+        what: meterbook_core::store::Renamed,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<()> {
+        self.inner.rename(n, what, old, new)
+    }
     fn hierarchy(&self, n: &EnrollmentNumber) -> StoreResult<Hierarchy> {
         self.inner.hierarchy(n)
     }

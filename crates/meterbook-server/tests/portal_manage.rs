@@ -1655,3 +1655,40 @@ async fn the_audit_log_lists_the_newest_entries_with_actor_action_and_detail() {
     assert!(page.text().contains("entry 249") && !page.text().contains("entry 49 "));
     assert!(page.text().contains("2023-11-14"), "times as UTC dates");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn departments_and_accounts_are_renamed_keeping_their_usage() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .submit(
+            &app.e("/manage/hierarchy/rename-unit"),
+            &admin,
+            &[("unit", "department:Research"), ("name", "R&D")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let r = app
+        .submit(
+            &app.e("/manage/hierarchy/rename-unit"),
+            &admin,
+            &[("unit", "account:r1"), ("name", "lab-one")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    // A taken name is a conflict and changes nothing.
+    let r = app
+        .submit(
+            &app.e("/manage/hierarchy/rename-unit"),
+            &admin,
+            &[("unit", "account:lab-one"), ("name", "o1")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.describe());
+    let page = app.get(&app.e("/manage/hierarchy"), &admin).await;
+    let text = page.text();
+    assert!(text.contains("R&D") && text.contains("lab-one"), "{text}");
+    // The usage summary shows the new names.
+    let usage = app.get(&app.e("/usage"), &admin).await.text();
+    assert!(usage.contains("R&D"), "{usage}");
+}

@@ -257,6 +257,7 @@ impl MetadataStore for Gated {
         set_watermark(n: &EnrollmentNumber, through: Day) -> StoreResult<()>;
         upsert_hierarchy(n: &EnrollmentNumber, rows: &[HierarchyRow]) -> StoreResult<HierarchySummary>;
         move_subscription(n: &EnrollmentNumber, guid: &str, account: &str, effective: Day) -> StoreResult<()>;
+        rename(n: &EnrollmentNumber, what: meterbook_core::store::Renamed, old: &str, new: &str) -> StoreResult<()>;
         hierarchy(n: &EnrollmentNumber) -> StoreResult<Hierarchy>;
         import_prices(n: &EnrollmentNumber, period: Period, sheet: &[MeterPrice]) -> StoreResult<usize>;
         price_sheet(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, MeterPrice)>>;

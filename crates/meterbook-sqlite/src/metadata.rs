@@ -333,6 +333,52 @@ impl MetadataStore for SqliteStore {
         Ok(sum)
     }
 
+    fn rename(
+        &self,
+        n: &EnrollmentNumber,
+        what: meterbook_core::store::Renamed,
+        old: &str,
+        new: &str,
+    ) -> StoreResult<()> {
+        let (table, label) = match what {
+            meterbook_core::store::Renamed::Department => ("department", "department"),
+            meterbook_core::store::Renamed::Account => ("account", "account"),
+        };
+        let new = new.trim();
+        if new.is_empty() {
+            return Err(StoreError::Invalid(format!("a {label} needs a name")));
+        }
+        let mut conn = self.write_conn();
+        let eid = Self::enrollment_id(&conn, n)?;
+        let tx = conn.transaction().map_err(backend)?;
+        let taken: bool = tx
+            .query_row(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {table} WHERE enrollment_id = ?1 AND name = ?2)"
+                ),
+                params![eid, new],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "a {label} named {new:?} exists"
+            )));
+        }
+        let changed = tx
+            .execute(
+                &format!("UPDATE {table} SET name = ?3 WHERE enrollment_id = ?1 AND name = ?2"),
+                params![eid, old, new],
+            )
+            .map_err(backend)?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no {label} {old:?}")));
+        }
+        bump_version(&tx, eid)?;
+        tx.commit().map_err(backend)?;
+        Ok(())
+    }
+
     fn move_subscription(
         &self,
         n: &EnrollmentNumber,

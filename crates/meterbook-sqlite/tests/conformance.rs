@@ -48,6 +48,7 @@ conformance!(
     report_jobs_lifecycle,
     users_roles_sessions_and_audit,
     summaries_match_the_usage_report,
+    departments_and_accounts_rename,
 );
 
 #[test]

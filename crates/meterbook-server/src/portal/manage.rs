@@ -13,10 +13,11 @@
 //! The hierarchy is changed through the store's upsert, one hierarchy-file row
 //! per subscription, so what it allows is what the file allows: a subscription
 //! is added with its account (new or existing) and department (new or
-//! existing); names are the keys of departments and accounts (they cannot be
-//! renamed: a new name is a new department or account), their cost centers,
-//! owner e-mail and department can change; a subscription can be renamed, and
-//! changes account only by a move with an effective date.
+//! existing); in the file, names are the keys of departments and accounts, so
+//! renaming one goes through the store's `rename` (its id, usage, keys and
+//! roles stay); their cost centers, owner e-mail and department can change; a
+//! subscription can be renamed, and changes account only by a move with an
+//! effective date.
 
 use super::session::random_token;
 use super::{render, Page, PageError, PageResult, Tab, Viewer};
@@ -57,6 +58,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/portal/e/{n}/manage/hierarchy/move",
             post(move_subscription),
+        )
+        .route(
+            "/portal/e/{n}/manage/hierarchy/rename-unit",
+            post(rename_unit),
         )
         .route("/portal/e/{n}/manage/users", get(users_page))
         .route("/portal/e/{n}/manage/users/invite", post(invite))
@@ -811,6 +816,50 @@ async fn rename_subscription(
         row.subscription_name = name.clone();
         upsert(s, n, row)?;
         Ok(format!("subscription {guid} renamed {} → {name}", sub.name))
+    })
+    .await
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct RenameUnitForm {
+    csrf: String,
+    /// `department:<name>` or `account:<name>`.
+    unit: String,
+    name: String,
+}
+
+/// Renames a department or an account: its id stays, so its usage, keys and
+/// users' roles stay with it.
+async fn rename_unit(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+    Form(f): Form<RenameUnitForm>,
+) -> PageResult {
+    viewer.check_csrf(&f.csrf)?;
+    let page = admin(&state, viewer, &n).await?;
+    hierarchy_change(state, page, move |s, n| {
+        use meterbook_core::store::Renamed;
+        let (what, old) = match f.unit.split_once(':') {
+            Some(("department", old)) => (Renamed::Department, old.to_string()),
+            Some(("account", old)) => (Renamed::Account, old.to_string()),
+            _ => {
+                return Err(ApiError::BadRequest(
+                    "choose the department or account to rename".into(),
+                ))
+            }
+        };
+        let name = required(&f.name, "the new name")?.to_string();
+        s.rename(n, what, &old, &name)?;
+        Ok(format!(
+            "{} {old} renamed {name}",
+            if what == Renamed::Department {
+                "department"
+            } else {
+                "account"
+            }
+        ))
     })
     .await
 }
