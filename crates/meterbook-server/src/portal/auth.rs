@@ -224,7 +224,8 @@ async fn sign_in(
     res
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct CsrfForm {
     csrf: String,
 }

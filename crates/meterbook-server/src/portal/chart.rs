@@ -26,7 +26,7 @@ fn esc(s: &str) -> String {
 
 impl Stacked {
     pub fn svg(&self) -> String {
-        let (w, h, left, bottom, top) = (720i128, 260i128, 8i128, 28i128, 12i128);
+        let (w, h, left, bottom, top) = (720i128, 260i128, 8i128, 28i128, 16i128);
         let plot_h = h - bottom - top;
         let n = self.labels.len().max(1) as i128;
         let totals: Vec<i128> = (0..self.labels.len())
@@ -66,6 +66,15 @@ impl Stacked {
                     esc(label),
                     esc(name),
                     esc(&(self.format)(v))
+                ));
+            }
+            if totals[i] > 0 {
+                // The bar's total above it: the chart reads without hovering.
+                out.push_str(&format!(
+                    r##"<text x="{}" y="{}" text-anchor="middle" font-size="10" fill="#333">{}</text>"##,
+                    x + bar / 2,
+                    (y - 3).max(9),
+                    esc(&(self.format)(totals[i]))
                 ));
             }
             out.push_str(&format!(
@@ -110,8 +119,10 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("Usage &lt;by&gt; dept"));
         assert!(svg.contains("A&amp;B"));
-        // Jan's total (200) fills the plot height (220): two bars of 110.
-        assert_eq!(svg.matches(r#"height="110""#).count(), 2);
+        // Jan's total (200) fills the plot height (216): two bars of 108.
+        assert_eq!(svg.matches(r#"height="108""#).count(), 2);
+        // Each bar's total is written above it.
+        assert!(svg.contains(">200</text>") && svg.contains(">50</text>"));
         assert_eq!(
             svg.matches("<rect").count(),
             3,

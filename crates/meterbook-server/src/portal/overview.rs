@@ -87,10 +87,16 @@ async fn overview(
             value: format::money(st.ending_balance, exp, &ccy),
             note: format!("end of {}", label(cur)),
         });
+        // The same figure every role reads: all charges, marketplace included
+        // (the Usage page's total for the month).
         figures.push(Figure {
             label: "Charges this month".into(),
-            value: format::money(st.total_usage, exp, &ccy),
-            note: format!("{} so far", label(cur)),
+            value: format::money(
+                meterbook_core::Money(st.total_usage.0 + st.marketplace_charges.0),
+                exp,
+                &ccy,
+            ),
+            note: format!("{} so far, marketplace included", label(cur)),
         });
         figures.push(Figure {
             label: "Overage this month".into(),
@@ -113,7 +119,7 @@ async fn overview(
             figures.push(Figure {
                 label: "Charges this month".into(),
                 value: format::amount(total, exp, &ccy),
-                note: format!("{} so far, your accounts", label(cur)),
+                note: format!("{} so far, your accounts, marketplace included", label(cur)),
             });
         }
         figures.push(Figure {

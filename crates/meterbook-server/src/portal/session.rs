@@ -124,8 +124,11 @@ impl FromRequestParts<AppState> for Viewer {
                     s.delete_session(&hash)?;
                     return Ok(None);
                 };
-                // At most one write a minute per session.
-                if now - session.last_seen_at >= 60 {
+                // At most one write a minute per session, and often enough
+                // that a session in use never looks idle: a quarter of the
+                // idle timeout at most.
+                let every = (settings.idle_timeout.as_secs() as i64 / 4).min(60);
+                if now - session.last_seen_at >= every {
                     s.touch_session(&hash, now)?;
                 }
                 let roles = s.roles(user.id)?;
