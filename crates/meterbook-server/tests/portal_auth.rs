@@ -449,11 +449,31 @@ impl TestApp {
         self.send(req).await
     }
 
+    /// The sign-in form's token and its cookie, as a browser gets them.
+    async fn sign_in_form(&self) -> (String, String) {
+        let page = self.get("/portal/sign-in", None).await;
+        let cookie = page
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("mb_signin="))
+            .and_then(|v| v.split(';').next())
+            .expect("a sign-in form cookie")
+            .to_string();
+        (
+            cookie,
+            csrf_of(&page.body).expect("a csrf field on the sign-in form"),
+        )
+    }
+
     async fn sign_in_raw(&self, email: &str, pw: &str, headers: &[(&str, &str)]) -> Resp {
+        let (cookie, csrf) = self.sign_in_form().await;
         let mut req = self
             .client
             .post(format!("{}/portal/sign-in", self.base))
-            .form(&[("email", email), ("password", pw)]);
+            .header("cookie", cookie)
+            .form(&[("email", email), ("password", pw), ("csrf", csrf.as_str())]);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -658,8 +678,13 @@ async fn wrong_password_unknown_email_disabled_and_invited_users_read_the_same()
         assert!(r.session_cookie_line().is_none(), "{email}");
         assert!(r.header("retry-after").is_none());
         assert!(r.body.contains("The e-mail or password is not right."));
-        // The page echoes the e-mail typed; otherwise it is the same page.
-        seen.push((r.status, r.body.replace(email, "EMAIL")));
+        // The page echoes the e-mail typed and has a fresh form token;
+        // otherwise it is the same page.
+        let token = csrf_of(&r.body).expect("a form token");
+        seen.push((
+            r.status,
+            r.body.replace(email, "EMAIL").replace(&token, "TOKEN"),
+        ));
     }
     for (i, s) in seen.iter().enumerate().skip(1) {
         assert_eq!(s, &seen[0], "case {i} differs from a wrong password");
@@ -1608,4 +1633,31 @@ async fn an_enrollment_number_with_letters_opens_in_the_portal() {
     let b = app.sign_in(ADMIN).await;
     let r = app.get("/portal/e/E300", Some(&b)).await;
     assert_eq!(r.status, 200, "{}", r.describe());
+}
+
+#[tokio::test]
+async fn a_sign_in_without_its_form_token_is_refused() {
+    let app = spawn_app().await;
+    // No form cookie and no token: another site's form, or a stale page.
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/portal/sign-in", app.base))
+                .form(&[("email", ADMIN), ("password", PW)]),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.describe());
+    assert!(r.session_cookie_line().is_none());
+    // The form's cookie with another token: refused too.
+    let (cookie, _) = app.sign_in_form().await;
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}/portal/sign-in", app.base))
+                .header("cookie", cookie)
+                .form(&[("email", ADMIN), ("password", PW), ("csrf", "0123")]),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.describe());
+    assert!(r.session_cookie_line().is_none());
 }

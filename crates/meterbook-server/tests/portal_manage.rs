@@ -443,11 +443,13 @@ impl TestApp {
     }
 
     async fn sign_in_with(&self, email: &str, pw: &str) -> Browser {
+        let (cookie, csrf) = sign_in_form(&self.client, &self.base).await;
         let r = self
             .send(
                 self.client
                     .post(format!("{}/portal/sign-in", self.base))
-                    .form(&[("email", email), ("password", pw)]),
+                    .header("cookie", cookie)
+                    .form(&[("email", email), ("password", pw), ("csrf", csrf.as_str())]),
             )
             .await;
         assert_eq!(r.status, 303, "sign-in of {email}: {}", r.describe());
@@ -1691,4 +1693,27 @@ async fn departments_and_accounts_are_renamed_keeping_their_usage() {
     // The usage summary shows the new names.
     let usage = app.get(&app.e("/usage"), &admin).await.text();
     assert!(usage.contains("R&D"), "{usage}");
+}
+
+/// The sign-in form's token and cookie, as a browser gets them with the page.
+async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) {
+    let r = client
+        .get(format!("{base}/portal/sign-in"))
+        .send()
+        .await
+        .expect("sign-in page");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("mb_signin="))
+        .and_then(|v| v.split(';').next())
+        .expect("a sign-in form cookie")
+        .to_string();
+    let body = r.text().await.expect("body");
+    let key = "name=\"csrf\" value=\"";
+    let i = body.find(key).expect("a csrf field on the sign-in form") + key.len();
+    let csrf = body[i..i + body[i..].find('"').expect("quote")].to_string();
+    (cookie, csrf)
 }

@@ -461,11 +461,17 @@ impl TestApp {
     }
 
     async fn sign_in(&self, email: &str) -> Browser {
+        let (cookie, csrf) = sign_in_form(&self.client, &self.url("")).await;
         let r = self
             .send(
                 self.client
                     .post(self.url("/portal/sign-in"))
-                    .form(&[("email", email), ("password", PASSWORD)]),
+                    .header("cookie", cookie)
+                    .form(&[
+                        ("email", email),
+                        ("password", PASSWORD),
+                        ("csrf", csrf.as_str()),
+                    ]),
             )
             .await;
         assert_eq!(r.status, 303, "sign-in of {email}: {}", r.text());
@@ -1372,4 +1378,27 @@ async fn read_only_roles_see_keys_but_cannot_change_them() {
     let keys = app.store.keys(&num(N)).unwrap();
     assert_eq!(keys.len(), 1);
     assert!(!keys[0].disabled);
+}
+
+/// The sign-in form's token and cookie, as a browser gets them with the page.
+async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) {
+    let r = client
+        .get(format!("{base}/portal/sign-in"))
+        .send()
+        .await
+        .expect("sign-in page");
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("mb_signin="))
+        .and_then(|v| v.split(';').next())
+        .expect("a sign-in form cookie")
+        .to_string();
+    let body = r.text().await.expect("body");
+    let key = "name=\"csrf\" value=\"";
+    let i = body.find(key).expect("a csrf field on the sign-in form") + key.len();
+    let csrf = body[i..i + body[i..].find('"').expect("quote")].to_string();
+    (cookie, csrf)
 }

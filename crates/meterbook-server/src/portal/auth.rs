@@ -87,6 +87,48 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 struct SignInPage {
     email: String,
     message: Option<String>,
+    csrf: String,
+}
+
+/// The sign-in form's own CSRF token (there is no session yet): a random
+/// value in a short-lived cookie and in the form; the POST must carry both,
+/// equal, so another site cannot sign a browser in to an account of its choosing.
+const SIGN_IN_COOKIE: &str = "mb_signin";
+
+fn sign_in_form(
+    settings: &super::PortalSettings,
+    headers: &HeaderMap,
+    email: &str,
+    message: Option<String>,
+) -> Response {
+    let token = session::random_token();
+    let mut r = render(&SignInPage {
+        email: email.to_string(),
+        message,
+        csrf: token.clone(),
+    });
+    let secure = if session::is_secure(settings, headers) {
+        "; Secure"
+    } else {
+        ""
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+        "{SIGN_IN_COOKIE}={token}; Path=/portal; HttpOnly; SameSite=Lax; Max-Age=3600{secure}"
+    )) {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+fn sign_in_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SIGN_IN_COOKIE)
+        .map(|(_, v)| v.to_string())
 }
 
 async fn home(viewer: Result<Viewer, session::SignedOut>) -> Response {
@@ -102,17 +144,16 @@ async fn home(viewer: Result<Viewer, session::SignedOut>) -> Response {
     }
 }
 
-async fn sign_in_page() -> Response {
-    render(&SignInPage {
-        email: String::new(),
-        message: None,
-    })
+async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    sign_in_form(&state.settings().portal, &headers, "", None)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct SignInForm {
     email: String,
     password: String,
+    csrf: String,
 }
 
 async fn sign_in(
@@ -122,6 +163,18 @@ async fn sign_in(
     Form(f): Form<SignInForm>,
 ) -> Response {
     let settings = state.settings().portal.clone();
+    let cookie = sign_in_cookie(&headers).unwrap_or_default();
+    let same: bool = subtle::ConstantTimeEq::ct_eq(cookie.as_bytes(), f.csrf.as_bytes()).into();
+    if cookie.is_empty() || !same {
+        let mut r = sign_in_form(
+            &settings,
+            &headers,
+            &f.email,
+            Some("This sign-in form has expired or did not come from this site. Please sign in again.".into()),
+        );
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
     let now = now_unix();
     let window = settings.throttle_window.as_secs() as i64;
     let email = f.email.trim().to_ascii_lowercase();
@@ -131,13 +184,15 @@ async fn sign_in(
         .locked(&acct_key, settings.max_failures_per_account, window, now)
         .or_else(|| throttle.locked(&addr_key, settings.max_failures_per_address, window, now));
     if let Some(secs) = wait {
-        let mut r = render(&SignInPage {
-            email: f.email.clone(),
-            message: Some(format!(
+        let mut r = sign_in_form(
+            &settings,
+            &headers,
+            &f.email,
+            Some(format!(
                 "Too many failed sign-ins. Try again in {} minute(s).",
                 (secs + 59) / 60
             )),
-        });
+        );
         *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
         r.headers_mut()
             .insert(header::RETRY_AFTER, secs.max(1).into());
@@ -162,27 +217,33 @@ async fn sign_in(
     let Some(user) = user else {
         throttle.fail(&acct_key, window, now);
         throttle.fail(&addr_key, window, now);
-        // Known user: the failure goes to their enrollments' audit logs.
-        let lookup = email.clone();
-        if let Ok(Some(u)) = state.blocking(move |s| Ok(s.user_by_email(&lookup)?)).await {
-            let uid = u.id;
-            if let Ok(roles) = state.blocking(move |s| Ok(s.roles(uid)?)).await {
-                for r in roles {
-                    super::audit(
-                        &state,
-                        &r.enrollment,
-                        &email,
-                        "sign-in-failed",
-                        format!("from {addr}"),
-                    )
-                    .await;
+        // Known user: the failure goes to their enrollments' audit logs, off
+        // the response's path (its timing must not tell known e-mails apart).
+        let (st, lookup) = (state.clone(), email.clone());
+        tokio::spawn(async move {
+            let l = lookup.clone();
+            if let Ok(Some(u)) = st.blocking(move |s| Ok(s.user_by_email(&l)?)).await {
+                let uid = u.id;
+                if let Ok(roles) = st.blocking(move |s| Ok(s.roles(uid)?)).await {
+                    for r in roles {
+                        super::audit(
+                            &st,
+                            &r.enrollment,
+                            &lookup,
+                            "sign-in-failed",
+                            format!("from {addr}"),
+                        )
+                        .await;
+                    }
                 }
             }
-        }
-        let mut r = render(&SignInPage {
-            email: f.email.clone(),
-            message: Some("The e-mail or password is not right.".into()),
         });
+        let mut r = sign_in_form(
+            &settings,
+            &headers,
+            &f.email,
+            Some("The e-mail or password is not right.".into()),
+        );
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };

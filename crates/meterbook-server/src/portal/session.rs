@@ -37,7 +37,7 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 /// Whether the request came over TLS (directly or through a proxy that says so).
-fn secure(settings: &PortalSettings, headers: &HeaderMap) -> bool {
+pub(crate) fn is_secure(settings: &PortalSettings, headers: &HeaderMap) -> bool {
     settings.secure_cookies
         || headers
             .get("x-forwarded-proto")
@@ -49,7 +49,7 @@ pub fn set_cookie(settings: &PortalSettings, headers: &HeaderMap, token: &str) -
     let v = format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
         settings.absolute_timeout.as_secs(),
-        if secure(settings, headers) {
+        if is_secure(settings, headers) {
             "; Secure"
         } else {
             ""
@@ -61,7 +61,7 @@ pub fn set_cookie(settings: &PortalSettings, headers: &HeaderMap, token: &str) -
 pub fn clear_cookie(settings: &PortalSettings, headers: &HeaderMap) -> HeaderValue {
     let v = format!(
         "{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
-        if secure(settings, headers) {
+        if is_secure(settings, headers) {
             "; Secure"
         } else {
             ""
