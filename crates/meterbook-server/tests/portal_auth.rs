@@ -1661,3 +1661,38 @@ async fn a_sign_in_without_its_form_token_is_refused() {
     assert_eq!(r.status, 403, "{}", r.describe());
     assert!(r.session_cookie_line().is_none());
 }
+
+/// A user with roles in two enrollments sees each with its own role, and the
+/// layout offers the other one.
+#[tokio::test]
+async fn a_user_with_roles_in_two_enrollments_switches_between_them() {
+    let app = spawn_app().await;
+    let uid = app.users[DANA];
+    app.blocking(move |s| {
+        s.grant_role(
+            uid,
+            &Role {
+                enrollment: num(OTHER),
+                scope: Scope::Enrollment,
+                read_only: true,
+            },
+        )
+        .expect("grant");
+    })
+    .await;
+    let b = app.sign_in(DANA).await;
+    let here = app.get(&format!("/portal/e/{N}"), Some(&b)).await;
+    assert_eq!(here.status, 200, "{}", here.describe());
+    assert!(here.body.contains("Department administrator"));
+    assert!(
+        here.body.contains(&format!("href=\"/portal/e/{OTHER}\"")),
+        "a link to the other enrollment"
+    );
+    let there = app.get(&format!("/portal/e/{OTHER}"), Some(&b)).await;
+    assert_eq!(there.status, 200, "{}", there.describe());
+    assert!(there.body.contains("Enterprise administrator (read-only)"));
+    assert!(there.body.contains(&format!("href=\"/portal/e/{N}\"")));
+    // Each enrollment with its own role: the balance shows only where she is an administrator.
+    assert!(there.body.contains("Remaining commitment"));
+    assert!(!here.body.contains("Remaining commitment"));
+}
