@@ -54,6 +54,8 @@ mod tests {
         assert_eq!(money(Money(123456789), 2, "USD"), "1,234,567.89 USD");
         assert_eq!(money(Money(1500), 0, "JPY"), "1,500 JPY");
         assert_eq!(quantity(1_234_567_890_000), "1,234,567.89");
-        assert_eq!(quantity(5_000), "0.01");
+        // Half-even to two places: 0.005 → 0.00, 0.015 → 0.02.
+        assert_eq!(quantity(5_000), "0");
+        assert_eq!(quantity(15_000), "0.02");
     }
 }
