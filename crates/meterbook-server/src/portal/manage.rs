@@ -780,6 +780,20 @@ async fn edit_account(
     .await
 }
 
+/// The subscription a form names by GUID (in any case or bracing).
+fn find_subscription<'h>(
+    h: &'h Hierarchy,
+    guid: &str,
+) -> Result<(String, &'h Subscription), ApiError> {
+    let guid = normalize_guid(guid);
+    let sub = h
+        .subscriptions
+        .values()
+        .find(|s| s.guid == guid)
+        .ok_or_else(|| ApiError::NotFound(format!("no subscription {guid}")))?;
+    Ok((guid, sub))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct RenameForm {
@@ -798,12 +812,7 @@ async fn rename_subscription(
     let page = admin(&state, viewer, &n).await?;
     hierarchy_change(state, page, move |s, n| {
         let h = s.hierarchy(n)?;
-        let guid = normalize_guid(&f.guid);
-        let sub = h
-            .subscriptions
-            .values()
-            .find(|s| s.guid == guid)
-            .ok_or_else(|| ApiError::NotFound(format!("no subscription {guid}")))?;
+        let (guid, sub) = find_subscription(&h, &f.guid)?;
         let name = required(&f.name, "the subscription's name")?.to_string();
         if name == sub.name {
             return Err(ApiError::BadRequest(format!(
@@ -883,12 +892,7 @@ async fn move_subscription(
     let page = admin(&state, viewer, &n).await?;
     hierarchy_change(state, page, move |s, n| {
         let h = s.hierarchy(n)?;
-        let guid = normalize_guid(&f.guid);
-        let sub = h
-            .subscriptions
-            .values()
-            .find(|s| s.guid == guid)
-            .ok_or_else(|| ApiError::NotFound(format!("no subscription {guid}")))?;
+        let (guid, sub) = find_subscription(&h, &f.guid)?;
         let target = h
             .account_by_name(f.account.trim())
             .ok_or_else(|| ApiError::NotFound(format!("no account {}", f.account.trim())))?;
