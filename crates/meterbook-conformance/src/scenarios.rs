@@ -721,6 +721,15 @@ pub fn users_roles_sessions_and_audit<S: Store>(s: &S) {
         None,
         "used once"
     );
+    // Using a token ends the user's other tokens.
+    s.put_password_token(&[5; 32], u.id, 1000).unwrap();
+    s.put_password_token(&[6; 32], u.id, 1000).unwrap();
+    assert_eq!(s.take_password_token(&[5; 32], 500).unwrap(), Some(u.id));
+    assert_eq!(
+        s.take_password_token(&[6; 32], 500).unwrap(),
+        None,
+        "ended by the other's use"
+    );
     s.put_password_token(&[8; 32], u.id, 1000).unwrap();
     assert_eq!(
         s.take_password_token(&[8; 32], 1000).unwrap(),

@@ -113,6 +113,7 @@ pub trait UserStore {
         expires_at: i64,
     ) -> StoreResult<()>;
     /// Uses up a token: the user it was for, if it exists and has not expired.
+    /// Using one ends every other token of that user.
     fn take_password_token(&self, token_hash: &[u8; 32], now: i64) -> StoreResult<Option<i64>>;
 
     fn audit(&self, n: &EnrollmentNumber, e: &AuditEntry) -> StoreResult<()>;

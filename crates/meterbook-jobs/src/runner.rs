@@ -234,6 +234,47 @@ impl Runner {
         let rows = AtomicU64::new(0);
         let bytes = Arc::new(AtomicU64::new(0));
         let stop = StopFlag::default();
+        // A heartbeat thread renews the lease and reports progress every
+        // second for the whole job (preparing, exporting, storing the file),
+        // and raises the stop flag on cancel, time limit or a lost lease.
+        let deadline = started + self.settings.time_limit.as_millis() as i64;
+        let expected_rows_seen = AtomicU64::new(u64::MAX);
+        let finished = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let heart = scope.spawn(|| {
+                while !finished.load(Ordering::Relaxed) {
+                    std::thread::park_timeout(Duration::from_millis(1000));
+                    if finished.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let exp = expected_rows_seen.load(Ordering::Relaxed);
+                    let exp = (exp != u64::MAX).then_some(exp);
+                    self.beat(job, &rows, &bytes, exp, deadline, &stop);
+                }
+            });
+            let r = self.produce_file(job, &rows, &bytes, &stop, deadline, &expected_rows_seen);
+            finished.store(true, Ordering::Relaxed);
+            heart.thread().unpark();
+            r
+        });
+        let progress = JobProgress {
+            rows_done: rows.load(Ordering::Relaxed),
+            rows_expected: None,
+            bytes: bytes.load(Ordering::Relaxed),
+        };
+        (result, progress)
+    }
+
+    /// The job's file and manifest; see [`Runner::produce`].
+    fn produce_file(
+        &self,
+        job: &Job,
+        rows: &AtomicU64,
+        bytes: &Arc<AtomicU64>,
+        stop: &StopFlag,
+        deadline: i64,
+        expected_rows_seen: &AtomicU64,
+    ) -> Result<String, Failure> {
         let result = (|| -> Result<String, Failure> {
             let store = self.store.as_ref();
             let n = &job.enrollment;
@@ -242,6 +283,9 @@ impl Runner {
                 .ok_or_else(|| Failure::Error(format!("unknown format {}", spec.format)))?;
             let e = store.enrollment(n).map_err(Failure::store)?;
             let expected = expected_rows(store, n, spec.from, spec.to).ok();
+            if let Some(x) = expected {
+                expected_rows_seen.store(x, Ordering::Relaxed);
+            }
             let filter = UsageFilter {
                 selection: UsageSelection {
                     booked: None,
@@ -278,7 +322,6 @@ impl Runner {
                 sha: Sha256::new(),
                 bytes: bytes.clone(),
             };
-            let deadline = started + self.settings.time_limit.as_millis() as i64;
             // The export only reads the stop flag; a heartbeat thread renews the
             // lease and reports progress every second whatever the export is
             // doing, and raises the flag on cancel, time limit or a lost lease.
@@ -295,31 +338,15 @@ impl Runner {
             if !progress(0) {
                 return Err(Failure::Stopped(stop.get().unwrap_or(Stop::TimedOut)));
             }
-            let finished = AtomicBool::new(false);
-            let exported = std::thread::scope(|scope| {
-                let heart = scope.spawn(|| {
-                    let beat = Duration::from_millis(1000);
-                    while !finished.load(Ordering::Relaxed) {
-                        std::thread::park_timeout(beat);
-                        if finished.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        self.beat(job, &rows, &bytes, expected, deadline, &stop);
-                    }
-                });
-                let r = export(
-                    store,
-                    n,
-                    &report,
-                    format,
-                    &self.settings.focus,
-                    &mut out,
-                    &mut progress,
-                );
-                finished.store(true, Ordering::Relaxed);
-                heart.thread().unpark();
-                r
-            });
+            let exported = export(
+                store,
+                n,
+                &report,
+                format,
+                &self.settings.focus,
+                &mut out,
+                &mut progress,
+            );
             if let Some(s) = stop.get() {
                 return Err(Failure::Stopped(s));
             }
@@ -333,7 +360,7 @@ impl Runner {
             let sha256 = hex(&sha.finalize());
             // Last look before the file appears: a job cancelled (or taken
             // over) meanwhile leaves no file behind.
-            self.beat(job, &rows, &bytes, expected, i64::MAX, &stop);
+            self.beat(job, rows, &bytes, expected, i64::MAX, stop);
             if let Some(s) = stop.get() {
                 return Err(Failure::Stopped(s));
             }
@@ -370,12 +397,7 @@ impl Runner {
             });
             Ok(manifest.to_string())
         })();
-        let progress = JobProgress {
-            rows_done: rows.load(Ordering::Relaxed),
-            rows_expected: None,
-            bytes: bytes.load(Ordering::Relaxed),
-        };
-        (result, progress)
+        result
     }
 
     /// One heartbeat: progress and a renewed lease to the store; the answer

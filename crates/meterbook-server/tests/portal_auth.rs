@@ -1696,3 +1696,49 @@ async fn a_user_with_roles_in_two_enrollments_switches_between_them() {
     assert!(there.body.contains("Remaining commitment"));
     assert!(!here.body.contains("Remaining commitment"));
 }
+
+/// Attempts are counted before the password is checked, so a burst of
+/// parallel guesses gets no more tries than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_get_no_more_tries_than_the_limit() {
+    let app = spawn_app_with(PortalSettings {
+        max_failures_per_account: 3,
+        max_failures_per_address: 1000,
+        throttle_window: Duration::from_secs(600),
+        ..Default::default()
+    })
+    .await;
+    let tries = (0..10).map(|_| app.sign_in_raw(ADMIN, "a wrong guess here", &[]));
+    let results = futures_util::future::join_all(tries).await;
+    let checked = results.iter().filter(|r| r.status == 401).count();
+    let locked = results.iter().filter(|r| r.status == 429).count();
+    assert_eq!(
+        (checked, locked),
+        (3, 7),
+        "statuses: {:?}",
+        results.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+}
+
+/// Setting a password is throttled per address too (each try costs an argon2 hash).
+#[tokio::test]
+async fn set_password_attempts_are_throttled_per_address() {
+    let app = spawn_app_with(PortalSettings {
+        max_failures_per_address: 2,
+        throttle_window: Duration::from_secs(600),
+        ..roomy()
+    })
+    .await;
+    let form = [
+        ("token", "no such token"),
+        ("password", "long enough password"),
+        ("confirm", "long enough password"),
+    ];
+    for _ in 0..2 {
+        let r = app.post("/portal/set-password", None, &form).await;
+        assert_eq!(r.status, 400, "{}", r.describe());
+    }
+    let r = app.post("/portal/set-password", None, &form).await;
+    assert_eq!(r.status, 429, "{}", r.describe());
+    assert!(r.header("retry-after").is_some());
+}

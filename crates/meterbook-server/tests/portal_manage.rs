@@ -1717,3 +1717,62 @@ async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) 
     let csrf = body[i..i + body[i..].find('"').expect("quote")].to_string();
     (cookie, csrf)
 }
+
+/// An administrator cannot take over a user of another enrollment: inviting
+/// someone who holds a role elsewhere grants the role but shows no
+/// set-password link; and an administrator cannot invite themselves into
+/// another role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invitation_never_hands_out_another_enrollments_user() {
+    let app = spawn_app().await;
+    app.blocking(|s| {
+        create_enrollment(
+            s,
+            "500500",
+            &[("Other", "x1", "44444444-0000-4000-8000-000000000001")],
+        );
+        // Invited in 500500, no password yet.
+        let u = s
+            .create_user("alice@example.com", "Alice", None, 1)
+            .expect("user");
+        s.grant_role(
+            u.id,
+            &meterbook_core::users::Role {
+                enrollment: num("500500"),
+                scope: meterbook_core::access::Scope::Enrollment,
+                read_only: false,
+            },
+        )
+        .expect("grant");
+    })
+    .await;
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .submit(
+            &app.e("/manage/users/invite"),
+            &admin,
+            &[
+                ("email", "alice@example.com"),
+                ("role", "enterprise-reader"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(
+        !r.body.contains("data-copy"),
+        "no link for another enrollment's user"
+    );
+    assert!(!r.body.contains("set-password?token="));
+    // Inviting oneself into another role is refused.
+    let r = app
+        .submit(
+            &app.e("/manage/users/invite"),
+            &admin,
+            &[("email", ADMIN), ("role", "enterprise-reader")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.describe());
+    let still = app.sign_in(ADMIN).await;
+    let page = app.get(&app.e("/manage"), &still).await;
+    assert_eq!(page.status, 200, "still a read-write administrator");
+}

@@ -1402,3 +1402,42 @@ async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) 
     let csrf = body[i..i + body[i..].find('"').expect("quote")].to_string();
     (cookie, csrf)
 }
+
+/// A read-only administrator sees every job but may cancel only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_role_cannot_cancel_someone_elses_job() {
+    let app = spawn_app().await;
+    app.hold.store(true, Ordering::SeqCst);
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &admin.csrf),
+                ("start", "2025-10-01"),
+                ("end", "2025-10-31"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = job_of(&r.header("location").unwrap());
+    let reader = app.sign_in(READER).await;
+    let html = app.get(&reader, &app.e("/reports")).await.text();
+    assert!(html.contains(&id[..8]), "the reader sees the job");
+    assert!(
+        !html.contains(&format!("/reports/jobs/{id}/cancel")),
+        "but no cancel button"
+    );
+    let r = app
+        .post(
+            &reader,
+            &app.e(&format!("/reports/jobs/{id}/cancel")),
+            &[("csrf", &reader.csrf)],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let still = app.get(&admin, &app.e("/reports")).await.text();
+    assert!(still.contains("Queued"), "still queued");
+}

@@ -285,6 +285,14 @@ impl UserStore for SqliteStore {
             params![token_hash.as_slice(), now],
         )
         .map_err(backend)?;
+        // A token used up ends every other token of its user: an older link
+        // cannot reset the password that was just set.
+        if let Some((user, exp)) = found {
+            if exp > now {
+                tx.execute("DELETE FROM password_token WHERE user_id = ?1", [user])
+                    .map_err(backend)?;
+            }
+        }
         tx.commit().map_err(backend)?;
         Ok(found.filter(|(_, exp)| *exp > now).map(|(u, _)| u))
     }

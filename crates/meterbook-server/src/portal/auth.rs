@@ -38,31 +38,40 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    /// Seconds until `key` may try again, if it is locked.
-    fn locked(&self, key: &str, max: u32, window: i64, now: i64) -> Option<i64> {
-        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.get(key)
-            .filter(|(n, start)| *n >= max && now - start < window)
-            .map(|(_, start)| window - (now - start))
-    }
-
-    fn fail(&self, key: &str, window: i64, now: i64) {
+    /// Counts an attempt against every key, atomically, before the password is
+    /// checked (so parallel requests cannot all slip under the limit); or,
+    /// when a key is at its limit, counts nothing and says how many seconds
+    /// are left. A successful attempt is taken back with [`Throttle::succeeded`].
+    fn attempt(&self, keys: &[(&str, u32)], window: i64, now: i64) -> Result<(), i64> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if m.len() > 100_000 {
             m.retain(|_, (_, start)| now - *start < window);
         }
-        let e = m.entry(key.to_string()).or_insert((0, now));
-        if now - e.1 >= window {
-            *e = (0, now);
+        for (key, max) in keys {
+            if let Some((n, start)) = m.get(*key) {
+                if *n >= *max && now - start < window {
+                    return Err(window - (now - start));
+                }
+            }
         }
-        e.0 += 1;
+        for (key, _) in keys {
+            let e = m.entry(key.to_string()).or_insert((0, now));
+            if now - e.1 >= window {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        }
+        Ok(())
     }
 
-    fn clear(&self, key: &str) {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    /// Takes back a successful attempt: the account starts afresh, the
+    /// address gets its attempt back.
+    fn succeeded(&self, account: &str, address: &str) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(account);
+        if let Some(e) = m.get_mut(address) {
+            e.0 = e.0.saturating_sub(1);
+        }
     }
 }
 
@@ -181,8 +190,15 @@ async fn sign_in(
     let (acct_key, addr_key) = (format!("account:{email}"), format!("address:{addr}"));
     let throttle = state.throttle();
     let wait = throttle
-        .locked(&acct_key, settings.max_failures_per_account, window, now)
-        .or_else(|| throttle.locked(&addr_key, settings.max_failures_per_address, window, now));
+        .attempt(
+            &[
+                (&acct_key, settings.max_failures_per_account),
+                (&addr_key, settings.max_failures_per_address),
+            ],
+            window,
+            now,
+        )
+        .err();
     if let Some(secs) = wait {
         let mut r = sign_in_form(
             &settings,
@@ -215,8 +231,6 @@ async fn sign_in(
         Err(e) => return super::error_page(e),
     };
     let Some(user) = user else {
-        throttle.fail(&acct_key, window, now);
-        throttle.fail(&addr_key, window, now);
         // Known user: the failure goes to their enrollments' audit logs, off
         // the response's path (its timing must not tell known e-mails apart).
         let (st, lookup) = (state.clone(), email.clone());
@@ -247,7 +261,7 @@ async fn sign_in(
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
-    throttle.clear(&acct_key);
+    throttle.succeeded(&acct_key, &addr_key);
     let token = session::random_token();
     let sess = Session {
         token_hash: session::token_hash(&token),
@@ -352,7 +366,11 @@ pub struct SetPasswordForm {
     confirm: String,
 }
 
-async fn set_password(State(state): State<AppState>, Form(f): Form<SetPasswordForm>) -> Response {
+async fn set_password(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Form(f): Form<SetPasswordForm>,
+) -> Response {
     let again = |msg: &str, status: StatusCode| {
         let mut r = render(&SetPasswordPage {
             token: f.token.clone(),
@@ -363,6 +381,26 @@ async fn set_password(State(state): State<AppState>, Form(f): Form<SetPasswordFo
     };
     if f.password != f.confirm {
         return again("The two passwords differ.", StatusCode::BAD_REQUEST);
+    }
+    // Hashing is deliberately costly: attempts per address are throttled
+    // like sign-ins, before the hash is computed.
+    let settings = state.settings().portal.clone();
+    let addr_key = format!("set-password:{addr}");
+    if let Err(secs) = state.throttle().attempt(
+        &[(&addr_key, settings.max_failures_per_address)],
+        settings.throttle_window.as_secs() as i64,
+        now_unix(),
+    ) {
+        let mut r = again(
+            &format!(
+                "Too many attempts. Try again in {} minute(s).",
+                (secs + 59) / 60
+            ),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, secs.max(1).into());
+        return r;
     }
     let hash = match password::hash(&f.password) {
         Ok(h) => h,
@@ -381,7 +419,10 @@ async fn set_password(State(state): State<AppState>, Form(f): Form<SetPasswordFo
         })
         .await;
     match done {
-        Ok(true) => Redirect::to("/portal/sign-in").into_response(),
+        Ok(true) => {
+            state.throttle().succeeded("", &addr_key);
+            Redirect::to("/portal/sign-in").into_response()
+        }
         Ok(false) => again(
             "This link has expired or was already used; ask your administrator for a new one.",
             StatusCode::BAD_REQUEST,

@@ -1137,6 +1137,7 @@ async fn invite(
     viewer.check_csrf(&f.csrf)?;
     let page = admin(&state, viewer, &n).await?;
     let number = page.n.clone();
+    let me = page.viewer.user.id;
     let done = state
         .blocking(move |s| {
             let email = email_ok(&f.email)?;
@@ -1159,12 +1160,19 @@ async fn invite(
                 ),
                 Err(e) => return Err(e.into()),
             };
-            let before = s
-                .roles(user.id)?
-                .into_iter()
-                .find(|r| r.enrollment == number);
+            if user.id == me {
+                return Err(ApiError::BadRequest(
+                    "you cannot change your own role; ask another administrator".into(),
+                ));
+            }
+            let roles = s.roles(user.id)?;
+            let before = roles.iter().find(|r| r.enrollment == number).cloned();
+            // Only this enrollment's own users get a set-password link here: a
+            // link for someone who holds roles elsewhere would let this
+            // enrollment's administrators take over their account.
+            let only_here = roles.iter().all(|r| r.enrollment == number);
             s.grant_role(user.id, &role)?;
-            let token = if user.password_hash.is_none() {
+            let token = if user.password_hash.is_none() && only_here {
                 let t = random_token();
                 s.put_password_token(
                     &super::session::token_hash(&t),

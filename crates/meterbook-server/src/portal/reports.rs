@@ -75,6 +75,7 @@ pub struct JobRow {
     pub status_class: &'static str,
     /// Queued or running: the list refreshes itself while any row is open.
     pub open: bool,
+    pub can_cancel: bool,
     pub progress: String,
     pub has_file: bool,
     pub error: String,
@@ -236,7 +237,7 @@ async fn show(
         notice,
         number: page.n.to_string(),
         csrf: page.viewer.session.csrf.clone(),
-        jobs: job_rows(&jobs, scope, &h),
+        jobs: job_rows(&jobs, page, &h),
     });
     if failed {
         *r.status_mut() = StatusCode::BAD_REQUEST;
@@ -547,7 +548,13 @@ fn scope_label(h: &Hierarchy, s: Scope) -> String {
     }
 }
 
-fn job_rows(jobs: &[Job], scope: Scope, h: &Hierarchy) -> Vec<JobRow> {
+/// Who may cancel a job: a role that may change things, or whoever asked for it.
+fn may_cancel(page: &Page, job: &Job) -> bool {
+    !page.role.read_only || job.requested_by == page.viewer.user.email
+}
+
+fn job_rows(jobs: &[Job], page: &Page, h: &Hierarchy) -> Vec<JobRow> {
+    let scope = page.scope();
     jobs.iter()
         .filter(|j| scope.sees_balance() || j.spec.scope == scope)
         .map(|j| {
@@ -580,6 +587,7 @@ fn job_rows(jobs: &[Job], scope: Scope, h: &Hierarchy) -> Vec<JobRow> {
                 status: status_text(j.status).to_string(),
                 status_class: status_class(j.status),
                 open: !j.status.is_final(),
+                can_cancel: !j.status.is_final() && may_cancel(page, j),
                 progress: format!("{rows}, {} bytes", format::group(&j.bytes.to_string())),
                 has_file: j.status.has_file(),
                 error: j.error.clone().unwrap_or_default(),
@@ -602,7 +610,7 @@ async fn jobs_fragment(
     Ok(render(&JobsFragment {
         number: page.n.to_string(),
         csrf: page.viewer.session.csrf.clone(),
-        jobs: job_rows(&jobs, page.scope(), &h),
+        jobs: job_rows(&jobs, &page, &h),
     }))
 }
 
@@ -741,6 +749,12 @@ async fn cancel(
     let page = Page::load(&state, viewer, &n).await?;
     page.viewer.check_csrf(&f.csrf)?;
     let job = load_job(&state, &page, &id).await?;
+    if !may_cancel(&page, &job) {
+        return Err(ApiError::Forbidden(
+            "a read-only role may cancel only the reports it requested".into(),
+        )
+        .into());
+    }
     let done = if job.status.is_final() {
         "ended"
     } else {
@@ -748,12 +762,17 @@ async fn cancel(
             job.id.clone(),
             format!("cancelled by {}", page.viewer.user.email),
         );
-        state
+        let after = state
             .blocking(move |s| Ok(s.cancel_job(&jid, meterbook_jobs::now_ms(), &reason)?))
             .await?;
-        page.audit(&state, "report-cancelled", format!("job {}", job.id))
-            .await;
-        "cancelled"
+        // The job may have ended on its own meanwhile: say what happened.
+        if after == Some(JobStatus::Cancelled) {
+            page.audit(&state, "report-cancelled", format!("job {}", job.id))
+                .await;
+            "cancelled"
+        } else {
+            "ended"
+        }
     };
     Ok(Redirect::to(&format!(
         "/portal/e/{}/reports?done={done}&job={}#jobs",

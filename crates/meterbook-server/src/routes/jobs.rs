@@ -268,6 +268,11 @@ pub async fn cancel(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = load_job(&state, &caller, &n, &id).await?;
+    if caller.read_only && job.requested_by != caller.key_id {
+        return Err(ApiError::Forbidden(
+            "a read-only key may cancel only the jobs it requested".into(),
+        ));
+    }
     if job.status.is_final() {
         return Err(ApiError::Conflict(format!(
             "the job has already ended ({})",
