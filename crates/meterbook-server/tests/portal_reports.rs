@@ -1441,3 +1441,35 @@ async fn a_read_only_role_cannot_cancel_someone_elses_job() {
     let still = app.get(&admin, &app.e("/reports")).await.text();
     assert!(still.contains("Queued"), "still queued");
 }
+
+/// A report made while a department administrator could see charges is not
+/// served once the enrollment hides them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_with_charges_is_withheld_once_charges_are_hidden() {
+    let app = spawn_app().await;
+    let mut v = app.store.enrollment(&num(N)).expect("e").visibility;
+    v.department_admins_view_charges = true;
+    app.store.set_visibility(&num(N), v).expect("visibility");
+    let dept = app.sign_in(DEPT_A).await;
+    let r = app
+        .post(
+            &dept,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &dept.csrf),
+                ("start", "2025-10-01"),
+                ("end", "2025-10-31"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = job_of(&r.header("location").unwrap());
+    app.wait_for_job(&id).await;
+    let url = app.e(&format!("/reports/jobs/{id}/download"));
+    assert_eq!(app.get(&dept, &url).await.status, 200);
+    v.department_admins_view_charges = false;
+    app.store.set_visibility(&num(N), v).expect("visibility");
+    let r = app.get(&dept, &url).await;
+    assert_eq!(r.status, 410, "{}", r.text());
+}

@@ -261,6 +261,10 @@ pub fn error_page(e: ApiError) -> Response {
         ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Check the form"),
         ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
         ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
+        ApiError::Gone(_) => (StatusCode::GONE, "No longer available"),
+        ApiError::RangeNotSatisfiable(_) => {
+            (StatusCode::RANGE_NOT_SATISFIABLE, "Range outside the file")
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
     };
     let message = match &e {

@@ -483,6 +483,18 @@ pub(crate) async fn serve_file(
     let m = Manifest::parse(&manifest_text)
         .ok_or_else(|| ApiError::Internal(format!("job {} has no readable manifest", job.id)))?;
     let extra: Value = serde_json::from_str(&manifest_text).unwrap_or(Value::Null);
+    // A file made while its role could see costs is not served once the
+    // enrollment hides them from that role: the figures would leak.
+    if extra["filters"]["costsShown"] == Value::Bool(true) && !job.spec.scope.sees_balance() {
+        let n = job.enrollment.clone();
+        let e = state.blocking(move |s| Ok(s.enrollment(&n)?)).await?;
+        if !job.spec.scope.sees_costs(e.visibility) {
+            return Err(ApiError::Gone(
+                "this report shows charges, which the enrollment no longer lets this role see; request it again"
+                    .into(),
+            ));
+        }
+    }
     let download_name = extra["downloadName"]
         .as_str()
         .unwrap_or(&m.file)
