@@ -12,6 +12,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod backup;
 mod jobs;
 mod keys;
 mod metadata;
@@ -19,6 +20,7 @@ mod profile;
 mod usage;
 mod users;
 
+pub use backup::CopyInfo;
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
 use rusqlite::{Connection, OptionalExtension};

@@ -104,6 +104,22 @@ pub enum Command {
     /// Create operator tokens for the operator API.
     #[command(subcommand, name = "operator-token")]
     OperatorToken(OperatorTokenCmd),
+    /// Write a consistent copy of the database while it is in use.
+    ///
+    /// Example: meterbook backup --to backups/meterbook-2026-11-30.db
+    Backup {
+        /// The copy to write (must not exist yet).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Replace the database with a backup (stop `meterbook serve` first).
+    ///
+    /// Example: meterbook restore --from backups/meterbook-2026-11-30.db
+    Restore {
+        /// The backup to restore (a file `meterbook backup` wrote).
+        #[arg(long)]
+        from: PathBuf,
+    },
     /// Create a realistic demo enrollment, show what to try, and serve it.
     Demo(DemoArgs),
     /// Measure ingest, export and statement speed on generated data.

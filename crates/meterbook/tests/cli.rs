@@ -3047,3 +3047,105 @@ fn report_requests_are_limited_to_36_months() {
     let r = mb.fail("report status nope");
     assert!(r.stderr.contains("no report job nope"), "{}", r.describe());
 }
+
+/// The figures a restore must give back: the statement, the period states and
+/// every usage row (CSV reports carry no generation time, so equal data gives
+/// equal bytes).
+fn ledger_snapshot(mb: &Mb) -> (String, String, String) {
+    (
+        mb.ok(&format!("report balance --enrollment {NW} --period 202611"))
+            .stdout,
+        mb.ok(&format!("period list --enrollment {NW}")).stdout,
+        mb.ok(&format!("report usage --enrollment {NW} --period 202611"))
+            .stdout,
+    )
+}
+
+#[test]
+fn backup_taken_mid_ingest_restores_every_statement() {
+    let mb = northwind();
+    let first: Vec<String> = (0..1000)
+        .map(|i| {
+            row(
+                &format!("first-{i:04}"),
+                SUB_WEB,
+                "2026-11-29",
+                "vm-e4s",
+                "1",
+            )
+        })
+        .collect();
+    mb.ingest(NW, &mb.file("first.csv", usage_csv(&first)));
+    mb.entry("purchase", NW, "2026-11-02", "100", "Commitment");
+    let before = ledger_snapshot(&mb);
+
+    // A big ingest holds its transaction open while the backup is taken.
+    let big = mb.path("big.csv");
+    write_big_csv(&big, CRASH_ROWS);
+    let ingest_big = format!("usage ingest --enrollment {NW} {}", big.display());
+    let mut child = mb
+        .command(&words(&ingest_big))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ingest");
+    let started = Instant::now();
+    while wal_len(&mb.db) <= 4 << 20 {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the ingest ended before its WAL grew past 4 MB"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no WAL growth"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let backup = mb.path("backup.db");
+    let r = mb.ok(&format!("backup --to {}", backup.display()));
+    assert!(r.stdout.contains("1 enrollment(s)"), "{}", r.describe());
+    let mid_ingest = child.try_wait().expect("try_wait").is_none();
+    eprintln!("backup finished while the ingest ran: {mid_ingest}");
+    assert!(child.wait().expect("reap").success(), "the big ingest");
+    let after = ledger_snapshot(&mb);
+    assert_ne!(before, after);
+
+    // Restored into a new file: the state of one commit, whole.
+    let restored = Mb {
+        dir: tempfile::tempdir().expect("temp dir"),
+        db: mb.path("restored.db"),
+    };
+    restored.ok(&format!("restore --from {}", backup.display()));
+    let got = ledger_snapshot(&restored);
+    if mid_ingest {
+        assert_eq!(
+            got, before,
+            "a backup taken mid-ingest holds the last commit"
+        );
+    } else {
+        assert!(got == before || got == after, "a mix of two states");
+    }
+
+    // Restored over the live database, then the big file again: as before.
+    mb.ok(&format!("restore --from {}", backup.display()));
+    assert_eq!(ledger_snapshot(&mb), got);
+    mb.ok(&ingest_big);
+    assert_eq!(ledger_snapshot(&mb), after);
+
+    // Refusals: an existing destination, a file that is not a database.
+    mb.refuses(
+        &format!("backup --to {}", backup.display()),
+        "already exists",
+    );
+    let junk = mb.file("junk.db", "not a database at all, just text");
+    mb.refuses(
+        &format!("restore --from {junk}"),
+        "not a usable Meterbook database",
+    );
+    assert_eq!(
+        ledger_snapshot(&mb),
+        after,
+        "a refused restore changes nothing"
+    );
+}

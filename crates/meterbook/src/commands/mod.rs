@@ -1,6 +1,7 @@
 //! One module per resource; each turns parsed arguments into calls on the
 //! store and the ledger, and prints what happened.
 
+mod backup;
 mod enrollment;
 mod jobs;
 mod keys;
@@ -52,6 +53,8 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Keys(c) => keys::run(&open(settings)?, c),
         Command::User(c) => users::run(&open(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),
+        Command::Backup { to } => backup::backup(&open(settings)?, &to),
+        Command::Restore { from } => backup::restore(&settings.db, &from),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),
         Command::BenchReports(a) => crate::bench_reports::run(settings, &a),
