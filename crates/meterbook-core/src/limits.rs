@@ -1,0 +1,338 @@
+//! The supported ranges of quantities, prices and money, and the checks that
+//! hold every input to them.
+//!
+//! The ranges are chosen so that, within them, every intermediate value of
+//! rating, statements, reports and summaries fits its integer type with room
+//! to spare (docs/design-notes.md, "Supported ranges", gives the arithmetic).
+//! They are checked where values enter: a usage row, a price-sheet row, a
+//! purchase or an adjustment that would leave them is refused with the place
+//! it came from. Arithmetic behind the edge is still checked ([`crate::fixed`]
+//! has no wrapping operators), so a value that slips past a check is an error,
+//! never a wrong figure.
+
+use crate::calendar::Period;
+use crate::fixed::{pow10, Amount, Money, Overflow, Price, Quantity};
+use crate::prices::MeterPrice;
+use crate::statement::CommitmentEntry;
+use crate::store::{EntryKind, Rollup};
+use crate::usage::{Catalog, Classified};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Units of a meter per usage row, and per meter and period (own usage or the
+/// corrections of one earlier period): 10¹².
+pub const MAX_UNITS: i64 = 1_000_000_000_000;
+/// [`MAX_UNITS`] as a [`Quantity`] (10¹⁸ millionths, within `i64`).
+pub const MAX_QUANTITY: Quantity = Quantity(MAX_UNITS * 1_000_000);
+/// Largest unit price: 10⁸ of the currency, so that C(Q) ≤ 10¹² × 10⁸ of the
+/// currency is at most 10³⁸ in [`Amount`]'s 10⁻¹⁸ and fits `i128`.
+pub const MAX_UNIT_PRICE_UNITS: i128 = 100_000_000;
+/// [`MAX_UNIT_PRICE_UNITS`] as a [`Price`].
+pub const MAX_UNIT_PRICE: Price = Price(MAX_UNIT_PRICE_UNITS * pow10(Price::SCALE));
+/// Largest total, in currency units, of an enrollment's charges over its whole
+/// term, of its purchases, and of its adjustments (counted without sign): 10¹⁴.
+pub const MAX_MONEY_UNITS: i64 = 100_000_000_000_000;
+/// [`MAX_MONEY_UNITS`] as an exact [`Amount`].
+pub const MAX_CHARGES: Amount = Amount(MAX_MONEY_UNITS as i128 * pow10(Amount::SCALE));
+
+/// [`MAX_MONEY_UNITS`] in the minor unit of a currency with `exponent`
+/// decimals (at most 4 in ISO 4217, so at most 10¹⁸, within `i64`).
+pub fn max_money(exponent: u32) -> Money {
+    Money((MAX_MONEY_UNITS as i128 * pow10(exponent)) as i64)
+}
+
+/// Which range an input would leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RangeError {
+    #[error("ConsumedQuantity exceeds the supported range (at most {MAX_UNITS} units per row)")]
+    RowQuantity,
+    #[error(
+        "the period's quantity exceeds the supported range (at most {MAX_UNITS} units per meter and period)"
+    )]
+    PeriodQuantity,
+    #[error(
+        "the enrollment's charges exceed the supported range (at most {MAX_MONEY_UNITS} in its currency over its term)"
+    )]
+    Charges,
+    #[error(
+        "the enrollment's purchases exceed the supported range (at most {MAX_MONEY_UNITS} in its currency in total)"
+    )]
+    Purchases,
+    #[error(
+        "the enrollment's adjustments exceed the supported range (at most {MAX_MONEY_UNITS} in its currency in total, credits and debits counted alike)"
+    )]
+    Adjustments,
+}
+
+/// Refuses a purchase or adjustment that would take the enrollment's total of
+/// its kind past [`MAX_MONEY_UNITS`]. Adjustments count by absolute value, so
+/// every balance stays within ±3 × the range whatever their order.
+pub fn check_entry(
+    existing: &[(EntryKind, CommitmentEntry)],
+    kind: EntryKind,
+    amount: Money,
+    exponent: u32,
+) -> Result<(), RangeError> {
+    let err = match kind {
+        EntryKind::Purchase => RangeError::Purchases,
+        EntryKind::Adjustment => RangeError::Adjustments,
+    };
+    // i128: even corrupt stored values cannot overflow a sum of i64 magnitudes here.
+    let total: i128 = existing
+        .iter()
+        .filter(|(k, _)| *k == kind)
+        .chain(std::iter::once(&(kind, entry_of(amount))))
+        .map(|(_, e)| (e.amount.0 as i128).abs())
+        .sum();
+    if total > max_money(exponent).0 as i128 {
+        return Err(err);
+    }
+    Ok(())
+}
+
+fn entry_of(amount: Money) -> CommitmentEntry {
+    CommitmentEntry {
+        date: crate::calendar::Day::from_raw(0),
+        amount,
+        description: String::new(),
+    }
+}
+
+/// (booked period, meter key, rate period, correction): the key of a rollup.
+type RollupKey = (Period, i64, Period, bool);
+
+/// Holds an enrollment's usage to the ranges while a file is ingested.
+///
+/// Built from the rollups stored before the file, it is told of every row the
+/// file stores and refuses the first one that takes a meter's period quantity
+/// past [`MAX_QUANTITY`] or the enrollment's charges past [`MAX_CHARGES`], so
+/// the error can name that row's line and meter.
+///
+/// Charges of an open period move with every row (the rate C(Q)/Q applies to
+/// all of the meter's rows), so the exact total needs C(Q) and a division per
+/// changed meter. To keep that off the per-row path the guard adds a cheap upper
+/// bound of each row's effect and computes exactly only when the bound no
+/// longer proves the total is in range: for quantities Q < Q' of one meter,
+/// `Q'·r(Q') − Q·r(Q) ≤ (Q' − Q)·maxPrice + (Q + Q')/2 + 1` (in 10⁻¹⁸, since C
+/// grows by at most maxPrice per unit and each rate is rounded by at most half
+/// of 10⁻¹²).
+pub struct UsageGuard {
+    catalog: Arc<Catalog>,
+    prices: HashMap<(Period, i64), (Arc<MeterPrice>, Price)>,
+    quantities: HashMap<RollupKey, Quantity>,
+    /// Exact charge of each open period's own usage of a meter: Q × r(Q).
+    own: HashMap<(Period, i64), Amount>,
+    /// The exact charges of the enrollment when `dirty` was last settled.
+    total: Amount,
+    /// Upper bound of the growth since; `None` once it no longer fits.
+    growth: Option<Amount>,
+    dirty: HashSet<(Period, i64)>,
+}
+
+impl UsageGuard {
+    /// The guard for an enrollment whose stored rollups are `rollups`, priced
+    /// as `catalog` says. Fails if the stored usage is already out of range.
+    pub fn new(catalog: Arc<Catalog>, rollups: &[Rollup]) -> Result<UsageGuard, RangeError> {
+        let mut prices = HashMap::new();
+        for (p, sheet) in &catalog.sheets {
+            for (key, m) in sheet.values() {
+                let max = m.tiers.iter().map(|t| t.price).max().unwrap_or(Price::ZERO);
+                prices.insert((*p, *key), (m.clone(), max));
+            }
+        }
+        let mut g = UsageGuard {
+            catalog,
+            prices,
+            quantities: HashMap::new(),
+            own: HashMap::new(),
+            total: Amount::ZERO,
+            growth: Some(Amount::ZERO),
+            dirty: HashSet::new(),
+        };
+        for r in rollups {
+            let key = (r.booked, r.meter, r.rate_period, r.correction);
+            let q = g.quantities.entry(key).or_default();
+            *q = q
+                .checked_add(r.quantity)
+                .ok()
+                .filter(|q| *q <= MAX_QUANTITY && r.quantity >= Quantity::ZERO)
+                .ok_or(RangeError::PeriodQuantity)?;
+            let charge = if r.correction {
+                r.fixed_cost
+            } else if g.catalog.is_closed(r.booked) {
+                let rate = g
+                    .catalog
+                    .locked_rates
+                    .get(&(r.booked, r.meter))
+                    .copied()
+                    .unwrap_or(Price::ZERO);
+                r.quantity.checked_mul(rate).map_err(charges)?
+            } else {
+                g.dirty.insert((r.booked, r.meter));
+                continue;
+            };
+            g.total = g.total.checked_add(charge).map_err(charges)?;
+        }
+        g.settle()?;
+        Ok(g)
+    }
+
+    /// Accounts for one stored row; refuses it if it takes a range past its end.
+    pub fn admit(&mut self, c: &Classified) -> Result<(), RangeError> {
+        if c.quantity > MAX_QUANTITY {
+            return Err(RangeError::RowQuantity);
+        }
+        let key = (c.booked, c.meter, c.rate_period, c.is_correction());
+        let q = self.quantities.entry(key).or_default();
+        let total_q = q
+            .checked_add(c.quantity)
+            .ok()
+            .filter(|q| *q <= MAX_QUANTITY)
+            .ok_or(RangeError::PeriodQuantity)?;
+        *q = total_q;
+        match c.correction_rate {
+            // A correction's cost is fixed when it is written.
+            Some(rate) => {
+                let cost = c.quantity.checked_mul(rate).map_err(charges)?;
+                self.total = self.total.checked_add(cost).map_err(charges)?;
+                self.check_total()
+            }
+            None => {
+                let max_price = self.prices.get(&(c.booked, c.meter)).map(|p| p.1);
+                let step = max_price.and_then(|p| {
+                    let slack = Amount(total_q.raw() as i128 + 1);
+                    c.quantity.checked_mul(p).ok()?.checked_add(slack).ok()
+                });
+                self.growth = match (self.growth, step) {
+                    (Some(g), Some(s)) => g.checked_add(s).ok(),
+                    _ => None,
+                };
+                self.dirty.insert((c.booked, c.meter));
+                let proven = self
+                    .growth
+                    .and_then(|g| self.total.checked_add(g).ok())
+                    .is_some_and(|t| t <= MAX_CHARGES);
+                if proven {
+                    Ok(())
+                } else {
+                    self.settle()
+                }
+            }
+        }
+    }
+
+    /// Checks that pricing `period`'s stored usage at `sheet` keeps the
+    /// enrollment's charges in range; on failure names the meter (the first, in
+    /// the sheet's order, at which the running total leaves the range).
+    pub fn reprice(&mut self, period: Period, sheet: &[MeterPrice]) -> Result<(), (String, RangeError)> {
+        let no_meter = |e| (String::new(), e);
+        self.settle().map_err(no_meter)?;
+        let keys: Vec<(Period, i64)> = self.own.keys().filter(|k| k.0 == period).copied().collect();
+        for k in keys {
+            let old = self.own.remove(&k).unwrap_or(Amount::ZERO);
+            self.total = self.total.checked_sub(old).map_err(charges).map_err(no_meter)?;
+        }
+        let Some(index) = self.catalog.sheets.get(&period) else {
+            return Ok(());
+        };
+        for m in sheet {
+            let id = &m.info.meter_id;
+            let Some((key, _)) = index.get(id) else {
+                continue; // a meter new to the period has no usage yet
+            };
+            let Some(q) = self.quantities.get(&(period, *key, period, false)) else {
+                continue;
+            };
+            let named = |e| (id.clone(), e);
+            let charge = own_charge(m, *q).map_err(named)?;
+            self.total = self.total.checked_add(charge).map_err(charges).map_err(named)?;
+            self.check_total().map_err(named)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the bound by the exact charges of the meters that changed.
+    fn settle(&mut self) -> Result<(), RangeError> {
+        for (p, m) in std::mem::take(&mut self.dirty) {
+            let q = self
+                .quantities
+                .get(&(p, m, p, false))
+                .copied()
+                .unwrap_or_default();
+            let charge = match self.prices.get(&(p, m)) {
+                Some((price, _)) => own_charge(price, q)?,
+                // Usage always has a price (imports refuse to drop one); no
+                // price means no charge, as in the ledger.
+                None => Amount::ZERO,
+            };
+            let old = self.own.insert((p, m), charge).unwrap_or(Amount::ZERO);
+            self.total = self
+                .total
+                .checked_sub(old)
+                .and_then(|t| t.checked_add(charge))
+                .map_err(charges)?;
+        }
+        self.growth = Some(Amount::ZERO);
+        self.check_total()
+    }
+
+    fn check_total(&self) -> Result<(), RangeError> {
+        if self.total > MAX_CHARGES {
+            return Err(RangeError::Charges);
+        }
+        Ok(())
+    }
+}
+
+/// The charge of a period's own usage `q` of meter `m`: Q × C(Q)/Q.
+fn own_charge(m: &MeterPrice, q: Quantity) -> Result<Amount, RangeError> {
+    let rate = m.resource_rate(q).map_err(charges)?;
+    q.checked_mul(rate).map_err(charges)
+}
+
+fn charges(_: Overflow) -> RangeError {
+    RangeError::Charges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_fit_their_types() {
+        assert_eq!(MAX_QUANTITY.to_string(), "1000000000000");
+        assert_eq!(MAX_UNIT_PRICE.to_string(), "100000000");
+        assert_eq!(MAX_CHARGES.to_string(), "100000000000000");
+        assert_eq!(max_money(4), Money(1_000_000_000_000_000_000));
+        // Three totals at the maximum, in the finest minor unit, still fit.
+        assert!(max_money(4).0.checked_mul(3).is_some());
+        // The largest period quantity at the largest price fits i128, with room
+        // for the enrollment's in-range total beside it.
+        let worst = MAX_QUANTITY.checked_mul(MAX_UNIT_PRICE).unwrap();
+        assert!(worst.checked_add(MAX_CHARGES).is_ok());
+    }
+
+    fn purchase(amount: i64) -> (EntryKind, CommitmentEntry) {
+        (EntryKind::Purchase, entry_of(Money(amount)))
+    }
+
+    #[test]
+    fn entries_are_held_to_the_range() {
+        let max = max_money(2);
+        assert_eq!(check_entry(&[], EntryKind::Purchase, max, 2), Ok(()));
+        assert_eq!(
+            check_entry(&[purchase(max.0)], EntryKind::Purchase, Money(1), 2),
+            Err(RangeError::Purchases)
+        );
+        // Debits count by size: −max then +1 is past the range.
+        let debit = (EntryKind::Adjustment, entry_of(Money(-max.0)));
+        assert_eq!(
+            check_entry(&[debit], EntryKind::Adjustment, Money(1), 2),
+            Err(RangeError::Adjustments)
+        );
+        assert_eq!(
+            check_entry(&[purchase(max.0)], EntryKind::Adjustment, Money(-max.0), 2),
+            Ok(())
+        );
+    }
+}
