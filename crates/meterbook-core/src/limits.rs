@@ -222,32 +222,52 @@ impl UsageGuard {
     }
 
     /// Checks that pricing `period`'s stored usage at `sheet` keeps the
-    /// enrollment's charges in range; on failure names the meter (the first, in
-    /// the sheet's order, at which the running total leaves the range).
-    pub fn reprice(&mut self, period: Period, sheet: &[MeterPrice]) -> Result<(), (String, RangeError)> {
-        let no_meter = |e| (String::new(), e);
-        self.settle().map_err(no_meter)?;
-        let keys: Vec<(Period, i64)> = self.own.keys().filter(|k| k.0 == period).copied().collect();
-        for k in keys {
-            let old = self.own.remove(&k).unwrap_or(Amount::ZERO);
-            self.total = self.total.checked_sub(old).map_err(charges).map_err(no_meter)?;
-        }
-        let Some(index) = self.catalog.sheets.get(&period) else {
-            return Ok(());
-        };
+    /// enrollment's charges in range. On failure it names a meter: applying the
+    /// change of each meter's charge in the sheet's order, the first one after
+    /// which the total is out of range.
+    pub fn reprice(
+        &mut self,
+        period: Period,
+        sheet: &[MeterPrice],
+    ) -> Result<(), (String, RangeError)> {
+        self.settle().map_err(|e| (String::new(), e))?;
+        let index = self.catalog.sheets.get(&period);
+        let mut changes: Vec<(&str, (Period, i64), Amount, Amount)> = Vec::new();
         for m in sheet {
-            let id = &m.info.meter_id;
-            let Some((key, _)) = index.get(id) else {
-                continue; // a meter new to the period has no usage yet
+            let id = m.info.meter_id.as_str();
+            // A meter new to the period has no usage yet.
+            let Some((key, _)) = index.and_then(|i| i.get(id)) else {
+                continue;
             };
             let Some(q) = self.quantities.get(&(period, *key, period, false)) else {
                 continue;
             };
-            let named = |e| (id.clone(), e);
-            let charge = own_charge(m, *q).map_err(named)?;
-            self.total = self.total.checked_add(charge).map_err(charges).map_err(named)?;
-            self.check_total().map_err(named)?;
+            let named = |e| (id.to_string(), e);
+            let new = own_charge(m, *q).map_err(named)?;
+            let old = self.own.get(&(period, *key)).copied().unwrap_or_default();
+            changes.push((id, (period, *key), old, new));
         }
+        let mut total = self.total;
+        let mut first_out: Option<(String, RangeError)> = None;
+        for (id, _, old, new) in &changes {
+            let next = total.checked_sub(*old).and_then(|t| t.checked_add(*new));
+            match next {
+                Ok(t) if t <= MAX_CHARGES => total = t,
+                Ok(t) => {
+                    first_out.get_or_insert((id.to_string(), RangeError::Charges));
+                    total = t;
+                }
+                Err(_) => return Err((id.to_string(), RangeError::Charges)),
+            }
+        }
+        // Refused only if the end result is out of range.
+        if total > MAX_CHARGES {
+            return Err(first_out.unwrap_or((String::new(), RangeError::Charges)));
+        }
+        for (_, k, _, new) in changes {
+            self.own.insert(k, new);
+        }
+        self.total = total;
         Ok(())
     }
 

@@ -49,6 +49,7 @@ conformance!(
     users_roles_sessions_and_audit,
     summaries_match_the_usage_report,
     departments_and_accounts_rename,
+    ranges_hold_across_files,
 );
 
 #[test]
