@@ -59,6 +59,12 @@ fn property_rows_add_up_to_charges() {
 }
 
 #[test]
+fn property_files_near_the_limits() {
+    let stores = Stores::new();
+    properties::files_near_the_limits(&|| stores.make(), 24);
+}
+
+#[test]
 fn property_ingest_order_does_not_matter() {
     let stores = Stores::new();
     properties::ingest_order_does_not_matter(&|| stores.make(), 24);
