@@ -211,7 +211,11 @@ pub fn files_near_the_limits<S: Store>(make: &dyn Fn() -> S, cases: u32) {
             enrollment(&s, "CLF");
             let sheet = [
                 meter("top", "0", &[("0", "100000000")]),
-                meter("tiered", "1000", &[("0", "0.5"), ("500000000000", "99.999999999999")]),
+                meter(
+                    "tiered",
+                    "1000",
+                    &[("0", "0.5"), ("500000000000", "99.999999999999")],
+                ),
                 M {
                     separately: true,
                     ..meter("support", "0", &[("0", "0.000000000001")])

@@ -432,7 +432,11 @@ pub fn ranges_hold_across_files<S: Store>(s: &S) {
     // Exactly at the quantity range: 1e12 units of c.
     ingest_ok(s, &second[..2]);
     let again = ingest_ok(s, &second[..2]);
-    assert_eq!((again.stored, again.duplicates), (0, 2), "re-sending counts once");
+    assert_eq!(
+        (again.stored, again.duplicates),
+        (0, 2),
+        "re-sending counts once"
+    );
     // Charges are 99 990 000 000 005: d in 202502 may add 9 999 999 995, no more.
     let r = refused(&[row("e", G3, "2025-02-01", "d", "9999999996")], false);
     assert_eq!((r.line, r.column), (2, None));
@@ -463,9 +467,19 @@ pub fn ranges_hold_across_files<S: Store>(s: &S) {
 
     // A cheaper one makes room (5e13 less); corrections of the closed 202501 are
     // booked in 202502 at its locked rate 50 and held to the same ranges.
-    prices(s, "202501", &[meter("c", "0", &[("0", "50")]), meter("d", "0", &[("0", "1")])]);
+    prices(
+        s,
+        "202501",
+        &[
+            meter("c", "0", &[("0", "50")]),
+            meter("d", "0", &[("0", "1")]),
+        ],
+    );
     close(s, "202501");
-    let r = refused(&[row("f", G1, "2025-01-20", "c", "1000000000000.000001")], false);
+    let r = refused(
+        &[row("f", G1, "2025-01-20", "c", "1000000000000.000001")],
+        false,
+    );
     assert_eq!(r.reason, format!("meter c: {}", RangeError::RowQuantity));
     ingest_ok(s, &[row("f1", G1, "2025-01-20", "c", "600000000000")]);
     let r = refused(&[row("f2", G1, "2025-01-21", "c", "400000000001")], false);

@@ -221,7 +221,8 @@ macro_rules! fixed_type {
             }
             /// The sum of `it`, or [`Overflow`] as soon as a partial sum does not fit.
             pub fn checked_sum<I: IntoIterator<Item = $name>>(it: I) -> Result<$name, Overflow> {
-                it.into_iter().try_fold($name::ZERO, |a, b| a.checked_add(b))
+                it.into_iter()
+                    .try_fold($name::ZERO, |a, b| a.checked_add(b))
             }
         }
     };
@@ -260,7 +261,10 @@ impl Quantity {
 impl Quantity {
     /// The exact cost of this quantity at `p` (6 + 12 = 18 decimals, no rounding).
     pub fn checked_mul(self, p: Price) -> Result<Amount, Overflow> {
-        (self.0 as i128).checked_mul(p.0).map(Amount).ok_or(Overflow)
+        (self.0 as i128)
+            .checked_mul(p.0)
+            .map(Amount)
+            .ok_or(Overflow)
     }
 }
 
@@ -324,7 +328,8 @@ impl Money {
     }
     /// The sum of `it`, or [`Overflow`] as soon as a partial sum does not fit.
     pub fn checked_sum<I: IntoIterator<Item = Money>>(it: I) -> Result<Money, Overflow> {
-        it.into_iter().try_fold(Money::ZERO, |a, b| a.checked_add(b))
+        it.into_iter()
+            .try_fold(Money::ZERO, |a, b| a.checked_add(b))
     }
 }
 
@@ -386,7 +391,10 @@ mod tests {
     fn product_is_exact() {
         let q: Quantity = "88.123456".parse().unwrap();
         let p: Price = "0.087000000001".parse().unwrap();
-        assert_eq!(q.checked_mul(p).unwrap().to_string(), "7.666740672088123456");
+        assert_eq!(
+            q.checked_mul(p).unwrap().to_string(),
+            "7.666740672088123456"
+        );
     }
 
     /// The defect this guards against: 9e12 units at 1e7 rounded to cents used to
@@ -396,7 +404,10 @@ mod tests {
         let q: Quantity = "9000000000000".parse().unwrap();
         let cost = q.checked_mul("10000000".parse().unwrap()).unwrap();
         assert_eq!(cost.round_to_minor(2), Err(Overflow));
-        assert_eq!(q.checked_mul("100000000000000".parse().unwrap()), Err(Overflow));
+        assert_eq!(
+            q.checked_mul("100000000000000".parse().unwrap()),
+            Err(Overflow)
+        );
         assert_eq!(Quantity(i64::MAX).checked_add(Quantity(1)), Err(Overflow));
         assert_eq!(Money(i64::MIN).checked_sub(Money(1)), Err(Overflow));
         assert_eq!(

@@ -295,11 +295,17 @@ mod tests {
         // C = 1 for Q = 3: 0.333333333333(33…) rounds down.
         let m = meter("0", &[("0", "0.333333333333"), ("2", "0.333333333334")]);
         assert_eq!(m.tier_cost(q("3")).unwrap().to_string(), "1");
-        assert_eq!(m.resource_rate(q("3")).unwrap().to_string(), "0.333333333333");
+        assert_eq!(
+            m.resource_rate(q("3")).unwrap().to_string(),
+            "0.333333333333"
+        );
         // C = 2 for Q = 3: 0.666666666666(66…) rounds up.
         let m = meter("0", &[("0", "0.666666666668"), ("1", "0.666666666666")]);
         assert_eq!(m.tier_cost(q("3")).unwrap().to_string(), "2");
-        assert_eq!(m.resource_rate(q("3")).unwrap().to_string(), "0.666666666667");
+        assert_eq!(
+            m.resource_rate(q("3")).unwrap().to_string(),
+            "0.666666666667"
+        );
         // Exact ties go to the even neighbour: 0.5e-12 -> 0, 1.5e-12 -> 2e-12.
         let m = meter("0", &[("0", "0.000000000001"), ("1", "0")]);
         assert_eq!(m.resource_rate(q("2")), Ok(Price::ZERO));
@@ -348,13 +354,22 @@ mod tests {
         assert_eq!(e.0, 2);
         assert!(e.1.contains("meter a: UnitPrice"), "{}", e.1);
         assert!(e.1.contains("supported range"), "{}", e.1);
-        let e = build_price_sheet(&[row(2, "a", "1", "0"), row(3, "a", "1", "1000000000000.000001")])
-            .unwrap_err();
+        let e = build_price_sheet(&[
+            row(2, "a", "1", "0"),
+            row(3, "a", "1", "1000000000000.000001"),
+        ])
+        .unwrap_err();
         assert_eq!(e.0, 3);
         // At the largest price and quantity the cost and rate are exact.
         let m = meter("0", &[("0", "1"), ("1", "100000000")]);
         let top = q("1000000000000");
-        assert_eq!(m.tier_cost(top).unwrap().to_string(), "99999999999900000001");
-        assert_eq!(m.resource_rate(top).unwrap().to_string(), "99999999.999900000001");
+        assert_eq!(
+            m.tier_cost(top).unwrap().to_string(),
+            "99999999999900000001"
+        );
+        assert_eq!(
+            m.resource_rate(top).unwrap().to_string(),
+            "99999999.999900000001"
+        );
     }
 }

@@ -140,10 +140,7 @@ impl Statement {
                 ),
             ),
             ("utilized >= 0", self.utilized >= Money::ZERO),
-            (
-                "utilized <= commitment charges",
-                self.utilized <= eligible,
-            ),
+            ("utilized <= commitment charges", self.utilized <= eligible),
         ];
         match checks.iter().find(|(_, ok)| !ok) {
             Some((name, _)) => Err(broken(name)),

@@ -86,13 +86,15 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
             .or_insert((0, Amount::ZERO, 0));
         // Every sum here is part of a range-checked rollup, so none can fail;
         // checked all the same so that stored data out of range is an error.
-        e.0 = e
-            .0
-            .checked_add(d.quantity.raw() as i128)
-            .ok_or(Overflow)
-            .map_err(out_of_range)?;
+        e.0 =
+            e.0.checked_add(d.quantity.raw() as i128)
+                .ok_or(Overflow)
+                .map_err(out_of_range)?;
         e.1 = e.1.checked_add(cost).map_err(out_of_range)?;
-        e.2 = e.2.checked_add(d.rows).ok_or(Overflow).map_err(out_of_range)?;
+        e.2 =
+            e.2.checked_add(d.rows)
+                .ok_or(Overflow)
+                .map_err(out_of_range)?;
         // The meter's description comes from the sheet of the period that prices it.
         let sheet_period = d.correction_rate.map_or(d.booked, |_| d.day.period());
         if let std::collections::hash_map::Entry::Vacant(v) = sheets.entry(sheet_period) {

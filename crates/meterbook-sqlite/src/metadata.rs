@@ -5,10 +5,10 @@ use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, Pe
 use meterbook_core::hierarchy::{
     normalize_guid, Account, Department, Hierarchy, HierarchyRow, Subscription,
 };
+use meterbook_core::limits::{check_entry, UsageGuard};
 use meterbook_core::prices::{MeterInfo, MeterPrice, Tier};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, HierarchySummary, MetadataStore, StoreError, StoreResult};
-use meterbook_core::limits::{check_entry, UsageGuard};
 use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period, Price, Quantity};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashSet;
@@ -665,9 +665,11 @@ impl MetadataStore for SqliteStore {
         }
         // The write lock is held: the entries cannot change before the insert.
         let currency: String = conn
-            .query_row("SELECT currency FROM enrollment WHERE id = ?1", [eid], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT currency FROM enrollment WHERE id = ?1",
+                [eid],
+                |r| r.get(0),
+            )
             .map_err(backend)?;
         let exponent = Currency::parse(&currency)
             .map_err(StoreError::Backend)?

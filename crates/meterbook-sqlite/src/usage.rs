@@ -298,7 +298,10 @@ impl UsageWriter for SqliteUsageWriter<'_> {
             // i128 sums of i64 quantities: no file is long enough to overflow them.
             e.0 += c.quantity.raw() as i128;
             if let Some(rate) = c.correction_rate {
-                let cost = c.quantity.checked_mul(rate).and_then(|a| e.1.checked_add(a));
+                let cost = c
+                    .quantity
+                    .checked_mul(rate)
+                    .and_then(|a| e.1.checked_add(a));
                 e.1 = cost.map_err(|_| {
                     StoreError::Invalid(format!(
                         "line {}: meter {}: the cost of the correction exceeds the supported range",
@@ -396,7 +399,8 @@ pub(crate) fn read_rollups(
             ))
         })
         .map_err(backend)?;
-    let period = |id| Period::from_id(id).ok_or_else(|| StoreError::Backend("corrupt period".into()));
+    let period =
+        |id| Period::from_id(id).ok_or_else(|| StoreError::Backend("corrupt period".into()));
     let mut out = Vec::new();
     for row in rows {
         let (b, meter, rp, correction, q, cost, n) = row.map_err(backend)?;

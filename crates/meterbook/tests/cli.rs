@@ -2366,7 +2366,9 @@ fn charges_past_the_supported_range_are_refused_not_wrapped() {
     let h = mb.file("hierarchy.csv", HIERARCHY);
     mb.ok(&format!("hierarchy import --enrollment {NW} {h}"));
     let p = mb.file("prices.csv", vm_prices("10000000"));
-    mb.ok(&format!("prices import --enrollment {NW} --period 202611 {p}"));
+    mb.ok(&format!(
+        "prices import --enrollment {NW} --period 202611 {p}"
+    ));
     mb.entry("purchase", NW, "2026-11-01", "1000", "Commitment");
     let ok = mb.file(
         "ok.csv",
@@ -2377,7 +2379,13 @@ fn charges_past_the_supported_range_are_refused_not_wrapped() {
 
     let u = mb.file(
         "usage.csv",
-        usage_csv(&[row("big-1", SUB_PROD, "2026-11-01", "vm-e4s", "9000000000000")]),
+        usage_csv(&[row(
+            "big-1",
+            SUB_PROD,
+            "2026-11-01",
+            "vm-e4s",
+            "9000000000000",
+        )]),
     );
     let r = mb.fail(&format!("usage ingest --enrollment {NW} {u}"));
     for expected in [
@@ -2386,7 +2394,11 @@ fn charges_past_the_supported_range_are_refused_not_wrapped() {
         "exceeds the supported range".to_string(),
         "nothing was stored".to_string(),
     ] {
-        assert!(r.stderr.contains(&expected), "`{expected}`:\n{}", r.describe());
+        assert!(
+            r.stderr.contains(&expected),
+            "`{expected}`:\n{}",
+            r.describe()
+        );
     }
     assert_eq!(nw_balance(&mb), before, "the balance is unchanged");
 
@@ -2459,7 +2471,13 @@ fn prices_and_purchases_that_take_the_enrollment_past_the_range_are_refused() {
     let mb = northwind();
     let u = mb.file(
         "u.csv",
-        usage_csv(&[row("u-1", SUB_PROD, "2026-11-01", "vm-e4s", "1000000000000")]),
+        usage_csv(&[row(
+            "u-1",
+            SUB_PROD,
+            "2026-11-01",
+            "vm-e4s",
+            "1000000000000",
+        )]),
     );
     mb.ingest(NW, &u);
     let before = nw_balance(&mb);
@@ -2472,7 +2490,9 @@ fn prices_and_purchases_that_take_the_enrollment_past_the_range_are_refused() {
     assert_eq!(nw_balance(&mb), before, "the old prices stay");
     // At 100 it is 1e14, the range's end: accepted.
     let p = mb.file("prices3.csv", vm_prices("100"));
-    mb.ok(&format!("prices import --enrollment {NW} --period 202611 {p}"));
+    mb.ok(&format!(
+        "prices import --enrollment {NW} --period 202611 {p}"
+    ));
     check_identities(&mb, NW, "202611", 2);
 
     mb.entry("purchase", NW, "2026-11-01", "100000000000000", "All of it");

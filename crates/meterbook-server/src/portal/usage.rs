@@ -22,8 +22,8 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use meterbook_core::access::Scope;
-use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::fixed::Overflow;
+use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::store::{StoreError, UsageSelection};
 use meterbook_core::summary::{usage_summary, SummaryRow};
 use meterbook_core::{Amount, Day, Period};
@@ -260,7 +260,10 @@ impl Agg {
         self.cost = self.cost.checked_add(r.cost).map_err(out_of_range)?;
         self.quantity += r.quantity_micro;
         self.per_period[i].0 += r.rows;
-        self.per_period[i].1 = self.per_period[i].1.checked_add(r.cost).map_err(out_of_range)?;
+        self.per_period[i].1 = self.per_period[i]
+            .1
+            .checked_add(r.cost)
+            .map_err(out_of_range)?;
         Ok(())
     }
 }
