@@ -16,7 +16,7 @@ use crate::prices::MeterPrice;
 use crate::statement::CommitmentEntry;
 use crate::store::{EntryKind, Rollup};
 use crate::usage::{Catalog, Classified};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Units of a meter per usage row, and per meter and period (own usage or the
@@ -98,8 +98,19 @@ fn entry_of(amount: Money) -> CommitmentEntry {
     }
 }
 
-/// (booked period, meter key, rate period, correction): the key of a rollup.
-type RollupKey = (Period, i64, Period, bool);
+/// The guard's maps sit on the per-row path of ingestion: a fast hasher
+/// (the keys are the store's own integers, not attacker-chosen strings).
+type Fast = foldhash::fast::RandomState;
+
+/// A meter's own usage in one open period, as the guard tracks it.
+struct OwnUsage {
+    quantity: Quantity,
+    /// Q × r(Q) when last settled.
+    charge: Amount,
+    /// The meter's price in the period and its highest tier price.
+    price: Option<(Arc<MeterPrice>, Price)>,
+    dirty: bool,
+}
 
 /// Holds an enrollment's usage to the ranges while a file is ingested.
 ///
@@ -118,48 +129,60 @@ type RollupKey = (Period, i64, Period, bool);
 /// of 10⁻¹²).
 pub struct UsageGuard {
     catalog: Arc<Catalog>,
-    prices: HashMap<(Period, i64), (Arc<MeterPrice>, Price)>,
-    quantities: HashMap<RollupKey, Quantity>,
-    /// Exact charge of each open period's own usage of a meter: Q × r(Q).
-    own: HashMap<(Period, i64), Amount>,
-    /// The exact charges of the enrollment when `dirty` was last settled.
+    /// Every sheet's meters by (period, meter key).
+    prices: HashMap<(Period, i64), Arc<MeterPrice>, Fast>,
+    /// Own usage of open periods by (period, meter key).
+    own: HashMap<(Period, i64), OwnUsage, Fast>,
+    /// Quantities of corrections by (booked period, meter key, rate period).
+    corrections: HashMap<(Period, i64, Period), Quantity, Fast>,
+    /// Own usage of closed periods: only its quantity range matters now.
+    closed: HashMap<(Period, i64), Quantity, Fast>,
+    /// The exact charges of the enrollment when last settled.
     total: Amount,
     /// Upper bound of the growth since; `None` once it no longer fits.
     growth: Option<Amount>,
-    dirty: HashSet<(Period, i64)>,
+    dirty: Vec<(Period, i64)>,
+}
+
+fn add_quantity(q: &mut Quantity, more: Quantity) -> Result<(), RangeError> {
+    *q = q
+        .checked_add(more)
+        .ok()
+        .filter(|t| *t <= MAX_QUANTITY && more >= Quantity::ZERO)
+        .ok_or(RangeError::PeriodQuantity)?;
+    Ok(())
 }
 
 impl UsageGuard {
     /// The guard for an enrollment whose stored rollups are `rollups`, priced
     /// as `catalog` says. Fails if the stored usage is already out of range.
     pub fn new(catalog: Arc<Catalog>, rollups: &[Rollup]) -> Result<UsageGuard, RangeError> {
-        let mut prices = HashMap::new();
+        let mut prices = HashMap::default();
         for (p, sheet) in &catalog.sheets {
             for (key, m) in sheet.values() {
-                let max = m.tiers.iter().map(|t| t.price).max().unwrap_or(Price::ZERO);
-                prices.insert((*p, *key), (m.clone(), max));
+                prices.insert((*p, *key), m.clone());
             }
         }
         let mut g = UsageGuard {
             catalog,
             prices,
-            quantities: HashMap::new(),
-            own: HashMap::new(),
+            own: HashMap::default(),
+            corrections: HashMap::default(),
+            closed: HashMap::default(),
             total: Amount::ZERO,
             growth: Some(Amount::ZERO),
-            dirty: HashSet::new(),
+            dirty: Vec::new(),
         };
         for r in rollups {
-            let key = (r.booked, r.meter, r.rate_period, r.correction);
-            let q = g.quantities.entry(key).or_default();
-            *q = q
-                .checked_add(r.quantity)
-                .ok()
-                .filter(|q| *q <= MAX_QUANTITY && r.quantity >= Quantity::ZERO)
-                .ok_or(RangeError::PeriodQuantity)?;
             let charge = if r.correction {
+                let q = g
+                    .corrections
+                    .entry((r.booked, r.meter, r.rate_period))
+                    .or_default();
+                add_quantity(q, r.quantity)?;
                 r.fixed_cost
             } else if g.catalog.is_closed(r.booked) {
+                add_quantity(g.closed.entry((r.booked, r.meter)).or_default(), r.quantity)?;
                 let rate = g
                     .catalog
                     .locked_rates
@@ -168,7 +191,9 @@ impl UsageGuard {
                     .unwrap_or(Price::ZERO);
                 r.quantity.checked_mul(rate).map_err(charges)?
             } else {
-                g.dirty.insert((r.booked, r.meter));
+                let own = g.own_usage(r.booked, r.meter);
+                add_quantity(&mut own.quantity, r.quantity)?;
+                g.mark_dirty(r.booked, r.meter);
                 continue;
             };
             g.total = g.total.checked_add(charge).map_err(charges)?;
@@ -177,47 +202,62 @@ impl UsageGuard {
         Ok(g)
     }
 
+    /// The own usage of `meter` in open period `p`, created on first use.
+    fn own_usage(&mut self, p: Period, meter: i64) -> &mut OwnUsage {
+        let prices = &self.prices;
+        self.own.entry((p, meter)).or_insert_with(|| {
+            let price = prices.get(&(p, meter)).map(|m| (m.clone(), max_price(m)));
+            OwnUsage {
+                quantity: Quantity::ZERO,
+                charge: Amount::ZERO,
+                price,
+                dirty: false,
+            }
+        })
+    }
+
+    fn mark_dirty(&mut self, p: Period, meter: i64) {
+        if let Some(own) = self.own.get_mut(&(p, meter)) {
+            if !own.dirty {
+                own.dirty = true;
+                self.dirty.push((p, meter));
+            }
+        }
+    }
+
     /// Accounts for one stored row; refuses it if it takes a range past its end.
     pub fn admit(&mut self, c: &Classified) -> Result<(), RangeError> {
         if c.quantity > MAX_QUANTITY {
             return Err(RangeError::RowQuantity);
         }
-        let key = (c.booked, c.meter, c.rate_period, c.is_correction());
-        let q = self.quantities.entry(key).or_default();
-        let total_q = q
-            .checked_add(c.quantity)
-            .ok()
-            .filter(|q| *q <= MAX_QUANTITY)
-            .ok_or(RangeError::PeriodQuantity)?;
-        *q = total_q;
-        match c.correction_rate {
+        if let Some(rate) = c.correction_rate {
             // A correction's cost is fixed when it is written.
-            Some(rate) => {
-                let cost = c.quantity.checked_mul(rate).map_err(charges)?;
-                self.total = self.total.checked_add(cost).map_err(charges)?;
-                self.check_total()
-            }
-            None => {
-                let max_price = self.prices.get(&(c.booked, c.meter)).map(|p| p.1);
-                let step = max_price.and_then(|p| {
-                    let slack = Amount(total_q.raw() as i128 + 1);
-                    c.quantity.checked_mul(p).ok()?.checked_add(slack).ok()
-                });
-                self.growth = match (self.growth, step) {
-                    (Some(g), Some(s)) => g.checked_add(s).ok(),
-                    _ => None,
-                };
-                self.dirty.insert((c.booked, c.meter));
-                let proven = self
-                    .growth
-                    .and_then(|g| self.total.checked_add(g).ok())
-                    .is_some_and(|t| t <= MAX_CHARGES);
-                if proven {
-                    Ok(())
-                } else {
-                    self.settle()
-                }
-            }
+            let key = (c.booked, c.meter, c.rate_period);
+            add_quantity(self.corrections.entry(key).or_default(), c.quantity)?;
+            let cost = c.quantity.checked_mul(rate).map_err(charges)?;
+            self.total = self.total.checked_add(cost).map_err(charges)?;
+            return self.check_total();
+        }
+        let own = self.own_usage(c.booked, c.meter);
+        add_quantity(&mut own.quantity, c.quantity)?;
+        let slack = Amount(own.quantity.raw() as i128 + 1);
+        let step = own
+            .price
+            .as_ref()
+            .and_then(|(_, max)| c.quantity.checked_mul(*max).ok()?.checked_add(slack).ok());
+        self.growth = match (self.growth, step) {
+            (Some(g), Some(s)) => g.checked_add(s).ok(),
+            _ => None,
+        };
+        self.mark_dirty(c.booked, c.meter);
+        let proven = self
+            .growth
+            .and_then(|g| self.total.checked_add(g).ok())
+            .is_some_and(|t| t <= MAX_CHARGES);
+        if proven {
+            Ok(())
+        } else {
+            self.settle()
         }
     }
 
@@ -232,40 +272,41 @@ impl UsageGuard {
     ) -> Result<(), (String, RangeError)> {
         self.settle().map_err(|e| (String::new(), e))?;
         let index = self.catalog.sheets.get(&period);
-        let mut changes: Vec<(&str, (Period, i64), Amount, Amount)> = Vec::new();
+        let mut changes: Vec<(&MeterPrice, (Period, i64), Amount, Amount)> = Vec::new();
         for m in sheet {
             let id = m.info.meter_id.as_str();
             // A meter new to the period has no usage yet.
             let Some((key, _)) = index.and_then(|i| i.get(id)) else {
                 continue;
             };
-            let Some(q) = self.quantities.get(&(period, *key, period, false)) else {
+            let Some(own) = self.own.get(&(period, *key)) else {
                 continue;
             };
-            let named = |e| (id.to_string(), e);
-            let new = own_charge(m, *q).map_err(named)?;
-            let old = self.own.get(&(period, *key)).copied().unwrap_or_default();
-            changes.push((id, (period, *key), old, new));
+            let new = own_charge(m, own.quantity).map_err(|e| (id.to_string(), e))?;
+            changes.push((m, (period, *key), own.charge, new));
         }
         let mut total = self.total;
-        let mut first_out: Option<(String, RangeError)> = None;
-        for (id, _, old, new) in &changes {
+        let mut first_out: Option<&MeterPrice> = None;
+        for (m, _, old, new) in &changes {
             let next = total.checked_sub(*old).and_then(|t| t.checked_add(*new));
-            match next {
-                Ok(t) if t <= MAX_CHARGES => total = t,
-                Ok(t) => {
-                    first_out.get_or_insert((id.to_string(), RangeError::Charges));
-                    total = t;
-                }
-                Err(_) => return Err((id.to_string(), RangeError::Charges)),
+            let Ok(t) = next else {
+                return Err((m.info.meter_id.clone(), RangeError::Charges));
+            };
+            if t > MAX_CHARGES {
+                first_out.get_or_insert(m);
             }
+            total = t;
         }
         // Refused only if the end result is out of range.
         if total > MAX_CHARGES {
-            return Err(first_out.unwrap_or((String::new(), RangeError::Charges)));
+            let meter = first_out.map_or_else(String::new, |m| m.info.meter_id.clone());
+            return Err((meter, RangeError::Charges));
         }
-        for (_, k, _, new) in changes {
-            self.own.insert(k, new);
+        for (m, k, _, new) in changes {
+            if let Some(own) = self.own.get_mut(&k) {
+                own.charge = new;
+                own.price = Some((Arc::new(m.clone()), max_price(m)));
+            }
         }
         self.total = total;
         Ok(())
@@ -273,19 +314,18 @@ impl UsageGuard {
 
     /// Replaces the bound by the exact charges of the meters that changed.
     fn settle(&mut self) -> Result<(), RangeError> {
-        for (p, m) in std::mem::take(&mut self.dirty) {
-            let q = self
-                .quantities
-                .get(&(p, m, p, false))
-                .copied()
-                .unwrap_or_default();
-            let charge = match self.prices.get(&(p, m)) {
-                Some((price, _)) => own_charge(price, q)?,
+        for k in std::mem::take(&mut self.dirty) {
+            let Some(own) = self.own.get_mut(&k) else {
+                continue;
+            };
+            own.dirty = false;
+            let charge = match &own.price {
+                Some((price, _)) => own_charge(price, own.quantity)?,
                 // Usage always has a price (imports refuse to drop one); no
                 // price means no charge, as in the ledger.
                 None => Amount::ZERO,
             };
-            let old = self.own.insert((p, m), charge).unwrap_or(Amount::ZERO);
+            let old = std::mem::replace(&mut own.charge, charge);
             self.total = self
                 .total
                 .checked_sub(old)
@@ -302,6 +342,10 @@ impl UsageGuard {
         }
         Ok(())
     }
+}
+
+fn max_price(m: &MeterPrice) -> Price {
+    m.tiers.iter().map(|t| t.price).max().unwrap_or(Price::ZERO)
 }
 
 /// The charge of a period's own usage `q` of meter `m`: Q × C(Q)/Q.
