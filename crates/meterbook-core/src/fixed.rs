@@ -271,7 +271,9 @@ impl Quantity {
 impl Amount {
     /// `self / q` rounded half-even to a [`Price`] (12 decimals); 0 when `q` is 0.
     pub fn per_unit(self, q: Quantity) -> Price {
-        if q.0 == 0 {
+        // No usage costs nothing; a negative quantity (never stored, since
+        // input refuses it) gets the same rather than a division by it.
+        if q.0 <= 0 {
             return Price::ZERO;
         }
         // 10^-18 / 10^-6 = 10^-12: the quotient is already in Price units.
