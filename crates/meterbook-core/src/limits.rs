@@ -245,11 +245,14 @@ impl UsageGuard {
             .price
             .as_ref()
             .and_then(|(_, max)| c.quantity.checked_mul(*max).ok()?.checked_add(slack).ok());
+        if !own.dirty {
+            own.dirty = true;
+            self.dirty.push((c.booked, c.meter));
+        }
         self.growth = match (self.growth, step) {
             (Some(g), Some(s)) => g.checked_add(s).ok(),
             _ => None,
         };
-        self.mark_dirty(c.booked, c.meter);
         let proven = self
             .growth
             .and_then(|g| self.total.checked_add(g).ok())
