@@ -37,7 +37,7 @@ fn main() {
                         price: "0.0196".parse().unwrap(),
                     },
                     Tier {
-                        min: Quantity(51200_000_000),
+                        min: Quantity(51_200_000_000),
                         price: "0.0188".parse().unwrap(),
                     },
                 ],
