@@ -66,7 +66,7 @@ pub enum RangeError {
 
 /// Refuses a purchase or adjustment that would take the enrollment's total of
 /// its kind past [`MAX_MONEY_UNITS`]. Adjustments count by absolute value, so
-/// every balance stays within ±3 × the range whatever their order.
+/// every balance stays within −1 and 2 times the range whatever their order.
 pub fn check_entry(
     existing: &[(EntryKind, CommitmentEntry)],
     kind: EntryKind,
@@ -77,25 +77,16 @@ pub fn check_entry(
         EntryKind::Purchase => RangeError::Purchases,
         EntryKind::Adjustment => RangeError::Adjustments,
     };
-    // i128: even corrupt stored values cannot overflow a sum of i64 magnitudes here.
-    let total: i128 = existing
+    // i128: no number of i64 magnitudes an enrollment can hold overflows it.
+    let stored: i128 = existing
         .iter()
         .filter(|(k, _)| *k == kind)
-        .chain(std::iter::once(&(kind, entry_of(amount))))
         .map(|(_, e)| (e.amount.0 as i128).abs())
         .sum();
-    if total > max_money(exponent).0 as i128 {
+    if stored + (amount.0 as i128).abs() > max_money(exponent).0 as i128 {
         return Err(err);
     }
     Ok(())
-}
-
-fn entry_of(amount: Money) -> CommitmentEntry {
-    CommitmentEntry {
-        date: crate::calendar::Day::from_raw(0),
-        amount,
-        description: String::new(),
-    }
 }
 
 /// The guard's maps sit on the per-row path of ingestion: a fast hasher
@@ -377,6 +368,14 @@ mod tests {
         // for the enrollment's in-range total beside it.
         let worst = MAX_QUANTITY.checked_mul(MAX_UNIT_PRICE).unwrap();
         assert!(worst.checked_add(MAX_CHARGES).is_ok());
+    }
+
+    fn entry_of(amount: Money) -> CommitmentEntry {
+        CommitmentEntry {
+            date: crate::calendar::Day::from_raw(0),
+            amount,
+            description: String::new(),
+        }
     }
 
     fn purchase(amount: i64) -> (EntryKind, CommitmentEntry) {
