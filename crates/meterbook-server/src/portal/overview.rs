@@ -231,13 +231,13 @@ fn prev_n(mut p: Period, k: u32) -> Period {
     p
 }
 
-/// `Nov 2026`.
 /// Figures here are parts of range-checked totals and cannot overflow; stored
 /// data out of range is an error rather than a wrapped figure.
 fn out_of_range(_: meterbook_core::fixed::Overflow) -> meterbook_core::store::StoreError {
     meterbook_core::store::StoreError::Invalid("a figure exceeds the supported range".into())
 }
 
+/// `Nov 2026`.
 pub fn label(p: Period) -> String {
     format!("{} {}", short(p), p.year())
 }
