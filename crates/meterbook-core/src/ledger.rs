@@ -188,7 +188,7 @@ pub fn check_prices<S: MetadataStore + UsageStore + ?Sized>(
     sheet: &[MeterPrice],
 ) -> StoreResult<Result<(), (String, RangeError)>> {
     let (catalog, rollups) = limits_view(s, n)?;
-    let mut guard = match UsageGuard::new(Arc::new(catalog), &rollups) {
+    let mut guard = match UsageGuard::for_repricing(Arc::new(catalog), &rollups) {
         Ok(g) => g,
         Err(e) => return Ok(Err((String::new(), e))),
     };

@@ -148,6 +148,18 @@ impl UsageGuard {
     /// The guard for an enrollment whose stored rollups are `rollups`, priced
     /// as `catalog` says. Fails if the stored usage is already out of range.
     pub fn new(catalog: Arc<Catalog>, rollups: &[Rollup]) -> Result<UsageGuard, RangeError> {
+        let g = Self::for_repricing(catalog, rollups)?;
+        g.check_total()?;
+        Ok(g)
+    }
+
+    /// Like [`UsageGuard::new`] for [`UsageGuard::reprice`], but the stored
+    /// charges may be out of range (stored before the ranges were checked), so
+    /// that a sheet which brings them back in range can be imported.
+    pub fn for_repricing(
+        catalog: Arc<Catalog>,
+        rollups: &[Rollup],
+    ) -> Result<UsageGuard, RangeError> {
         let mut prices = HashMap::default();
         for (p, sheet) in &catalog.sheets {
             for (key, m) in sheet.values() {
@@ -189,7 +201,7 @@ impl UsageGuard {
             };
             g.total = g.total.checked_add(charge).map_err(charges)?;
         }
-        g.settle()?;
+        g.settle_exact()?;
         Ok(g)
     }
 
@@ -264,7 +276,7 @@ impl UsageGuard {
         period: Period,
         sheet: &[MeterPrice],
     ) -> Result<(), (String, RangeError)> {
-        self.settle().map_err(|e| (String::new(), e))?;
+        self.settle_exact().map_err(|e| (String::new(), e))?;
         let index = self.catalog.sheets.get(&period);
         let mut changes: Vec<(&MeterPrice, (Period, i64), Amount, Amount)> = Vec::new();
         for m in sheet {
@@ -306,8 +318,14 @@ impl UsageGuard {
         Ok(())
     }
 
-    /// Replaces the bound by the exact charges of the meters that changed.
+    /// Replaces the bound by the exact charges and checks them.
     fn settle(&mut self) -> Result<(), RangeError> {
+        self.settle_exact()?;
+        self.check_total()
+    }
+
+    /// Replaces the bound by the exact charges of the meters that changed.
+    fn settle_exact(&mut self) -> Result<(), RangeError> {
         for k in std::mem::take(&mut self.dirty) {
             let Some(own) = self.own.get_mut(&k) else {
                 continue;
@@ -327,7 +345,7 @@ impl UsageGuard {
                 .map_err(charges)?;
         }
         self.growth = Some(Amount::ZERO);
-        self.check_total()
+        Ok(())
     }
 
     fn check_total(&self) -> Result<(), RangeError> {

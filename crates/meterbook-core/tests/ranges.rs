@@ -186,3 +186,38 @@ proptest! {
         prop_assert!(low.round_to_minor(exponent).is_err());
     }
 }
+
+/// Usage stored before the ranges were checked can still be repriced back
+/// into range, and only a sheet that leaves it out is refused, naming the meter.
+#[test]
+fn stored_usage_out_of_range_can_be_repriced_back_into_it() {
+    use meterbook_core::store::Rollup;
+    let p: Period = "202501".parse().unwrap();
+    let dear = meter_price("vm", 0, &[(0, 200_000_000_000_000)]);
+    let mut catalog = Catalog::default();
+    catalog
+        .sheets
+        .insert(p, [("vm".to_string(), (7, Arc::new(dear.clone())))].into());
+    let catalog = Arc::new(catalog);
+    // 10^12 units at 200: twice the charges' range.
+    let rollups = [Rollup {
+        booked: p,
+        meter: 7,
+        rate_period: p,
+        correction: false,
+        quantity: MAX_QUANTITY,
+        fixed_cost: Amount::ZERO,
+        rows: 1,
+    }];
+    assert_eq!(
+        UsageGuard::new(catalog.clone(), &rollups).err(),
+        Some(RangeError::Charges)
+    );
+    let mut guard = UsageGuard::for_repricing(catalog, &rollups).unwrap();
+    assert_eq!(
+        guard.reprice(p, std::slice::from_ref(&dear)),
+        Err(("vm".to_string(), RangeError::Charges))
+    );
+    let cheap = meter_price("vm", 0, &[(0, 100_000_000_000_000)]);
+    assert_eq!(guard.reprice(p, &[cheap]), Ok(()), "exactly at the range");
+}

@@ -576,7 +576,7 @@ impl MetadataStore for SqliteStore {
         // The period's usage is repriced at the new sheet: it must stay in range.
         let catalog = crate::usage::load_catalog(&tx, eid)?;
         let rollups = crate::usage::read_rollups(&tx, eid, None)?;
-        UsageGuard::new(Arc::new(catalog), &rollups)
+        UsageGuard::for_repricing(Arc::new(catalog), &rollups)
             .map_err(|e| StoreError::Invalid(format!("the stored usage: {e}")))?
             .reprice(period, sheet)
             .map_err(|(meter, e)| StoreError::Invalid(format!("meter {meter}: {e}")))?;
