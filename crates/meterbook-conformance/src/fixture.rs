@@ -6,7 +6,7 @@ use meterbook_core::hierarchy::HierarchyRow;
 use meterbook_core::ingest::{ingest, IngestError, IngestOptions, IngestSummary, UsageSource};
 use meterbook_core::prices::{build_price_sheet, PriceRow};
 use meterbook_core::statement::Statement;
-use meterbook_core::store::{Store, UsageSelection};
+use meterbook_core::store::{Store, StoreResult, UsageSelection};
 use meterbook_core::usage::{RawUsage, Reject};
 use meterbook_core::{Currency, Day, EnrollmentNumber, Period, Price, Quantity};
 use meterbook_io::report::usage::{ReportTotals, UsageFilter, UsageReport};
@@ -88,6 +88,11 @@ pub fn meter<'a>(id: &'a str, included: &'a str, tiers: &'a [(&'a str, &'a str)]
 }
 
 pub fn prices<S: Store>(s: &S, p: &str, meters: &[M<'_>]) {
+    try_prices(s, p, meters).expect("import prices");
+}
+
+/// Imports a price sheet built from `meters`, returning the store's answer.
+pub fn try_prices<S: Store>(s: &S, p: &str, meters: &[M<'_>]) -> StoreResult<usize> {
     let mut rows = Vec::new();
     for m in meters {
         for (min, price) in m.tiers {
@@ -120,7 +125,6 @@ pub fn prices<S: Store>(s: &S, p: &str, meters: &[M<'_>]) {
     }
     let sheet = build_price_sheet(&rows).expect("valid sheet");
     s.import_prices(&n(), period(p), &sheet)
-        .expect("import prices");
 }
 
 /// One usage record, owned.

@@ -392,6 +392,108 @@ pub fn prices_keep_used_meters<S: Store>(s: &S) {
     );
 }
 
+/// The supported ranges hold across files (design notes, "Supported ranges"):
+/// a file whose rows take a meter's period quantity or the enrollment's charges
+/// past the range is refused whole, naming the row's line and meter, even when
+/// each file fits on its own; exactly at the range is accepted; a new price
+/// sheet or a correction that would take stored usage past it is refused.
+pub fn ranges_hold_across_files<S: Store>(s: &S) {
+    use meterbook_core::limits::{RangeError, MAX_CHARGES};
+    enrollment(s, "USD");
+    let sheet = [
+        meter("c", "0", &[("0", "99.99")]),
+        meter("d", "0", &[("0", "1")]),
+    ];
+    prices(s, "202501", &sheet);
+    prices(s, "202502", &sheet);
+    ingest_ok(s, &[row("a", G1, "2025-01-01", "c", "600000000000")]);
+    let before = statement(s, "202501");
+    let second = [
+        row("b1", G2, "2025-01-02", "d", "5"),
+        row("b2", G1, "2025-01-02", "c", "400000000000"),
+        row("b3", G1, "2025-01-03", "c", "0.000001"),
+    ];
+    let refused = |rows: &[Row], skip_invalid: bool| match try_ingest(s, rows, skip_invalid) {
+        Err(IngestError::Rejected { rejects, .. }) => {
+            assert_eq!(rejects.len(), 1, "{rejects:?}");
+            rejects.into_iter().next().expect("one")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    // Each file fits; together they pass 1e12 units of c in 202501.
+    for skip_invalid in [false, true] {
+        let r = refused(&second, skip_invalid);
+        assert_eq!((r.line, r.column), (4, Some("ConsumedQuantity")));
+        assert_eq!(r.reason, format!("meter c: {}", RangeError::PeriodQuantity));
+    }
+    assert_eq!(statement(s, "202501"), before, "nothing of it was stored");
+    assert_eq!(usage_csv(s, "202501", &[], &[]).1.rows, 1);
+
+    // Exactly at the quantity range: 1e12 units of c.
+    ingest_ok(s, &second[..2]);
+    let again = ingest_ok(s, &second[..2]);
+    assert_eq!(
+        (again.stored, again.duplicates),
+        (0, 2),
+        "re-sending counts once"
+    );
+    // Charges are 99 990 000 000 005: d in 202502 may add 9 999 999 995, no more.
+    let r = refused(&[row("e", G3, "2025-02-01", "d", "9999999996")], false);
+    assert_eq!((r.line, r.column), (2, None));
+    assert_eq!(r.reason, format!("meter d: {}", RangeError::Charges));
+    ingest_ok(s, &[row("e", G3, "2025-02-01", "d", "9999999995")]);
+    let mut total = meterbook_core::Amount::ZERO;
+    for p in ["202501", "202502"] {
+        let charges = meterbook_core::ledger::charges(s, &n(), period(p)).expect("charges");
+        let st = statement(s, p);
+        st.check_identities(&charges, 2).expect("identities");
+        assert_eq!(Ok(usage_csv(s, p, &[], &[]).1.cost), charges.total());
+        total = total.checked_add(charges.total().unwrap()).unwrap();
+    }
+    assert_eq!(total, MAX_CHARGES, "exactly at the range");
+    let at_max = statement(s, "202502");
+    assert_eq!(at_max.service_overage.format(2), "9999999995.00");
+
+    // A dearer sheet would reprice 202501's usage past the range.
+    let dearer = [
+        meter("c", "0", &[("0", "99.990000000001")]),
+        meter("d", "0", &[("0", "1")]),
+    ];
+    match try_prices(s, "202501", &dearer) {
+        Err(StoreError::Invalid(m)) => assert_eq!(m, format!("meter c: {}", RangeError::Charges)),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(statement(s, "202502"), at_max, "the old prices stay");
+
+    // A cheaper one makes room (5e13 less); corrections of the closed 202501 are
+    // booked in 202502 at its locked rate 50 and held to the same ranges.
+    prices(
+        s,
+        "202501",
+        &[
+            meter("c", "0", &[("0", "50")]),
+            meter("d", "0", &[("0", "1")]),
+        ],
+    );
+    close(s, "202501");
+    let r = refused(
+        &[row("f", G1, "2025-01-20", "c", "1000000000000.000001")],
+        false,
+    );
+    assert_eq!(r.reason, format!("meter c: {}", RangeError::RowQuantity));
+    ingest_ok(s, &[row("f1", G1, "2025-01-20", "c", "600000000000")]);
+    let r = refused(&[row("f2", G1, "2025-01-21", "c", "400000000001")], false);
+    assert_eq!(r.reason, format!("meter c: {}", RangeError::PeriodQuantity));
+    let r = refused(&[row("f3", G1, "2025-01-21", "c", "399800000001")], false);
+    assert_eq!(r.reason, format!("meter c: {}", RangeError::Charges));
+    ingest_ok(s, &[row("f4", G1, "2025-01-21", "c", "399800000000")]);
+    let st = statement(s, "202502");
+    let charges = meterbook_core::ledger::charges(s, &n(), period("202502")).expect("charges");
+    st.check_identities(&charges, 2).expect("identities");
+    // 9 999 999 995 of d and 999 800 000 000 corrected units of c at 50.
+    assert_eq!(st.service_overage.format(2), "49999999999995.00");
+}
+
 /// Another enrollment's data is never visible.
 pub fn enrollments_are_isolated<S: Store>(s: &S) {
     enrollment(s, "USD");
@@ -812,15 +914,15 @@ pub fn summaries_match_the_usage_report<S: Store>(s: &S) {
     for p in ["202501", "202502"] {
         let sum = usage_summary(s, &n(), Scope::Enrollment, true, period(p), period(p)).unwrap();
         let (_, t) = usage_csv(s, p, &[], &[]);
-        let cost: meterbook_core::Amount = sum.iter().map(|r| r.cost).sum();
-        assert_eq!(cost, t.cost, "period {p}");
+        let cost = meterbook_core::Amount::checked_sum(sum.iter().map(|r| r.cost));
+        assert_eq!(cost, Ok(t.cost), "period {p}");
         assert_eq!(sum.iter().map(|r| r.rows).sum::<i64>() as u64, t.rows);
         let dept =
             usage_summary(s, &n(), Scope::Department(a), true, period(p), period(p)).unwrap();
         let (_, td) = usage_csv(s, p, &[], &["A"]);
         assert_eq!(
-            dept.iter().map(|r| r.cost).sum::<meterbook_core::Amount>(),
-            td.cost,
+            meterbook_core::Amount::checked_sum(dept.iter().map(|r| r.cost)),
+            Ok(td.cost),
             "dept {p}"
         );
         assert!(dept.iter().all(|r| r.department.as_deref() == Some("A")));

@@ -13,16 +13,28 @@
 //! `Quantity × Price = Amount` is exact in `i128` (6 + 12 = 18 decimals), so the
 //! usage rows of a period add up to exactly the amount the statement rounds.
 //!
+//! There are no `+`, `-`, `*` or `Sum` operators on these types: every
+//! operation is checked and returns [`Overflow`] instead of wrapping, so a
+//! value out of range cannot go unnoticed. The ranges the inputs are held to
+//! (see [`crate::limits`]) keep every checked operation far from failing.
+//!
 //! ```
 //! use meterbook_core::fixed::{Quantity, Price};
 //! let q: Quantity = "1.5".parse().unwrap();
 //! let p: Price = "0.252".parse().unwrap();
-//! assert_eq!((q * p).to_string(), "0.378");
+//! assert_eq!(q.checked_mul(p).unwrap().to_string(), "0.378");
+//! let big = Quantity(i64::MAX);
+//! assert!(big.checked_add(q).is_err());
 //! ```
 
 use std::fmt;
-use std::ops::{Add, AddAssign, Mul, Neg, Sub};
 use std::str::FromStr;
+
+/// An arithmetic result that does not fit its type: the inputs that led to it
+/// are outside the supported ranges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the value exceeds the supported range")]
+pub struct Overflow;
 
 /// Why a decimal string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,32 +212,17 @@ macro_rules! fixed_type {
             }
         }
 
-        impl Add for $name {
-            type Output = $name;
-            fn add(self, o: $name) -> $name {
-                $name(self.0 + o.0)
+        impl $name {
+            pub fn checked_add(self, o: $name) -> Result<$name, Overflow> {
+                self.0.checked_add(o.0).map($name).ok_or(Overflow)
             }
-        }
-        impl Sub for $name {
-            type Output = $name;
-            fn sub(self, o: $name) -> $name {
-                $name(self.0 - o.0)
+            pub fn checked_sub(self, o: $name) -> Result<$name, Overflow> {
+                self.0.checked_sub(o.0).map($name).ok_or(Overflow)
             }
-        }
-        impl AddAssign for $name {
-            fn add_assign(&mut self, o: $name) {
-                self.0 += o.0
-            }
-        }
-        impl Neg for $name {
-            type Output = $name;
-            fn neg(self) -> $name {
-                $name(-self.0)
-            }
-        }
-        impl std::iter::Sum for $name {
-            fn sum<I: Iterator<Item = $name>>(it: I) -> $name {
-                it.fold($name::ZERO, |a, b| a + b)
+            /// The sum of `it`, or [`Overflow`] as soon as a partial sum does not fit.
+            pub fn checked_sum<I: IntoIterator<Item = $name>>(it: I) -> Result<$name, Overflow> {
+                it.into_iter()
+                    .try_fold($name::ZERO, |a, b| a.checked_add(b))
             }
         }
     };
@@ -261,27 +258,35 @@ impl Quantity {
     }
 }
 
-impl Mul<Price> for Quantity {
-    type Output = Amount;
-    fn mul(self, p: Price) -> Amount {
-        Amount(self.0 as i128 * p.0)
+impl Quantity {
+    /// The exact cost of this quantity at `p` (6 + 12 = 18 decimals, no rounding).
+    pub fn checked_mul(self, p: Price) -> Result<Amount, Overflow> {
+        (self.0 as i128)
+            .checked_mul(p.0)
+            .map(Amount)
+            .ok_or(Overflow)
     }
 }
 
 impl Amount {
     /// `self / q` rounded half-even to a [`Price`] (12 decimals); 0 when `q` is 0.
     pub fn per_unit(self, q: Quantity) -> Price {
-        if q.0 == 0 {
+        // No usage costs nothing; a negative quantity (never stored, since
+        // input refuses it) gets the same rather than a division by it.
+        if q.0 <= 0 {
             return Price::ZERO;
         }
         // 10^-18 / 10^-6 = 10^-12: the quotient is already in Price units.
         Price(div_round_half_even(self.0, q.0 as i128))
     }
 
-    /// Rounds half-even to the minor unit of a currency with `exponent` decimals.
-    pub fn round_to_minor(self, exponent: u32) -> Money {
+    /// Rounds half-even to the minor unit of a currency with `exponent` decimals;
+    /// [`Overflow`] if that does not fit [`Money`].
+    pub fn round_to_minor(self, exponent: u32) -> Result<Money, Overflow> {
         let d = pow10(Self::SCALE - exponent);
-        Money(div_round_half_even(self.0, d) as i64)
+        i64::try_from(div_round_half_even(self.0, d))
+            .map(Money)
+            .map_err(|_| Overflow)
     }
 }
 
@@ -316,26 +321,17 @@ impl Money {
     }
 }
 
-impl Add for Money {
-    type Output = Money;
-    fn add(self, o: Money) -> Money {
-        Money(self.0 + o.0)
+impl Money {
+    pub fn checked_add(self, o: Money) -> Result<Money, Overflow> {
+        self.0.checked_add(o.0).map(Money).ok_or(Overflow)
     }
-}
-impl Sub for Money {
-    type Output = Money;
-    fn sub(self, o: Money) -> Money {
-        Money(self.0 - o.0)
+    pub fn checked_sub(self, o: Money) -> Result<Money, Overflow> {
+        self.0.checked_sub(o.0).map(Money).ok_or(Overflow)
     }
-}
-impl AddAssign for Money {
-    fn add_assign(&mut self, o: Money) {
-        self.0 += o.0
-    }
-}
-impl std::iter::Sum for Money {
-    fn sum<I: Iterator<Item = Money>>(it: I) -> Money {
-        it.fold(Money::ZERO, |a, b| a + b)
+    /// The sum of `it`, or [`Overflow`] as soon as a partial sum does not fit.
+    pub fn checked_sum<I: IntoIterator<Item = Money>>(it: I) -> Result<Money, Overflow> {
+        it.into_iter()
+            .try_fold(Money::ZERO, |a, b| a.checked_add(b))
     }
 }
 
@@ -387,16 +383,39 @@ mod tests {
         assert_eq!(div_round_half_even(-25, 10), -2);
         assert_eq!(div_round_half_even(-26, 10), -3);
         // 0.005 USD -> 0.00, 0.015 -> 0.02
-        assert_eq!(Amount(5 * pow10(15)).round_to_minor(2), Money(0));
-        assert_eq!(Amount(15 * pow10(15)).round_to_minor(2), Money(2));
+        assert_eq!(Amount(5 * pow10(15)).round_to_minor(2), Ok(Money(0)));
+        assert_eq!(Amount(15 * pow10(15)).round_to_minor(2), Ok(Money(2)));
         // JPY: 2.5 yen -> 2
-        assert_eq!(Amount(25 * pow10(17)).round_to_minor(0), Money(2));
+        assert_eq!(Amount(25 * pow10(17)).round_to_minor(0), Ok(Money(2)));
     }
 
     #[test]
     fn product_is_exact() {
         let q: Quantity = "88.123456".parse().unwrap();
         let p: Price = "0.087000000001".parse().unwrap();
-        assert_eq!((q * p).to_string(), "7.666740672088123456");
+        assert_eq!(
+            q.checked_mul(p).unwrap().to_string(),
+            "7.666740672088123456"
+        );
+    }
+
+    /// The defect this guards against: 9e12 units at 1e7 rounded to cents used to
+    /// wrap to a negative i64, and at 1e14 the product itself wrapped i128.
+    #[test]
+    fn overflow_is_an_error_not_a_wrap() {
+        let q: Quantity = "9000000000000".parse().unwrap();
+        let cost = q.checked_mul("10000000".parse().unwrap()).unwrap();
+        assert_eq!(cost.round_to_minor(2), Err(Overflow));
+        assert_eq!(
+            q.checked_mul("100000000000000".parse().unwrap()),
+            Err(Overflow)
+        );
+        assert_eq!(Quantity(i64::MAX).checked_add(Quantity(1)), Err(Overflow));
+        assert_eq!(Money(i64::MIN).checked_sub(Money(1)), Err(Overflow));
+        assert_eq!(
+            Amount::checked_sum([Amount(i128::MAX), Amount(1)]),
+            Err(Overflow)
+        );
+        assert_eq!(Money::checked_sum([Money(1), Money(2)]), Ok(Money(3)));
     }
 }

@@ -6,6 +6,7 @@
 //! two halves overlap, and memory stays bounded whatever the file's size.
 
 use crate::enrollment::EnrollmentNumber;
+use crate::limits::{RangeError, UsageGuard};
 use crate::store::{StoreError, UsageStore, Written};
 use crate::usage::{Classified, OwnedUsage, RawUsage, Reject};
 use std::sync::mpsc;
@@ -50,6 +51,15 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// The reject for a stored row that takes a total out of range: its line and meter.
+fn range_reject(raw: &RawUsage<'_>, e: RangeError) -> Reject {
+    let column = match e {
+        RangeError::RowQuantity | RangeError::PeriodQuantity => Some("ConsumedQuantity"),
+        _ => None,
+    };
+    Reject::new(raw.line, column, format!("meter {}: {e}", raw.meter_id))
+}
+
 /// Records per batch handed to the writer.
 const BATCH: usize = 2048;
 
@@ -73,8 +83,16 @@ pub fn ingest(
 ) -> Result<IngestSummary, IngestError> {
     let mut writer = store.begin_usage(n)?;
     let catalog = writer.catalog();
+    let mut guard = UsageGuard::new(catalog.clone(), &writer.stored_rollups()?).map_err(|e| {
+        StoreError::Invalid(format!(
+            "the usage already stored for enrollment {n} is outside the supported range: {e}"
+        ))
+    })?;
     let mut sum = IngestSummary::default();
     let mut errors: Vec<Reject> = Vec::new();
+    // A row that takes the stored totals out of range refuses the whole file,
+    // also with `skip_invalid`: which rows to drop instead would be arbitrary.
+    let mut out_of_range: Option<Reject> = None;
     let (tx, rx) = mpsc::sync_channel::<Msg>(4);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<(OwnedUsage, Classified)>>();
     std::thread::scope(|scope| -> Result<(), IngestError> {
@@ -148,9 +166,15 @@ pub fn ingest(
                 Msg::Batch(rows) => {
                     outcomes.clear();
                     writer.write_batch(&rows, &mut outcomes)?;
-                    for ((owned, _), w) in rows.iter().zip(&outcomes) {
+                    for ((owned, c), w) in rows.iter().zip(&outcomes) {
                         match w {
-                            Written::Stored => sum.stored += 1,
+                            Written::Stored => {
+                                sum.stored += 1;
+                                if let Err(e) = guard.admit(c) {
+                                    out_of_range = Some(range_reject(&owned.as_raw(), e));
+                                    break;
+                                }
+                            }
                             Written::Duplicate => sum.duplicates += 1,
                             Written::Conflict => {
                                 let raw = owned.as_raw();
@@ -169,7 +193,7 @@ pub fn ingest(
                     let _ = recycle_tx.send(rows);
                 }
             }
-            if errors.len() >= opts.max_errors {
+            if out_of_range.is_some() || errors.len() >= opts.max_errors {
                 // Dropping the receiver stops the reader at its next send.
                 break;
             }
@@ -178,6 +202,9 @@ pub fn ingest(
     })?;
     // If the loop stopped early the reader's count never arrived.
     sum.read = sum.read.max(sum.stored + sum.duplicates + sum.rejected);
+    if let Some(rej) = out_of_range {
+        errors.push(rej);
+    }
     if !errors.is_empty() {
         // Dropping the writer rolls the transaction back.
         drop(writer);

@@ -3,11 +3,24 @@
 
 use crate::calendar::{Day, Period};
 use crate::enrollment::EnrollmentNumber;
-use crate::fixed::{Amount, Price, Quantity};
+use crate::fixed::{Amount, Overflow, Price, Quantity};
+use crate::limits::{RangeError, UsageGuard};
 use crate::prices::{ChargeKind, MeterPrice};
 use crate::statement::{ChargeTotals, Statement};
 use crate::store::{EntryKind, MetadataStore, StoreError, StoreResult, UsageStore};
+use crate::usage::Catalog;
 use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The error for stored figures that do not fit: the ranges are checked when
+/// data is stored, so this means data stored before they were (or a bug).
+fn out_of_range(p: Period) -> impl Fn(Overflow) -> StoreError {
+    move |_| {
+        StoreError::Invalid(format!(
+            "the stored usage of period {p} exceeds the supported range"
+        ))
+    }
+}
 
 /// A period's price sheet by meter key.
 pub type Sheet = HashMap<i64, MeterPrice>;
@@ -35,7 +48,8 @@ pub fn period_rates<S: MetadataStore + UsageStore + ?Sized>(
     let mut q: HashMap<i64, Quantity> = HashMap::new();
     for r in s.rollups(n, p)? {
         if !r.correction {
-            *q.entry(r.meter).or_default() += r.quantity;
+            let total = q.entry(r.meter).or_default();
+            *total = total.checked_add(r.quantity).map_err(out_of_range(p))?;
         }
     }
     q.into_iter()
@@ -43,7 +57,7 @@ pub fn period_rates<S: MetadataStore + UsageStore + ?Sized>(
             let price = sheet.get(&m).ok_or_else(|| {
                 StoreError::Backend(format!("meter key {m} has usage in {p} but no price"))
             })?;
-            Ok((m, price.resource_rate(q)))
+            Ok((m, price.resource_rate(q).map_err(out_of_range(p))?))
         })
         .collect()
 }
@@ -68,9 +82,10 @@ pub fn charges<S: MetadataStore + UsageStore + ?Sized>(
         let amount: Amount = if r.correction {
             r.fixed_cost
         } else {
-            r.quantity * rates.get(&r.meter).copied().unwrap_or(Price::ZERO)
+            let rate = rates.get(&r.meter).copied().unwrap_or(Price::ZERO);
+            r.quantity.checked_mul(rate).map_err(out_of_range(p))?
         };
-        totals.add(kind, amount);
+        totals.add(kind, amount).map_err(out_of_range(p))?;
     }
     Ok(totals)
 }
@@ -111,7 +126,8 @@ pub fn statements<S: MetadataStore + UsageStore + ?Sized>(
             adjustments,
             &c,
             e.currency.exponent(),
-        );
+        )
+        .map_err(out_of_range(p))?;
         balance = st.ending_balance;
         out.push((st, c));
     }
@@ -158,4 +174,57 @@ pub fn close_period<S: MetadataStore + UsageStore + ?Sized>(
     let mut rates: Vec<(i64, Price)> = period_rates(s, n, p)?.into_iter().collect();
     rates.sort_unstable();
     s.close_period(n, p, &rates)
+}
+
+/// Checks that importing `sheet` as period `p`'s price sheet keeps the
+/// enrollment's charges in range (the period's stored usage is repriced at
+/// it). `Ok(Err((meter, e)))` names the first meter, in the sheet's order, at
+/// which the charges leave the range. The store checks the same inside its
+/// import; checking first lets a caller name the file line of that meter.
+pub fn check_prices<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+    p: Period,
+    sheet: &[MeterPrice],
+) -> StoreResult<Result<(), (String, RangeError)>> {
+    let (catalog, rollups) = limits_view(s, n)?;
+    let mut guard = match UsageGuard::for_repricing(Arc::new(catalog), &rollups) {
+        Ok(g) => g,
+        Err(e) => return Ok(Err((String::new(), e))),
+    };
+    Ok(guard.reprice(p, sheet))
+}
+
+/// What [`UsageGuard`] needs, read through the traits: the term, the price
+/// sheets and locked rates of every period, and every rollup.
+fn limits_view<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+) -> StoreResult<(Catalog, Vec<crate::store::Rollup>)> {
+    let e = s.enrollment(n)?;
+    let mut catalog = Catalog {
+        term_start: Some(e.start),
+        term_end: Some(e.end),
+        ..Default::default()
+    };
+    let mut rollups = Vec::new();
+    for info in s.periods(n)? {
+        let p = info.period;
+        if info.closed {
+            catalog.last_closed = Some(p);
+            for (m, rate) in s.locked_rates(n, p)? {
+                catalog.locked_rates.insert((p, m), rate);
+            }
+        }
+        let sheet = s.price_sheet(n, p)?;
+        if !sheet.is_empty() {
+            let index = sheet
+                .into_iter()
+                .map(|(k, m)| (m.info.meter_id.clone(), (k, Arc::new(m))))
+                .collect();
+            catalog.sheets.insert(p, index);
+        }
+        rollups.extend(s.rollups(n, p)?);
+    }
+    Ok((catalog, rollups))
 }

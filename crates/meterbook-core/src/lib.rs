@@ -13,6 +13,7 @@ pub mod hierarchy;
 pub mod ingest;
 pub mod jobs;
 pub mod ledger;
+pub mod limits;
 pub mod prices;
 pub mod statement;
 pub mod store;

@@ -1,7 +1,8 @@
 //! Price sheets and rating (design §3.1–3.2): graduated tiers with included
 //! quantities and the blended ResourceRate.
 
-use crate::fixed::{Amount, Price, Quantity};
+use crate::fixed::{Amount, Overflow, Price, Quantity};
+use crate::limits::{MAX_QUANTITY, MAX_UNITS, MAX_UNIT_PRICE, MAX_UNIT_PRICE_UNITS};
 use std::collections::HashMap;
 
 /// How a meter's charges are settled.
@@ -98,22 +99,26 @@ pub struct MeterPrice {
 
 impl MeterPrice {
     /// C(Q): the first `included` units free, then each unit at the price of the
-    /// tier with the largest minimum ≤ its position. Exact.
-    pub fn tier_cost(&self, q: Quantity) -> Amount {
+    /// tier with the largest minimum ≤ its position. Exact; within the supported
+    /// ranges (Q ≤ 10¹², prices ≤ 10⁸) at most 10²⁰ of the currency, which is
+    /// 10³⁸ in `Amount`'s 10⁻¹⁸ and fits `i128` (1.7 × 10³⁸).
+    pub fn tier_cost(&self, q: Quantity) -> Result<Amount, Overflow> {
         let mut total = Amount::ZERO;
         for (i, t) in self.tiers.iter().enumerate() {
             let end = self.tiers.get(i + 1).map_or(q, |n| n.min.min(q));
             let start = t.min.max(self.included);
             if end > start {
-                total += Quantity(end.0 - start.0) * t.price;
+                let units = end.checked_sub(start)?;
+                total = total.checked_add(units.checked_mul(t.price)?)?;
             }
         }
-        total
+        Ok(total)
     }
 
-    /// The blended ResourceRate: C(Q)/Q rounded half-even to 12 decimals (0 when Q = 0).
-    pub fn resource_rate(&self, q: Quantity) -> Price {
-        self.tier_cost(q).per_unit(q)
+    /// The blended ResourceRate: C(Q)/Q rounded half-even to 12 decimals (0 when
+    /// Q = 0). Never above the meter's highest tier price.
+    pub fn resource_rate(&self, q: Quantity) -> Result<Price, Overflow> {
+        Ok(self.tier_cost(q)?.per_unit(q))
     }
 }
 
@@ -129,10 +134,29 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
         if r.unit_price.0 < 0 {
             return Err((r.line, "UnitPrice must not be negative".into()));
         }
+        if r.unit_price > MAX_UNIT_PRICE {
+            return Err((
+                r.line,
+                format!(
+                    "meter {}: UnitPrice {} exceeds the supported range (at most {MAX_UNIT_PRICE_UNITS})",
+                    r.meter_id, r.unit_price
+                ),
+            ));
+        }
         if r.included_quantity.0 < 0 || r.tier_minimum_units.0 < 0 {
             return Err((
                 r.line,
                 "IncludedQuantity and TierMinimumUnits must not be negative".into(),
+            ));
+        }
+        // No period's quantity reaches past MAX_UNITS, so larger positions mean nothing.
+        if r.included_quantity > MAX_QUANTITY || r.tier_minimum_units > MAX_QUANTITY {
+            return Err((
+                r.line,
+                format!(
+                    "meter {}: IncludedQuantity and TierMinimumUnits must be at most {MAX_UNITS}",
+                    r.meter_id
+                ),
             ));
         }
         let info = MeterInfo {
@@ -241,9 +265,9 @@ mod tests {
     #[test]
     fn flat_price() {
         let m = meter("0", &[("0", "0.252")]);
-        assert_eq!(m.tier_cost(q("24")).to_string(), "6.048");
-        assert_eq!(m.resource_rate(q("24")).to_string(), "0.252");
-        assert_eq!(m.resource_rate(Quantity::ZERO), Price::ZERO);
+        assert_eq!(m.tier_cost(q("24")).unwrap().to_string(), "6.048");
+        assert_eq!(m.resource_rate(q("24")).unwrap().to_string(), "0.252");
+        assert_eq!(m.resource_rate(Quantity::ZERO), Ok(Price::ZERO));
     }
 
     #[test]
@@ -251,36 +275,42 @@ mod tests {
         // 5 free, 0.0196 from 0 to 100, 0.0188 from 100 on.
         let m = meter("5", &[("0", "0.0196"), ("100", "0.0188")]);
         // Q = 3: all free.
-        assert_eq!(m.tier_cost(q("3")), Amount::ZERO);
-        assert_eq!(m.resource_rate(q("3")), Price::ZERO);
+        assert_eq!(m.tier_cost(q("3")), Ok(Amount::ZERO));
+        assert_eq!(m.resource_rate(q("3")), Ok(Price::ZERO));
         // Q = 150: 95 × 0.0196 + 50 × 0.0188 = 1.862 + 0.94 = 2.802
-        assert_eq!(m.tier_cost(q("150")).to_string(), "2.802");
+        assert_eq!(m.tier_cost(q("150")).unwrap().to_string(), "2.802");
         // rate = 2.802 / 150 = 0.01868 exactly
-        assert_eq!(m.resource_rate(q("150")).to_string(), "0.01868");
+        assert_eq!(m.resource_rate(q("150")).unwrap().to_string(), "0.01868");
     }
 
     #[test]
     fn included_beyond_first_tier() {
         // Included 120 reaches into the second tier: only units from 120 are charged.
         let m = meter("120", &[("0", "1"), ("100", "0.5")]);
-        assert_eq!(m.tier_cost(q("130")).to_string(), "5");
+        assert_eq!(m.tier_cost(q("130")).unwrap().to_string(), "5");
     }
 
     #[test]
     fn rate_rounds_half_even_to_12_places() {
         // C = 1 for Q = 3: 0.333333333333(33…) rounds down.
         let m = meter("0", &[("0", "0.333333333333"), ("2", "0.333333333334")]);
-        assert_eq!(m.tier_cost(q("3")).to_string(), "1");
-        assert_eq!(m.resource_rate(q("3")).to_string(), "0.333333333333");
+        assert_eq!(m.tier_cost(q("3")).unwrap().to_string(), "1");
+        assert_eq!(
+            m.resource_rate(q("3")).unwrap().to_string(),
+            "0.333333333333"
+        );
         // C = 2 for Q = 3: 0.666666666666(66…) rounds up.
         let m = meter("0", &[("0", "0.666666666668"), ("1", "0.666666666666")]);
-        assert_eq!(m.tier_cost(q("3")).to_string(), "2");
-        assert_eq!(m.resource_rate(q("3")).to_string(), "0.666666666667");
+        assert_eq!(m.tier_cost(q("3")).unwrap().to_string(), "2");
+        assert_eq!(
+            m.resource_rate(q("3")).unwrap().to_string(),
+            "0.666666666667"
+        );
         // Exact ties go to the even neighbour: 0.5e-12 -> 0, 1.5e-12 -> 2e-12.
         let m = meter("0", &[("0", "0.000000000001"), ("1", "0")]);
-        assert_eq!(m.resource_rate(q("2")), Price::ZERO);
+        assert_eq!(m.resource_rate(q("2")), Ok(Price::ZERO));
         let m = meter("0", &[("0", "0.000000000003"), ("1", "0")]);
-        assert_eq!(m.resource_rate(q("2")), Price(2));
+        assert_eq!(m.resource_rate(q("2")), Ok(Price(2)));
     }
 
     fn row(line: u64, id: &str, price: &str, min: &str) -> PriceRow {
@@ -315,5 +345,31 @@ mod tests {
         r.meter_name = "other".into();
         let e = build_price_sheet(&[row(2, "a", "1", "0"), r]).unwrap_err();
         assert_eq!(e.0, 4);
+    }
+
+    #[test]
+    fn prices_and_positions_are_held_to_the_range() {
+        assert!(build_price_sheet(&[row(2, "a", "100000000", "0")]).is_ok());
+        let e = build_price_sheet(&[row(2, "a", "100000000.000000000001", "0")]).unwrap_err();
+        assert_eq!(e.0, 2);
+        assert!(e.1.contains("meter a: UnitPrice"), "{}", e.1);
+        assert!(e.1.contains("supported range"), "{}", e.1);
+        let e = build_price_sheet(&[
+            row(2, "a", "1", "0"),
+            row(3, "a", "1", "1000000000000.000001"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.0, 3);
+        // At the largest price and quantity the cost and rate are exact.
+        let m = meter("0", &[("0", "1"), ("1", "100000000")]);
+        let top = q("1000000000000");
+        assert_eq!(
+            m.tier_cost(top).unwrap().to_string(),
+            "99999999999900000001"
+        );
+        assert_eq!(
+            m.resource_rate(top).unwrap().to_string(),
+            "99999999.999900000001"
+        );
     }
 }

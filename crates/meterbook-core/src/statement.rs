@@ -5,7 +5,7 @@
 //! arithmetic in minor units, so the identities hold to the cent.
 
 use crate::calendar::{Day, Period};
-use crate::fixed::{Amount, Money};
+use crate::fixed::{Amount, Money, Overflow};
 use crate::prices::ChargeKind;
 
 /// Exact charge totals of one period, by how they are settled.
@@ -17,15 +17,17 @@ pub struct ChargeTotals {
 }
 
 impl ChargeTotals {
-    pub fn add(&mut self, kind: ChargeKind, a: Amount) {
-        match kind {
-            ChargeKind::Commitment => self.commitment += a,
-            ChargeKind::BilledSeparately => self.billed_separately += a,
-            ChargeKind::Marketplace => self.marketplace += a,
-        }
+    pub fn add(&mut self, kind: ChargeKind, a: Amount) -> Result<(), Overflow> {
+        let sum = match kind {
+            ChargeKind::Commitment => &mut self.commitment,
+            ChargeKind::BilledSeparately => &mut self.billed_separately,
+            ChargeKind::Marketplace => &mut self.marketplace,
+        };
+        *sum = sum.checked_add(a)?;
+        Ok(())
     }
-    pub fn total(&self) -> Amount {
-        self.commitment + self.billed_separately + self.marketplace
+    pub fn total(&self) -> Result<Amount, Overflow> {
+        Amount::checked_sum([self.commitment, self.billed_separately, self.marketplace])
     }
 }
 
@@ -56,6 +58,11 @@ pub struct Statement {
 
 impl Statement {
     /// Computes period `period`'s statement from the previous ending balance.
+    ///
+    /// Within the supported ranges ([`crate::limits`]) no step can overflow:
+    /// each figure is at most three of the enrollment's range-bounded totals.
+    /// The arithmetic is checked all the same, so out-of-range stored data is an
+    /// error rather than a wrong statement.
     pub fn compute(
         period: Period,
         beginning_balance: Money,
@@ -63,18 +70,18 @@ impl Statement {
         adjustments: Vec<CommitmentEntry>,
         charges: &ChargeTotals,
         exponent: u32,
-    ) -> Statement {
-        let new_purchases: Money = purchases.iter().map(|p| p.amount).sum();
-        let adj: Money = adjustments.iter().map(|p| p.amount).sum();
-        let eligible = charges.commitment.round_to_minor(exponent);
-        let separately = charges.billed_separately.round_to_minor(exponent);
-        let marketplace = charges.marketplace.round_to_minor(exponent);
-        let available = (beginning_balance + new_purchases + adj).max(Money::ZERO);
-        let utilized = available.min(eligible);
-        let ending_balance = beginning_balance + new_purchases + adj - utilized;
-        let service_overage = eligible - utilized;
-        let total_overage = service_overage + separately;
-        Statement {
+    ) -> Result<Statement, Overflow> {
+        let new_purchases = Money::checked_sum(purchases.iter().map(|p| p.amount))?;
+        let adj = Money::checked_sum(adjustments.iter().map(|p| p.amount))?;
+        let eligible = charges.commitment.round_to_minor(exponent)?;
+        let separately = charges.billed_separately.round_to_minor(exponent)?;
+        let marketplace = charges.marketplace.round_to_minor(exponent)?;
+        let funds = Money::checked_sum([beginning_balance, new_purchases, adj])?;
+        let utilized = funds.max(Money::ZERO).min(eligible);
+        let ending_balance = funds.checked_sub(utilized)?;
+        let service_overage = eligible.checked_sub(utilized)?;
+        let total_overage = service_overage.checked_add(separately)?;
+        Ok(Statement {
             period,
             beginning_balance,
             new_purchases,
@@ -84,39 +91,59 @@ impl Statement {
             service_overage,
             charges_billed_separately: separately,
             total_overage,
-            total_usage: utilized + total_overage,
+            total_usage: utilized.checked_add(total_overage)?,
             marketplace_charges: marketplace,
             purchase_details: purchases,
             adjustment_details: adjustments,
-        }
+        })
     }
 
     /// The identities of design §3.5; used by tests and as a runtime guard.
     pub fn check_identities(&self, charges: &ChargeTotals, exponent: u32) -> Result<(), String> {
-        let eligible = charges.commitment.round_to_minor(exponent);
+        let broken = |name: &str| format!("statement {} breaks {name}", self.period);
+        // An identity whose sides do not fit is broken too, never wrapped into holding.
+        let holds = |lhs: Result<Money, Overflow>, rhs: Money| lhs == Ok(rhs);
+        let eligible = charges
+            .commitment
+            .round_to_minor(exponent)
+            .map_err(|_| broken("the range of its commitment charges"))?;
         let checks = [
             (
                 "endingBalance = beginning + purchases + adjustments - utilized",
-                self.ending_balance
-                    == self.beginning_balance + self.new_purchases + self.adjustments
-                        - self.utilized,
+                holds(
+                    Money::checked_sum([
+                        self.beginning_balance,
+                        self.new_purchases,
+                        self.adjustments,
+                    ])
+                    .and_then(|f| f.checked_sub(self.utilized)),
+                    self.ending_balance,
+                ),
             ),
             (
                 "utilized + serviceOverage = commitment charges",
-                self.utilized + self.service_overage == eligible,
+                holds(self.utilized.checked_add(self.service_overage), eligible),
             ),
             (
                 "totalOverage = serviceOverage + billed separately",
-                self.total_overage == self.service_overage + self.charges_billed_separately,
+                holds(
+                    self.service_overage
+                        .checked_add(self.charges_billed_separately),
+                    self.total_overage,
+                ),
             ),
             (
                 "totalUsage = utilized + totalOverage",
-                self.total_usage == self.utilized + self.total_overage,
+                holds(
+                    self.utilized.checked_add(self.total_overage),
+                    self.total_usage,
+                ),
             ),
             ("utilized >= 0", self.utilized >= Money::ZERO),
+            ("utilized <= commitment charges", self.utilized <= eligible),
         ];
         match checks.iter().find(|(_, ok)| !ok) {
-            Some((name, _)) => Err(format!("statement {} breaks {name}", self.period)),
+            Some((name, _)) => Err(broken(name)),
             None => Ok(()),
         }
     }
@@ -155,7 +182,8 @@ mod tests {
             vec![],
             &c,
             2,
-        );
+        )
+        .unwrap();
         assert_eq!(s.utilized, usd(123456));
         assert_eq!(s.ending_balance, usd(1_000_000 - 123456));
         assert_eq!(s.service_overage, Money::ZERO);
@@ -179,7 +207,8 @@ mod tests {
             vec![entry(-5_000)],
             &c,
             2,
-        );
+        )
+        .unwrap();
         // available = 300 - 50 = 250
         assert_eq!(s.utilized, usd(25_000));
         assert_eq!(s.ending_balance, Money::ZERO);
@@ -201,7 +230,8 @@ mod tests {
             vec![entry(-300)],
             &c,
             2,
-        );
+        )
+        .unwrap();
         assert_eq!(s.utilized, Money::ZERO);
         assert_eq!(s.ending_balance, usd(-200));
         assert_eq!(s.service_overage, usd(700));
@@ -221,7 +251,8 @@ mod tests {
             vec![],
             &c,
             0,
-        );
+        )
+        .unwrap();
         assert_eq!(s.utilized, Money(1000));
         assert_eq!(s.service_overage, Money(500));
         s.check_identities(&c, 0).unwrap();

@@ -124,6 +124,10 @@ pub enum Written {
 pub trait UsageWriter {
     /// The catalog, read inside the transaction so periods cannot close under it.
     fn catalog(&self) -> Arc<Catalog>;
+    /// Every rollup of the enrollment as committed before this transaction
+    /// began (nothing this writer wrote), read inside it: where the range
+    /// checks of the ingest start from.
+    fn stored_rollups(&self) -> StoreResult<Vec<Rollup>>;
     /// Writes a batch of classified records, pushing one outcome per record to `out`.
     fn write_batch(
         &mut self,

@@ -8,10 +8,14 @@
 use crate::access::Scope;
 use crate::calendar::Period;
 use crate::enrollment::EnrollmentNumber;
-use crate::fixed::{Amount, Price};
+use crate::fixed::{Amount, Overflow, Price};
 use crate::ledger::period_rates;
-use crate::store::{MetadataStore, StoreResult, UsageStore};
+use crate::store::{MetadataStore, StoreError, StoreResult, UsageStore};
 use std::collections::{BTreeMap, HashMap};
+
+fn out_of_range(_: Overflow) -> StoreError {
+    StoreError::Invalid("the stored daily usage exceeds the supported range".into())
+}
 
 /// Usage of one billing period (as booked), subscription (with the account
 /// and department it belonged to on the usage dates) and meter.
@@ -75,14 +79,22 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
                         .unwrap_or(Price::ZERO)
                 }
             };
-            d.quantity * rate
+            d.quantity.checked_mul(rate).map_err(out_of_range)?
         };
         let e = acc
             .entry((d.booked, account.map(|a| a.id), d.subscription, d.meter))
             .or_insert((0, Amount::ZERO, 0));
-        e.0 += d.quantity.raw() as i128;
-        e.1 += cost;
-        e.2 += d.rows;
+        // Every sum here is part of a range-checked rollup, so none can fail;
+        // checked all the same so that stored data out of range is an error.
+        e.0 =
+            e.0.checked_add(d.quantity.raw() as i128)
+                .ok_or(Overflow)
+                .map_err(out_of_range)?;
+        e.1 = e.1.checked_add(cost).map_err(out_of_range)?;
+        e.2 =
+            e.2.checked_add(d.rows)
+                .ok_or(Overflow)
+                .map_err(out_of_range)?;
         // The meter's description comes from the sheet of the period that prices it.
         let sheet_period = d.correction_rate.map_or(d.booked, |_| d.day.period());
         if let std::collections::hash_map::Entry::Vacant(v) = sheets.entry(sheet_period) {

@@ -4,6 +4,7 @@
 use crate::calendar::{Day, Period};
 use crate::fixed::{Price, Quantity};
 use crate::hierarchy::normalize_guid;
+use crate::limits::{RangeError, MAX_CHARGES, MAX_QUANTITY};
 use crate::prices::MeterPrice;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -268,6 +269,13 @@ impl Catalog {
                 format!("`{}`: {e}", r.consumed_quantity),
             )
         })?;
+        if quantity > MAX_QUANTITY {
+            return Err(Reject::new(
+                line,
+                Some("ConsumedQuantity"),
+                format!("meter {}: {}", r.meter_id, RangeError::RowQuantity),
+            ));
+        }
         let subscription = match self.subscriptions.get(r.subscription_guid) {
             Some(k) => *k,
             None => *self
@@ -306,8 +314,22 @@ impl Catalog {
             })?;
             let rate = match self.locked_rates.get(&(rate_period, *meter)) {
                 Some(rate) => *rate,
-                None => price.resource_rate(quantity),
+                None => price.resource_rate(quantity).map_err(|_| {
+                    Reject::new(
+                        line,
+                        Some("ConsumedQuantity"),
+                        format!("meter {}: {}", r.meter_id, RangeError::Charges),
+                    )
+                })?,
             };
+            // Its cost is fixed now; one out of range would overflow the rollup's sum.
+            if quantity.checked_mul(rate).map_or(true, |c| c > MAX_CHARGES) {
+                return Err(Reject::new(
+                    line,
+                    Some("ConsumedQuantity"),
+                    format!("meter {}: {}", r.meter_id, RangeError::Charges),
+                ));
+            }
             (booked, Some(rate))
         } else {
             (rate_period, None)

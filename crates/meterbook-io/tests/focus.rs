@@ -179,8 +179,8 @@ fn usage_rows_add_up_to_the_usage_report() {
     ] {
         let (_, rows) = focus(&s, filter.clone());
         let usage = category(&rows, "Usage");
-        let billed: Amount = usage.iter().map(|r| amount(&r["BilledCost"])).sum();
-        assert_eq!(billed, usage_cost(&s, filter));
+        let billed = Amount::checked_sum(usage.iter().map(|r| amount(&r["BilledCost"])));
+        assert_eq!(billed, Ok(usage_cost(&s, filter)));
         for r in &usage {
             // The row's exact cost in every cost column, and unit price × quantity = cost.
             for c in ["EffectiveCost", "ContractedCost", "ListCost"] {
@@ -188,7 +188,7 @@ fn usage_rows_add_up_to_the_usage_report() {
             }
             let q: Quantity = r["PricingQuantity"].parse().expect("quantity");
             let p: Price = r["ListUnitPrice"].parse().expect("price");
-            assert_eq!(q * p, amount(&r["ListCost"]));
+            assert_eq!(q.checked_mul(p), Ok(amount(&r["ListCost"])));
             assert_eq!(r["ContractedUnitPrice"], r["ListUnitPrice"]);
             assert_eq!(r["ConsumedQuantity"], r["PricingQuantity"]);
             assert_eq!(r["ChargeFrequency"], "Usage-Based");

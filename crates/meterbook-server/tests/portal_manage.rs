@@ -560,7 +560,9 @@ fn csv_sum(body: &str, column: &str) -> (i64, Amount, Vec<String>) {
     for rec in r.records() {
         let rec = rec.expect("record");
         n += 1;
-        sum += rec[cost].parse::<Amount>().expect("cost");
+        sum = sum
+            .checked_add(rec[cost].parse::<Amount>().expect("cost"))
+            .expect("in range");
         vals.push(rec[col].to_string());
     }
     (n, sum, vals)

@@ -5,12 +5,42 @@ use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, Pe
 use meterbook_core::hierarchy::{
     normalize_guid, Account, Department, Hierarchy, HierarchyRow, Subscription,
 };
+use meterbook_core::limits::{check_entry, UsageGuard};
 use meterbook_core::prices::{MeterInfo, MeterPrice, Tier};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, HierarchySummary, MetadataStore, StoreError, StoreResult};
 use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period, Price, Quantity};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Purchases and adjustments of an enrollment, by date.
+fn entries_in(conn: &Connection, eid: i64) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>> {
+    let mut st = conn
+        .prepare(
+            "SELECT kind, day, amount, description FROM commitment_entry WHERE enrollment_id = ?1 ORDER BY day, id",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map([eid], |r| {
+            Ok((
+                if r.get::<_, i64>(0)? == 0 {
+                    EntryKind::Purchase
+                } else {
+                    EntryKind::Adjustment
+                },
+                CommitmentEntry {
+                    date: Day::from_raw(r.get(1)?),
+                    amount: Money(r.get(2)?),
+                    description: r.get(3)?,
+                },
+            ))
+        })
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(rows)
+}
 
 fn enrollment_from_row(r: &Row<'_>) -> rusqlite::Result<Enrollment> {
     let number: String = r.get(1)?;
@@ -543,6 +573,13 @@ impl MetadataStore for SqliteStore {
                 "meter {missing} has usage in {period} but no price in the new sheet"
             )));
         }
+        // The period's usage is repriced at the new sheet: it must stay in range.
+        let catalog = crate::usage::load_catalog(&tx, eid)?;
+        let rollups = crate::usage::read_rollups(&tx, eid, None)?;
+        UsageGuard::for_repricing(Arc::new(catalog), &rollups)
+            .map_err(|e| StoreError::Invalid(format!("the stored usage: {e}")))?
+            .reprice(period, sheet)
+            .map_err(|(meter, e)| StoreError::Invalid(format!("meter {meter}: {e}")))?;
         tx.execute(
             "DELETE FROM price WHERE enrollment_id = ?1 AND period = ?2",
             params![eid, period.id()],
@@ -626,6 +663,19 @@ impl MetadataStore for SqliteStore {
                 "a purchase amount must be positive".into(),
             ));
         }
+        // The write lock is held: the entries cannot change before the insert.
+        let currency: String = conn
+            .query_row(
+                "SELECT currency FROM enrollment WHERE id = ?1",
+                [eid],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        let exponent = Currency::parse(&currency)
+            .map_err(StoreError::Backend)?
+            .exponent();
+        check_entry(&entries_in(&conn, eid)?, kind, e.amount, exponent)
+            .map_err(|err| StoreError::Invalid(err.to_string()))?;
         conn.execute(
             "INSERT INTO commitment_entry (enrollment_id, kind, day, amount, description) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -643,30 +693,7 @@ impl MetadataStore for SqliteStore {
     fn entries(&self, n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>> {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
-        let mut st = conn
-            .prepare(
-                "SELECT kind, day, amount, description FROM commitment_entry WHERE enrollment_id = ?1 ORDER BY day, id",
-            )
-            .map_err(backend)?;
-        let rows = st
-            .query_map([eid], |r| {
-                Ok((
-                    if r.get::<_, i64>(0)? == 0 {
-                        EntryKind::Purchase
-                    } else {
-                        EntryKind::Adjustment
-                    },
-                    CommitmentEntry {
-                        date: Day::from_raw(r.get(1)?),
-                        amount: Money(r.get(2)?),
-                        description: r.get(3)?,
-                    },
-                ))
-            })
-            .map_err(backend)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend)?;
-        Ok(rows)
+        entries_in(&conn, eid)
     }
 
     fn periods(&self, n: &EnrollmentNumber) -> StoreResult<Vec<PeriodInfo>> {

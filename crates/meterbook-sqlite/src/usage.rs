@@ -46,7 +46,7 @@ pub(crate) fn locked_rates(
     Ok(out)
 }
 
-fn load_catalog(conn: &Connection, eid: i64) -> StoreResult<Catalog> {
+pub(crate) fn load_catalog(conn: &Connection, eid: i64) -> StoreResult<Catalog> {
     let (start, end) = crate::metadata::term(conn, eid)?;
     let mut cat = Catalog {
         term_start: Some(Day::from_raw(start)),
@@ -131,8 +131,10 @@ struct SqliteUsageWriter<'a> {
     eid: i64,
     catalog: Arc<Catalog>,
     profiles: ProfileEncoder,
-    rollups: HashMap<RollupKey, (Quantity, Amount, i64)>,
-    daily: HashMap<DailyKey, (i64, i64)>,
+    /// Pending sums of this transaction. Quantities are summed in i128 so a
+    /// batch cannot overflow before the ingest's range check names the row.
+    rollups: HashMap<RollupKey, (i128, Amount, i64)>,
+    daily: HashMap<DailyKey, (i128, i64)>,
     open: bool,
 }
 
@@ -165,11 +167,14 @@ impl SqliteUsageWriter<'_> {
                 Some((q, c, n)) => (q, i128_from_sql(&c)?, n),
                 None => (0, 0, 0),
             };
-            let nq = oq.checked_add(q.raw()).ok_or_else(|| {
+            // The ingest's range check refuses a file before these can fail.
+            let out_of_range = || {
                 StoreError::Invalid(format!(
-                    "total quantity of a meter in period {booked} exceeds the supported range"
+                    "the totals of a meter in period {booked} exceed the supported range"
                 ))
-            })?;
+            };
+            let nq = i64::try_from(oq as i128 + q).map_err(|_| out_of_range())?;
+            let ncost = ocost.checked_add(cost.raw()).ok_or_else(out_of_range)?;
             write
                 .execute(params![
                     self.eid,
@@ -178,7 +183,7 @@ impl SqliteUsageWriter<'_> {
                     rate_period.id(),
                     corr,
                     nq,
-                    i128_to_sql(ocost + cost.raw()),
+                    i128_to_sql(ncost),
                     orows + rows
                 ])
                 .map_err(backend)?;
@@ -199,6 +204,10 @@ impl SqliteUsageWriter<'_> {
             )
             .map_err(backend)?;
         for ((day, sub, meter, booked, rate), (q, rows)) in self.daily.drain() {
+            // Within its rollup's total, which was checked before.
+            let q = i64::try_from(q).map_err(|_| {
+                StoreError::Invalid("a day's quantity exceeds the supported range".into())
+            })?;
             write
                 .execute(params![
                     self.eid,
@@ -219,6 +228,11 @@ impl SqliteUsageWriter<'_> {
 impl UsageWriter for SqliteUsageWriter<'_> {
     fn catalog(&self) -> Arc<Catalog> {
         self.catalog.clone()
+    }
+
+    fn stored_rollups(&self) -> StoreResult<Vec<Rollup>> {
+        // This writer's own rollups stay in memory until commit.
+        read_rollups(&self.conn, self.eid, None)
     }
 
     fn write_batch(
@@ -280,18 +294,20 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 continue;
             }
             let key = (c.booked, c.meter, c.rate_period, c.is_correction());
-            let e = self
-                .rollups
-                .entry(key)
-                .or_insert((Quantity::ZERO, Amount::ZERO, 0));
-            e.0 = Quantity(e.0.raw().checked_add(c.quantity.raw()).ok_or_else(|| {
-                StoreError::Invalid(format!(
-                    "line {}: the total quantity of meter {} in period {} exceeds the supported range",
-                    raw.line, raw.meter_id, c.booked
-                ))
-            })?);
+            let e = self.rollups.entry(key).or_insert((0, Amount::ZERO, 0));
+            // i128 sums of i64 quantities: no file is long enough to overflow them.
+            e.0 += c.quantity.raw() as i128;
             if let Some(rate) = c.correction_rate {
-                e.1 += c.quantity * rate;
+                let cost = c
+                    .quantity
+                    .checked_mul(rate)
+                    .and_then(|a| e.1.checked_add(a));
+                e.1 = cost.map_err(|_| {
+                    StoreError::Invalid(format!(
+                        "line {}: meter {}: the cost of the correction exceeds the supported range",
+                        raw.line, raw.meter_id
+                    ))
+                })?;
             }
             e.2 += 1;
             let dkey = (
@@ -302,8 +318,7 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 c.correction_rate.map(|r| r.raw()),
             );
             let d = self.daily.entry(dkey).or_insert((0, 0));
-            // Within the period total, which was checked above.
-            d.0 += c.quantity.raw();
+            d.0 += c.quantity.raw() as i128;
             d.1 += 1;
             out.push(Written::Stored);
         }
@@ -356,6 +371,50 @@ impl ProfileDecoder {
     fn get(&self, id: i64) -> &Profile {
         self.cache.get(&id).unwrap_or(&self.empty)
     }
+}
+
+/// The rollups of one booked period, or of all periods.
+pub(crate) fn read_rollups(
+    conn: &Connection,
+    eid: i64,
+    booked: Option<Period>,
+) -> StoreResult<Vec<Rollup>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT booked, meter_key, rate_period, correction, quantity, fixed_cost, rows \
+             FROM usage_rollup WHERE enrollment_id = ?1 AND (?2 IS NULL OR booked = ?2) \
+             ORDER BY booked, meter_key, rate_period, correction",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![eid, booked.map(|p| p.id())], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(backend)?;
+    let period =
+        |id| Period::from_id(id).ok_or_else(|| StoreError::Backend("corrupt period".into()));
+    let mut out = Vec::new();
+    for row in rows {
+        let (b, meter, rp, correction, q, cost, n) = row.map_err(backend)?;
+        out.push(Rollup {
+            booked: period(b)?,
+            meter,
+            rate_period: period(rp)?,
+            correction,
+            quantity: Quantity(q),
+            fixed_cost: Amount(i128_from_sql(&cost)?),
+            rows: n,
+        });
+    }
+    Ok(out)
 }
 
 const FACT_COLUMNS: &str =
@@ -436,39 +495,7 @@ impl UsageStore for SqliteStore {
     fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
-        let mut st = conn
-            .prepare_cached(
-                "SELECT meter_key, rate_period, correction, quantity, fixed_cost, rows FROM usage_rollup \
-                 WHERE enrollment_id = ?1 AND booked = ?2 ORDER BY meter_key, rate_period, correction",
-            )
-            .map_err(backend)?;
-        let rows = st
-            .query_map(params![eid, booked.id()], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            })
-            .map_err(backend)?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (meter, rp, correction, q, cost, n) = row.map_err(backend)?;
-            out.push(Rollup {
-                booked,
-                meter,
-                rate_period: Period::from_id(rp)
-                    .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
-                correction,
-                quantity: Quantity(q),
-                fixed_cost: Amount(i128_from_sql(&cost)?),
-                rows: n,
-            });
-        }
-        Ok(out)
+        read_rollups(&conn, eid, Some(booked))
     }
 
     fn scan_usage(

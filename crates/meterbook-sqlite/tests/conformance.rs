@@ -49,12 +49,19 @@ conformance!(
     users_roles_sessions_and_audit,
     summaries_match_the_usage_report,
     departments_and_accounts_rename,
+    ranges_hold_across_files,
 );
 
 #[test]
 fn property_rows_add_up_to_charges() {
     let stores = Stores::new();
     properties::rows_add_up_to_charges(&|| stores.make(), 32);
+}
+
+#[test]
+fn property_files_near_the_limits() {
+    let stores = Stores::new();
+    properties::files_near_the_limits(&|| stores.make(), 24);
 }
 
 #[test]

@@ -597,9 +597,10 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     // A commitment that runs out: about 60% of the term-to-date charges.
     let mut total = meterbook_core::Amount::ZERO;
     for p in first.through(this) {
-        total += meterbook_core::ledger::charges(store, n, p)?.commitment;
+        let charges = meterbook_core::ledger::charges(store, n, p)?.commitment;
+        total = total.checked_add(charges)?;
     }
-    let commit = (total.round_to_minor(2).0 * 6 / 10) / 100_000 * 100_000;
+    let commit = (total.round_to_minor(2)?.0 * 6 / 10) / 100_000 * 100_000;
     let entry = |date: Day, cents: i64, d: &str| CommitmentEntry {
         date,
         amount: Money(cents),

@@ -2333,13 +2333,182 @@ fn usage_report_of_large_quantities_does_not_overflow() {
     let u = mb.file(
         "big-qty.csv",
         usage_csv(&[
-            row("q-1", SUB_PROD, "2026-11-01", "vm-e4s", "5000000000000"),
-            row("q-2", SUB_PROD, "2026-11-01", "disk-p10", "5000000000000"),
+            row("q-1", SUB_PROD, "2026-11-01", "vm-e4s", "1000000000000"),
+            row("q-2", SUB_PROD, "2026-11-01", "disk-p10", "1000000000000"),
         ]),
     );
     mb.ingest(NW, &u);
     let t = mb.table(&format!("usage --enrollment {NW} --period 202611"));
     assert_eq!(t.record_ids(), vec!["q-1", "q-2"]);
+    check_identities(&mb, NW, "202611", 2);
+}
+
+/// A price sheet of the one meter `vm-e4s` at `price`.
+fn vm_prices(price: &str) -> String {
+    let header = PRICES.lines().next().expect("header");
+    format!(
+        "{header}\nvm-e4s,E4s v5,Virtual Machines,Esv5 Series,EU West,1 Hour,N9H-00412,{price},0,0,false,,,\n"
+    )
+}
+
+/// The balance report of Northwind's 202611, as printed.
+fn nw_balance(mb: &Mb) -> String {
+    mb.ok(&format!("report balance --enrollment {NW} --period 202611"))
+        .stdout
+}
+
+/// The reproduced defect: 9e12 units at 1e7 used to be stored, and the balance
+/// showed Utilized -20111079702611886.08; a price of 1e14 wrapped the rate.
+#[test]
+fn charges_past_the_supported_range_are_refused_not_wrapped() {
+    let mb = Mb::new();
+    mb.create(NW, "USD", "2026-01-01", "2028-12-31");
+    let h = mb.file("hierarchy.csv", HIERARCHY);
+    mb.ok(&format!("hierarchy import --enrollment {NW} {h}"));
+    let p = mb.file("prices.csv", vm_prices("10000000"));
+    mb.ok(&format!(
+        "prices import --enrollment {NW} --period 202611 {p}"
+    ));
+    mb.entry("purchase", NW, "2026-11-01", "1000", "Commitment");
+    let ok = mb.file(
+        "ok.csv",
+        usage_csv(&[row("ok-1", SUB_PROD, "2026-11-01", "vm-e4s", "1")]),
+    );
+    mb.ingest(NW, &ok);
+    let before = nw_balance(&mb);
+
+    let u = mb.file(
+        "usage.csv",
+        usage_csv(&[row(
+            "big-1",
+            SUB_PROD,
+            "2026-11-01",
+            "vm-e4s",
+            "9000000000000",
+        )]),
+    );
+    let r = mb.fail(&format!("usage ingest --enrollment {NW} {u}"));
+    for expected in [
+        format!("{u}:2: "),
+        "meter vm-e4s".to_string(),
+        "exceeds the supported range".to_string(),
+        "nothing was stored".to_string(),
+    ] {
+        assert!(
+            r.stderr.contains(&expected),
+            "`{expected}`:\n{}",
+            r.describe()
+        );
+    }
+    assert_eq!(nw_balance(&mb), before, "the balance is unchanged");
+
+    // Within the quantity ranges (1e12 in all), but at 1e7 past the charges' range.
+    let u = mb.file(
+        "usage2.csv",
+        usage_csv(&[
+            row("fine-1", SUB_PROD, "2026-11-02", "vm-e4s", "1"),
+            row("big-2", SUB_PROD, "2026-11-02", "vm-e4s", "999999999998"),
+        ]),
+    );
+    mb.refuses(
+        &format!("usage ingest --enrollment {NW} {u}"),
+        &format!("{u}:3: meter vm-e4s: the enrollment's charges exceed the supported range"),
+    );
+    assert_eq!(nw_balance(&mb), before);
+    assert_eq!(mb.nw_rows().record_ids(), vec!["ok-1"]);
+
+    // A price past the range is refused at import, naming its line.
+    let p = mb.file("prices-big.csv", vm_prices("100000000000000"));
+    mb.refuses(
+        &format!("prices import --enrollment {NW} --period 202611 {p}"),
+        &format!("{p}:2: meter vm-e4s: UnitPrice 100000000000000 exceeds the supported range"),
+    );
+    assert_eq!(nw_balance(&mb), before);
+    check_identities(&mb, NW, "202611", 2);
+}
+
+#[test]
+fn a_meters_period_quantity_past_the_range_across_two_files_names_the_row() {
+    let mb = northwind();
+    let a = mb.file(
+        "a.csv",
+        usage_csv(&[row("a-1", SUB_PROD, "2026-11-01", "vm-e4s", "600000000000")]),
+    );
+    mb.ingest(NW, &a);
+    let before = nw_balance(&mb);
+    let b = mb.file(
+        "b.csv",
+        usage_csv(&[
+            row("b-1", SUB_WEB, "2026-11-02", "egress", "5"),
+            row("b-2", SUB_PROD, "2026-11-02", "vm-e4s", "400000000000"),
+            row("b-3", SUB_PROD, "2026-11-03", "vm-e4s", "0.000001"),
+        ]),
+    );
+    mb.refuses(
+        &format!("usage ingest --enrollment {NW} {b}"),
+        &format!(
+            "{b}:4: column 5 (ConsumedQuantity): meter vm-e4s: the period's quantity exceeds \
+             the supported range (at most 1000000000000 units per meter and period)"
+        ),
+    );
+    // Not even --skip-invalid stores part of it: which rows to drop would be arbitrary.
+    mb.fail(&format!(
+        "usage ingest --enrollment {NW} --skip-invalid {b}"
+    ));
+    assert_eq!(nw_balance(&mb), before);
+    assert_eq!(mb.nw_rows().record_ids(), vec!["a-1"]);
+    // Exactly at the range is accepted.
+    let c = mb.file(
+        "c.csv",
+        usage_csv(&[row("c-1", SUB_PROD, "2026-11-02", "vm-e4s", "400000000000")]),
+    );
+    mb.ingest(NW, &c);
+    check_identities(&mb, NW, "202611", 2);
+}
+
+#[test]
+fn prices_and_purchases_that_take_the_enrollment_past_the_range_are_refused() {
+    let mb = northwind();
+    let u = mb.file(
+        "u.csv",
+        usage_csv(&[row(
+            "u-1",
+            SUB_PROD,
+            "2026-11-01",
+            "vm-e4s",
+            "1000000000000",
+        )]),
+    );
+    mb.ingest(NW, &u);
+    let before = nw_balance(&mb);
+    // 1e12 units at 1000 is 1e15: past the enrollment's charges range.
+    let p = mb.file("prices2.csv", vm_prices("1000"));
+    mb.refuses(
+        &format!("prices import --enrollment {NW} --period 202611 {p}"),
+        &format!("{p}:2: meter vm-e4s: the enrollment's charges exceed the supported range"),
+    );
+    assert_eq!(nw_balance(&mb), before, "the old prices stay");
+    // At 100 it is 1e14, the range's end: accepted.
+    let p = mb.file("prices3.csv", vm_prices("100"));
+    mb.ok(&format!(
+        "prices import --enrollment {NW} --period 202611 {p}"
+    ));
+    check_identities(&mb, NW, "202611", 2);
+
+    mb.entry("purchase", NW, "2026-11-01", "100000000000000", "All of it");
+    mb.refuses(
+        &format!(
+            "purchase add --enrollment {NW} --date 2026-11-02 --amount 0.01 --description more"
+        ),
+        "the enrollment's purchases exceed the supported range",
+    );
+    mb.entry("adjustment", NW, "2026-11-01", "-100000000000000", "Debit");
+    mb.refuses(
+        &format!(
+            "adjustment add --enrollment {NW} --date 2026-11-02 --amount 0.01 --description credit"
+        ),
+        "the enrollment's adjustments exceed the supported range",
+    );
     check_identities(&mb, NW, "202611", 2);
 }
 

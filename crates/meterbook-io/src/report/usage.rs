@@ -284,6 +284,31 @@ pub struct ReportTotals {
     pub cost: Amount,
 }
 
+impl ReportTotals {
+    /// Counts one row. Its cost is part of a range-checked charge (design
+    /// notes, "Supported ranges"), so the sums cannot overflow; stored data
+    /// out of range is still an error here, never a wrapped total.
+    fn add(&mut self, row: &DetailRow<'_>) -> Result<(), StoreError> {
+        let quantity = self
+            .quantity_micro
+            .checked_add(row.fact.quantity.raw() as i128);
+        let cost = self.cost.checked_add(row.cost).ok();
+        match (quantity, cost) {
+            (Some(q), Some(c)) => {
+                self.rows += 1;
+                self.quantity_micro = q;
+                self.cost = c;
+                Ok(())
+            }
+            _ => Err(out_of_range()),
+        }
+    }
+}
+
+fn out_of_range() -> StoreError {
+    StoreError::Invalid("the report's totals exceed the supported range".into())
+}
+
 /// A meter as reports show it.
 pub struct MeterView {
     pub price: MeterPrice,
@@ -448,10 +473,8 @@ impl UsageReport {
             enc.start(&self.meta, &mut chunk);
             let scanned = store.scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
                 seen += 1;
-                if let Some(row) = self.row(f) {
-                    totals.rows += 1;
-                    totals.quantity_micro += f.quantity.raw() as i128;
-                    totals.cost += row.cost;
+                if let Some(row) = self.row(f)? {
+                    totals.add(&row)?;
                     enc.row(&row, &mut chunk);
                     if chunk.len() >= CHUNK {
                         let next = back_rx
@@ -508,10 +531,8 @@ impl UsageReport {
         let mut seen = 0u64;
         let scanned = store.scan_usage(n, &self.filter.selection, &mut |fact: &UsageFact<'_>| {
             seen += 1;
-            if let Some(row) = self.row(fact) {
-                totals.rows += 1;
-                totals.quantity_micro += fact.quantity.raw() as i128;
-                totals.cost += row.cost;
+            if let Some(row) = self.row(fact)? {
+                totals.add(&row)?;
                 match f(&row) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Stop) => return Ok(Flow::Stop),
@@ -571,7 +592,7 @@ impl UsageReport {
         let mut more = false;
         let by_period = self.filter.selection.booked.is_some();
         store.scan_usage(n, &self.filter.selection, &mut |f: &UsageFact<'_>| {
-            let Some(row) = self.row(f) else {
+            let Some(row) = self.row(f)? else {
                 return Ok(Flow::Continue);
             };
             if rows as usize == limit {
@@ -590,12 +611,13 @@ impl UsageReport {
         Ok((rows, if more { last } else { None }))
     }
 
-    fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Option<DetailRow<'a>> {
+    /// The report's row for `f`, or `None` where the filter leaves it out.
+    fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Result<Option<DetailRow<'a>>, StoreError> {
         let account = self.hierarchy.account_on(f.subscription, f.day);
         let dept = account.and_then(|a| self.hierarchy.department(a.department_id));
         if let Some(scope) = self.filter.scope {
             if !scope.covers_account(account) {
-                return None;
+                return Ok(None);
             }
         }
         if self.accounts.is_some() || self.departments.is_some() {
@@ -608,12 +630,14 @@ impl UsageReport {
                 .as_ref()
                 .is_some_and(|s| dept.is_some_and(|d| s.contains(&d.id)));
             if !a_ok && !d_ok {
-                return None;
+                return Ok(None);
             }
         }
-        let meter = self.meters.get(&(f.rate_period, f.meter))?;
+        let Some(meter) = self.meters.get(&(f.rate_period, f.meter)) else {
+            return Ok(None);
+        };
         if self.filter.marketplace_only && meter.kind != ChargeKind::Marketplace {
-            return None;
+            return Ok(None);
         }
         let rate = match f.correction_rate {
             Some(r) => r,
@@ -624,11 +648,12 @@ impl UsageReport {
                 .unwrap_or(Price::ZERO),
         };
         let (rate, cost) = if self.filter.show_costs {
-            (rate, f.quantity * rate)
+            let cost = f.quantity.checked_mul(rate).map_err(|_| out_of_range())?;
+            (rate, cost)
         } else {
             (Price::ZERO, Amount::ZERO)
         };
-        Some(DetailRow {
+        Ok(Some(DetailRow {
             fact: f,
             account,
             dept,
@@ -636,7 +661,7 @@ impl UsageReport {
             meter,
             rate,
             cost,
-        })
+        }))
     }
 }
 

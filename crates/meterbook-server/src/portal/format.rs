@@ -30,8 +30,13 @@ pub fn money(m: Money, exponent: u32, currency: &str) -> String {
 }
 
 /// An exact amount rounded half-even to the currency's minor unit, for reading.
+/// Amounts shown are within the supported ranges, which fit the minor unit;
+/// one that did not is shown as such rather than wrapped.
 pub fn amount(a: Amount, exponent: u32, currency: &str) -> String {
-    money(a.round_to_minor(exponent), exponent, currency)
+    match a.round_to_minor(exponent) {
+        Ok(m) => money(m, exponent, currency),
+        Err(_) => format!("(out of range) {currency}"),
+    }
 }
 
 /// A quantity in millionths, up to 2 decimals shown (trailing zeros trimmed).

@@ -92,7 +92,9 @@ async fn overview(
         figures.push(Figure {
             label: "Charges this month".into(),
             value: format::money(
-                meterbook_core::Money(st.total_usage.0 + st.marketplace_charges.0),
+                st.total_usage
+                    .checked_add(st.marketplace_charges)
+                    .map_err(out_of_range)?,
                 exp,
                 &ccy,
             ),
@@ -115,7 +117,8 @@ async fn overview(
     } else {
         let this: Vec<_> = summary.iter().filter(|r| r.period == cur).collect();
         if costs {
-            let total: meterbook_core::Amount = this.iter().map(|r| r.cost).sum();
+            let total = meterbook_core::Amount::checked_sum(this.iter().map(|r| r.cost))
+                .map_err(out_of_range)?;
             figures.push(Figure {
                 label: "Charges this month".into(),
                 value: format::amount(total, exp, &ccy),
@@ -142,7 +145,7 @@ async fn overview(
         let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
         let v = groups.entry(key).or_insert_with(|| vec![0; periods.len()]);
         v[i] += if costs {
-            r.cost.round_to_minor(exp).0 as i128
+            r.cost.round_to_minor(exp).map_err(out_of_range)?.0 as i128
         } else {
             r.rows as i128
         };
@@ -226,6 +229,12 @@ fn prev_n(mut p: Period, k: u32) -> Period {
         p = p.prev();
     }
     p
+}
+
+/// Figures here are parts of range-checked totals and cannot overflow; stored
+/// data out of range is an error rather than a wrapped figure.
+fn out_of_range(_: meterbook_core::fixed::Overflow) -> meterbook_core::store::StoreError {
+    meterbook_core::store::StoreError::Invalid("a figure exceeds the supported range".into())
 }
 
 /// `Nov 2026`.

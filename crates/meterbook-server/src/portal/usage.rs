@@ -22,8 +22,9 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use meterbook_core::access::Scope;
+use meterbook_core::fixed::Overflow;
 use meterbook_core::hierarchy::Hierarchy;
-use meterbook_core::store::UsageSelection;
+use meterbook_core::store::{StoreError, UsageSelection};
 use meterbook_core::summary::{usage_summary, SummaryRow};
 use meterbook_core::{Amount, Day, Period};
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
@@ -235,6 +236,10 @@ fn checked_filters(
     Ok((department, account))
 }
 
+fn out_of_range(_: Overflow) -> StoreError {
+    StoreError::Invalid("the usage summed here exceeds the supported range".into())
+}
+
 #[derive(Default)]
 struct Agg {
     rows: i64,
@@ -245,15 +250,21 @@ struct Agg {
 }
 
 impl Agg {
-    fn add(&mut self, i: usize, n: usize, r: &SummaryRow) {
+    /// Parts of the summary's range-checked totals: the sums cannot
+    /// overflow, and are checked so stored data out of range is an error.
+    fn add(&mut self, i: usize, n: usize, r: &SummaryRow) -> Result<(), StoreError> {
         if self.per_period.len() != n {
             self.per_period = vec![(0, Amount::ZERO); n];
         }
         self.rows += r.rows;
-        self.cost += r.cost;
+        self.cost = self.cost.checked_add(r.cost).map_err(out_of_range)?;
         self.quantity += r.quantity_micro;
         self.per_period[i].0 += r.rows;
-        self.per_period[i].1 += r.cost;
+        self.per_period[i].1 = self.per_period[i]
+            .1
+            .checked_add(r.cost)
+            .map_err(out_of_range)?;
+        Ok(())
     }
 }
 
@@ -314,7 +325,7 @@ async fn usage(
     let mut total = Agg::default();
     for r in &selected {
         let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
-        total.add(i, np, r);
+        total.add(i, np, r)?;
         let key: Key = if by_service {
             let svc = if r.service.is_empty() {
                 "(no service)".to_string()
@@ -325,7 +336,7 @@ async fn usage(
                 .entry((svc.clone(), r.meter_id.clone(), r.unit.clone()))
                 .or_default();
             m.unit = r.unit.clone();
-            m.add(i, np, r);
+            m.add(i, np, r)?;
             (svc.clone(), svc, "Service", None)
         } else {
             match &level {
@@ -361,7 +372,7 @@ async fn usage(
                 ),
             }
         };
-        groups.entry(key).or_default().add(i, np, r);
+        groups.entry(key).or_default().add(i, np, r)?;
     }
 
     let money = |a: Amount| format::amount(a, exp, &ccy);
@@ -396,21 +407,23 @@ async fn usage(
     }
 
     // The chart: one series per group (the 7 largest, the rest as "Other").
-    let value = |rows_n: i64, cost: Amount| -> i128 {
-        if costs {
-            cost.round_to_minor(exp).0 as i128
+    let value = |rows_n: i64, cost: Amount| -> Result<i128, StoreError> {
+        Ok(if costs {
+            cost.round_to_minor(exp).map_err(out_of_range)?.0 as i128
         } else {
             rows_n as i128
-        }
-    };
-    let mut series: Vec<(String, Vec<i128>, i128)> = groups
-        .iter()
-        .map(|((_, name, _, _), g)| {
-            let vals: Vec<i128> = g.per_period.iter().map(|(r, c)| value(*r, *c)).collect();
-            let sum = vals.iter().sum();
-            (name.clone(), vals, sum)
         })
-        .collect();
+    };
+    let mut series: Vec<(String, Vec<i128>, i128)> = Vec::with_capacity(groups.len());
+    for ((_, name, _, _), g) in &groups {
+        let vals = g
+            .per_period
+            .iter()
+            .map(|(r, c)| value(*r, *c))
+            .collect::<Result<Vec<i128>, _>>()?;
+        let sum = vals.iter().sum();
+        series.push((name.clone(), vals, sum));
+    }
     series.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     if series.len() > 8 {
         let rest = series.split_off(7);

@@ -2,7 +2,7 @@
 
 use super::{day, enrollment_number, period};
 use crate::cli::{EnrollmentCmd, HierarchyCmd, PricesCmd, SubscriptionCmd};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
 use meterbook_core::prices::build_price_sheet;
 use meterbook_core::store::MetadataStore;
@@ -125,6 +125,14 @@ pub fn prices(s: &SqliteStore, c: PricesCmd) -> Result<()> {
     let rows = meterbook_io::input::prices::read(&name, open_input(&file)?)?;
     let sheet =
         build_price_sheet(&rows).map_err(|(line, msg)| anyhow::anyhow!("{name}:{line}: {msg}"))?;
+    // The store refuses prices that take the period's usage out of range; asking
+    // first names the line of the meter that does.
+    if let Err((meter, e)) = meterbook_core::ledger::check_prices(s, &n, p, &sheet)? {
+        match rows.iter().find(|r| r.meter_id == meter) {
+            Some(r) => bail!("{name}:{}: meter {meter}: {e}", r.line),
+            None => bail!("{name}: {e}"),
+        }
+    }
     let count = s.import_prices(&n, p, &sheet)?;
     println!(
         "{name}: price sheet {p}: {count} meters, {} rows",

@@ -210,7 +210,10 @@ fn run_report(
                     "marketplace"
                 },
                 t.rows,
-                t.cost.round_to_minor(exp).format(exp),
+                t.cost
+                    .round_to_minor(exp)
+                    .context("the report's total cost exceeds the supported range")?
+                    .format(exp),
                 meta.currency,
                 exact(t.cost)
             )
