@@ -15,6 +15,16 @@ use tokio::io::AsyncWriteExt;
 /// Writes `body` to a temporary file and returns it at its start: 413 past `max_upload_bytes`, 408 when
 /// no bytes arrive for `body_idle_timeout`.
 pub async fn receive(body: Body, limits: &Limits) -> Result<std::fs::File, ApiError> {
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the upload is larger than {} bytes (--max-upload-bytes); nothing was stored",
+            limits.max_upload_bytes
+        ))
+    };
+    // A declared length over the bound is refused before reading a byte.
+    if axum::body::HttpBody::size_hint(&body).lower() > limits.max_upload_bytes {
+        return Err(too_large());
+    }
     let file = tokio::task::spawn_blocking(tempfile::tempfile)
         .await
         .map_err(|e| ApiError::Internal(format!("spool task failed: {e}")))?
@@ -41,10 +51,7 @@ pub async fn receive(body: Body, limits: &Limits) -> Result<std::fs::File, ApiEr
         };
         bytes += chunk.len() as u64;
         if bytes > limits.max_upload_bytes {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "the upload is larger than {} bytes (--max-upload-bytes); nothing was stored",
-                limits.max_upload_bytes
-            )));
+            return Err(too_large());
         }
         out.write_all(&chunk).await.map_err(io)?;
     }
