@@ -693,7 +693,10 @@ pub fn validate(
             spec.from, spec.to
         )));
     }
-    for (what, names) in [("accounts", &spec.accounts), ("departments", &spec.departments)] {
+    for (what, names) in [
+        ("accounts", &spec.accounts),
+        ("departments", &spec.departments),
+    ] {
         if names.len() > MAX_FILTER_IDS {
             return Err(RequestError::Invalid(format!(
                 "the request names {} {what}; at most {MAX_FILTER_IDS} are accepted",

@@ -220,7 +220,9 @@ pub(crate) async fn operator(parts: &Parts, state: &AppState) -> Result<Operator
         .blocking(move |s| Ok(s.operator_token(&lookup)?))
         .await?
         .filter(|t| keys::verify(&secret, &t.secret_hash))
-        .ok_or_else(|| ApiError::unauthorized("UnknownToken", "this operator token is not known"))?;
+        .ok_or_else(|| {
+            ApiError::unauthorized("UnknownToken", "this operator token is not known")
+        })?;
     if t.disabled {
         return Err(ApiError::unauthorized(
             "DisabledToken",

@@ -128,16 +128,25 @@ mod tests {
     fn the_rightmost_untrusted_hop_is_the_client() {
         let t = TrustedProxies::parse("10.0.0.0/8, 192.0.2.7").unwrap();
         // Untrusted peer: the header is ignored.
-        assert_eq!(t.client(ip("198.51.100.1"), &headers(&["203.0.113.5"])), ip("198.51.100.1"));
+        assert_eq!(
+            t.client(ip("198.51.100.1"), &headers(&["203.0.113.5"])),
+            ip("198.51.100.1")
+        );
         // Trusted peer: the client's spoofed left part is ignored.
         let h = headers(&["1.2.3.4, 203.0.113.5", "10.1.1.1"]);
         assert_eq!(t.client(ip("192.0.2.7"), &h), ip("203.0.113.5"));
         // Every hop trusted: the leftmost one.
-        assert_eq!(t.client(ip("10.0.0.1"), &headers(&["10.9.9.9"])), ip("10.9.9.9"));
+        assert_eq!(
+            t.client(ip("10.0.0.1"), &headers(&["10.9.9.9"])),
+            ip("10.9.9.9")
+        );
         // No header: the proxy itself.
         assert_eq!(t.client(ip("10.0.0.1"), &headers(&[])), ip("10.0.0.1"));
         // Garbage ends the chain at the last trusted hop.
-        assert_eq!(t.client(ip("10.0.0.1"), &headers(&["nonsense"])), ip("10.0.0.1"));
+        assert_eq!(
+            t.client(ip("10.0.0.1"), &headers(&["nonsense"])),
+            ip("10.0.0.1")
+        );
         // Ports and brackets, and v4 seen through v6.
         assert_eq!(
             t.client(ip("::ffff:10.0.0.1"), &headers(&["[2001:db8::1]:443"])),
@@ -149,6 +158,9 @@ mod tests {
     fn bad_lists_are_refused() {
         assert!(TrustedProxies::parse("10.0.0.0/33").is_err());
         assert!(TrustedProxies::parse("proxy.local").is_err());
-        assert_eq!(TrustedProxies::parse(" ").unwrap(), TrustedProxies::default());
+        assert_eq!(
+            TrustedProxies::parse(" ").unwrap(),
+            TrustedProxies::default()
+        );
     }
 }

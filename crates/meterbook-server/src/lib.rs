@@ -316,7 +316,8 @@ pub async fn serve(
             .header_read_timeout(limits.header_read_timeout)
             .max_headers(limits.max_headers.saturating_mul(2).max(100))
             .max_header_size(2 * (limits.max_header_bytes + limits.max_query_bytes) + 16_384);
-        let conn = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        let conn =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");

@@ -55,7 +55,11 @@ impl Histogram {
             cum += self.counts.get(i).copied().unwrap_or(0);
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cum}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
         let braces = if labels.is_empty() {
             String::new()
         } else {
@@ -150,7 +154,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    pub fn read(s: &dyn meterbook_core::store::Store, now_ms: i64) -> Result<Snapshot, crate::ApiError> {
+    pub fn read(
+        s: &dyn meterbook_core::store::Store,
+        now_ms: i64,
+    ) -> Result<Snapshot, crate::ApiError> {
         use meterbook_core::jobs::JobStatus;
         let all = [
             JobStatus::Queued,
@@ -167,13 +174,19 @@ impl Snapshot {
         for e in s.enrollments()? {
             for j in s.jobs(&e.number)? {
                 *counts.entry(j.status.code()).or_default() += 1;
-                if let (true, Some(a), Some(b)) = (j.status.is_final(), j.started_at, j.finished_at) {
+                if let (true, Some(a), Some(b)) = (j.status.is_final(), j.started_at, j.finished_at)
+                {
                     finished.push((j.id, b, (b - a).max(0) as f64 / 1000.0));
                 }
             }
             if let Some(d) = e.watermark {
                 // Complete through `d`: the data is whole up to the day's end.
-                let end = d.succ().naive().and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+                let end = d
+                    .succ()
+                    .naive()
+                    .and_time(chrono::NaiveTime::MIN)
+                    .and_utc()
+                    .timestamp();
                 watermark_age.push((e.number.to_string(), now_ms / 1000 - end));
             }
         }
@@ -203,7 +216,8 @@ pub fn render(m: &Metrics, snap: Snapshot) -> String {
         "counter",
         "HTTP requests answered, by route template, method and status.",
     );
-    for ((route, method, status), n) in m.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+    for ((route, method, status), n) in m.requests.lock().unwrap_or_else(|p| p.into_inner()).iter()
+    {
         let _ = writeln!(
             out,
             "meterbook_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {n}",
@@ -270,7 +284,12 @@ pub fn render(m: &Metrics, snap: Snapshot) -> String {
         }
         // Jobs removed by retention can never come back: forget their ids.
         seen.retain(|id| live.contains(id.as_str()));
-        h.write(&mut out, "meterbook_report_job_duration_seconds", "", JOB_BUCKETS);
+        h.write(
+            &mut out,
+            "meterbook_report_job_duration_seconds",
+            "",
+            JOB_BUCKETS,
+        );
     }
 
     head(

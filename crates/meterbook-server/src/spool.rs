@@ -32,7 +32,8 @@ pub async fn receive(body: Body, limits: &Limits) -> Result<std::fs::File, ApiEr
     let mut out = tokio::io::BufWriter::new(tokio::fs::File::from_std(file));
     let mut stream = body.into_data_stream();
     let mut bytes: u64 = 0;
-    let io = |e: std::io::Error| ApiError::Internal(format!("writing the upload's spool file: {e}"));
+    let io =
+        |e: std::io::Error| ApiError::Internal(format!("writing the upload's spool file: {e}"));
     loop {
         let chunk = match tokio::time::timeout(limits.body_idle_timeout, stream.next()).await {
             Err(_) => {
@@ -42,11 +43,9 @@ pub async fn receive(body: Body, limits: &Limits) -> Result<std::fs::File, ApiEr
                 )))
             }
             Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(ApiError::BadRequest(format!(
-                    "the upload's body could not be read after {bytes} bytes: {e}; nothing was stored"
-                )))
-            }
+            Ok(Some(Err(e))) => return Err(ApiError::BadRequest(format!(
+                "the upload's body could not be read after {bytes} bytes: {e}; nothing was stored"
+            ))),
             Ok(Some(Ok(c))) => c,
         };
         bytes += chunk.len() as u64;

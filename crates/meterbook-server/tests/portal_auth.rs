@@ -842,7 +842,12 @@ async fn behind_a_trusted_proxy_strangers_cannot_lock_an_owner_out() {
             let r = app
                 .sign_in_raw(ADMIN, "guess guess guess", &[("x-forwarded-for", &xff)])
                 .await;
-            assert_eq!(r.status, 401, "guesser {guesser}, try {i}: {}", r.describe());
+            assert_eq!(
+                r.status,
+                401,
+                "guesser {guesser}, try {i}: {}",
+                r.describe()
+            );
         }
         // That address is done with this account, right password or not...
         let r = app

@@ -151,8 +151,10 @@ impl MetadataStore for SqliteStore {
         let v: i64 = c
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .map_err(crate::backend)?;
-        c.query_row("SELECT count(*) FROM enrollment", [], |r| r.get::<_, i64>(0))
-            .map_err(crate::backend)?;
+        c.query_row("SELECT count(*) FROM enrollment", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(crate::backend)?;
         if v as usize != crate::SCHEMA_VERSION {
             return Err(StoreError::Backend(format!(
                 "the database schema is version {v}; this build knows version {}",

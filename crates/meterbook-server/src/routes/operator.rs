@@ -123,8 +123,7 @@ pub async fn hierarchy(
     let body = crate::spool::receive(body, &state.settings().limits).await?;
     let sum = state
         .blocking(move |s| {
-            let rows =
-                meterbook_io::input::hierarchy::read("body", std::io::BufReader::new(body))
+            let rows = meterbook_io::input::hierarchy::read("body", std::io::BufReader::new(body))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             Ok(s.upsert_hierarchy(&n, &rows)?)
         })
@@ -150,8 +149,7 @@ pub async fn prices(
     let body = crate::spool::receive(body, &state.settings().limits).await?;
     let count = state
         .blocking(move |s| {
-            let rows =
-                meterbook_io::input::prices::read("body", std::io::BufReader::new(body))
+            let rows = meterbook_io::input::prices::read("body", std::io::BufReader::new(body))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let sheet = meterbook_core::prices::build_price_sheet(&rows)
                 .map_err(|(line, m)| ApiError::BadRequest(format!("body:{line}: {m}")))?;
