@@ -43,9 +43,11 @@ pub async fn receive(body: Body, limits: &Limits) -> Result<std::fs::File, ApiEr
                 )))
             }
             Ok(None) => break,
-            Ok(Some(Err(e))) => return Err(ApiError::BadRequest(format!(
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::BadRequest(format!(
                 "the upload's body could not be read after {bytes} bytes: {e}; nothing was stored"
-            ))),
+            )))
+            }
             Ok(Some(Ok(c))) => c,
         };
         bytes += chunk.len() as u64;
