@@ -892,6 +892,49 @@ async fn an_untrusted_peer_cannot_spoof_its_address() {
     assert_eq!(r.status, 429, "{}", r.describe());
 }
 
+/// A portal form over the body bound, or a query string over its bound, gets
+/// the portal's error page, not a bare status or the API's JSON.
+#[tokio::test]
+async fn oversized_portal_requests_get_the_error_page() {
+    let app = spawn_app_with_settings(ServerSettings {
+        limits: meterbook_server::Limits {
+            max_body_bytes: 2048,
+            ..Default::default()
+        },
+        ..settings(roomy())
+    })
+    .await;
+    let (cookie, csrf) = app.sign_in_form().await;
+    let padding = "p".repeat(4096);
+    let r = app
+        .client
+        .post(format!("{}/portal/sign-in", app.base))
+        .header("cookie", cookie)
+        .form(&[
+            ("email", ADMIN),
+            ("password", padding.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("larger than this server accepts"));
+    let r = app
+        .get(&format!("/portal/sign-in?x={}", "q".repeat(5000)), None)
+        .await;
+    assert_eq!(r.status, 414, "{}", r.describe());
+    assert!(r.is_html());
+}
+
 // ---------------------------------------------------------------------------
 // Session timeouts
 // ---------------------------------------------------------------------------
