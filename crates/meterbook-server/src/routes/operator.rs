@@ -208,7 +208,10 @@ pub async fn usage(
     let secs = started.elapsed().as_secs_f64();
     match &result.0 {
         Ok(sum) => state.metrics().ingested(sum.stored, sum.rejected),
-        Err(IngestError::Rejected { .. }) => state.metrics().ingested(0, result.1.len() as u64),
+        // All or nothing: the invalid records are the rejects; nothing was stored.
+        Err(IngestError::Rejected { rejects, .. }) => {
+            state.metrics().ingested(0, rejects.len() as u64)
+        }
         Err(IngestError::Store(_)) => {}
     }
     match result {
