@@ -53,6 +53,11 @@ pub trait MetadataStore {
     fn enrollments(&self) -> StoreResult<Vec<Enrollment>>;
     fn set_visibility(&self, n: &EnrollmentNumber, v: ChargeVisibility) -> StoreResult<()>;
     fn set_watermark(&self, n: &EnrollmentNumber, through: Day) -> StoreResult<()>;
+    /// Whether the store can serve: a read answers and (where the backend has
+    /// one) its schema is the one this build knows. Err says why not.
+    fn check_ready(&self) -> StoreResult<()> {
+        self.enrollments().map(|_| ())
+    }
 
     /// Upserts departments, accounts and subscriptions. A subscription whose
     /// account changes is refused: moves go through [`MetadataStore::move_subscription`].

@@ -31,6 +31,12 @@ pub struct JobSettings {
     /// How often idle workers look for queued jobs (submits wake them at once).
     pub poll: Duration,
     pub focus: FocusSettings,
+    /// Jobs one requester (an API key, a portal user, the CLI) may have
+    /// queued or running at once in an enrollment.
+    pub max_active_per_requester: usize,
+    /// Bytes of finished report files one requester may keep in an
+    /// enrollment; past it, new jobs wait for retention (or a delete).
+    pub max_bytes_per_requester: u64,
 }
 
 impl Default for JobSettings {
@@ -42,6 +48,8 @@ impl Default for JobSettings {
             retention: Duration::from_secs(30 * 24 * 3600),
             poll: Duration::from_secs(1),
             focus: FocusSettings::default(),
+            max_active_per_requester: 4,
+            max_bytes_per_requester: 5 << 30,
         }
     }
 }
@@ -54,12 +62,19 @@ pub enum RequestError {
     /// A filter names something outside the requester's scope.
     #[error("{0}")]
     Forbidden(String),
+    /// The requester is at its quota of active jobs or stored bytes; trying
+    /// again after `retry_after` seconds may succeed.
+    #[error("{message}")]
+    Quota { message: String, retry_after: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// The longest span a request may cover, in months.
 pub const MAX_MONTHS: u32 = 36;
+
+/// The most accounts, and the most departments, one request may name.
+pub const MAX_FILTER_IDS: usize = 200;
 
 /// Why a running job stopped early.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +92,9 @@ pub struct Runner {
     files: Arc<dyn ReportFiles>,
     settings: JobSettings,
     shutdown: AtomicBool,
+    /// Quota check and insert happen under this lock, so parallel submits
+    /// from one requester cannot all pass the check (within this process).
+    submitting: Mutex<()>,
 }
 
 /// What a finished file's manifest says, for downloads.
@@ -110,6 +128,7 @@ impl Runner {
             files,
             settings,
             shutdown: AtomicBool::new(false),
+            submitting: Mutex::new(()),
         }
     }
 
@@ -121,8 +140,10 @@ impl Runner {
         self.files.as_ref()
     }
 
-    /// Checks a request against the enrollment's term and the requester's
-    /// scope, then records it (or finds the identical job already queued or running).
+    /// Checks a request against the enrollment's term, the requester's
+    /// scope and quota, then records it (or finds the identical job already
+    /// queued or running). Every front end submits here, so the quota holds
+    /// for the API, the portal and the CLI alike.
     pub fn submit(
         &self,
         n: &EnrollmentNumber,
@@ -130,6 +151,8 @@ impl Runner {
         requested_by: &str,
     ) -> Result<(Job, bool), RequestError> {
         validate(self.store.as_ref(), n, &spec)?;
+        let _one_at_a_time = self.submitting.lock().unwrap_or_else(|p| p.into_inner());
+        self.check_quota(n, &spec, requested_by)?;
         let job = Job {
             id: crate::new_job_id(),
             enrollment: n.clone(),
@@ -148,6 +171,62 @@ impl Runner {
             manifest: None,
         };
         Ok(self.store.submit_job(&job)?)
+    }
+
+    /// Refuses a new job when the requester has `max_active_per_requester`
+    /// jobs queued or running, or keeps `max_bytes_per_requester` bytes of
+    /// finished files. Asking for a job identical to one queued or running
+    /// is always allowed: it joins that job and costs nothing.
+    fn check_quota(
+        &self,
+        n: &EnrollmentNumber,
+        spec: &JobSpec,
+        requested_by: &str,
+    ) -> Result<(), RequestError> {
+        let jobs = self.store.jobs(n)?;
+        let key = spec.dedupe_key();
+        if jobs
+            .iter()
+            .any(|j| !j.status.is_final() && j.spec.dedupe_key() == key)
+        {
+            return Ok(());
+        }
+        let mine: Vec<&Job> = jobs
+            .iter()
+            .filter(|j| j.requested_by == requested_by)
+            .collect();
+        let active = mine.iter().filter(|j| !j.status.is_final()).count();
+        let max = self.settings.max_active_per_requester;
+        if active >= max {
+            return Err(RequestError::Quota {
+                message: format!(
+                    "{active} report job(s) of this requester are queued or running, \
+                     the most allowed at once is {max}; try again when one has finished \
+                     (or cancel one)"
+                ),
+                retry_after: 60,
+            });
+        }
+        let kept: Vec<&&Job> = mine.iter().filter(|j| j.status.has_file()).collect();
+        let bytes: u64 = kept.iter().map(|j| j.bytes).sum();
+        let max = self.settings.max_bytes_per_requester;
+        if bytes >= max {
+            // The oldest file goes first when its retention ends.
+            let retention = self.settings.retention.as_millis() as i64;
+            let frees_at = kept
+                .iter()
+                .filter_map(|j| j.finished_at)
+                .min()
+                .map_or(0, |f| f + retention);
+            return Err(RequestError::Quota {
+                message: format!(
+                    "this requester's finished reports keep {bytes} bytes, the most allowed is \
+                     {max}; delete reports that are no longer needed, or wait for their retention to end"
+                ),
+                retry_after: ((frees_at - now_ms()) / 1000).max(1) as u64,
+            });
+        }
+        Ok(())
     }
 
     /// Claims one job (any, or `only`) and runs it to its end. Returns whether
@@ -614,6 +693,17 @@ pub fn validate(
             spec.from, spec.to
         )));
     }
+    for (what, names) in [
+        ("accounts", &spec.accounts),
+        ("departments", &spec.departments),
+    ] {
+        if names.len() > MAX_FILTER_IDS {
+            return Err(RequestError::Invalid(format!(
+                "the request names {} {what}; at most {MAX_FILTER_IDS} are accepted",
+                names.len()
+            )));
+        }
+    }
     let h = store.hierarchy(n)?;
     for a in &spec.accounts {
         let acc = h
@@ -682,6 +772,14 @@ impl Workers {
 
     pub fn runner(&self) -> &Arc<Runner> {
         &self.runner
+    }
+
+    /// Whether every worker and the clean-up thread are alive (a thread that
+    /// panicked has ended), and the pool was not stopped.
+    pub fn is_running(&self) -> bool {
+        !self.stopping.load(Ordering::Relaxed)
+            && !self.threads.is_empty()
+            && self.threads.iter().all(|t| !t.is_finished())
     }
 
     /// Wakes an idle worker (a job was just submitted).

@@ -183,41 +183,51 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Operator, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized(
-                "MissingToken",
-                "no operator token: send `Authorization: bearer <token>`",
-            )
-        })?;
-        let malformed = || {
-            ApiError::unauthorized(
-                "MalformedToken",
-                "the Authorization header is not `bearer <token>` with a Meterbook operator token (mbo_...)",
-            )
-        };
-        let value = header.to_str().map_err(|_| malformed())?.trim();
-        let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(malformed());
-        }
-        let (id, secret) =
-            keys::parse_with(keys::OPERATOR_PREFIX, token.trim()).ok_or_else(malformed)?;
-        let (id, secret) = (id.to_string(), secret.to_string());
-        let lookup = id.clone();
-        let t = state
-            .blocking(move |s| Ok(s.operator_token(&lookup)?))
-            .await?
-            .filter(|t| keys::verify(&secret, &t.secret_hash))
-            .ok_or_else(|| {
-                ApiError::unauthorized("UnknownToken", "this operator token is not known")
-            })?;
-        if t.disabled {
-            return Err(ApiError::unauthorized(
-                "DisabledToken",
-                "this operator token is disabled",
-            ));
-        }
-        state.inner.limiter.check(&format!("operator:{id}"))?;
-        Ok(Operator { token_id: id })
+        let op = operator(parts, state).await?;
+        state
+            .inner
+            .limiter
+            .check(&format!("operator:{}", op.token_id))?;
+        Ok(op)
     }
+}
+
+/// The operator behind `Authorization: bearer mbo_...`, without the rate
+/// limit (for `/metrics`, which a scraper calls on its own schedule).
+pub(crate) async fn operator(parts: &Parts, state: &AppState) -> Result<Operator, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(
+            "MissingToken",
+            "no operator token: send `Authorization: bearer <token>`",
+        )
+    })?;
+    let malformed = || {
+        ApiError::unauthorized(
+            "MalformedToken",
+            "the Authorization header is not `bearer <token>` with a Meterbook operator token (mbo_...)",
+        )
+    };
+    let value = header.to_str().map_err(|_| malformed())?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed());
+    }
+    let (id, secret) =
+        keys::parse_with(keys::OPERATOR_PREFIX, token.trim()).ok_or_else(malformed)?;
+    let (id, secret) = (id.to_string(), secret.to_string());
+    let lookup = id.clone();
+    let t = state
+        .blocking(move |s| Ok(s.operator_token(&lookup)?))
+        .await?
+        .filter(|t| keys::verify(&secret, &t.secret_hash))
+        .ok_or_else(|| {
+            ApiError::unauthorized("UnknownToken", "this operator token is not known")
+        })?;
+    if t.disabled {
+        return Err(ApiError::unauthorized(
+            "DisabledToken",
+            "this operator token is disabled",
+        ));
+    }
+    Ok(Operator { token_id: id })
 }

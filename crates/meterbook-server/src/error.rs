@@ -31,6 +31,28 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("rate limit exceeded; retry in {0} s")]
     TooManyRequests(u64),
+    /// 429 for a requester's report-job quota (a distinct code, so a client
+    /// can tell it from the rate limit).
+    #[error("{message}")]
+    TooManyReports { message: String, retry_after: u64 },
+    /// 413: a body over its bound.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 408: the client stopped sending its body.
+    #[error("{0}")]
+    RequestTimeout(String),
+    /// 414: a query string over its bound.
+    #[error("{0}")]
+    UriTooLong(String),
+    /// 431: headers over their bound.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// 503: the server took longer than its request timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503: the server is up but cannot serve (readiness).
+    #[error("{0}")]
+    NotReady(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -43,7 +65,7 @@ impl ApiError {
         }
     }
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+    pub(crate) fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
@@ -57,7 +79,28 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests"),
+            ApiError::TooManyReports { .. } => (StatusCode::TOO_MANY_REQUESTS, "TooManyReports"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "RequestTimeout"),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "UriTooLong"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "RequestHeaderFieldsTooLarge",
+            ),
+            ApiError::Timeout(_) => (StatusCode::SERVICE_UNAVAILABLE, "Timeout"),
+            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "NotReady"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        }
+    }
+}
+
+impl ApiError {
+    /// Seconds to wait before trying again, for the answers that have one.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::TooManyRequests(secs) => Some(*secs),
+            ApiError::TooManyReports { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
@@ -94,7 +137,7 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::json!({ "error": { "code": code, "message": message } });
         let mut res = (status, axum::Json(body)).into_response();
-        if let ApiError::TooManyRequests(secs) = self {
+        if let Some(secs) = self.retry_after() {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
@@ -120,6 +163,9 @@ where
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::PayloadTooLarge(crate::limits::body_too_large()))
+            }
             Err(e) => Err(ApiError::BadRequest(format!(
                 "request body: {}",
                 e.body_text()

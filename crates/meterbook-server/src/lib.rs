@@ -11,15 +11,20 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client_addr;
 pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod links;
+pub mod metrics;
 pub mod openapi;
 mod params;
 pub mod portal;
 mod routes;
+mod spool;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::Router;
 use meterbook_core::store::Store;
 use std::future::Future;
@@ -30,7 +35,9 @@ use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use client_addr::TrustedProxies;
 pub use error::ApiError;
+pub use limits::Limits;
 
 /// Server settings (part of the binary's one settings struct).
 #[derive(Clone, Debug)]
@@ -52,6 +59,10 @@ pub struct ServerSettings {
     pub link_lifetime: std::time::Duration,
     /// Sessions, cookies and sign-in throttling of the portal.
     pub portal: portal::PortalSettings,
+    /// Bounds on what clients send, and timeouts.
+    pub limits: Limits,
+    /// Reverse proxies whose `X-Forwarded-For` gives the client's address.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +76,8 @@ impl Default for ServerSettings {
             report_dir: None,
             link_lifetime: std::time::Duration::from_secs(7 * 24 * 3600),
             portal: Default::default(),
+            limits: Default::default(),
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -81,7 +94,8 @@ struct Inner {
     limiter: auth::RateLimiter,
     statements: StatementCache,
     reports: Reports,
-    throttle: portal::auth::Throttle,
+    throttle: portal::throttle::Throttle,
+    metrics: metrics::Metrics,
 }
 
 /// Advanced reports: the job runner, its workers, and the link secret.
@@ -161,6 +175,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 throttle: Default::default(),
+                metrics: metrics::Metrics::new(),
                 reports,
                 limiter: auth::RateLimiter::new(
                     settings.rate_limit_per_sec,
@@ -173,8 +188,12 @@ impl AppState {
         })
     }
 
-    pub(crate) fn throttle(&self) -> &portal::auth::Throttle {
+    pub(crate) fn throttle(&self) -> &portal::throttle::Throttle {
         &self.inner.throttle
+    }
+
+    pub(crate) fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
     }
 
     pub(crate) fn reports(&self) -> &Reports {
@@ -221,10 +240,16 @@ impl AppState {
     }
 }
 
-/// The routes, with request ids, request logs and compression.
+/// The routes, with request ids, request logs, compression, metrics and the
+/// bounds of [`limits`].
 pub fn router(state: AppState) -> Router {
-    routes::routes()
+    let limits = state.settings().limits.clone();
+    routes::routes(&limits)
+        .layer(from_fn_with_state(state.clone(), limits::guard))
+        .layer(from_fn_with_state(state.clone(), metrics::track))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .with_state(state)
+        .layer(from_fn(limits::uniform_errors))
         .layer(CompressionLayer::new().compress_when(DefaultPredicate::new().and(not_ranged)))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -251,20 +276,55 @@ fn not_ranged(
 }
 
 /// Serves until `shutdown` resolves; in-flight requests finish first.
+///
+/// The connection loop is hyper's own (rather than `axum::serve`) for the
+/// settings axum does not expose: a timeout on reading a request's headers,
+/// and caps on their number and size above the JSON-answered bounds of
+/// [`limits::guard`] (hyper answers a bare 431 past them and closes).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = state.settings().limits.clone();
     // Paths match case-insensitively (clients spell `billingPeriods` both ways):
     // the URI is normalised before routing.
     let app = tower::util::MapRequestLayer::new(params::normalize_path).layer(router(state));
-    axum::serve(
-        listener,
-        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
-            app,
-        ),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower::ServiceExt::oneshot(app.clone(), req.map(axum::body::Body::new))
+        });
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_headers(limits.max_headers.saturating_mul(2).max(100))
+            .max_header_size(2 * (limits.max_header_bytes + limits.max_query_bytes) + 16_384);
+        let conn =
+            graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -171,6 +171,22 @@ pub fn spec() -> Value {
                 error_response("Invalid records; nothing stored"),
             );
         }
+        // Bounds and the timeout that hold for every route (docs/design-notes.md).
+        responses.insert(
+            "414".into(),
+            error_response("The query string is over its bound"),
+        );
+        responses.insert(
+            "431".into(),
+            error_response("The request headers are over their bound"),
+        );
+        responses.insert(
+            "503".into(),
+            error_response("Not answered within the request timeout"),
+        );
+        if *method != "get" {
+            responses.insert("413".into(), error_response("The body is over its bound"));
+        }
         let mut op = json!({
             "summary": summary,
             "description": description,

@@ -1648,6 +1648,80 @@ async fn identical_requests_share_a_queued_job() {
     app.ready(&later, key).await;
 }
 
+/// One key cannot fill the queue: past its quota of active jobs it gets 429
+/// TooManyReports with Retry-After, while other keys and identical requests
+/// go on, and a finished job frees a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_has_a_quota_of_active_jobs() {
+    let app = spawn_held().await;
+    let key = &app.keys.ent;
+    let days = ["01", "02", "03", "04"];
+    let mut jobs = Vec::new();
+    for d in days {
+        jobs.push(
+            app.submit(&format!("startTime=2025-11-{d}&endTime=2025-11-30"), key)
+                .await,
+        );
+    }
+    let fifth = "startTime=2025-11-05&endTime=2025-11-30";
+    let r = app
+        .post(&app.e(&format!("/usagedetails/submit?{fifth}")), key, None)
+        .await;
+    let message = assert_error(&r, 429, "TooManyReports");
+    assert!(message.contains("at once is 4"), "{message}");
+    assert!(r.header("retry-after").is_some());
+    // Through `POST reports` too.
+    let r = app
+        .post(
+            &app.e("/reports"),
+            key,
+            Some(&json!({"startDate": "2025-10-01", "endDate": "2025-10-31"})),
+        )
+        .await;
+    assert_error(&r, 429, "TooManyReports");
+    // Asking again for a queued job costs nothing.
+    let r = app
+        .post(
+            &app.e("/usagedetails/submit?startTime=2025-11-01&endTime=2025-11-30"),
+            key,
+            None,
+        )
+        .await;
+    assert_eq!(app.accepted(&r, 200)["id"], jobs[0]["id"]);
+    // Another key is not affected.
+    app.submit(fifth, &app.keys.dept_a).await;
+    // A finished job frees a slot.
+    app.hold.store(false, Ordering::SeqCst);
+    app.ready(&jobs[0], key).await;
+    app.submit(fifth, key).await;
+}
+
+/// Past its quota of stored bytes, a key's new jobs wait for retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_has_a_quota_of_stored_report_bytes() {
+    let mut s = settings();
+    s.jobs.max_bytes_per_requester = 1;
+    let app = spawn_app_with(s, false).await;
+    let key = &app.keys.ent;
+    let job = app
+        .submit("startTime=2025-11-01&endTime=2025-11-30", key)
+        .await;
+    app.ready(&job, key).await;
+    let r = app
+        .post(
+            &app.e("/usagedetails/submit?startTime=2025-11-02&endTime=2025-11-30"),
+            key,
+            None,
+        )
+        .await;
+    let message = assert_error(&r, 429, "TooManyReports");
+    assert!(message.contains("retention"), "{message}");
+    let after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(after > 3600, "the file's retention is days away: {after}");
+    app.submit("startTime=2025-11-02&endTime=2025-11-30", &app.keys.dept_a)
+        .await;
+}
+
 // ---------------------------------------------------------------------------
 // 7. Cancel
 // ---------------------------------------------------------------------------

@@ -16,6 +16,10 @@ struct TestApp {
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_with(ServerSettings::default()).await
+}
+
+async fn spawn_app_with(settings: ServerSettings) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("t.db")).unwrap());
     let k = keys::generate_with(keys::OPERATOR_PREFIX).unwrap();
@@ -28,7 +32,7 @@ async fn spawn_app() -> TestApp {
             disabled: false,
         })
         .unwrap();
-    let state = AppState::new(store, ServerSettings::default()).expect("state");
+    let state = AppState::new(store, settings).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
@@ -463,4 +467,406 @@ async fn shutdown_lets_a_download_in_flight_finish() {
         .send()
         .await
         .is_err());
+}
+
+// ---------------------------------------------------------------------------
+// Hardening: uploads, bounds, metrics, readiness
+// ---------------------------------------------------------------------------
+
+use std::time::{Duration, Instant};
+
+/// Enrollment `n` with its hierarchy and January prices, and an enterprise
+/// administrator's key.
+async fn set_up(app: &TestApp, n: &str) -> String {
+    use reqwest::Method;
+    let r = app
+        .op(Method::POST, "")
+        .json(
+            &serde_json::json!({"number": n, "name": "Co", "currency": "USD",
+                                  "start": "2025-01-01", "end": "2026-12-31"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for (m, path, body) in [
+        (Method::POST, format!("/{n}/hierarchy"), HIERARCHY),
+        (Method::PUT, format!("/{n}/prices/202501"), PRICES),
+    ] {
+        let r = app.op(m, &path).body(body).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = app
+        .op(Method::POST, &format!("/{n}/keys"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    r.json::<serde_json::Value>().await.unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// An upload whose body the test feeds by hand: each `send` is a chunk;
+/// dropping the sender ends the body.
+fn manual_body() -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
+async fn stored_rows(app: &TestApp, key: &str, n: &str) -> usize {
+    let r = app
+        .client
+        .get(format!(
+            "{}/v3/enrollments/{n}/usagedetails/download?billingPeriod=202501",
+            app.base
+        ))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap().lines().count() - 1
+}
+
+/// A client that pauses in the middle of a usage upload holds no lock: key
+/// generation (a write) answers at once meanwhile, and the upload then
+/// completes and stores every row.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_upload_does_not_block_other_writes() {
+    let app = spawn_app().await;
+    let key = set_up(&app, "710").await;
+    let csv = usage_csv(2_000, "p");
+    let (head, tail) = csv.split_at(csv.len() / 2);
+    let (tx, body) = manual_body();
+    let upload = tokio::spawn(
+        app.op(reqwest::Method::POST, "/710/usage")
+            .header("content-type", "text/csv")
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(head.as_bytes().to_vec())).await.unwrap();
+    // Let the server start on the body, then write while the client pauses.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // (Not the primary enrollment slot: that is the key in use.) Outcomes are
+    // checked once the upload is over, so a failure cannot leave it hanging.
+    let mut outcomes = Vec::new();
+    for req in [
+        serde_json::json!({"scope": "enrollment", "slot": "secondary"}),
+        serde_json::json!({"scope": "department", "name": "Research"}),
+    ] {
+        let started = Instant::now();
+        let r = app
+            .client
+            .post(format!("{}/v3/enrollments/710/keys", app.base))
+            .bearer_auth(&key)
+            .json(&req)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await;
+        outcomes.push((
+            r.map(|r| r.status().as_u16()).map_err(|e| e.to_string()),
+            started.elapsed(),
+        ));
+    }
+    tx.send(Ok(tail.as_bytes().to_vec())).await.unwrap();
+    drop(tx);
+    let r = upload.await.unwrap().unwrap();
+    assert_eq!(r.status(), 200);
+    let sum: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(sum["stored"], 2_000, "{sum}");
+    for (status, took) in outcomes {
+        assert_eq!(status, Ok(201), "key generation while an upload is paused");
+        assert!(
+            took < Duration::from_secs(1),
+            "key generation took {took:?}"
+        );
+    }
+}
+
+/// An upload that stalls past the body idle timeout gets 408 with the JSON
+/// error body, and nothing of it is stored; one over the size bound gets 413.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_or_oversized_upload_is_refused_and_stores_nothing() {
+    let app = spawn_app_with(ServerSettings {
+        limits: meterbook_server::Limits {
+            body_idle_timeout: Duration::from_millis(700),
+            max_upload_bytes: 100_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let key = set_up(&app, "711").await;
+    let csv = usage_csv(500, "t");
+    let (tx, body) = manual_body();
+    let upload = tokio::spawn(
+        app.op(reqwest::Method::POST, "/711/usage")
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(csv.as_bytes()[..csv.len() / 2].to_vec()))
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), upload)
+        .await
+        .expect("the server answers a stalled upload")
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 408);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "RequestTimeout", "{v}");
+    drop(tx);
+    assert_eq!(stored_rows(&app, &key, "711").await, 0);
+
+    let big = usage_csv(2_000, "b");
+    assert!(big.len() > 100_000);
+    let r = app
+        .op(reqwest::Method::POST, "/711/usage")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "PayloadTooLarge", "{v}");
+    assert_eq!(stored_rows(&app, &key, "711").await, 0);
+    // The same bound holds for price sheets.
+    let r = app
+        .op(reqwest::Method::PUT, "/711/prices/202502")
+        .body(PRICES.repeat(2_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+}
+
+/// Every bound answers 4xx with the JSON error body.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bounds_answer_json_errors() {
+    let app = spawn_app_with(ServerSettings {
+        limits: meterbook_server::Limits {
+            max_body_bytes: 4096,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await;
+    let key = set_up(&app, "712").await;
+    let get = |q: String| {
+        app.client
+            .get(format!("{}/v3/enrollments/712/billingperiods{q}", app.base))
+            .bearer_auth(&key)
+    };
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.expect("a JSON error body");
+        (
+            status,
+            v["error"]["code"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    assert_eq!(get(String::new()).send().await.unwrap().status(), 200);
+    let r = get(format!("?x={}", "a".repeat(5000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (414, "UriTooLong".into()));
+    let many: Vec<String> = (0..40).map(|i| format!("p{i}=1")).collect();
+    let r = get(format!("?{}", many.join("&"))).send().await.unwrap();
+    assert_eq!(code(r).await, (400, "BadRequest".into()));
+    let mut req = get(String::new());
+    for i in 0..70 {
+        req = req.header(format!("x-extra-{i}"), "1");
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(code(r).await, (431, "RequestHeaderFieldsTooLarge".into()));
+    let r = get(String::new())
+        .header("x-big", "b".repeat(40_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (431, "RequestHeaderFieldsTooLarge".into()));
+    // A JSON body over its bound.
+    let r = app
+        .op(reqwest::Method::POST, "/712/purchases")
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"date":"2025-01-01","amount":"1","description":"{}"}}"#,
+            "d".repeat(5000)
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(code(r).await, (413, "PayloadTooLarge".into()));
+    // A report request naming too many accounts.
+    let accounts: Vec<String> = (0..201).map(|i| format!("a{i}")).collect();
+    let r = app
+        .client
+        .post(format!("{}/v3/enrollments/712/reports", app.base))
+        .bearer_auth(&key)
+        .json(
+            &serde_json::json!({"startDate": "2025-01-01", "endDate": "2025-01-31",
+                                  "accounts": accounts}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, c) = code(r).await;
+    assert_eq!((status, c.as_str()), (400, "BadRequest"));
+}
+
+/// Prometheus text that a scraper would accept: every sample line is
+/// `name{labels} value` with a declared TYPE and a numeric value.
+fn parse_prometheus(text: &str) -> std::collections::HashMap<String, f64> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let name = it.next().unwrap();
+            let kind = it.next().unwrap();
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            typed.insert(name.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("name and value");
+        let v: f64 = value.parse().unwrap_or_else(|_| panic!("value of {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        let base = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|b| typed.contains(*b)))
+            .unwrap_or(name);
+        assert!(typed.contains(base), "no TYPE for {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                for pair in labels[1..labels.len() - 1].split("\",") {
+                    let (k, v) = pair.split_once('=').expect("label=value");
+                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                    assert!(v.starts_with('"'), "{line}");
+                }
+            }
+        }
+        samples.insert(series.to_string(), v);
+    }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_need_an_operator_token_and_count_what_happens() {
+    let app = spawn_app().await;
+    let key = set_up(&app, "713").await;
+    let url = format!("{}/metrics", app.base);
+    assert_eq!(app.client.get(&url).send().await.unwrap().status(), 401);
+    let r = app.client.get(&url).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 401, "a customer key is not an operator token");
+    let scrape = || async {
+        let r = app
+            .client
+            .get(&url)
+            .bearer_auth(&app.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4"));
+        parse_prometheus(&r.text().await.unwrap())
+    };
+    let before = scrape().await;
+    let route = "meterbook_http_requests_total{route=\"/v3/enrollments/{n}/billingperiods\",method=\"GET\",status=\"200\"}";
+    assert_eq!(before.get(route), None);
+    for _ in 0..3 {
+        let r = app
+            .client
+            .get(format!("{}/v3/enrollments/713/billingPeriods", app.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = app
+        .op(reqwest::Method::POST, "/713/usage")
+        .body(usage_csv(25, "m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.op(reqwest::Method::PUT, "/713/watermark")
+        .json(&serde_json::json!({"date": "2025-01-31"}))
+        .send()
+        .await
+        .unwrap();
+    let after = scrape().await;
+    assert_eq!(after[route], 3.0, "by template, not raw path");
+    assert_eq!(
+        after["meterbook_http_request_duration_seconds_count{route=\"/v3/enrollments/{n}/billingperiods\"}"],
+        3.0
+    );
+    let stored = "meterbook_ingest_rows_total{outcome=\"stored\"}";
+    assert_eq!(after[stored] - before[stored], 25.0);
+    assert_eq!(after["meterbook_report_jobs{status=\"Queued\"}"], 0.0);
+    let age = after["meterbook_watermark_age_seconds{enrollment=\"713\"}"];
+    let expected = chrono::Utc::now().timestamp() as f64 - 1_738_368_000.0; // 2025-02-01T00:00Z
+    assert!((age - expected).abs() < 60.0, "{age} vs {expected}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_is_not_liveness() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["status"],
+        "ready"
+    );
+    // The database file is replaced by one a newer build migrated further.
+    let db = app._dir.path().join("t.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.pragma_update(None, "user_version", 999).unwrap();
+    }
+    let r = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "NotReady");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("schema"),
+        "{v}"
+    );
+    // Liveness does not care.
+    let r = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -324,6 +324,10 @@ async fn spawn_app() -> TestApp {
 }
 
 async fn spawn_app_with(portal: PortalSettings) -> TestApp {
+    spawn_app_with_settings(settings(portal)).await
+}
+
+async fn spawn_app_with_settings(settings: ServerSettings) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
     let s = store.clone();
@@ -334,7 +338,7 @@ async fn spawn_app_with(portal: PortalSettings) -> TestApp {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("address");
-    let state = AppState::new(store.clone(), settings(portal)).expect("state");
+    let state = AppState::new(store.clone(), settings).expect("state");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         meterbook_server::serve(listener, state, async {
@@ -810,6 +814,125 @@ async fn the_lock_ends_with_the_throttle_window() {
     assert_eq!(app.sign_in_raw(ERIK, PW, &[]).await.status, 429);
     tokio::time::sleep(Duration::from_millis(3100)).await;
     app.sign_in(ERIK).await;
+}
+
+/// The server behind a reverse proxy on 127.0.0.1 (the test client's address),
+/// with the default throttle and a short delay step.
+async fn spawn_behind_proxy(trusted: &str) -> TestApp {
+    spawn_app_with_settings(ServerSettings {
+        trusted_proxies: meterbook_server::TrustedProxies::parse(trusted).unwrap(),
+        ..settings(PortalSettings {
+            failure_delay_step: Duration::from_millis(10),
+            ..Default::default()
+        })
+    })
+    .await
+}
+
+/// Behind a proxy every user shares the socket's address: failures from
+/// other clients (told apart by X-Forwarded-For) must not lock the
+/// administrator out, while each guessing address is stopped for the account.
+#[tokio::test]
+async fn behind_a_trusted_proxy_strangers_cannot_lock_an_owner_out() {
+    let app = spawn_behind_proxy("127.0.0.1").await;
+    let limit = PortalSettings::default().max_failures_per_account;
+    for guesser in 1..=5 {
+        let xff = format!("203.0.113.{guesser}");
+        for i in 0..limit {
+            let r = app
+                .sign_in_raw(ADMIN, "guess guess guess", &[("x-forwarded-for", &xff)])
+                .await;
+            assert_eq!(
+                r.status,
+                401,
+                "guesser {guesser}, try {i}: {}",
+                r.describe()
+            );
+        }
+        // That address is done with this account, right password or not...
+        let r = app
+            .sign_in_raw(ADMIN, PW, &[("x-forwarded-for", &xff)])
+            .await;
+        assert_eq!(r.status, 429, "{}", r.describe());
+        assert!(r.header("retry-after").is_some());
+        // ...but not with other accounts.
+        let r = app
+            .sign_in_raw(AUDITOR, PW, &[("x-forwarded-for", &xff)])
+            .await;
+        assert_eq!(r.status, 303, "{}", r.describe());
+    }
+    // 25 failures later, the owner signs in from their own address (behind
+    // a second proxy hop that is also trusted).
+    let r = app
+        .sign_in_raw(
+            ADMIN,
+            PW,
+            &[("x-forwarded-for", "198.51.100.20, 127.0.0.1")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+}
+
+/// A client that is not a trusted proxy cannot choose its address with
+/// X-Forwarded-For: its failures all count against the socket's address.
+#[tokio::test]
+async fn an_untrusted_peer_cannot_spoof_its_address() {
+    let app = spawn_behind_proxy("10.0.0.0/8").await;
+    let limit = PortalSettings::default().max_failures_per_account;
+    for i in 0..limit {
+        let xff = format!("203.0.113.{i}");
+        let r = app
+            .sign_in_raw(ADMIN, "guess guess guess", &[("x-forwarded-for", &xff)])
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let r = app
+        .sign_in_raw(ADMIN, PW, &[("x-forwarded-for", "198.51.100.99")])
+        .await;
+    assert_eq!(r.status, 429, "{}", r.describe());
+}
+
+/// A portal form over the body bound, or a query string over its bound, gets
+/// the portal's error page, not a bare status or the API's JSON.
+#[tokio::test]
+async fn oversized_portal_requests_get_the_error_page() {
+    let app = spawn_app_with_settings(ServerSettings {
+        limits: meterbook_server::Limits {
+            max_body_bytes: 2048,
+            ..Default::default()
+        },
+        ..settings(roomy())
+    })
+    .await;
+    let (cookie, csrf) = app.sign_in_form().await;
+    let padding = "p".repeat(4096);
+    let r = app
+        .client
+        .post(format!("{}/portal/sign-in", app.base))
+        .header("cookie", cookie)
+        .form(&[
+            ("email", ADMIN),
+            ("password", padding.as_str()),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("larger than this server accepts"));
+    let r = app
+        .get(&format!("/portal/sign-in?x={}", "q".repeat(5000)), None)
+        .await;
+    assert_eq!(r.status, 414, "{}", r.describe());
+    assert!(r.is_html());
 }
 
 // ---------------------------------------------------------------------------

@@ -1473,3 +1473,38 @@ async fn a_report_with_charges_is_withheld_once_charges_are_hidden() {
     let r = app.get(&dept, &url).await;
     assert_eq!(r.status, 410, "{}", r.text());
 }
+
+/// A portal user past the quota of active jobs sees why on the reports page
+/// (429), and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_report_quota_is_shown_on_the_page() {
+    let app = spawn_app().await;
+    app.hold.store(true, Ordering::SeqCst);
+    let owner = app.sign_in(OWNER_B1).await;
+    let request = |end: &'static str| {
+        let owner = &owner;
+        let app = &app;
+        async move {
+            app.post(
+                owner,
+                &app.e("/reports/request"),
+                &[
+                    ("csrf", &owner.csrf),
+                    ("start", "2025-10-01"),
+                    ("end", end),
+                    ("format", "csv"),
+                ],
+            )
+            .await
+        }
+    };
+    for end in ["2025-10-28", "2025-10-29", "2025-10-30", "2025-10-31"] {
+        let r = request(end).await;
+        assert_eq!(r.status, 303, "{}", r.text());
+    }
+    let r = request("2025-10-27").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let html = r.text();
+    assert!(html.contains("the most allowed at once is 4"), "{html}");
+    assert_eq!(app.jobs().len(), 4);
+}

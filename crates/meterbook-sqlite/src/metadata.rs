@@ -173,6 +173,27 @@ pub(crate) fn load_sheet(
 }
 
 impl MetadataStore for SqliteStore {
+    /// A read on a reader connection (never the writer, which a long ingest
+    /// may hold), and the schema version against this build's migrations: a
+    /// newer binary may have migrated the file under this process.
+    fn check_ready(&self) -> StoreResult<()> {
+        let c = self.read_conn()?;
+        let v: i64 = c
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(crate::backend)?;
+        c.query_row("SELECT count(*) FROM enrollment", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(crate::backend)?;
+        if v as usize != crate::SCHEMA_VERSION {
+            return Err(StoreError::Backend(format!(
+                "the database schema is version {v}; this build knows version {}",
+                crate::SCHEMA_VERSION
+            )));
+        }
+        Ok(())
+    }
+
     fn create_enrollment(&self, e: &NewEnrollment) -> StoreResult<Enrollment> {
         e.validate().map_err(StoreError::Invalid)?;
         let conn = self.write_conn();

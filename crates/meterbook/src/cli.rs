@@ -402,6 +402,51 @@ pub struct ServeArgs {
     /// Mark session cookies Secure (set it when TLS ends at a proxy that does not send X-Forwarded-Proto).
     #[arg(long, env = "MB_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    #[command(flatten)]
+    pub guard: GuardArgs,
+}
+
+/// What protects the server from its clients: bounds, timeouts, proxies,
+/// report quotas (part of `serve` and `demo`).
+#[derive(Args, Debug, Clone)]
+pub struct GuardArgs {
+    /// Reverse proxies whose X-Forwarded-For names the client: comma-separated
+    /// IPs or CIDRs (e.g. `10.0.0.0/8,::1`). Empty: the socket's peer is the client.
+    #[arg(long, env = "MB_TRUSTED_PROXIES", default_value = "", value_parser = meterbook_server::TrustedProxies::parse)]
+    pub trusted_proxies: meterbook_server::TrustedProxies,
+    /// Largest operator upload (usage, price sheet, hierarchy), in bytes.
+    #[arg(long, env = "MB_MAX_UPLOAD_BYTES", default_value_t = 8 << 30)]
+    pub max_upload_bytes: u64,
+    /// Largest JSON or form body of any other request, in bytes.
+    #[arg(long, env = "MB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest query string, in bytes.
+    #[arg(long, env = "MB_MAX_QUERY_BYTES", default_value_t = 4096)]
+    pub max_query_bytes: usize,
+    /// Most query-string parameters.
+    #[arg(long, env = "MB_MAX_QUERY_PARAMS", default_value_t = 32)]
+    pub max_query_params: usize,
+    /// Largest total size of a request's headers, in bytes.
+    #[arg(long, env = "MB_MAX_HEADER_BYTES", default_value_t = 32 << 10)]
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    #[arg(long, env = "MB_MAX_HEADERS", default_value_t = 64)]
+    pub max_headers: usize,
+    /// An upload that sends nothing for this long is refused with 408 (seconds).
+    #[arg(long, env = "MB_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
+    /// Every request but uploads must have its answer started within this (seconds).
+    #[arg(long, env = "MB_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+    /// A connection must send a request's headers within this (seconds).
+    #[arg(long, env = "MB_HEADER_READ_TIMEOUT_SECS", default_value_t = 30)]
+    pub header_read_timeout_secs: u64,
+    /// Advanced report jobs one requester (API key, portal user) may have queued or running.
+    #[arg(long, env = "MB_REPORT_MAX_ACTIVE_PER_REQUESTER", default_value_t = 4)]
+    pub report_max_active_per_requester: usize,
+    /// Bytes of finished report files one requester may keep.
+    #[arg(long, env = "MB_REPORT_MAX_BYTES_PER_REQUESTER", default_value_t = 5 << 30)]
+    pub report_max_bytes_per_requester: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -36,6 +36,8 @@ impl Settings {
                 retention: secs(cli.report_retention_days * 24 * 3600),
                 poll: secs(1),
                 focus: focus.clone(),
+                // Quotas: `serve` sets them from its flags.
+                ..Default::default()
             },
             focus,
             report_dir,

@@ -1,23 +1,23 @@
 //! Signing in and out, and setting a password from a one-time link. Failed
-//! sign-ins are throttled per account and per address; every failure reads
-//! the same whether or not the e-mail is known, and takes as long.
+//! sign-ins are throttled (see [`super::throttle`]) per account and address
+//! pair, per address, and with a much higher ceiling per account, and answered
+//! more slowly as an account's failures grow; every failure reads the same
+//! whether or not the e-mail is known, and takes as long. The address is the
+//! client's as [`crate::client_addr`] resolves it behind trusted proxies.
 
 use super::session::{self, Viewer};
 use super::{password, render, PageResult};
 use crate::auth::now_unix;
+use crate::client_addr::ClientAddr;
 use crate::{ApiError, AppState};
 use askama::Template;
-use axum::extract::{ConnectInfo, FromRequestParts, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
 use meterbook_core::users::Session;
 use serde::Deserialize;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Mutex;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -29,66 +29,6 @@ pub fn routes() -> Router<AppState> {
             "/portal/set-password",
             get(set_password_page).post(set_password),
         )
-}
-
-/// Failed attempts per key ("account:<email>" or "address:<ip>") in a window.
-#[derive(Default)]
-pub struct Throttle {
-    map: Mutex<HashMap<String, (u32, i64)>>,
-}
-
-impl Throttle {
-    /// Counts an attempt against every key, atomically, before the password is
-    /// checked (so parallel requests cannot all slip under the limit); or,
-    /// when a key is at its limit, counts nothing and says how many seconds
-    /// are left. A successful attempt is taken back with [`Throttle::succeeded`].
-    fn attempt(&self, keys: &[(&str, u32)], window: i64, now: i64) -> Result<(), i64> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() > 100_000 {
-            m.retain(|_, (_, start)| now - *start < window);
-        }
-        for (key, max) in keys {
-            if let Some((n, start)) = m.get(*key) {
-                if *n >= *max && now - start < window {
-                    return Err(window - (now - start));
-                }
-            }
-        }
-        for (key, _) in keys {
-            let e = m.entry(key.to_string()).or_insert((0, now));
-            if now - e.1 >= window {
-                *e = (0, now);
-            }
-            e.0 += 1;
-        }
-        Ok(())
-    }
-
-    /// Takes back a successful attempt: the account starts afresh, the
-    /// address gets its attempt back.
-    fn succeeded(&self, account: &str, address: &str) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(account);
-        if let Some(e) = m.get_mut(address) {
-            e.0 = e.0.saturating_sub(1);
-        }
-    }
-}
-
-/// The client's address: the socket's peer (the server does not trust
-/// forwarding headers for throttling, which a client could set at will).
-pub struct ClientAddr(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = std::convert::Infallible;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientAddr(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string()),
-        ))
-    }
 }
 
 #[derive(Template)]
@@ -157,6 +97,23 @@ async fn sign_in_page(State(state): State<AppState>, headers: HeaderMap) -> Resp
     sign_in_form(&state.settings().portal, &headers, "", None)
 }
 
+/// The throttle's keys for one sign-in.
+struct SignInKeys {
+    pair: String,
+    account: String,
+    address: String,
+}
+
+impl SignInKeys {
+    fn new(email: &str, addr: &str) -> SignInKeys {
+        SignInKeys {
+            pair: format!("account-address:{email}|{addr}"),
+            account: format!("account:{email}"),
+            address: format!("address:{addr}"),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct SignInForm {
@@ -187,32 +144,41 @@ async fn sign_in(
     let now = now_unix();
     let window = settings.throttle_window.as_secs() as i64;
     let email = f.email.trim().to_ascii_lowercase();
-    let (acct_key, addr_key) = (format!("account:{email}"), format!("address:{addr}"));
+    let keys = SignInKeys::new(&email, &addr);
     let throttle = state.throttle();
-    let wait = throttle
-        .attempt(
-            &[
-                (&acct_key, settings.max_failures_per_account),
-                (&addr_key, settings.max_failures_per_address),
-            ],
-            window,
-            now,
-        )
-        .err();
-    if let Some(secs) = wait {
-        let mut r = sign_in_form(
-            &settings,
-            &headers,
-            &f.email,
-            Some(format!(
-                "Too many failed sign-ins. Try again in {} minute(s).",
-                (secs + 59) / 60
-            )),
-        );
-        *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, secs.max(1).into());
-        return r;
+    let counted = throttle.attempt(
+        &[
+            (&keys.pair, settings.max_failures_per_account),
+            (&keys.account, settings.max_failures_per_account_total),
+            (&keys.address, settings.max_failures_per_address),
+        ],
+        window,
+        now,
+    );
+    let account_failures = match counted {
+        // This attempt is counted; the ones before it are the failures so far.
+        Ok(counts) => counts[1].saturating_sub(1),
+        Err(secs) => {
+            let mut r = sign_in_form(
+                &settings,
+                &headers,
+                &f.email,
+                Some(format!(
+                    "Too many failed sign-ins. Try again in {} minute(s).",
+                    (secs + 59) / 60
+                )),
+            );
+            *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, secs.max(1).into());
+            return r;
+        }
+    };
+    // Failures beyond what one address may make slow every attempt on the
+    // account (a distributed guesser), without locking its owner out.
+    let delay = super::throttle::delay(&settings, account_failures);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     let (lookup, password) = (email.clone(), f.password.clone());
     let checked = state
@@ -261,7 +227,7 @@ async fn sign_in(
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
-    throttle.succeeded(&acct_key, &addr_key);
+    throttle.succeeded(&[&keys.pair, &keys.account], &keys.address);
     let token = session::random_token();
     let sess = Session {
         token_hash: session::token_hash(&token),
@@ -420,7 +386,7 @@ async fn set_password(
         .await;
     match done {
         Ok(true) => {
-            state.throttle().succeeded("", &addr_key);
+            state.throttle().succeeded(&[], &addr_key);
             Redirect::to("/portal/sign-in").into_response()
         }
         Ok(false) => again(

@@ -13,6 +13,7 @@ pub mod overview;
 pub mod password;
 pub mod reports;
 pub mod session;
+pub mod throttle;
 pub mod usage;
 
 use crate::{ApiError, AppState};
@@ -36,10 +37,18 @@ pub struct PortalSettings {
     pub absolute_timeout: Duration,
     /// Mark cookies Secure even without `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
-    /// Failed sign-ins allowed per account, and per address, in `throttle_window`.
+    /// Failed sign-ins allowed in `throttle_window` for one account from one
+    /// address (see [`throttle`]).
     pub max_failures_per_account: u32,
+    /// Failed sign-ins (and set-password attempts) allowed per address.
     pub max_failures_per_address: u32,
+    /// Failed sign-ins allowed for one account from all addresses together.
+    pub max_failures_per_account_total: u32,
     pub throttle_window: Duration,
+    /// Past `max_failures_per_account` failures of an account, each further
+    /// failure makes its sign-ins answer this much later, up to the maximum.
+    pub failure_delay_step: Duration,
+    pub failure_delay_max: Duration,
 }
 
 impl Default for PortalSettings {
@@ -50,7 +59,10 @@ impl Default for PortalSettings {
             secure_cookies: false,
             max_failures_per_account: 5,
             max_failures_per_address: 20,
+            max_failures_per_account_total: 100,
             throttle_window: Duration::from_secs(15 * 60),
+            failure_delay_step: Duration::from_millis(250),
+            failure_delay_max: Duration::from_secs(5),
         }
     }
 }
@@ -253,19 +265,23 @@ pub struct ErrorPage {
 }
 
 pub fn error_page(e: ApiError) -> Response {
-    let (status, title) = match &e {
-        ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
-        ApiError::Forbidden(_) | ApiError::ForbiddenCode { .. } => {
-            (StatusCode::FORBIDDEN, "Not allowed")
-        }
-        ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "Check the form"),
-        ApiError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
-        ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts"),
-        ApiError::Gone(_) => (StatusCode::GONE, "No longer available"),
-        ApiError::RangeNotSatisfiable(_) => {
-            (StatusCode::RANGE_NOT_SATISFIABLE, "Range outside the file")
-        }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong"),
+    let status = e.status_and_code().0;
+    let retry = e.retry_after();
+    let title = match &e {
+        ApiError::NotFound(_) => "Not found",
+        ApiError::Forbidden(_) | ApiError::ForbiddenCode { .. } => "Not allowed",
+        ApiError::BadRequest(_) => "Check the form",
+        ApiError::Conflict(_) => "Conflict",
+        ApiError::TooManyRequests(_) => "Too many attempts",
+        ApiError::TooManyReports { .. } => "Too many reports",
+        ApiError::Gone(_) => "No longer available",
+        ApiError::RangeNotSatisfiable(_) => "Range outside the file",
+        ApiError::PayloadTooLarge(_) => "Too large",
+        ApiError::UriTooLong(_) | ApiError::HeadersTooLarge(_) => "Request too large",
+        ApiError::RequestTimeout(_) | ApiError::Timeout(_) => "Took too long",
+        ApiError::MethodNotAllowed => "Not allowed here",
+        ApiError::Unauthorized { .. } => "Sign in",
+        ApiError::NotReady(_) | ApiError::Internal(_) => "Something went wrong",
     };
     let message = match &e {
         ApiError::Internal(cause) => {
@@ -280,6 +296,10 @@ pub fn error_page(e: ApiError) -> Response {
         message,
     });
     *r.status_mut() = status;
+    if let Some(secs) = retry {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+    }
     r
 }
 

@@ -695,6 +695,12 @@ async fn request(
         Err(RequestError::Invalid(m)) => {
             return show(&state, &page, form, Some(sentence(&m)), None).await
         }
+        Err(RequestError::Quota { message, .. }) => {
+            // Shown on the reports page, where the viewer can cancel or delete jobs.
+            let mut r = show(&state, &page, form, Some(sentence(&message)), None).await?;
+            *r.status_mut() = axum::http::StatusCode::TOO_MANY_REQUESTS;
+            return Ok(r);
+        }
         Err(RequestError::Forbidden(m)) => return Err(ApiError::Forbidden(m).into()),
         Err(RequestError::Store(e)) => return Err(e.into()),
     };

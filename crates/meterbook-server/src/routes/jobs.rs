@@ -26,6 +26,13 @@ impl From<RequestError> for ApiError {
         match e {
             RequestError::Invalid(m) => ApiError::BadRequest(m),
             RequestError::Forbidden(m) => ApiError::Forbidden(m),
+            RequestError::Quota {
+                message,
+                retry_after,
+            } => ApiError::TooManyReports {
+                message,
+                retry_after,
+            },
             RequestError::Store(s) => s.into(),
         }
     }

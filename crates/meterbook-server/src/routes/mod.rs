@@ -1,5 +1,6 @@
 //! Routes, grouped by resource; shared response helpers.
 
+mod health;
 mod jobs;
 mod keys;
 mod legacy;
@@ -18,13 +19,25 @@ use axum::Router;
 use meterbook_core::{Day, Enrollment, EnrollmentNumber, Period};
 use sha2::{Digest, Sha256};
 
-pub fn routes() -> Router<AppState> {
+/// Every route. All but the operator uploads answer within
+/// `request_timeout` (to their response's headers); uploads are bounded by
+/// their size and body idle timeout instead, as their ingest may take minutes.
+pub fn routes(limits: &crate::Limits) -> Router<AppState> {
     let v3 = "/v3/enrollments/{n}";
-    Router::new()
+    let uploads = Router::new()
         .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+            "/operator/enrollments/{n}/hierarchy",
+            post(operator::hierarchy),
         )
+        .route(
+            "/operator/enrollments/{n}/prices/{p}",
+            axum::routing::put(operator::prices),
+        )
+        .route("/operator/enrollments/{n}/usage", post(operator::usage));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route(
             "/openapi.json",
             get(|| async { axum::Json(crate::openapi::spec()) }),
@@ -93,15 +106,6 @@ pub fn routes() -> Router<AppState> {
             axum::routing::put(operator::settings),
         )
         .route(
-            "/operator/enrollments/{n}/hierarchy",
-            post(operator::hierarchy),
-        )
-        .route(
-            "/operator/enrollments/{n}/prices/{p}",
-            axum::routing::put(operator::prices),
-        )
-        .route("/operator/enrollments/{n}/usage", post(operator::usage))
-        .route(
             "/operator/enrollments/{n}/purchases",
             post(operator::purchase),
         )
@@ -122,6 +126,11 @@ pub fn routes() -> Router<AppState> {
             post(operator::enterprise_key),
         )
         .merge(crate::portal::routes())
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            limits.request_timeout,
+        ))
+        .merge(uploads)
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }

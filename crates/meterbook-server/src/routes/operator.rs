@@ -1,18 +1,19 @@
 //! The operator API: everything the operator CLI does with files, over HTTP,
-//! with operator tokens only. Usage bodies of any size stream into the same
-//! ingest loop as the CLI (flat memory, idempotent by RecordId).
+//! with operator tokens only. Uploads (usage, price sheets, hierarchy) are
+//! first received in full into a temporary file (see [`crate::spool`]), then
+//! read by the same ingest loop as the CLI (flat memory, idempotent by
+//! RecordId): the store's write connection is never held while waiting on a client.
 
 use crate::auth::{now_unix, Operator};
 use crate::error::ApiJson;
 use crate::error::ApiPath;
 use crate::params::Params;
 use crate::{keys, ApiError, AppState};
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::TryStreamExt;
 use meterbook_core::access::{KeyRecord, Scope, Slot};
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
 use meterbook_core::ingest::{ingest, IngestError, IngestOptions};
@@ -116,12 +117,13 @@ pub async fn hierarchy(
     State(state): State<AppState>,
     _op: Operator,
     ApiPath(n): ApiPath<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
+    let body = crate::spool::receive(body, &state.settings().limits).await?;
     let sum = state
         .blocking(move |s| {
-            let rows = meterbook_io::input::hierarchy::read("body", &body[..])
+            let rows = meterbook_io::input::hierarchy::read("body", std::io::BufReader::new(body))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             Ok(s.upsert_hierarchy(&n, &rows)?)
         })
@@ -138,15 +140,16 @@ pub async fn prices(
     State(state): State<AppState>,
     _op: Operator,
     ApiPath((n, p)): ApiPath<(String, String)>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let p: Period = p
         .parse()
         .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
+    let body = crate::spool::receive(body, &state.settings().limits).await?;
     let count = state
         .blocking(move |s| {
-            let rows = meterbook_io::input::prices::read("body", &body[..])
+            let rows = meterbook_io::input::prices::read("body", std::io::BufReader::new(body))
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let sheet = meterbook_core::prices::build_price_sheet(&rows)
                 .map_err(|(line, m)| ApiError::BadRequest(format!("body:{line}: {m}")))?;
@@ -156,8 +159,9 @@ pub async fn prices(
     Ok(Json(json!({"billingPeriodId": p.to_string(), "meters": count})).into_response())
 }
 
-/// `POST .../usage[?format=csv|ndjson][&skipInvalid=true]`: the body streams
-/// into the ingest; the answer has the counts and each rejected line.
+/// `POST .../usage[?format=csv|ndjson][&skipInvalid=true]`: the body is
+/// received in full, then ingested; the answer has the counts and each
+/// rejected line.
 pub async fn usage(
     State(state): State<AppState>,
     _op: Operator,
@@ -176,13 +180,11 @@ pub async fn usage(
         _ => None,
     };
     let skip_invalid = q.choice("skipinvalid", &["true", "false"], "false")? == "true";
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let reader = tokio_util::io::StreamReader::new(Box::pin(stream));
-    let bridge = tokio_util::io::SyncIoBridge::new(reader);
     let started = std::time::Instant::now();
+    let body = crate::spool::receive(body, &state.settings().limits).await?;
     let result = state
         .blocking(move |s| {
-            let mut src = UsageReader::open(bridge, format)
+            let mut src = UsageReader::open(body, format)
                 .map_err(|r| ApiError::BadRequest(format!("body:{}: {}", r.line, r.reason)))?;
             let mut rejects = Vec::new();
             let outcome = ingest(
@@ -204,6 +206,14 @@ pub async fn usage(
         })
         .await?;
     let secs = started.elapsed().as_secs_f64();
+    match &result.0 {
+        Ok(sum) => state.metrics().ingested(sum.stored, sum.rejected),
+        // All or nothing: the invalid records are the rejects; nothing was stored.
+        Err(IngestError::Rejected { rejects, .. }) => {
+            state.metrics().ingested(0, rejects.len() as u64)
+        }
+        Err(IngestError::Store(_)) => {}
+    }
     match result {
         (Ok(sum), rejects) => Ok(Json(json!({
             "read": sum.read, "stored": sum.stored, "duplicates": sum.duplicates,

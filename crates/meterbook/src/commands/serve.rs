@@ -7,8 +7,12 @@ use meterbook_server::{AppState, ServerSettings};
 use std::sync::Arc;
 
 fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
+    let g = &a.guard;
+    let secs = std::time::Duration::from_secs;
     let mut jobs = settings.jobs.clone();
     jobs.workers = a.report_workers.max(1);
+    jobs.max_active_per_requester = g.report_max_active_per_requester.max(1);
+    jobs.max_bytes_per_requester = g.report_max_bytes_per_requester;
     ServerSettings {
         key_default_days: a.key_default_days,
         key_max_days: a.key_max_days,
@@ -23,6 +27,18 @@ fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
             secure_cookies: a.secure_cookies,
             ..Default::default()
         },
+        limits: meterbook_server::Limits {
+            max_upload_bytes: g.max_upload_bytes,
+            max_body_bytes: g.max_body_bytes,
+            max_query_bytes: g.max_query_bytes,
+            max_query_params: g.max_query_params,
+            max_header_bytes: g.max_header_bytes,
+            max_headers: g.max_headers,
+            body_idle_timeout: secs(g.body_idle_timeout_secs.max(1)),
+            request_timeout: secs(g.request_timeout_secs.max(1)),
+            header_read_timeout: secs(g.header_read_timeout_secs.max(1)),
+        },
+        trusted_proxies: g.trusted_proxies.clone(),
     }
 }
 
