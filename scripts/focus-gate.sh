@@ -55,7 +55,8 @@ else
 fi
 # Provider and invoice issuer named alike, whatever MB_* says: with a third-party
 # issuer, FOCUS (and the validator) wants every BilledCost to be 0.
-mb() { "$bin" --db "$work/focus.db" --provider-name "Meterbook Cloud" --invoice-issuer-name "Meterbook Cloud" "$@"; }
+export MB_PROVIDER_NAME="Meterbook Cloud" MB_INVOICE_ISSUER_NAME="Meterbook Cloud"
+mb() { "$bin" --db "$work/focus.db" "$@"; }
 mb demo --no-serve --rows "$rows" > "$work/demo.out"
 n=8608480
 

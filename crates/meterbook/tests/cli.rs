@@ -2936,9 +2936,9 @@ fn a_report_job_survives_a_killed_server() {
 
     let serve = |mb: &Mb| {
         mb.command(&[
+            "serve",
             "--report-lease-seconds",
             "2",
-            "serve",
             "--listen",
             "127.0.0.1:0",
         ])

@@ -68,8 +68,13 @@ pub fn day(s: &str, what: &str) -> Result<Day> {
 }
 
 pub fn period(s: &str) -> Result<Period> {
+    period_flag(s, "--period")
+}
+
+/// A `YYYYMM` value of the flag `what`.
+pub fn period_flag(s: &str, what: &str) -> Result<Period> {
     s.parse()
-        .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("--period: {}", e.0))
+        .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("{what}: {}", e.0))
 }
 
 /// The generation timestamp every report states (RFC 3339, UTC, seconds).

@@ -90,12 +90,12 @@ pub fn run(settings: &Settings, c: ReportCmd) -> Result<()> {
     let s = super::open(settings)?;
     match c {
         ReportCmd::Balance(a) => run_report(&s, settings, ReportKind::Balance, &a),
-        ReportCmd::Usage(a) => run_report(&s, settings, ReportKind::Usage, &a),
+        ReportCmd::Usage(a) => run_report(&s, settings, ReportKind::Usage, &a.report),
         ReportCmd::Prices(a) => run_report(&s, settings, ReportKind::Prices, &a),
         ReportCmd::Marketplace(a) => run_report(&s, settings, ReportKind::Marketplace, &a),
         ReportCmd::Request(a) => super::jobs::request(s, settings, &a),
         ReportCmd::Status { id } => super::jobs::status(&s, &id),
-        ReportCmd::Fetch { id, output } => super::jobs::fetch(&s, settings, &id, &output),
+        ReportCmd::Fetch { id, output, .. } => super::jobs::fetch(&s, settings, &id, &output),
         ReportCmd::Cancel { id } => super::jobs::cancel(&s, &id),
         ReportCmd::Jobs { enrollment } => super::jobs::list(&s, &enrollment),
     }
