@@ -77,6 +77,22 @@ pub fn period_flag(s: &str, what: &str) -> Result<Period> {
         .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("{what}: {}", e.0))
 }
 
+/// A temporary file beside `target`, to be renamed onto it once complete.
+/// Created with mode 0666 less the umask, as the file `>` would make: the
+/// temp file's own 0600 would otherwise stay on the report after the rename.
+pub fn temp_beside(target: &std::path::Path) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".meterbook-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))
+}
+
 /// The generation timestamp every report states (RFC 3339, UTC, seconds).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

@@ -57,15 +57,7 @@ impl Output {
     fn new(target: Option<&std::path::Path>) -> Result<Output> {
         Ok(match target {
             None => Output::Stdout,
-            Some(t) => {
-                let dir = t
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                let tmp = tempfile::NamedTempFile::new_in(dir)
-                    .with_context(|| format!("cannot write in {}", dir.display()))?;
-                Output::File(tmp, t.to_path_buf())
-            }
+            Some(t) => Output::File(super::temp_beside(t)?, t.to_path_buf()),
         })
     }
 
