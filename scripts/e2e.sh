@@ -26,9 +26,9 @@ chromium_bin=$(command -v chromium)
 
 venv=${E2E_VENV:-.venv-e2e}
 if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import websocket' 2> /dev/null; then
-  echo "== creating $venv (websocket-client)"
+  echo "== installing websocket-client 1.9.2 from PyPI into $venv (first run only)"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "websocket-client==1.9.2"
+  "$venv/bin/pip" install -q --disable-pip-version-check "websocket-client==1.9.2"
 fi
 
 echo "== building meterbook"

@@ -39,7 +39,8 @@ if ! validator_ready; then
     exit 2
   fi
   # pyarrow 26 needs numpy >= 2, which focus-validator 2.2.1 refuses; pin both.
-  "$venv/bin/pip" install -q "focus-validator==2.2.1" "pyarrow<26"
+  echo "== installing focus-validator 2.2.1 and pyarrow from PyPI into $venv (first run only; a few minutes)"
+  "$venv/bin/pip" install --disable-pip-version-check "focus-validator==2.2.1" "pyarrow<26" | grep -E '^(Collecting|Successfully)' || true
   validator_ready || { echo "focus-gate: focus-validator 2.2.1 did not install into $venv" >&2; exit 2; }
 fi
 

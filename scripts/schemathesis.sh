@@ -7,13 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 bin=${MB_BIN:-$target_dir/debug/meterbook}
-cargo build -q -p meterbook
+cargo build -q --locked -p meterbook
 work=$(mktemp -d)
 venv=${ST_VENV:-.venv-schemathesis}
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 if [[ ! -x $venv/bin/schemathesis ]]; then
+  echo "== installing schemathesis 4.32.5 from PyPI into $venv (first run only; a minute or two)"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "schemathesis==4.32.5"
+  "$venv/bin/pip" install --progress-bar on --disable-pip-version-check "schemathesis==4.32.5" | grep -E '^(Collecting|Successfully)' || true
+  [[ -x $venv/bin/schemathesis ]] || { echo "schemathesis did not install into $venv" >&2; exit 2; }
 fi
 db=$work/st.db
 "$bin" --db "$db" demo --rows 20000 --no-serve > "$work/demo.out"

@@ -3168,7 +3168,7 @@ fn server_logs_are_json_lines_or_plain_text() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if let Some(i) = text.find("http://127.0.0.1:") {
                 let rest = &text[i + "http://".len()..];
-                break rest[..rest.find(|c: char| c == ' ' || c == '\n').unwrap()].to_string();
+                break rest[..rest.find([' ', '\n']).unwrap()].to_string();
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),

@@ -44,7 +44,11 @@ fn copy_dir(from: &Path, to: &Path) {
 fn the_operator_guide_walkthrough_runs_as_written() {
     let guide = std::fs::read_to_string(repo().join("docs/operator-guide.md")).unwrap();
     let blocks = walkthrough_blocks(&guide);
-    assert!(blocks.len() >= 10, "found {} walkthrough blocks", blocks.len());
+    assert!(
+        blocks.len() >= 10,
+        "found {} walkthrough blocks",
+        blocks.len()
+    );
     let script = format!("set -eu\n{}", blocks.concat());
 
     let tmp = tempfile::tempdir().unwrap();
@@ -91,7 +95,10 @@ fn the_operator_guide_walkthrough_runs_as_written() {
 
     let dir = tmp.path().join("walkthrough");
     let usage = std::fs::read_to_string(dir.join("usage-202503.csv")).unwrap();
-    assert!(usage.contains("late-0001"), "the correction is booked in March");
+    assert!(
+        usage.contains("late-0001"),
+        "the correction is booked in March"
+    );
     let parquet = std::fs::read(dir.join("research-2025q1.parquet")).unwrap();
     assert!(parquet.starts_with(b"PAR1"));
 }
