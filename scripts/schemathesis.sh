@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Schemathesis against the server's /openapi.json on a freshly seeded demo
-# database: every described operation is fuzzed; any 5xx, undocumented status
-# code, wrong content type or malformed response fails the run.
+# database: every described operation is fuzzed with credentials that reach it
+# (a customer key, a signed download link, an operator token); any 5xx,
+# undocumented status code, wrong content type or malformed response fails the run.
 # Needs: python3 with venv (pip installs schemathesis from PyPI), a built binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,17 @@ db=$work/st.db
 n=8608480
 # A secondary-slot key: the fuzzer never touches /keys (it would regenerate it).
 key=$("$bin" --db "$db" keys create --enrollment "$n" --slot secondary 2>/dev/null)
+# A finished report, for the signed-link run.
+job=$("$bin" --db "$db" report request --enrollment "$n" --from "$(date -u +%Y-%m-01)" --to "$(date -u +%Y-%m-%d)" 2>/dev/null)
+# The operator run's own enrollment, with the operator guide's sample files loaded.
+token=$("$bin" --db "$db" operator-token create --name schemathesis 2>/dev/null)
+op_n=7700
+op_period=202502
+"$bin" --db "$db" enrollment create --number "$op_n" --name Fuzz --start 1900-01-01 --end 9998-12-31 > /dev/null
+"$bin" --db "$db" hierarchy import --enrollment "$op_n" examples/hierarchy.csv > /dev/null
+for p in 202501 202502 202503; do
+  "$bin" --db "$db" prices import --enrollment "$op_n" --period "$p" examples/prices-2025.csv > /dev/null
+done
 last=$(date -u -d "$(date -u +%Y-%m-01) -1 day" +%Y%m)
 MB_LOG=warn "$bin" --db "$db" serve --listen 127.0.0.1:0 --rate-limit 100000 --rate-burst 100000 2> "$work/serve.err" &
 server=$!
@@ -31,14 +43,52 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 [[ -n $base ]] || { echo "server did not start"; cat "$work/serve.err"; exit 1; }
+# Checks that hold for any request. (Acceptance of schema-valid data is not
+# checked: a valid-looking date outside the enrollment's term is rightly a 400.)
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance
+status=0
+# fuzz NAME CONFIG AUTH FILTER...: one run of the fuzzer; every run is made.
+fuzz() {
+  local name=$1 config=$2 auth=$3
+  shift 3
+  echo "== schemathesis: $name"
+  "$venv/bin/schemathesis" --config-file "$config" run "$base/openapi.json" \
+    ${auth:+-H "Authorization: bearer $auth"} "$@" \
+    --max-examples 30 --seed 8608480 --checks "$checks" || status=1
+}
+
+# 1. The customer API with an enterprise administrator's key.
 cat > "$work/st.toml" <<TOML
 [parameters]
 "path.enrollmentNumber" = "$n"
 "path.billingPeriod" = "$last"
 TOML
-# Checks that hold for any request. (Acceptance of schema-valid data is not
-# checked: a valid-looking date outside the enrollment's term is rightly a 400.)
-"$venv/bin/schemathesis" --config-file "$work/st.toml" run "$base/openapi.json" \
-  -H "Authorization: bearer $key" --exclude-path-regex '/keys' \
-  --max-examples 30 --seed 8608480 \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance
+fuzz "Reporting API (customer key)" "$work/st.toml" "$key" \
+  --exclude-path-regex '^/(operator|downloads)|/keys'
+
+# 2. A signed download link: a finished report's id with its scope, expiry and
+# signature, as POST reports/{id}/link hands them out (no key needed).
+link=$(curl -sf -X POST -H "Authorization: bearer $key" "$base/v3/enrollments/$n/reports/$job/link?lifetimeHours=24")
+blob=$(sed -n 's/.*"blobPath":"\([^"]*\)".*/\1/p' <<< "$link")
+query=${blob#*\?}
+[[ $blob == *"/downloads/$job?"* ]] || { echo "no signed link for job $job: $link"; exit 1; }
+param() { tr '&' '\n' <<< "$query" | sed -n "s/^$1=//p"; }
+cat > "$work/st-downloads.toml" <<TOML
+[parameters]
+"path.reportId" = "$job"
+"query.scope" = "$(param scope)"
+"query.expires" = "$(param expires)"
+"query.signature" = "$(param signature)"
+TOML
+fuzz "signed downloads" "$work/st-downloads.toml" "" --include-path-regex '^/downloads/'
+
+# 3. The operator API with an operator token, on an enrollment of its own (the
+# fuzzer replaces keys there), whose term spans every year the API takes, so
+# that generated dates fall inside it.
+cat > "$work/st-operator.toml" <<TOML
+[parameters]
+"path.enrollmentNumber" = "$op_n"
+"path.billingPeriod" = "$op_period"
+TOML
+fuzz "operator API (operator token)" "$work/st-operator.toml" "$token" --include-path-regex '^/operator/'
+exit $status
