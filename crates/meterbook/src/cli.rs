@@ -707,3 +707,72 @@ impl Command {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command says what it is for and shows an example; every argument
+    /// says what it takes (the help was once thin and noisy).
+    #[test]
+    fn every_command_and_argument_is_described() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", c.get_name());
+            if c.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            let leaf = !c.has_subcommands();
+            let example = c
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("meterbook "));
+            if leaf && !example && c.get_name() != "help" {
+                missing.push(format!("{path}: no example"));
+            }
+            for a in c.get_arguments() {
+                let builtin = ["help", "version"].contains(&a.get_id().as_str());
+                if a.get_help().is_none() && !builtin {
+                    missing.push(format!("{path} --{}: no description", a.get_id()));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for s in Cli::command().get_subcommands() {
+            walk(s, "meterbook", &mut missing);
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    /// Only `serve`, `demo` and the report commands take report settings.
+    #[test]
+    fn report_settings_are_not_on_every_command() {
+        let cli = Cli::command();
+        let find = |path: &[&str]| {
+            let mut c = &cli;
+            for p in path {
+                c = c.find_subcommand(p).expect("subcommand");
+            }
+            c.get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect::<Vec<_>>()
+        };
+        for path in [
+            &["enrollment", "create"][..],
+            &["usage", "ingest"],
+            &["period", "close"],
+        ] {
+            let args = find(path);
+            assert!(
+                !args
+                    .iter()
+                    .any(|a| a.starts_with("report_") || a == "provider_name"),
+                "{path:?}: {args:?}"
+            );
+        }
+        assert!(find(&["serve"]).contains(&"report_lease_seconds".to_string()));
+        assert!(find(&["report", "request"]).contains(&"provider_name".to_string()));
+    }
+}
