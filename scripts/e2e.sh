@@ -31,9 +31,9 @@ if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import websocket' 2> 
   "$venv/bin/pip" install -q --disable-pip-version-check "websocket-client==1.9.2"
 fi
 
-echo "== building meterbook"
 target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-cargo build -q --locked -p meterbook
+# scripts/test.sh passes the binary `cargo test` built (MB_BIN): no second build.
+[[ -n ${MB_BIN:-} ]] || { echo "== building meterbook"; cargo build -q --locked -p meterbook; }
 bin=${MB_BIN:-$target_dir/debug/meterbook}
 
 work=$(mktemp -d)

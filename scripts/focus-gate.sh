@@ -44,7 +44,8 @@ if ! validator_ready; then
   validator_ready || { echo "focus-gate: focus-validator 2.2.1 did not install into $venv" >&2; exit 2; }
 fi
 
-cargo build --locked -q -p meterbook
+# scripts/test.sh passes the binary `cargo test` built (MB_BIN): no second build.
+[[ -n ${MB_BIN:-} ]] || cargo build -q --locked -p meterbook
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 bin=${MB_BIN:-$target_dir/debug/meterbook}
 

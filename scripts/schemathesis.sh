@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 bin=${MB_BIN:-$target_dir/debug/meterbook}
-cargo build -q --locked -p meterbook
+# scripts/test.sh passes the binary `cargo test` built (MB_BIN): no second build.
+[[ -n ${MB_BIN:-} ]] || cargo build -q --locked -p meterbook
 work=$(mktemp -d)
 venv=${ST_VENV:-.venv-schemathesis}
 trap 'kill "${server:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
