@@ -1686,7 +1686,16 @@ fn reject_missing_required_column_in_header() {
     assert_rejected(
         "bad.csv",
         content.as_bytes(),
-        "error: {file}:1: required column `ConsumedQuantity` is missing from the header",
+        "error: {file}:1: required column `ConsumedQuantity` is missing from the header \
+         (required: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity)",
+    );
+    // Several missing: all named at once.
+    let content = "RecordId,Date\nr1,2026-11-01\n";
+    assert_rejected(
+        "bad.csv",
+        content.as_bytes(),
+        "error: {file}:1: required columns `SubscriptionGuid`, `MeterId`, `ConsumedQuantity` \
+         are missing from the header (required: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity)",
     );
 }
 
