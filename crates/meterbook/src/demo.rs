@@ -532,15 +532,18 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
     drop(store);
     if a.no_serve {
         println!("\nEnterprise-admin API key (primary): {key}");
+        println!("{}", second_key_hint(settings, &n));
         print_users(&users);
         return Ok(());
     }
     let n2 = n.clone();
+    let hint = second_key_hint(settings, &n);
     let banner = move |base: &str| {
         let last = Day::today().period().prev();
         println!();
         println!("Reporting API at {base}  (Ctrl-C to stop)");
-        println!("Enterprise-admin API key: {key}");
+        println!("Enterprise-admin API key (primary): {key}");
+        println!("{hint}");
         println!(
             "  curl -H 'Authorization: bearer {key}' {base}/v3/enrollments/{n2}/billingPeriods"
         );
@@ -741,6 +744,15 @@ fn demo_users(store: &SqliteStore, n: &EnrollmentNumber) -> Result<Vec<(String, 
         out.push((email.to_string(), title.to_string()));
     }
     Ok(out)
+}
+
+/// `keys create` without `--slot` would replace the demo's key: say how to add one.
+fn second_key_hint(settings: &Settings, n: &EnrollmentNumber) -> String {
+    format!(
+        "  (made again at every demo start; a key of your own beside it: \
+         meterbook --db {} keys create --enrollment {n} --slot secondary)",
+        settings.db.display()
+    )
 }
 
 fn print_users(users: &[(String, String)]) {
