@@ -26,14 +26,14 @@ chromium_bin=$(command -v chromium)
 
 venv=${E2E_VENV:-.venv-e2e}
 if [[ ! -x $venv/bin/python ]] || ! "$venv/bin/python" -c 'import websocket' 2> /dev/null; then
-  echo "== creating $venv (websocket-client)"
+  echo "== installing websocket-client 1.9.2 from PyPI into $venv (first run only)"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "websocket-client==1.9.2"
+  "$venv/bin/pip" install -q --disable-pip-version-check "websocket-client==1.9.2"
 fi
 
-echo "== building meterbook"
 target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-cargo build -q --locked -p meterbook
+# scripts/test.sh passes the binary `cargo test` built (MB_BIN): no second build.
+[[ -n ${MB_BIN:-} ]] || { echo "== building meterbook"; cargo build -q --locked -p meterbook; }
 bin=${MB_BIN:-$target_dir/debug/meterbook}
 
 work=$(mktemp -d)

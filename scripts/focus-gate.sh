@@ -39,11 +39,13 @@ if ! validator_ready; then
     exit 2
   fi
   # pyarrow 26 needs numpy >= 2, which focus-validator 2.2.1 refuses; pin both.
-  "$venv/bin/pip" install -q "focus-validator==2.2.1" "pyarrow<26"
+  echo "== installing focus-validator 2.2.1 and pyarrow from PyPI into $venv (first run only; a few minutes)"
+  "$venv/bin/pip" install --disable-pip-version-check "focus-validator==2.2.1" "pyarrow<26" | grep -E '^(Collecting|Successfully)' || true
   validator_ready || { echo "focus-gate: focus-validator 2.2.1 did not install into $venv" >&2; exit 2; }
 fi
 
-cargo build --locked -q -p meterbook
+# scripts/test.sh passes the binary `cargo test` built (MB_BIN): no second build.
+[[ -n ${MB_BIN:-} ]] || cargo build -q --locked -p meterbook
 target_dir=$(cargo metadata --format-version 1 --no-deps | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 bin=${MB_BIN:-$target_dir/debug/meterbook}
 
@@ -55,7 +57,8 @@ else
 fi
 # Provider and invoice issuer named alike, whatever MB_* says: with a third-party
 # issuer, FOCUS (and the validator) wants every BilledCost to be 0.
-mb() { "$bin" --db "$work/focus.db" --provider-name "Meterbook Cloud" --invoice-issuer-name "Meterbook Cloud" "$@"; }
+export MB_PROVIDER_NAME="Meterbook Cloud" MB_INVOICE_ISSUER_NAME="Meterbook Cloud"
+mb() { "$bin" --db "$work/focus.db" "$@"; }
 mb demo --no-serve --rows "$rows" > "$work/demo.out"
 n=8608480
 

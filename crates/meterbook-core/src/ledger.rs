@@ -228,3 +228,35 @@ fn limits_view<S: MetadataStore + UsageStore + ?Sized>(
     }
     Ok((catalog, rollups))
 }
+
+/// Closes every open period up to and including `through`, oldest first (as
+/// periods close in order); returns the periods it closed, none when they all
+/// were. Refuses, closing nothing, when `through` has not ended.
+pub fn close_periods_through<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+    through: Period,
+    today: Day,
+) -> StoreResult<Vec<Period>> {
+    let periods = s.periods(n)?;
+    if !periods.iter().any(|i| i.period == through) {
+        return Err(StoreError::Invalid(format!(
+            "period {through} is outside the enrollment's term"
+        )));
+    }
+    if through.last_day() >= today {
+        return Err(StoreError::Invalid(format!(
+            "period {through} has not ended yet (it ends {})",
+            through.last_day()
+        )));
+    }
+    let open: Vec<Period> = periods
+        .iter()
+        .filter(|i| !i.closed && i.period <= through)
+        .map(|i| i.period)
+        .collect();
+    for &p in &open {
+        close_period(s, n, p, today)?;
+    }
+    Ok(open)
+}

@@ -323,3 +323,48 @@ fn retention_removes_old_jobs_and_their_files() {
     assert!(files.open(&m.file).unwrap().is_none());
     assert!(store.job(&j.id).unwrap().is_none());
 }
+
+/// Progress shows rows expected only where the estimate counts what the
+/// report will hold: the whole enrollment, never a filtered or scoped report
+/// (the rollups cannot split rows by account, so they overstated it).
+#[test]
+fn rows_are_estimated_only_for_reports_of_the_whole_enrollment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let h = store.hierarchy(&n()).unwrap();
+    let whole = JobSpec {
+        scope: Scope::Enrollment,
+        from: day("2025-02-01"),
+        to: day("2025-03-31"),
+        accounts: vec![],
+        departments: vec![],
+        format: "csv".into(),
+    };
+    let rows = direct(&store, whole.from, whole.to, &[], &[]).len() as u64;
+    let est = meterbook_jobs::runner::estimated_rows(store.as_ref(), &n(), &whole);
+    assert!(
+        est.is_some_and(|e| e > 0 && e <= rows + rows / 10),
+        "{est:?} for {rows} rows"
+    );
+    let narrowed = [
+        JobSpec {
+            departments: vec!["A".into()],
+            ..whole.clone()
+        },
+        JobSpec {
+            accounts: vec!["b1".into()],
+            ..whole.clone()
+        },
+        JobSpec {
+            scope: Scope::Department(h.department_by_name("A").unwrap().id),
+            ..whole.clone()
+        },
+    ];
+    for spec in narrowed {
+        assert_eq!(
+            meterbook_jobs::runner::estimated_rows(store.as_ref(), &n(), &spec),
+            None,
+            "{spec:?}"
+        );
+    }
+}

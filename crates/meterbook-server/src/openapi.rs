@@ -43,6 +43,73 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("post", "/operator/enrollments/{enrollmentNumber}/keys", "Operator: create an enterprise administrator's key", &[], ""),
 ];
 
+/// The hierarchy CSV: the header and rows of the seven columns (the guide's format).
+const HIERARCHY_CSV: &str = "^DepartmentName,DepartmentCostCenter,AccountName,AccountOwnerEmail,AccountCostCenter,SubscriptionGuid,SubscriptionName\n([A-Z][a-z]{0,11},[A-Z0-9-]{0,8},[a-z][a-z0-9-]{0,15},[a-z]{1,12}@[a-z]{1,12}\\.example,[A-Z0-9-]{0,8},[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12},[a-z][a-z0-9-]{0,15}\n){1,3}$";
+
+/// A price sheet CSV: the header and one first-tier row (the guide's format).
+const PRICES_CSV: &str = "^MeterId,MeterName,MeterCategory,MeterSubCategory,MeterRegion,UnitOfMeasure,PartNumber,UnitPrice,IncludedQuantity,TierMinimumUnits,ChargesBilledSeparately,PublisherName,OfferName,PlanName\n[a-z][a-z0-9-]{0,15},[A-Za-z0-9 ]{0,12},[A-Za-z ]{0,12},[A-Za-z ]{0,12},[A-Za-z ]{0,8},[A-Za-z0-9 /]{0,8},[A-Z0-9-]{0,10},[0-9]{1,4}(\\.[0-9]{1,6})?,[0-9]{1,3},0,(true|false),,,\n$";
+
+/// A positive amount (purchases).
+const POSITIVE: &str = "^([1-9][0-9]{0,11}(\\.[0-9]{1,2})?|0\\.([1-9][0-9]?|0[1-9]))$";
+
+/// The request bodies of the operator API, as precise as the server checks
+/// them, so that a client (or a fuzzer) generating from the description sends
+/// what the server takes.
+fn operator_body(path: &str) -> Option<Value> {
+    if !path.starts_with("/operator/") {
+        return None;
+    }
+    let json_body = |required: &[&str], properties: Value| {
+        json!({"required": true, "content": {"application/json": {"schema": {
+            "type": "object", "required": required, "additionalProperties": false,
+            "properties": properties}}}})
+    };
+    let csv_body =
+        |schema: Value| json!({"required": true, "content": {"text/csv": {"schema": schema}}});
+    // Inside the enrollment's term (and, for entries, an open period) too.
+    let date = json!({"type": "string", "format": "date"});
+    let last = path.rsplit('/').next().unwrap_or_default();
+    Some(match last {
+        "enrollments" => json_body(
+            &["number", "name", "currency", "start", "end"],
+            json!({
+                "number": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+                "name": {"type": "string", "pattern": "\\S"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "start": date,
+                "end": date,
+                "departmentAdminsViewCharges": {"type": "boolean"},
+                "accountOwnersViewCharges": {"type": "boolean"}}),
+        ),
+        "settings" => json_body(
+            &[],
+            json!({"departmentAdminsViewCharges": {"type": "boolean"},
+                   "accountOwnersViewCharges": {"type": "boolean"}}),
+        ),
+        "purchases" | "adjustments" => json_body(
+            &["date", "amount", "description"],
+            json!({
+                "date": date,
+                "amount": {"type": "string", "pattern": if last == "purchases" { POSITIVE } else { "^-?[0-9]{1,12}(\\.[0-9]{1,2})?$" },
+                           "description": "In the enrollment's currency, at most its minor-unit decimals; a purchase is positive."},
+                "description": {"type": "string", "maxLength": 1024}}),
+        ),
+        "watermark" => json_body(&["date"], json!({"date": date})),
+        "keys" => json_body(
+            &[],
+            json!({"slot": {"type": "string", "enum": ["primary", "secondary"]},
+                   "expiresInDays": {"type": "integer", "minimum": 1, "maximum": 730},
+                   "readOnly": {"type": "boolean"}}),
+        ),
+        "hierarchy" => csv_body(json!({"type": "string", "pattern": HIERARCHY_CSV})),
+        "usage" => csv_body(json!({"type": "string"})),
+        _ if path.contains("/prices/") => {
+            csv_body(json!({"type": "string", "pattern": PRICES_CSV}))
+        }
+        _ => return None,
+    })
+}
+
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
@@ -205,11 +272,8 @@ pub fn spec() -> Value {
                     "departments": {"type": "array", "items": {"type": "string"}},
                     "format": {"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}}}}}});
         } else if *method != "get" && !bodiless {
-            let csv = path.ends_with("/hierarchy")
-                || path.ends_with("/usage")
-                || path.contains("/prices/");
-            op["requestBody"] = if csv {
-                json!({"required": true, "content": {"text/csv": {"schema": {"type": "string"}}}})
+            op["requestBody"] = if let Some(body) = operator_body(path) {
+                body
             } else if path.ends_with("/keys") && path.starts_with("/v3")
                 || path.ends_with("/keys/disable")
             {
@@ -221,7 +285,7 @@ pub fn spec() -> Value {
                         "slot": {"type": "string", "enum": ["primary", "secondary"]},
                         "expiresInDays": {"type": "integer", "minimum": 1, "maximum": 730}}}}}})
             } else {
-                json!({"required": !path.ends_with("/close"), "content": {"application/json": {"schema": {"type": "object"}}}})
+                json!({"required": false, "content": {"application/json": {"schema": {"type": "object"}}}})
             };
         }
         paths

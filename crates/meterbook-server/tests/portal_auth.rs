@@ -660,6 +660,56 @@ async fn signed_out_requests_are_sent_to_sign_in() {
     assert_eq!(r.location(), "/portal/sign-in");
 }
 
+/// `/` sends a browser to the portal and an API client to `/docs`; a tab
+/// without an enrollment goes to the viewer's first one; an unknown portal
+/// path is the portal's 404 page, not the API's JSON.
+#[tokio::test]
+async fn the_root_and_unknown_portal_paths_lead_somewhere_useful() {
+    let app = spawn_app().await;
+    let browser = app
+        .send(
+            app.client
+                .get(format!("{}/", app.base))
+                .header("accept", "text/html,application/xhtml+xml"),
+        )
+        .await;
+    assert_eq!(
+        (browser.status, browser.location().as_str()),
+        (303, "/portal"),
+        "{}",
+        browser.describe()
+    );
+    let api = app.get("/", None).await;
+    assert_eq!(
+        (api.status, api.location().as_str()),
+        (303, "/docs"),
+        "{}",
+        api.describe()
+    );
+
+    let r = app.get("/portal/usage", None).await;
+    assert_eq!((r.status, r.location().as_str()), (303, "/portal/sign-in"));
+    let b = app.sign_in(ADMIN).await;
+    for tab in ["usage", "reports", "keys", "manage"] {
+        let r = app.get(&format!("/portal/{tab}"), Some(&b)).await;
+        assert_eq!(r.status, 303, "{tab}: {}", r.describe());
+        assert_eq!(r.location(), format!("/portal/e/{N}/{tab}"));
+    }
+    for path in [
+        "/portal/nonsense",
+        "/portal/e/100100/nonsense",
+        "/portal/a/b/c",
+    ] {
+        let r = app.get(path, Some(&b)).await;
+        assert_eq!(r.status, 404, "{path}");
+        assert!(r.is_html(), "{path}: {}", r.describe());
+    }
+    // The API keeps its JSON errors.
+    let r = app.get("/v3/nonsense", None).await;
+    assert_eq!(r.status, 404);
+    assert!(r.body.contains("\"error\""), "{}", r.describe());
+}
+
 // ---------------------------------------------------------------------------
 // No user enumeration
 // ---------------------------------------------------------------------------

@@ -7,135 +7,190 @@ use std::path::PathBuf;
 #[command(
     name = "meterbook",
     version,
-    about = "Self-hosted enterprise usage portal: operator CLI"
+    about = "Self-hosted enterprise usage portal: operator CLI, API server and portal",
+    after_help = "Start with `meterbook demo`; every command has its own --help.\nInput formats and a walkthrough: docs/operator-guide.md"
 )]
 pub struct Cli {
     /// SQLite database file (created if missing).
     #[arg(long, global = true, env = "MB_DB", default_value = "meterbook.db")]
     pub db: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The provider's names in FOCUS exports: for `serve`, `demo` and the
+/// commands that write FOCUS (`report usage`, `report request`).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "FOCUS exports")]
+pub struct FocusOpts {
     /// The provider's name, as FOCUS exports state it (ProviderName).
-    #[arg(
-        long,
-        global = true,
-        env = "MB_PROVIDER_NAME",
-        default_value = "Meterbook Cloud"
-    )]
+    #[arg(long, env = "MB_PROVIDER_NAME", default_value = DEFAULT_PROVIDER)]
     pub provider_name: String,
     /// Who issues the invoices, as FOCUS exports state it (InvoiceIssuerName).
-    #[arg(
-        long,
-        global = true,
-        env = "MB_INVOICE_ISSUER_NAME",
-        default_value = "Meterbook Cloud"
-    )]
+    #[arg(long, env = "MB_INVOICE_ISSUER_NAME", default_value = DEFAULT_PROVIDER)]
     pub invoice_issuer_name: String,
+}
+
+const DEFAULT_PROVIDER: &str = "Meterbook Cloud";
+
+impl Default for FocusOpts {
+    /// The flags' defaults, for commands that take none.
+    fn default() -> Self {
+        FocusOpts {
+            provider_name: DEFAULT_PROVIDER.into(),
+            invoice_issuer_name: DEFAULT_PROVIDER.into(),
+        }
+    }
+}
+
+/// Where advanced reports' files are kept: for the commands that write or read them.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Advanced reports")]
+pub struct ReportDirOpt {
     /// Where finished advanced reports are kept (default: `<db>.reports` beside the database).
-    #[arg(long, global = true, env = "MB_REPORT_DIR")]
+    #[arg(long, env = "MB_REPORT_DIR")]
     pub report_dir: Option<PathBuf>,
+}
+
+/// How advanced report jobs run: for `serve`, `demo` and `report request`.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Advanced reports")]
+pub struct JobOpts {
+    #[command(flatten)]
+    pub dir: ReportDirOpt,
     /// An advanced report running longer than this ends as TimedOut (minutes).
-    #[arg(
-        long,
-        global = true,
-        env = "MB_REPORT_TIME_LIMIT_MINUTES",
-        default_value_t = 120
-    )]
+    #[arg(long, env = "MB_REPORT_TIME_LIMIT_MINUTES", default_value_t = 120)]
     pub report_time_limit_minutes: u64,
     /// Finished advanced reports and their files are removed after this many days.
-    #[arg(
-        long,
-        global = true,
-        env = "MB_REPORT_RETENTION_DAYS",
-        default_value_t = 30
-    )]
+    #[arg(long, env = "MB_REPORT_RETENTION_DAYS", default_value_t = 30)]
     pub report_retention_days: u64,
     /// A report worker that has not reported for this long is presumed dead and
     /// its job is restarted (seconds).
-    #[arg(
-        long,
-        global = true,
-        env = "MB_REPORT_LEASE_SECONDS",
-        default_value_t = 30
-    )]
+    #[arg(long, env = "MB_REPORT_LEASE_SECONDS", default_value_t = 30)]
     pub report_lease_seconds: u64,
-    #[command(subcommand)]
-    pub command: Command,
+}
+
+impl Default for JobOpts {
+    /// The flags' defaults, for commands that take none.
+    fn default() -> Self {
+        JobOpts {
+            dir: ReportDirOpt::default(),
+            report_time_limit_minutes: 120,
+            report_retention_days: 30,
+            report_lease_seconds: 30,
+        }
+    }
+}
+
+/// How the server logs (to stderr).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// `text` (coloured only when stderr is a terminal) or `json` (one object a line).
+    #[arg(long, env = "MB_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// What to log, as a tracing filter (`info`, `warn`, `meterbook_server=debug`).
+    #[arg(long, env = "MB_LOG", default_value = "info")]
+    pub log: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Apply pending schema migrations (they also run at every start).
+    #[command(after_help = "Example:\n  meterbook --db /var/lib/meterbook/meterbook.db migrate")]
     Migrate,
-    /// Create, change and list enrollments.
+    /// Create, change and list enrollments (customer contracts).
     #[command(subcommand)]
     Enrollment(EnrollmentCmd),
-    /// Import departments, accounts and subscriptions.
+    /// Import departments, accounts and subscriptions from a CSV file.
     #[command(subcommand)]
     Hierarchy(HierarchyCmd),
     /// Move a subscription to another account from a date on.
     #[command(subcommand)]
     Subscription(SubscriptionCmd),
-    /// Import a billing period's price sheet.
+    /// Import a billing period's price sheet from a CSV file.
     #[command(subcommand)]
     Prices(PricesCmd),
-    /// Ingest metered usage; set the "complete through" watermark.
+    /// Ingest metered usage; set the "usage complete through" watermark.
     #[command(subcommand)]
     Usage(UsageCmd),
-    /// Record a purchase (adds to the commitment).
+    /// Record a purchase (adds to the prepaid commitment).
     #[command(subcommand)]
     Purchase(EntryCmd),
-    /// Record an adjustment (credit > 0, debit < 0).
+    /// Record an adjustment (a credit if positive, a debit if negative).
     #[command(subcommand)]
     Adjustment(EntryCmd),
-    /// Close billing periods and list their state.
+    /// Close billing periods (locking their rates) and list their state.
     #[command(subcommand)]
     Period(PeriodCmd),
     /// Produce a report (balance, usage, prices, marketplace), or request,
     /// follow and fetch an advanced report prepared in the background.
     #[command(subcommand)]
     Report(ReportCmd),
-    /// Serve the Reporting API over HTTP.
+    /// Serve the Reporting API, the operator API and the portal over HTTP.
+    #[command(after_help = "Example:\n  meterbook serve --listen 0.0.0.0:8080 --log-format json")]
     Serve(ServeArgs),
-    /// Create API access keys.
+    /// Create API access keys for an enrollment's people.
     #[command(subcommand)]
     Keys(KeysCmd),
     /// Portal users: create them and grant roles.
     #[command(subcommand)]
     User(UserCmd),
-    /// Create operator tokens for the operator API.
+    /// Create operator tokens for the operator API (`/operator/...`).
     #[command(subcommand, name = "operator-token")]
     OperatorToken(OperatorTokenCmd),
     /// Write a consistent copy of the database while it is in use.
-    ///
-    /// Example: meterbook backup --to backups/meterbook-2026-11-30.db
+    #[command(after_help = "Example:\n  meterbook backup --to meterbook-2026-11-30.db")]
     Backup {
         /// The copy to write (must not exist yet).
         #[arg(long)]
         to: PathBuf,
     },
     /// Replace the database with a backup (stop `meterbook serve` first).
-    ///
-    /// Example: meterbook restore --from backups/meterbook-2026-11-30.db
+    #[command(after_help = "Example:\n  meterbook restore --from meterbook-2026-11-30.db")]
     Restore {
         /// The backup to restore (a file `meterbook backup` wrote).
         #[arg(long)]
         from: PathBuf,
     },
     /// Create a realistic demo enrollment, show what to try, and serve it.
+    #[command(
+        after_help = "Examples:\n  meterbook demo\n  meterbook --db demo.db demo --rows 20000 --no-serve"
+    )]
     Demo(DemoArgs),
     /// Measure ingest, export and statement speed on generated data.
+    #[command(
+        after_help = "Example (scripts/bench.sh also runs DuckDB on the same data):\n  meterbook bench --rows 1000000 --dir bench-data/1000000"
+    )]
     Bench(BenchArgs),
     /// Measure advanced report jobs (and, with --api, API latency while four
     /// run) on the database `bench` made.
+    #[command(
+        after_help = "Example:\n  meterbook bench-reports --dir bench-data/1000000 --format parquet"
+    )]
     BenchReports(BenchReportsArgs),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum EnrollmentCmd {
+    /// Create an enrollment: a customer's contract with a currency and a term.
+    #[command(
+        after_help = "Example:\n  meterbook enrollment create --number 8608480 --name \"Northwind Traders\" --currency USD --start 2025-01-01 --end 2027-12-31"
+    )]
     Create {
+        /// The enrollment number (letters, digits, `-` and `_`; up to 32), e.g. 8608480.
         #[arg(long)]
         number: String,
+        /// The customer's name, as reports and the portal show it.
         #[arg(long)]
         name: String,
+        /// ISO 4217 currency code; amounts use its minor units (USD 2, JPY 0).
         #[arg(long, default_value = "USD")]
         currency: String,
         /// First day of the term (YYYY-MM-DD).
@@ -145,36 +200,57 @@ pub enum EnrollmentCmd {
         #[arg(long)]
         end: String,
     },
-    /// Change who may see charges.
+    /// Change who may see charges (costs and rates); the rest see 0.
+    #[command(
+        after_help = "Example:\n  meterbook enrollment set 8608480 --department-admins-view-charges true --account-owners-view-charges false"
+    )]
     Set {
+        /// The enrollment number.
         number: String,
+        /// Whether department administrators see costs.
         #[arg(long)]
         department_admins_view_charges: Option<bool>,
+        /// Whether account owners see costs.
         #[arg(long)]
         account_owners_view_charges: Option<bool>,
     },
+    /// List the enrollments with their term and watermark.
+    #[command(after_help = "Example:\n  meterbook enrollment list")]
     List,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum HierarchyCmd {
+    /// Import (upsert) departments, accounts and subscriptions: one CSV row per subscription.
+    #[command(
+        after_help = "Columns: DepartmentName, DepartmentCostCenter, AccountName, AccountOwnerEmail,\nAccountCostCenter, SubscriptionGuid, SubscriptionName (docs/operator-guide.md).\n\nExample:\n  meterbook hierarchy import --enrollment 8608480 examples/hierarchy.csv"
+    )]
     Import {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The hierarchy CSV file.
         file: PathBuf,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SubscriptionCmd {
+    /// Move a subscription to another account; earlier usage stays where it was.
+    #[command(
+        after_help = "Example:\n  meterbook subscription move --enrollment 8608480 --subscription 3b9e5d20-6f4a-4e8c-b1d7-90a2c3e4f522 --account ops-web --effective 2025-03-10"
+    )]
     Move {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The subscription's GUID.
         #[arg(long)]
         subscription: String,
+        /// The name of the account it moves to.
         #[arg(long)]
         account: String,
-        /// Usage dated on or after this day belongs to the new account.
+        /// Usage dated on or after this day (YYYY-MM-DD) belongs to the new account.
         #[arg(long)]
         effective: String,
     },
@@ -182,12 +258,18 @@ pub enum SubscriptionCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum PricesCmd {
+    /// Import (or replace) the price sheet of an open billing period.
+    #[command(
+        after_help = "Columns: MeterId, MeterName, MeterCategory, MeterSubCategory, MeterRegion,\nUnitOfMeasure, PartNumber, UnitPrice, IncludedQuantity, TierMinimumUnits,\nChargesBilledSeparately, PublisherName, OfferName, PlanName (docs/operator-guide.md).\n\nExample:\n  meterbook prices import --enrollment 8608480 --period 202501 examples/prices.csv"
+    )]
     Import {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
         /// Billing period (YYYYMM).
         #[arg(long)]
         period: String,
+        /// The price sheet CSV file.
         file: PathBuf,
     },
 }
@@ -200,10 +282,15 @@ pub enum InputFormat {
 
 #[derive(Subcommand, Debug)]
 pub enum UsageCmd {
-    /// Ingest a CSV or NDJSON file (`-` for stdin). All-or-nothing unless --skip-invalid.
+    /// Ingest a CSV or NDJSON usage file (`-` for stdin). All-or-nothing unless --skip-invalid.
+    #[command(
+        after_help = "Required columns: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity\n(docs/operator-guide.md lists the optional ones).\n\nExamples:\n  meterbook usage ingest --enrollment 8608480 examples/usage-2025.csv\n  meterbook usage ingest --enrollment 8608480 late.ndjson --skip-invalid --rejects rejects.csv"
+    )]
     Ingest {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The usage file, or `-` to read standard input.
         file: String,
         /// Input format; detected from the content when absent.
         #[arg(long, value_enum)]
@@ -216,22 +303,35 @@ pub enum UsageCmd {
         rejects: Option<PathBuf>,
     },
     /// Set the watermark: usage is complete through this day.
+    #[command(
+        after_help = "Example:\n  meterbook usage complete-through --enrollment 8608480 2025-12-31"
+    )]
     CompleteThrough {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The last day whose usage is all in (YYYY-MM-DD).
         date: String,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum EntryCmd {
+    /// Add an entry dated in an open period.
+    #[command(
+        after_help = "Examples:\n  meterbook purchase add --enrollment 8608480 --date 2025-01-01 --amount 20000 --description \"Commitment year 1\"\n  meterbook adjustment add --enrollment 8608480 --date 2025-03-15 --amount -120.50 --description \"Debit\""
+    )]
     Add {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The entry's date (YYYY-MM-DD); its period must be open.
         #[arg(long)]
         date: String,
+        /// Amount in the enrollment's currency, at most its minor-unit decimals (negative: a debit).
         #[arg(long, allow_hyphen_values = true)]
         amount: String,
+        /// What it is, as the balance report shows it.
         #[arg(long)]
         description: String,
     },
@@ -239,14 +339,25 @@ pub enum EntryCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum PeriodCmd {
-    /// Close the oldest open period (it must have ended); its rates are locked.
+    /// Close ended periods in order (oldest open first); their rates are locked.
+    #[command(
+        after_help = "Examples:\n  meterbook period close --enrollment 8608480 --through 202510   # every open period up to 202510\n  meterbook period close --enrollment 8608480 --period 202511     # exactly the oldest open one"
+    )]
     Close {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// Close this period (YYYYMM); it must be the oldest open one.
+        #[arg(long, required_unless_present = "through", conflicts_with = "through")]
+        period: Option<String>,
+        /// Close every open period up to and including this one (YYYYMM), in order.
         #[arg(long)]
-        period: String,
+        through: Option<String>,
     },
+    /// List the term's periods: open or closed, and whether a price sheet is in.
+    #[command(after_help = "Example:\n  meterbook period list --enrollment 8608480")]
     List {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
     },
@@ -291,6 +402,7 @@ impl OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
+    /// The enrollment number.
     #[arg(long)]
     pub enrollment: String,
     /// Billing period (YYYYMM).
@@ -308,6 +420,7 @@ pub struct ReportArgs {
     /// Only these departments (repeatable).
     #[arg(long)]
     pub department: Vec<String>,
+    /// Output format.
     #[arg(long, value_enum, default_value = "csv")]
     pub format: OutputFormat,
     /// Write to this file (atomically) instead of stdout.
@@ -315,32 +428,71 @@ pub struct ReportArgs {
     pub output: Option<PathBuf>,
 }
 
+/// `report usage`: a report that may be a FOCUS export.
+#[derive(Args, Debug)]
+pub struct UsageReportArgs {
+    #[command(flatten)]
+    pub report: ReportArgs,
+    #[command(flatten)]
+    pub focus: FocusOpts,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ReportCmd {
-    /// Balance and charges.
+    /// Balance and charges: the statement of a period.
+    #[command(
+        after_help = "Examples:\n  meterbook report balance --enrollment 8608480 --period 202503\n  meterbook report balance --enrollment 8608480 --period 202503 --format json"
+    )]
     Balance(ReportArgs),
-    /// Usage details.
-    Usage(ReportArgs),
-    /// The price list.
+    /// Usage details: one row per usage record.
+    #[command(
+        after_help = "Examples:\n  meterbook report usage --enrollment 8608480 --period 202503 -o usage-202503.csv\n  meterbook report usage --enrollment 8608480 --from 2025-01-01 --to 2025-02-15 --department Research --format json"
+    )]
+    Usage(UsageReportArgs),
+    /// The price list of a period.
+    #[command(
+        after_help = "Example:\n  meterbook report prices --enrollment 8608480 --period 202503"
+    )]
     Prices(ReportArgs),
-    /// Marketplace charges.
+    /// Marketplace (third-party) charges.
+    #[command(
+        after_help = "Example:\n  meterbook report marketplace --enrollment 8608480 --period 202503 --format json"
+    )]
     Marketplace(ReportArgs),
     /// Request an advanced report: any date range and accounts/departments, in
     /// CSV, gzip CSV, Parquet or FOCUS. Prints the job id. Runs the job here and
     /// waits, unless --detach leaves it to a running server's workers.
+    #[command(
+        after_help = "Example:\n  id=$(meterbook report request --enrollment 8608480 --from 2025-01-01 --to 2025-03-31 --department Research --format parquet)"
+    )]
     Request(RequestArgs),
     /// Show a report job: status, progress, manifest (JSON).
-    Status { id: String },
-    /// Copy a finished report's file, checking its sha256 against the manifest.
-    Fetch {
+    #[command(after_help = "Example:\n  meterbook report status \"$id\"")]
+    Status {
+        /// The job id `report request` printed.
         id: String,
+    },
+    /// Copy a finished report's file, checking its sha256 against the manifest.
+    #[command(after_help = "Example:\n  meterbook report fetch \"$id\" -o research.parquet")]
+    Fetch {
+        /// The job id.
+        id: String,
+        /// Where to write the file.
         #[arg(short = 'o', long)]
         output: PathBuf,
+        #[command(flatten)]
+        dir: ReportDirOpt,
     },
     /// Cancel a queued or running report job.
-    Cancel { id: String },
+    #[command(after_help = "Example:\n  meterbook report cancel \"$id\"")]
+    Cancel {
+        /// The job id.
+        id: String,
+    },
     /// List an enrollment's report jobs.
+    #[command(after_help = "Example:\n  meterbook report jobs --enrollment 8608480")]
     Jobs {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
     },
@@ -348,6 +500,7 @@ pub enum ReportCmd {
 
 #[derive(Args, Debug)]
 pub struct RequestArgs {
+    /// The enrollment number.
     #[arg(long)]
     pub enrollment: String,
     /// First day (YYYY-MM-DD), inclusive.
@@ -368,6 +521,10 @@ pub struct RequestArgs {
     /// Queue the job and return at once (a running `meterbook serve` prepares it).
     #[arg(long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub jobs: JobOpts,
+    #[command(flatten)]
+    pub focus: FocusOpts,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -402,13 +559,21 @@ pub struct ServeArgs {
     /// Mark session cookies Secure (set it when TLS ends at a proxy that does not send X-Forwarded-Proto).
     #[arg(long, env = "MB_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    // The groups come last: each sets the help heading of what follows it.
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub jobs: JobOpts,
+    #[command(flatten)]
+    pub focus: FocusOpts,
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// What protects the server from its clients: bounds, timeouts, proxies,
 /// report quotas (part of `serve` and `demo`).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Limits and protection")]
 pub struct GuardArgs {
     /// Reverse proxies whose X-Forwarded-For names the client: comma-separated
     /// IPs or CIDRs (e.g. `10.0.0.0/8,::1`). Empty: the socket's peer is the client.
@@ -451,8 +616,14 @@ pub struct GuardArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
-    /// Generate the primary (or secondary) key of a scope; prints it once.
+    /// Generate the key of a scope's slot; prints it once. Generating into a
+    /// slot that holds a key replaces it (the old key stops working): use
+    /// `--slot secondary` to add a second key.
+    #[command(
+        after_help = "Examples:\n  meterbook keys create --enrollment 8608480 --slot secondary\n  meterbook keys create --enrollment 8608480 --department Research --expires-in-days 90"
+    )]
     Create {
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
         /// A department administrator's key.
@@ -461,6 +632,8 @@ pub enum KeysCmd {
         /// An account owner's key.
         #[arg(long)]
         account: Option<String>,
+        /// `primary` or `secondary`: each scope has two keys, so one can be
+        /// rotated while the other works.
         #[arg(long, default_value = "primary")]
         slot: String,
         /// Lifetime in days.
@@ -476,11 +649,17 @@ pub enum KeysCmd {
 pub enum UserCmd {
     /// Create a portal user (or grant an existing one a role) in an enrollment.
     /// Without --password-stdin, prints a one-time set-password link path.
+    #[command(
+        after_help = "Examples:\n  meterbook user create --enrollment 8608480 --email ana@example.com --role department-admin --department Research\n  echo 'a long passphrase' | meterbook user create --enrollment 8608480 --email cfo@example.com --role enterprise-reader --password-stdin"
+    )]
     Create {
+        /// The user's e-mail address (their sign-in name).
         #[arg(long)]
         email: String,
+        /// The user's display name.
         #[arg(long, default_value = "")]
         name: String,
+        /// The enrollment number.
         #[arg(long)]
         enrollment: String,
         /// enterprise-admin, enterprise-reader, department-admin, department-reader or account-owner.
@@ -500,7 +679,10 @@ pub enum UserCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum OperatorTokenCmd {
-    /// Generate an operator token; prints it once.
+    /// Generate an operator token (`mbo_...`) for the operator API; prints it once.
+    #[command(
+        after_help = "Example:\n  TOKEN=$(meterbook operator-token create --name billing-feed)"
+    )]
     Create {
         /// What the token is for (shown in logs and listings).
         #[arg(long)]
@@ -537,13 +719,120 @@ pub struct BenchReportsArgs {
     /// Keep the report file.
     #[arg(long)]
     pub keep: bool,
+    #[command(flatten)]
+    pub jobs: JobOpts,
+    #[command(flatten)]
+    pub focus: FocusOpts,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
+    /// Approximate number of usage rows to generate.
     #[arg(long, default_value_t = 1_000_000)]
     pub rows: u64,
     /// Directory for the generated CSV, database and export (kept for comparison runs).
     #[arg(long, default_value = "bench-data")]
     pub dir: PathBuf,
+}
+
+impl Command {
+    /// The FOCUS names the command was given, if it takes them.
+    pub fn focus_opts(&self) -> Option<&FocusOpts> {
+        match self {
+            Command::Report(ReportCmd::Usage(a)) => Some(&a.focus),
+            Command::Report(ReportCmd::Request(a)) => Some(&a.focus),
+            Command::Serve(a) => Some(&a.focus),
+            Command::Demo(a) => Some(&a.serve.focus),
+            Command::BenchReports(a) => Some(&a.focus),
+            _ => None,
+        }
+    }
+
+    /// The job settings the command was given, if it takes them.
+    pub fn job_opts(&self) -> Option<&JobOpts> {
+        match self {
+            Command::Report(ReportCmd::Request(a)) => Some(&a.jobs),
+            Command::Serve(a) => Some(&a.jobs),
+            Command::Demo(a) => Some(&a.serve.jobs),
+            Command::BenchReports(a) => Some(&a.jobs),
+            _ => None,
+        }
+    }
+
+    /// The report directory the command was given, if it takes one.
+    pub fn report_dir(&self) -> Option<&PathBuf> {
+        match self {
+            Command::Report(ReportCmd::Fetch { dir, .. }) => dir.report_dir.as_ref(),
+            _ => self.job_opts().and_then(|j| j.dir.report_dir.as_ref()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command says what it is for and shows an example; every argument
+    /// says what it takes (the help was once thin and noisy).
+    #[test]
+    fn every_command_and_argument_is_described() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", c.get_name());
+            if c.get_about().is_none() {
+                missing.push(format!("{path}: no description"));
+            }
+            let leaf = !c.has_subcommands();
+            let example = c
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("meterbook "));
+            if leaf && !example && c.get_name() != "help" {
+                missing.push(format!("{path}: no example"));
+            }
+            for a in c.get_arguments() {
+                let builtin = ["help", "version"].contains(&a.get_id().as_str());
+                if a.get_help().is_none() && !builtin {
+                    missing.push(format!("{path} --{}: no description", a.get_id()));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        for s in Cli::command().get_subcommands() {
+            walk(s, "meterbook", &mut missing);
+        }
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
+    }
+
+    /// Only `serve`, `demo` and the report commands take report settings.
+    #[test]
+    fn report_settings_are_not_on_every_command() {
+        let cli = Cli::command();
+        let find = |path: &[&str]| {
+            let mut c = &cli;
+            for p in path {
+                c = c.find_subcommand(p).expect("subcommand");
+            }
+            c.get_arguments()
+                .map(|a| a.get_id().to_string())
+                .collect::<Vec<_>>()
+        };
+        for path in [
+            &["enrollment", "create"][..],
+            &["usage", "ingest"],
+            &["period", "close"],
+        ] {
+            let args = find(path);
+            assert!(
+                !args
+                    .iter()
+                    .any(|a| a.starts_with("report_") || a == "provider_name"),
+                "{path:?}: {args:?}"
+            );
+        }
+        assert!(find(&["serve"]).contains(&"report_lease_seconds".to_string()));
+        assert!(find(&["report", "request"]).contains(&"provider_name".to_string()));
+    }
 }

@@ -532,20 +532,23 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
     drop(store);
     if a.no_serve {
         println!("\nEnterprise-admin API key (primary): {key}");
+        println!("{}", second_key_hint(settings, &n));
         print_users(&users);
         return Ok(());
     }
     let n2 = n.clone();
+    let hint = second_key_hint(settings, &n);
     let banner = move |base: &str| {
         let last = Day::today().period().prev();
         println!();
         println!("Reporting API at {base}  (Ctrl-C to stop)");
-        println!("Enterprise-admin API key: {key}");
+        println!("Enterprise-admin API key (primary): {key}");
+        println!("{hint}");
         println!(
             "  curl -H 'Authorization: bearer {key}' {base}/v3/enrollments/{n2}/billingPeriods"
         );
         println!("  curl -H 'Authorization: bearer {key}' {base}/v3/enrollments/{n2}/billingPeriods/{last}/balancesummary");
-        println!("  curl --compressed -H 'Authorization: bearer {key}' '{base}/v3/enrollments/{n2}/usagedetails/download?billingPeriod={last}' -o usage-{last}.csv");
+        println!("  curl --compressed -H 'Authorization: bearer {key}' '{base}/v3/enrollments/{n2}/usagedetails/download?billingPeriod={last}' -o {}/usage-{last}.csv", std::env::temp_dir().display());
         println!("Advanced report: request, poll reportUrl until status 6 (ReadyToDownload), then fetch blobPath (no key needed):");
         println!("  curl -X POST -H 'Authorization: bearer {key}' -H 'Content-Type: application/json' -d '{{\"startDate\":\"{}\",\"endDate\":\"{}\",\"format\":\"focus-csv\"}}' {base}/v3/enrollments/{n2}/reports", last.first_day(), last.last_day());
         println!("API documentation: {base}/docs");
@@ -559,8 +562,9 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
 fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     let today = Day::today();
     let this = today.period();
+    // A year of usage: the term began twelve months ago.
     let mut first = this;
-    for _ in 0..7 {
+    for _ in 0..12 {
         first = first.prev();
     }
     let start = first.first_day();
@@ -594,13 +598,24 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
         t.elapsed().as_secs_f64(),
         sum.stored as f64 / t.elapsed().as_secs_f64()
     );
-    // A commitment that runs out: about 60% of the term-to-date charges.
-    let mut total = meterbook_core::Amount::ZERO;
+    // A year of usage with a story: the first purchase lasts until the sixth
+    // month, which runs into overage; a top-up the month after keeps a healthy
+    // balance through today (about a third of it left). A credit and a debit
+    // on the way.
+    let mut cents = Vec::new();
     for p in first.through(this) {
-        let charges = meterbook_core::ledger::charges(store, n, p)?.commitment;
-        total = total.checked_add(charges)?;
+        let c = meterbook_core::ledger::charges(store, n, p)?.commitment;
+        cents.push((p, c.round_to_minor(2)?.0));
     }
-    let commit = (total.round_to_minor(2)?.0 * 6 / 10) / 100_000 * 100_000;
+    let (credit, debit) = (250_000, -40_000);
+    let overage_at = 5.min(cents.len() - 1);
+    let before: i64 = cents[..overage_at].iter().map(|c| c.1).sum();
+    // Covers the months before and 40% of the sixth, in whole thousands.
+    let commit =
+        ((before - credit - debit + cents[overage_at].1 * 4 / 10) / 100_000 * 100_000).max(100_000);
+    let after: i64 = cents[overage_at + 1..].iter().map(|c| c.1).sum();
+    let top_up = (after * 3 / 2 / 1_000_000 + 1) * 1_000_000;
+    let top_up_period = cents.get(overage_at + 1).map(|c| c.0);
     let entry = |date: Day, cents: i64, d: &str| CommitmentEntry {
         date,
         amount: Money(cents),
@@ -609,14 +624,21 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     store.add_entry(
         n,
         EntryKind::Purchase,
-        &entry(start, commit.max(100_000), "Monetary commitment, year 1"),
+        &entry(start, commit, "Monetary commitment, year 1"),
     )?;
+    if let Some(p) = top_up_period {
+        store.add_entry(
+            n,
+            EntryKind::Purchase,
+            &entry(p.first_day(), top_up, "Commitment top-up"),
+        )?;
+    }
     store.add_entry(
         n,
         EntryKind::Adjustment,
         &entry(
             first.next().first_day().add_days(14),
-            250_000,
+            credit,
             "Service credit: regional outage",
         ),
     )?;
@@ -625,7 +647,7 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
         EntryKind::Adjustment,
         &entry(
             first.next().next().next().first_day().add_days(2),
-            -40_000,
+            debit,
             "Correction of a prior credit",
         ),
     )?;
@@ -659,8 +681,12 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
         METERS.len()
     );
     println!(
-        "commitment {} USD, periods {first} to {close_through} closed, 21 late corrections booked in {}.",
+        "commitment {} USD, a top-up of {} USD{}, periods {first} to {close_through} closed, 21 late corrections booked in {}.",
         Money(commit).format(2),
+        Money(top_up).format(2),
+        cents
+            .get(overage_at)
+            .map_or(String::new(), |c| format!(" after overage in {}", c.0)),
         close_through.next()
     );
     Ok(())
@@ -720,6 +746,15 @@ fn demo_users(store: &SqliteStore, n: &EnrollmentNumber) -> Result<Vec<(String, 
     Ok(out)
 }
 
+/// `keys create` without `--slot` would replace the demo's key: say how to add one.
+fn second_key_hint(settings: &Settings, n: &EnrollmentNumber) -> String {
+    format!(
+        "  (made again at every demo start; a key of your own beside it: \
+         meterbook --db {} keys create --enrollment {n} --slot secondary)",
+        settings.db.display()
+    )
+}
+
 fn print_users(users: &[(String, String)]) {
     println!("Portal sign-ins (password {DEMO_PASSWORD} for each):");
     for (email, title) in users {
@@ -730,6 +765,9 @@ fn print_users(users: &[(String, String)]) {
 fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
     let db = settings.db.display();
     let this = Day::today().period();
+    // Suggested files go to the temp directory, not the working one (often a checkout).
+    let out = std::env::temp_dir();
+    let out = out.display();
     println!();
     println!("Try:");
     println!("  meterbook --db {db} period list --enrollment {n}");
@@ -738,7 +776,7 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
         this.prev()
     );
     println!(
-        "  meterbook --db {db} report usage --enrollment {n} --period {} -o usage-{}.csv",
+        "  meterbook --db {db} report usage --enrollment {n} --period {} -o {out}/usage-{}.csv",
         this.prev(),
         this.prev()
     );
@@ -753,5 +791,5 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
         this.prev().prev().first_day(),
         this.prev().last_day()
     );
-    println!("  meterbook --db {db} report status $id && meterbook --db {db} report fetch $id -o research.parquet");
+    println!("  meterbook --db {db} report status $id && meterbook --db {db} report fetch $id -o {out}/research.parquet");
 }

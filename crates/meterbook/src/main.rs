@@ -7,6 +7,7 @@ mod bench_reports;
 mod cli;
 mod commands;
 mod demo;
+mod logging;
 mod settings;
 
 use clap::Parser;

@@ -1,7 +1,7 @@
 //! The one typed settings struct, built once in `main` from defaults, `MB_*`
 //! environment variables and flags (clap reads both), and passed down.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, FocusOpts, JobOpts};
 use std::path::PathBuf;
 
 #[derive(Clone, Debug)]
@@ -17,11 +17,15 @@ pub struct Settings {
 
 impl Settings {
     pub fn load(cli: &Cli) -> Settings {
+        // Commands that take none of these options get the flags' defaults.
+        let (focus_defaults, job_defaults) = (FocusOpts::default(), JobOpts::default());
+        let f = cli.command.focus_opts().unwrap_or(&focus_defaults);
+        let opts = cli.command.job_opts().unwrap_or(&job_defaults);
         let focus = meterbook_io::report::focus::FocusSettings {
-            provider_name: cli.provider_name.clone(),
-            invoice_issuer_name: cli.invoice_issuer_name.clone(),
+            provider_name: f.provider_name.clone(),
+            invoice_issuer_name: f.invoice_issuer_name.clone(),
         };
-        let report_dir = cli.report_dir.clone().unwrap_or_else(|| {
+        let report_dir = cli.command.report_dir().cloned().unwrap_or_else(|| {
             let mut p = cli.db.clone().into_os_string();
             p.push(".reports");
             PathBuf::from(p)
@@ -31,9 +35,9 @@ impl Settings {
             db: cli.db.clone(),
             jobs: meterbook_jobs::JobSettings {
                 workers: 2,
-                time_limit: secs(cli.report_time_limit_minutes.max(1) * 60),
-                lease: secs(cli.report_lease_seconds.max(1)),
-                retention: secs(cli.report_retention_days * 24 * 3600),
+                time_limit: secs(opts.report_time_limit_minutes.max(1) * 60),
+                lease: secs(opts.report_lease_seconds.max(1)),
+                retention: secs(opts.report_retention_days * 24 * 3600),
                 poll: secs(1),
                 focus: focus.clone(),
                 // Quotas: `serve` sets them from its flags.

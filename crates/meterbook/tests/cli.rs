@@ -1686,7 +1686,16 @@ fn reject_missing_required_column_in_header() {
     assert_rejected(
         "bad.csv",
         content.as_bytes(),
-        "error: {file}:1: required column `ConsumedQuantity` is missing from the header",
+        "error: {file}:1: required column `ConsumedQuantity` is missing from the header \
+         (required: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity)",
+    );
+    // Several missing: all named at once.
+    let content = "RecordId,Date\nr1,2026-11-01\n";
+    assert_rejected(
+        "bad.csv",
+        content.as_bytes(),
+        "error: {file}:1: required columns `SubscriptionGuid`, `MeterId`, `ConsumedQuantity` \
+         are missing from the header (required: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity)",
     );
 }
 
@@ -3105,9 +3114,9 @@ fn a_report_job_survives_a_killed_server() {
 
     let serve = |mb: &Mb| {
         mb.command(&[
+            "serve",
             "--report-lease-seconds",
             "2",
-            "serve",
             "--listen",
             "127.0.0.1:0",
         ])
@@ -3317,4 +3326,165 @@ fn backup_taken_mid_ingest_restores_every_statement() {
         after,
         "a refused restore changes nothing"
     );
+}
+
+/// `--through` closes every open period up to the one named, in order, and
+/// nothing when that period has not ended.
+#[test]
+fn period_close_through_closes_every_open_period_in_order() {
+    let mb = Mb::new();
+    mb.create("P2", "USD", "2025-01-01", "2035-12-31");
+    mb.ok("period close --enrollment P2 --period 202501");
+    let r = mb.ok("period close --enrollment P2 --through 202504");
+    assert_eq!(
+        r.stdout,
+        "period 202502 closed; its rates are locked\n\
+         period 202503 closed; its rates are locked\n\
+         period 202504 closed; its rates are locked\n"
+    );
+    let r = mb.ok("period close --enrollment P2 --through 202503");
+    assert_eq!(r.stdout, "every period through 202503 was already closed\n");
+    // A period not yet ended: refused, and nothing before it is closed.
+    mb.refuses(
+        "period close --enrollment P2 --through 203512",
+        "period 203512 has not ended yet",
+    );
+    let list = mb.ok("period list --enrollment P2").stdout;
+    assert!(list.contains("202505\topen"), "{list}");
+    mb.refuses(
+        "period close --enrollment P2 --through 2025-06",
+        "--through: ",
+    );
+    // One of the two is needed (a usage error, as clap reports them).
+    let r = mb.run("period close --enrollment P2");
+    assert_eq!(r.status.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr.contains("--period"), "{}", r.describe());
+}
+
+/// Regenerating a slot's key says that the old key stopped working and how to
+/// add one beside it; the first key of a slot says nothing of the kind.
+#[test]
+fn keys_create_says_when_it_replaces_a_key() {
+    let mb = northwind();
+    let first = mb.ok(&format!("keys create --enrollment {NW}"));
+    assert!(first.stdout.starts_with("mbk_"));
+    assert!(!first.stderr.contains("replaced"), "{}", first.stderr);
+    let second = mb.ok(&format!("keys create --enrollment {NW} --slot secondary"));
+    assert!(!second.stderr.contains("replaced"), "{}", second.stderr);
+    let again = mb.ok(&format!("keys create --enrollment {NW}"));
+    assert!(
+        again
+            .stderr
+            .contains("replaced the enrollment key in the primary slot")
+            && again.stderr.contains("no longer works")
+            && again.stderr.contains("--slot secondary"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stdout.lines().count(), 1, "stdout holds only the key");
+}
+
+/// Files written by `-o` and `report fetch` get the umask's mode (0644 under
+/// umask 022), as a shell redirection's would; not the temp file's 0600.
+#[test]
+fn report_files_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let mb = northwind();
+    let usage = mb.file("u.csv", USAGE_SAMPLE);
+    mb.ingest(NW, &usage);
+    let id = mb
+        .ok(&format!(
+            "report request --enrollment {NW} --from 2026-11-01 --to 2026-11-30"
+        ))
+        .stdout
+        .trim()
+        .to_string();
+    let script = format!(
+        "umask 022 && \"$0\" --db {db} report usage --enrollment {NW} --period 202611 -o out.csv \
+         && \"$0\" --db {db} report fetch {id} -o fetched.csv",
+        db = mb.db.display()
+    );
+    let out = Command::new("sh")
+        .args(["-c", &script, BIN])
+        .current_dir(mb.dir.path())
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for f in ["out.csv", "fetched.csv"] {
+        let mode = std::fs::metadata(mb.path(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{f}: {mode:o}");
+    }
+}
+
+/// Server logs: JSON lines with `--log-format json`; text without ANSI
+/// colours when stderr is not a terminal (a file, a pipe).
+#[test]
+fn server_logs_are_json_lines_or_plain_text() {
+    let mb = Mb::new();
+    for format in ["json", "text"] {
+        let log = mb.path(&format!("serve-{format}.log"));
+        let mut server = mb
+            .command(&[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--log-format",
+                format,
+                "--log",
+                "debug",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn serve");
+        // The banner names the address; a request there leaves a request log.
+        let started = Instant::now();
+        let addr = loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(i) = text.find("http://127.0.0.1:") {
+                let rest = &text[i + "http://".len()..];
+                break rest[..rest.find([' ', '\n']).unwrap()].to_string();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no banner: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .unwrap();
+        let mut resp = String::new();
+        std::io::Read::read_to_string(&mut s, &mut resp).unwrap();
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        std::thread::sleep(Duration::from_millis(300));
+        server.kill().unwrap();
+        server.wait().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            !text.contains('\u{1b}'),
+            "ANSI escapes in a log file:\n{text}"
+        );
+        let events: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with("meterbook serving"))
+            .collect();
+        assert!(!events.is_empty(), "no log lines:\n{text}");
+        if format == "json" {
+            for line in &events {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(
+                    v["level"].is_string() && v["timestamp"].is_string(),
+                    "{line}"
+                );
+            }
+            assert!(text.contains("/healthz"), "the request's span: {text}");
+        }
+    }
 }

@@ -93,12 +93,26 @@ impl Header {
                 return Err(err(format!("column `{name}` appears twice")));
             }
         }
-        if let Some(missing) = required.iter().find(|c| !index.contains_key(**c)) {
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|c| !index.contains_key(*c))
+            .collect();
+        if !missing.is_empty() {
+            // Name every missing column and the whole required set, so one
+            // error is enough to fix the header.
+            let what = match missing.as_slice() {
+                [one] => format!("required column `{one}` is missing from the header"),
+                many => format!(
+                    "required columns `{}` are missing from the header",
+                    many.join("`, `")
+                ),
+            };
             return Err(InputError {
                 file: file.to_string(),
                 line: 1,
                 column: None,
-                reason: format!("required column `{missing}` is missing from the header"),
+                reason: format!("{what} (required: {})", required.join(", ")),
             });
         }
         Ok(Header { index })

@@ -22,6 +22,7 @@ use serde::Deserialize;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/portal", get(home))
+        .route("/portal/{tab}", get(tab_shortcut))
         .route("/portal/sign-in", get(sign_in_page).post(sign_in))
         .route("/portal/sign-out", post(sign_out))
         .route("/portal/sign-out-everywhere", post(sign_out_everywhere))
@@ -88,6 +89,25 @@ async fn home(viewer: Result<Viewer, session::SignedOut>) -> Response {
                 "your account has no role in any enrollment yet; ask an enterprise administrator"
                     .into(),
             )),
+        },
+        Err(_) => Redirect::to("/portal/sign-in").into_response(),
+    }
+}
+
+/// `/portal/usage` and the other tabs without an enrollment: the tab of the
+/// viewer's first enrollment, as `/portal` lands on its overview; any other
+/// name is the portal's 404 page.
+async fn tab_shortcut(
+    axum::extract::Path(tab): axum::extract::Path<String>,
+    viewer: Result<Viewer, session::SignedOut>,
+) -> Response {
+    if !["usage", "reports", "keys", "manage"].contains(&tab.as_str()) {
+        return super::error_page(ApiError::NotFound(format!("no portal page /portal/{tab}")));
+    }
+    match viewer {
+        Ok(v) => match v.roles.first() {
+            Some(r) => Redirect::to(&format!("/portal/e/{}/{tab}", r.enrollment)).into_response(),
+            None => home(Ok(v)).await,
         },
         Err(_) => Redirect::to("/portal/sign-in").into_response(),
     }

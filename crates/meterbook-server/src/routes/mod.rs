@@ -125,14 +125,34 @@ pub fn routes(limits: &crate::Limits) -> Router<AppState> {
             "/operator/enrollments/{n}/keys",
             post(operator::enterprise_key),
         )
+        .route("/", get(root))
         .merge(crate::portal::routes())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             limits.request_timeout,
         ))
         .merge(uploads)
-        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .fallback(not_found)
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+}
+
+/// `/`: a browser goes to the portal, an API client to the API's description.
+async fn root(headers: HeaderMap) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    axum::response::Redirect::to(if browser { "/portal" } else { "/docs" }).into_response()
+}
+
+/// An unknown path: the portal's 404 page under `/portal`, JSON elsewhere.
+async fn not_found(uri: Uri) -> Response {
+    let e = ApiError::NotFound("no such endpoint".into());
+    if uri.path().starts_with("/portal/") {
+        crate::portal::error_page(e)
+    } else {
+        e.into_response()
+    }
 }
 
 /// What every report handler starts with: the caller's enrollment, loaded.

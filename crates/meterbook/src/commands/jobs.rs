@@ -131,12 +131,7 @@ pub fn fetch(s: &SqliteStore, settings: &Settings, id: &str, output: &Path) -> R
     let files = DirReportFiles::new(&settings.report_dir)?;
     let mut f = meterbook_jobs::ReportFiles::open(&files, &m.file)?
         .with_context(|| format!("the file of report job {id} is gone"))?;
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    let mut tmp = super::temp_beside(output)?;
     let mut sha = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -34,17 +34,40 @@ pub fn run(s: &SqliteStore, c: KeysCmd) -> Result<()> {
         _ => Scope::Enrollment,
     };
     let slot = Slot::parse(&slot).context("--slot must be primary or secondary")?;
+    let replaced = s
+        .keys(&n)?
+        .into_iter()
+        .find(|k| k.scope == scope && k.slot == slot);
     let (token, rec) = create_key(s, &n, scope, slot, expires_in_days, read_only)?;
     println!("{token}");
+    if let Some(old) = replaced {
+        // Regenerating is how a slot is rotated, but it silently breaks whoever
+        // used the old key (the demo's key, a pipeline's): say so.
+        let other = match slot {
+            Slot::Primary => "secondary",
+            Slot::Secondary => "primary",
+        };
+        eprintln!(
+            "replaced the {} key in the {} slot (made {}): that key no longer works; \
+             to add a key beside it instead, use --slot {other}",
+            scope.kind(),
+            slot.as_str(),
+            date(old.created_at)
+        );
+    }
     eprintln!(
         "{} key ({} slot) for enrollment {n}, expires {}; shown once, stored only as a hash",
         scope.kind(),
         slot.as_str(),
-        chrono::DateTime::from_timestamp(rec.expires_at, 0)
-            .map(|d| d.date_naive().to_string())
-            .unwrap_or_default()
+        date(rec.expires_at)
     );
     Ok(())
+}
+
+fn date(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|d| d.date_naive().to_string())
+        .unwrap_or_default()
 }
 
 /// Generates and stores a key; returns the key string (shown once) and its record.

@@ -48,11 +48,28 @@ pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
         PeriodCmd::Close {
             enrollment,
             period: p,
+            through,
         } => {
             let n = enrollment_number(&enrollment)?;
-            let p = super::period(&p)?;
-            meterbook_core::ledger::close_period(s, &n, p, Day::today())?;
-            println!("period {p} closed; its rates are locked");
+            match (p, through) {
+                (Some(p), _) => {
+                    let p = super::period(&p)?;
+                    meterbook_core::ledger::close_period(s, &n, p, Day::today())?;
+                    println!("period {p} closed; its rates are locked");
+                }
+                (None, Some(t)) => {
+                    let t = super::period_flag(&t, "--through")?;
+                    let closed =
+                        meterbook_core::ledger::close_periods_through(s, &n, t, Day::today())?;
+                    for p in &closed {
+                        println!("period {p} closed; its rates are locked");
+                    }
+                    if closed.is_empty() {
+                        println!("every period through {t} was already closed");
+                    }
+                }
+                (None, None) => anyhow::bail!("give --period YYYYMM or --through YYYYMM"),
+            }
         }
         PeriodCmd::List { enrollment } => {
             let n = enrollment_number(&enrollment)?;

@@ -71,8 +71,29 @@ pub fn day(s: &str, what: &str) -> Result<Day> {
 }
 
 pub fn period(s: &str) -> Result<Period> {
+    period_flag(s, "--period")
+}
+
+/// A `YYYYMM` value of the flag `what`.
+pub fn period_flag(s: &str, what: &str) -> Result<Period> {
     s.parse()
-        .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("--period: {}", e.0))
+        .map_err(|e: meterbook_core::calendar::DateError| anyhow::anyhow!("{what}: {}", e.0))
+}
+
+/// A temporary file beside `target`, to be renamed onto it once complete.
+/// Created with mode 0666 less the umask, as the file `>` would make: the
+/// temp file's own 0600 would otherwise stay on the report after the rename.
+pub fn temp_beside(target: &std::path::Path) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    tempfile::Builder::new()
+        .prefix(".meterbook-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))
 }
 
 /// The generation timestamp every report states (RFC 3339, UTC, seconds).

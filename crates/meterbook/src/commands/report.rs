@@ -57,15 +57,7 @@ impl Output {
     fn new(target: Option<&std::path::Path>) -> Result<Output> {
         Ok(match target {
             None => Output::Stdout,
-            Some(t) => {
-                let dir = t
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(std::path::Path::new("."));
-                let tmp = tempfile::NamedTempFile::new_in(dir)
-                    .with_context(|| format!("cannot write in {}", dir.display()))?;
-                Output::File(tmp, t.to_path_buf())
-            }
+            Some(t) => Output::File(super::temp_beside(t)?, t.to_path_buf()),
         })
     }
 
@@ -90,12 +82,12 @@ pub fn run(settings: &Settings, c: ReportCmd) -> Result<()> {
     let s = super::open(settings)?;
     match c {
         ReportCmd::Balance(a) => run_report(&s, settings, ReportKind::Balance, &a),
-        ReportCmd::Usage(a) => run_report(&s, settings, ReportKind::Usage, &a),
+        ReportCmd::Usage(a) => run_report(&s, settings, ReportKind::Usage, &a.report),
         ReportCmd::Prices(a) => run_report(&s, settings, ReportKind::Prices, &a),
         ReportCmd::Marketplace(a) => run_report(&s, settings, ReportKind::Marketplace, &a),
         ReportCmd::Request(a) => super::jobs::request(s, settings, &a),
         ReportCmd::Status { id } => super::jobs::status(&s, &id),
-        ReportCmd::Fetch { id, output } => super::jobs::fetch(&s, settings, &id, &output),
+        ReportCmd::Fetch { id, output, .. } => super::jobs::fetch(&s, settings, &id, &output),
         ReportCmd::Cancel { id } => super::jobs::cancel(&s, &id),
         ReportCmd::Jobs { enrollment } => super::jobs::list(&s, &enrollment),
     }

@@ -60,13 +60,7 @@ async fn shutdown_signal() {
 
 /// Serves until SIGINT/SIGTERM. `banner` is printed once the socket listens.
 pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) -> Result<()> {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    crate::logging::init(&a.log)?;
     let store = Arc::new(super::open(settings)?);
     let state = AppState::new(store, server_settings(settings, a)).with_context(|| {
         format!(
