@@ -6,6 +6,7 @@
 //! two halves overlap, and memory stays bounded whatever the file's size.
 
 use crate::enrollment::EnrollmentNumber;
+use crate::quote::quote;
 use crate::store::{StoreError, UsageStore, Written};
 use crate::usage::{Classified, OwnedUsage, RawUsage, Reject};
 use std::sync::mpsc;
@@ -129,7 +130,7 @@ pub fn ingest(
                           errors: &mut Vec<Reject>| {
             sum.rejected += 1;
             on_reject(&rej, raw);
-            if !opts.skip_invalid {
+            if !opts.skip_invalid || rej.fatal {
                 errors.push(rej);
             }
         };
@@ -159,7 +160,7 @@ pub fn ingest(
                                     Some("RecordId"),
                                     format!(
                                         "record {} is already stored with different content",
-                                        raw.record_id
+                                        quote(raw.record_id)
                                     ),
                                 );
                                 reject(rej, Some(&raw), &mut sum, &mut errors);

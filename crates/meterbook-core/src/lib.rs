@@ -14,6 +14,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod ledger;
 pub mod prices;
+pub mod quote;
 pub mod statement;
 pub mod store;
 pub mod summary;

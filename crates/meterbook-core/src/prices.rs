@@ -2,6 +2,7 @@
 //! quantities and the blended ResourceRate.
 
 use crate::fixed::{Amount, Price, Quantity};
+use crate::quote::quote;
 use std::collections::HashMap;
 
 /// How a meter's charges are settled.
@@ -168,7 +169,7 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
                         r.line,
                         format!(
                             "meter {} disagrees with its earlier rows on a column other than UnitPrice and TierMinimumUnits",
-                            r.meter_id
+                            quote(&r.meter_id)
                         ),
                     ));
                 }
@@ -177,7 +178,8 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
                         r.line,
                         format!(
                             "meter {} has two tiers starting at {}",
-                            r.meter_id, tier.min
+                            quote(&r.meter_id),
+                            tier.min
                         ),
                     ));
                 }
@@ -196,7 +198,7 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
                 line,
                 format!(
                     "meter {} has no tier starting at TierMinimumUnits 0",
-                    m.info.meter_id
+                    quote(&m.info.meter_id)
                 ),
             ));
         }

@@ -5,6 +5,7 @@ use crate::calendar::{Day, Period};
 use crate::fixed::{Price, Quantity};
 use crate::hierarchy::normalize_guid;
 use crate::prices::MeterPrice;
+use crate::quote::{clip, quote};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -153,6 +154,10 @@ pub struct Reject {
     pub reason: String,
     /// What could be read of a record the reader could not parse (for the reject file).
     pub raw: Option<Box<OwnedUsage>>,
+    /// The input cannot be read past this point (a read error, a record over
+    /// the size bound): the whole file is refused, even when skipping invalid
+    /// records, since what follows cannot be trusted to start a record.
+    pub fatal: bool,
 }
 
 impl Reject {
@@ -162,6 +167,15 @@ impl Reject {
             column,
             reason: reason.into(),
             raw: None,
+            fatal: false,
+        }
+    }
+
+    /// A reject after which the input cannot be read (see [`Reject::fatal`]).
+    pub fn fatal(line: u64, column: Option<&'static str>, reason: impl Into<String>) -> Reject {
+        Reject {
+            fatal: true,
+            ..Reject::new(line, column, reason)
         }
     }
 }
@@ -265,7 +279,7 @@ impl Catalog {
             Reject::new(
                 line,
                 Some("ConsumedQuantity"),
-                format!("`{}`: {e}", r.consumed_quantity),
+                format!("{}: {e}", quote(r.consumed_quantity)),
             )
         })?;
         let subscription = match self.subscriptions.get(r.subscription_guid) {
@@ -277,7 +291,7 @@ impl Catalog {
                     Reject::new(
                         line,
                         Some("SubscriptionGuid"),
-                        format!("unknown subscription {}", r.subscription_guid),
+                        format!("unknown subscription {}", quote(r.subscription_guid)),
                     )
                 })?,
         };
@@ -290,7 +304,10 @@ impl Catalog {
                 Reject::new(
                     line,
                     Some("MeterId"),
-                    format!("meter {} has no price in period {rate_period}", r.meter_id),
+                    format!(
+                        "meter {} has no price in period {rate_period}",
+                        quote(r.meter_id)
+                    ),
                 )
             })?;
         check_tags(r.tags).map_err(|e| Reject::new(line, Some("Tags"), e))?;
@@ -331,7 +348,12 @@ pub fn check_tags(s: &str) -> Result<(), String> {
     }
     serde_json::from_str::<HashMap<String, String>>(s)
         .map(|_| ())
-        .map_err(|e| format!("must be a JSON object of string values ({e})"))
+        .map_err(|e| {
+            format!(
+                "must be a JSON object of string values ({})",
+                clip(&e.to_string())
+            )
+        })
 }
 
 /// AdditionalInfo: empty, or any JSON object.
@@ -345,7 +367,7 @@ pub fn check_object(s: &str) -> Result<(), String> {
     }
     serde_json::from_str::<serde::de::IgnoredAny>(t)
         .map(|_| ())
-        .map_err(|e| format!("must be a JSON object ({e})"))
+        .map_err(|e| format!("must be a JSON object ({})", clip(&e.to_string())))
 }
 
 #[cfg(test)]
