@@ -73,7 +73,12 @@ impl FromStr for Day {
     /// Strict `YYYY-MM-DD`.
     fn from_str(s: &str) -> Result<Day, DateError> {
         let b = s.as_bytes();
-        let bad = || DateError(format!("{} is not a date (expected YYYY-MM-DD)", quote(s)));
+        let bad = || {
+            DateError(format!(
+                "`{}` is not a date (expected YYYY-MM-DD)",
+                quote(s)
+            ))
+        };
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
         }
@@ -89,7 +94,7 @@ impl FromStr for Day {
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         Day::from_ymd(y as i32, m, d)
-            .ok_or_else(|| DateError(format!("{} is not a calendar date", quote(s))))
+            .ok_or_else(|| DateError(format!("`{}` is not a calendar date", quote(s))))
     }
 }
 
@@ -157,7 +162,7 @@ impl FromStr for Period {
     fn from_str(s: &str) -> Result<Period, DateError> {
         let bad = || {
             DateError(format!(
-                "{} is not a billing period (expected YYYYMM)",
+                "`{}` is not a billing period (expected YYYYMM)",
                 quote(s)
             ))
         };

@@ -18,7 +18,7 @@ impl EnrollmentNumber {
             Ok(Self(s.to_string()))
         } else {
             Err(format!(
-                "{} is not an enrollment number (1-32 letters, digits, '-' or '_')",
+                "`{}` is not an enrollment number (1-32 letters, digits, '-' or '_')",
                 quote(s)
             ))
         }
@@ -46,7 +46,7 @@ impl Currency {
         let b = code.as_bytes();
         if b.len() != 3 || !b.iter().all(|c| c.is_ascii_uppercase()) {
             return Err(format!(
-                "{} is not an ISO 4217 currency code (three capital letters)",
+                "`{}` is not an ISO 4217 currency code (three capital letters)",
                 quote(code)
             ));
         }

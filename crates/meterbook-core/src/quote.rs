@@ -6,10 +6,10 @@
 //!
 //! ```
 //! use meterbook_core::quote::quote;
-//! assert_eq!(quote("2026-13-01").to_string(), "`2026-13-01`");
-//! assert_eq!(quote("a\nb").to_string(), "`a\\nb`");
+//! assert_eq!(quote("2026-13-01").to_string(), "2026-13-01");
+//! assert_eq!(quote("a\nb").to_string(), "a\\nb");
 //! let long = "x".repeat(1000);
-//! assert_eq!(quote(&long).to_string(), format!("`{}…` (1000 bytes)", "x".repeat(40)));
+//! assert_eq!(quote(&long).to_string(), format!("{}… (1000 bytes)", "x".repeat(40)));
 //! ```
 
 use std::fmt;
@@ -21,23 +21,23 @@ pub const SHOWN_CHARS: usize = 40;
 #[derive(Clone, Copy, Debug)]
 pub struct Quoted<'a>(&'a str);
 
-/// `value` in backticks: at most its first [`SHOWN_CHARS`] characters, escaped
-/// like [`str::escape_debug`] (quote marks excepted), then `…` and the full
-/// length in bytes when it was cut.
+/// `value` as a message shows it: at most its first [`SHOWN_CHARS`]
+/// characters, escaped like [`str::escape_debug`] (quote marks excepted), then
+/// `…` and the full length in bytes when it was cut. The caller adds the
+/// punctuation around it (a message's backticks stay as they were).
 pub fn quote(value: &str) -> Quoted<'_> {
     Quoted(value)
 }
 
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("`")?;
         let mut chars = self.0.char_indices();
         for (_, c) in chars.by_ref().take(SHOWN_CHARS) {
             write_escaped(f, c)?;
         }
         match chars.next() {
-            None => f.write_str("`"),
-            Some(_) => write!(f, "…` ({} bytes)", self.0.len()),
+            None => Ok(()),
+            Some(_) => write!(f, "… ({} bytes)", self.0.len()),
         }
     }
 }
@@ -84,12 +84,9 @@ mod tests {
 
     #[test]
     fn short_values_are_shown_whole() {
-        assert_eq!(quote("").to_string(), "``");
-        assert_eq!(quote("G-1").to_string(), "`G-1`");
-        assert_eq!(
-            quote(&"é".repeat(40)).to_string(),
-            format!("`{}`", "é".repeat(40))
-        );
+        assert_eq!(quote("").to_string(), "");
+        assert_eq!(quote("G-1").to_string(), "G-1");
+        assert_eq!(quote(&"é".repeat(40)).to_string(), "é".repeat(40));
     }
 
     #[test]
@@ -97,7 +94,7 @@ mod tests {
         let v = "é".repeat(41);
         assert_eq!(
             quote(&v).to_string(),
-            format!("`{}…` (82 bytes)", "é".repeat(40))
+            format!("{}… (82 bytes)", "é".repeat(40))
         );
         let huge = "a".repeat(50 << 20);
         assert!(quote(&huge).to_string().len() < 100);
@@ -107,7 +104,7 @@ mod tests {
     fn control_characters_cannot_forge_lines() {
         let q = quote("x\n2026-11-01 ERROR forged\r\u{1b}[31m\u{202e}\\").to_string();
         assert!(!q.contains(['\n', '\r', '\u{1b}', '\u{202e}']), "{q}");
-        assert!(q.starts_with("`x\\n2026-11-01 ERROR forged\\r\\u{1b}[31m\\u{202e}\\\\"));
+        assert!(q.starts_with("x\\n2026-11-01 ERROR forged\\r\\u{1b}[31m\\u{202e}\\\\"));
         // The worst case stays short: every shown character escaped to 10 bytes.
         assert!(quote(&"\u{10ffff}".repeat(1000)).to_string().len() < 450);
     }

@@ -279,7 +279,7 @@ impl Catalog {
             Reject::new(
                 line,
                 Some("ConsumedQuantity"),
-                format!("{}: {e}", quote(r.consumed_quantity)),
+                format!("`{}`: {e}", quote(r.consumed_quantity)),
             )
         })?;
         let subscription = match self.subscriptions.get(r.subscription_guid) {

@@ -47,13 +47,13 @@ impl Header {
             let name = name.trim_start_matches('\u{feff}');
             if !known.contains(&name) {
                 return Err(err(format!(
-                    "unknown column {} (expected some of: {})",
+                    "unknown column `{}` (expected some of: {})",
                     quote(name),
                     known.join(", ")
                 )));
             }
             if index.insert(name.to_string(), i).is_some() {
-                return Err(err(format!("column {} appears twice", quote(name))));
+                return Err(err(format!("column `{}` appears twice", quote(name))));
             }
         }
         if let Some(missing) = required.iter().find(|c| !index.contains_key(**c)) {

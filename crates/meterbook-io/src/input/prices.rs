@@ -41,7 +41,7 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
         };
         let unit_price: Price = get("UnitPrice")
             .parse()
-            .map_err(|e| err("UnitPrice", format!("{}: {e}", quote(&get("UnitPrice")))))?;
+            .map_err(|e| err("UnitPrice", format!("`{}`: {e}", quote(&get("UnitPrice")))))?;
         let included: Quantity = dec_or_zero("IncludedQuantity")?
             .parse()
             .map_err(|e| err("IncludedQuantity", format!("{e}")))?;
@@ -54,7 +54,7 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
             other => {
                 return Err(err(
                     "ChargesBilledSeparately",
-                    format!("{} is not true or false", quote(other)),
+                    format!("`{}` is not true or false", quote(other)),
                 ))
             }
         };

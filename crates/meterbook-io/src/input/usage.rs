@@ -302,10 +302,9 @@ impl<R: BufRead> NdjsonUsage<R> {
             f.clear();
         }
         for (k, v) in map {
-            let i = USAGE_COLUMNS
-                .iter()
-                .position(|c| *c == k)
-                .ok_or_else(|| Reject::new(line_no, None, format!("unknown field {}", quote(k))))?;
+            let i = USAGE_COLUMNS.iter().position(|c| *c == k).ok_or_else(|| {
+                Reject::new(line_no, None, format!("unknown field `{}`", quote(k)))
+            })?;
             let col = USAGE_COLUMNS[i];
             let text = v.get();
             if text.starts_with('"') {
