@@ -15,9 +15,14 @@ pub mod error;
 pub mod keys;
 pub mod links;
 pub mod openapi;
-mod params;
+/// Public only for the fuzz targets (query-string parsing).
+#[doc(hidden)]
+pub mod params;
 pub mod portal;
 mod routes;
+/// Public only for the fuzz targets.
+#[doc(hidden)]
+pub use routes::parse_day_or_time;
 
 use axum::extract::Request;
 use axum::Router;
