@@ -19,10 +19,11 @@ pub struct RecordTooLong;
 
 /// Counts lines itself, because the csv crate's line numbers are one short in
 /// files with CRLF endings (rust-csv#395) and its record positions include
-/// the empty lines before a record: remembers where the newlines and the
+/// the empty lines before a record: remembers where the line breaks and the
 /// first bytes of the lines read ahead lie, and answers "which line is byte N
 /// on" for positions at or after the last one asked about (records come in
-/// order).
+/// order). A line ends at `\n`, `\r\n` or a lone `\r`, as the csv crate ends
+/// records, so every record starts on a line of its own.
 ///
 /// Hands the csv crate at most [`MAX_RECORD`] bytes past the start of the
 /// record being read (the caller marks each record's end with
@@ -36,6 +37,8 @@ pub(crate) struct CsvSource<R> {
     offset: u64,
     /// The last byte handed out was a line ending (or none was handed out).
     after_eol: bool,
+    /// The last byte handed out was `\r` (a `\n` next ends no further line).
+    after_cr: bool,
     /// Offsets of the bytes handed out that begin a line's content (a byte
     /// other than `\r`/`\n` after one of them): where a record can start.
     starts: VecDeque<u64>,
@@ -45,7 +48,8 @@ pub(crate) struct CsvSource<R> {
 
 #[derive(Default)]
 struct LineState {
-    newlines: VecDeque<u64>,
+    /// Offsets of the first byte of each line break.
+    breaks: VecDeque<u64>,
     passed: u64,
 }
 
@@ -59,6 +63,7 @@ impl<R: Read> CsvSource<R> {
             inner,
             offset: 0,
             after_eol: true,
+            after_cr: false,
             starts: VecDeque::new(),
             too_long: false,
             lines: RefCell::default(),
@@ -68,8 +73,8 @@ impl<R: Read> CsvSource<R> {
     /// The 1-based line of byte offset `byte`.
     fn line_at(&self, byte: u64) -> u64 {
         let mut st = self.lines.borrow_mut();
-        while st.newlines.front().is_some_and(|&nl| nl < byte) {
-            st.newlines.pop_front();
+        while st.breaks.front().is_some_and(|&nl| nl < byte) {
+            st.breaks.pop_front();
             st.passed += 1;
         }
         st.passed + 1
@@ -133,14 +138,20 @@ impl<R: Read> Read for CsvSource<R> {
         }
         let st = self.lines.get_mut();
         for i in memchr::memchr2_iter(b'\n', b'\r', got) {
-            if got[i] == b'\n' {
-                st.newlines.push_back(self.offset + i as u64);
+            let after_cr = if i == 0 {
+                self.after_cr
+            } else {
+                got[i - 1] == b'\r'
+            };
+            if got[i] == b'\r' || !after_cr {
+                st.breaks.push_back(self.offset + i as u64);
             }
             if got.get(i + 1).is_some_and(|&c| !is_eol(c)) {
                 self.starts.push_back(self.offset + i as u64 + 1);
             }
         }
         self.after_eol = is_eol(got[n - 1]);
+        self.after_cr = got[n - 1] == b'\r';
         self.offset += n as u64;
         Ok(n)
     }
@@ -171,6 +182,23 @@ mod tests {
         let over = vec![b'a'; MAX_RECORD + 1];
         let e = read_all(&mut CsvSource::new(&over[..])).unwrap_err();
         assert!(CsvSource::<&[u8]>::is_too_long(&e));
+    }
+
+    #[test]
+    fn lines_end_at_lf_crlf_or_a_lone_cr() {
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .buffer_capacity(1)
+            .from_reader(CsvSource::new(&b"a\rb\r\nc\nd\r\re"[..]));
+        let mut rec = csv::ByteRecord::new();
+        let mut lines = Vec::new();
+        while rdr.read_byte_record(&mut rec).unwrap() {
+            lines.push((rec[0].to_vec(), rdr.get_ref().record_line()));
+            let end = rdr.position().byte();
+            rdr.get_mut().record_done(end);
+        }
+        let want: [(&[u8], u64); 5] = [(b"a", 1), (b"b", 2), (b"c", 3), (b"d", 4), (b"e", 6)];
+        assert_eq!(lines, want.map(|(f, l)| (f.to_vec(), l)));
     }
 
     #[test]
