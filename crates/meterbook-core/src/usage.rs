@@ -56,6 +56,20 @@ impl OwnedUsage {
         }
     }
 
+    /// Bytes of field text held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes allocated for field text.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     pub fn as_raw(&self) -> RawUsage<'_> {
         let f: [&str; 13] = std::array::from_fn(|i| {
             let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };

@@ -5,7 +5,7 @@
 
 use meterbook_conformance::fixture::{enrollment, meter, n, prices, G1};
 use meterbook_core::ingest::{ingest, IngestError, IngestOptions, UsageSource};
-use meterbook_core::usage::{max_len, Catalog, USAGE_COLUMNS};
+use meterbook_core::usage::{max_len, Catalog, Reject, USAGE_COLUMNS};
 use meterbook_core::{Day, EnrollmentNumber, Period};
 use meterbook_io::input::usage::{Format, UsageReader};
 use meterbook_io::input::{hierarchy, prices as price_sheet, MAX_RECORD};
@@ -210,7 +210,7 @@ fn a_sheet_of_too_many_rows_is_refused() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "h.csv:250002: file longer than 250000 records or 67108864 bytes"
+        "h.csv:100002: file longer than 100000 records or 33554432 bytes"
     );
 }
 
@@ -387,4 +387,51 @@ fn skip_invalid_refuses_a_file_with_an_over_long_record() {
     let again = format!("{USAGE_HEADER}{}", ok("r1"));
     let sum = run(Box::new(std::io::Cursor::new(again.into_bytes())), false).unwrap();
     assert_eq!((sum.stored, sum.duplicates), (1, 0));
+}
+
+/// Records at their field limits, made on the fly.
+struct LargeRecords {
+    left: u32,
+    id: String,
+    tags: String,
+}
+
+impl UsageSource for LargeRecords {
+    fn next_record(&mut self) -> Option<Result<meterbook_core::usage::RawUsage<'_>, Reject>> {
+        self.left = self.left.checked_sub(1)?;
+        self.id = format!("big-{}", self.left);
+        Some(Ok(meterbook_core::usage::RawUsage {
+            line: u64::from(self.left) + 2,
+            record_id: &self.id,
+            subscription_guid: G1,
+            date: "2025-01-02",
+            meter_id: "c",
+            consumed_quantity: "1",
+            tags: &self.tags,
+            additional_info: &self.tags,
+            ..Default::default()
+        }))
+    }
+}
+
+/// Batches handed to the writer are bounded in bytes, not only in records:
+/// 2,048 records of 64 KiB each would be 128 MiB a batch.
+#[test]
+fn an_ingest_of_large_records_keeps_its_batches_small() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(dir.path().join("l.db")).unwrap();
+    enrollment(&s, "USD");
+    prices(&s, "202501", &[meter("c", "0", &[("0", "1")])]);
+    let mut src = LargeRecords {
+        left: 3000,
+        id: String::new(),
+        tags: format!("{{\"k\":\"{}\"}}", "t".repeat(max_len("Tags") - 8)),
+    };
+    let (sum, peak) = peak_during(|| {
+        ingest(&s, &n(), &mut src, IngestOptions::default(), &mut |_, _| {}).unwrap()
+    });
+    assert_eq!(sum.stored, 3000);
+    // Six batches of at most 4 MiB, and the cache of record profiles (32 MiB).
+    assert!(peak < 64 << 20, "peak {} MiB", peak >> 20);
 }

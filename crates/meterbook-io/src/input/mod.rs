@@ -19,11 +19,11 @@ use std::io::Read;
 pub const MAX_SHEET_BYTES: u64 = if cfg!(fuzzing) {
     16 * 1024
 } else {
-    64 * 1024 * 1024
+    32 * 1024 * 1024
 };
 /// …and this many records (a record's strings cost far more than its bytes).
 /// Fuzzing builds use small bounds, so that short inputs reach them.
-pub const MAX_SHEET_ROWS: usize = if cfg!(fuzzing) { 64 } else { 250_000 };
+pub const MAX_SHEET_ROWS: usize = if cfg!(fuzzing) { 64 } else { 100_000 };
 
 /// Header of a CSV file: column name -> 0-based index, checked against the
 /// known names (unknown columns are refused: a misspelt optional column would
