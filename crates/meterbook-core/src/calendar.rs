@@ -1,5 +1,6 @@
 //! Days and billing periods (calendar months in UTC).
 
+use crate::quote::quote;
 use chrono::{Datelike, NaiveDate};
 use std::fmt;
 use std::str::FromStr;
@@ -72,7 +73,12 @@ impl FromStr for Day {
     /// Strict `YYYY-MM-DD`.
     fn from_str(s: &str) -> Result<Day, DateError> {
         let b = s.as_bytes();
-        let bad = || DateError(format!("`{s}` is not a date (expected YYYY-MM-DD)"));
+        let bad = || {
+            DateError(format!(
+                "`{}` is not a date (expected YYYY-MM-DD)",
+                quote(s)
+            ))
+        };
         if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
             return Err(bad());
         }
@@ -88,7 +94,7 @@ impl FromStr for Day {
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         Day::from_ymd(y as i32, m, d)
-            .ok_or_else(|| DateError(format!("`{s}` is not a calendar date")))
+            .ok_or_else(|| DateError(format!("`{}` is not a calendar date", quote(s))))
     }
 }
 
@@ -154,7 +160,12 @@ impl Period {
 impl FromStr for Period {
     type Err = DateError;
     fn from_str(s: &str) -> Result<Period, DateError> {
-        let bad = || DateError(format!("`{s}` is not a billing period (expected YYYYMM)"));
+        let bad = || {
+            DateError(format!(
+                "`{}` is not a billing period (expected YYYYMM)",
+                quote(s)
+            ))
+        };
         if s.len() != 6 || !s.bytes().all(|c| c.is_ascii_digit()) {
             return Err(bad());
         }

@@ -1,6 +1,7 @@
 //! Enrollments: the contract, its currency and term, and who may see charges.
 
 use crate::calendar::{Day, Period};
+use crate::quote::quote;
 use std::fmt;
 
 /// An enrollment number (`8608480`): 1–32 ASCII letters, digits, `-` or `_`.
@@ -17,7 +18,8 @@ impl EnrollmentNumber {
             Ok(Self(s.to_string()))
         } else {
             Err(format!(
-                "`{s}` is not an enrollment number (1-32 letters, digits, '-' or '_')"
+                "`{}` is not an enrollment number (1-32 letters, digits, '-' or '_')",
+                quote(s)
             ))
         }
     }
@@ -44,7 +46,8 @@ impl Currency {
         let b = code.as_bytes();
         if b.len() != 3 || !b.iter().all(|c| c.is_ascii_uppercase()) {
             return Err(format!(
-                "`{code}` is not an ISO 4217 currency code (three capital letters)"
+                "`{}` is not an ISO 4217 currency code (three capital letters)",
+                quote(code)
             ));
         }
         // ISO 4217 currencies whose minor unit is not 2 decimals.

@@ -7,6 +7,7 @@
 
 use crate::enrollment::EnrollmentNumber;
 use crate::limits::{RangeError, UsageGuard};
+use crate::quote::quote;
 use crate::store::{StoreError, UsageStore, Written};
 use crate::usage::{Classified, OwnedUsage, RawUsage, Reject};
 use std::sync::mpsc;
@@ -60,8 +61,15 @@ fn range_reject(raw: &RawUsage<'_>, e: RangeError) -> Reject {
     Reject::new(raw.line, column, format!("meter {}: {e}", raw.meter_id))
 }
 
-/// Records per batch handed to the writer.
+/// Records per batch handed to the writer…
 const BATCH: usize = 2048;
+/// …and bytes of record text: 2,048 records at their field limits would be
+/// 150 MB, and six batches can be alive at once (one filling, four queued,
+/// one being written).
+const BATCH_BYTES: usize = 4 << 20;
+/// A recycled record buffer larger than this is freed rather than kept, so
+/// a few large records cannot leave every pooled buffer large.
+const SPARE_CAPACITY: usize = 2048;
 
 enum Msg {
     Batch(Vec<(OwnedUsage, Classified)>),
@@ -100,6 +108,7 @@ pub fn ingest(
             let mut read = 0u64;
             let mut batch: Vec<(OwnedUsage, Classified)> = Vec::with_capacity(BATCH);
             let mut spare: Vec<OwnedUsage> = Vec::new();
+            let mut batch_bytes = 0;
             while let Some(next) = source.next_record() {
                 read += 1;
                 let msg = match next {
@@ -112,20 +121,26 @@ pub fn ingest(
                         Ok(c) => {
                             let mut owned = spare.pop().unwrap_or_default();
                             owned.set(&raw);
+                            batch_bytes += owned.len();
                             batch.push((owned, c));
                             None
                         }
                     },
                 };
                 // Keep arrival order: a pending batch goes out before a reject.
-                if msg.is_some() || batch.len() == BATCH {
+                if msg.is_some() || batch.len() == BATCH || batch_bytes >= BATCH_BYTES {
                     if !batch.is_empty() {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        batch_bytes = 0;
                         if tx.send(Msg::Batch(full)).is_err() {
                             return;
                         }
                         if let Ok(used) = recycle_rx.try_recv() {
-                            spare.extend(used.into_iter().map(|(o, _)| o));
+                            spare.extend(
+                                used.into_iter()
+                                    .map(|(o, _)| o)
+                                    .filter(|o| o.capacity() <= SPARE_CAPACITY),
+                            );
                         }
                     }
                     if let Some(m) = msg {
@@ -147,7 +162,7 @@ pub fn ingest(
                           errors: &mut Vec<Reject>| {
             sum.rejected += 1;
             on_reject(&rej, raw);
-            if !opts.skip_invalid {
+            if !opts.skip_invalid || rej.fatal {
                 errors.push(rej);
             }
         };
@@ -183,7 +198,7 @@ pub fn ingest(
                                     Some("RecordId"),
                                     format!(
                                         "record {} is already stored with different content",
-                                        raw.record_id
+                                        quote(raw.record_id)
                                     ),
                                 );
                                 reject(rej, Some(&raw), &mut sum, &mut errors);

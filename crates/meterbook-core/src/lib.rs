@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod ledger;
 pub mod limits;
 pub mod prices;
+pub mod quote;
 pub mod statement;
 pub mod store;
 pub mod summary;

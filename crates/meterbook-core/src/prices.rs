@@ -3,6 +3,7 @@
 
 use crate::fixed::{Amount, Overflow, Price, Quantity};
 use crate::limits::{MAX_QUANTITY, MAX_UNITS, MAX_UNIT_PRICE, MAX_UNIT_PRICE_UNITS};
+use crate::quote::quote;
 use std::collections::HashMap;
 
 /// How a meter's charges are settled.
@@ -192,7 +193,7 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
                         r.line,
                         format!(
                             "meter {} disagrees with its earlier rows on a column other than UnitPrice and TierMinimumUnits",
-                            r.meter_id
+                            quote(&r.meter_id)
                         ),
                     ));
                 }
@@ -201,7 +202,8 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
                         r.line,
                         format!(
                             "meter {} has two tiers starting at {}",
-                            r.meter_id, tier.min
+                            quote(&r.meter_id),
+                            tier.min
                         ),
                     ));
                 }
@@ -220,7 +222,7 @@ pub fn build_price_sheet(rows: &[PriceRow]) -> Result<Vec<MeterPrice>, (u64, Str
                 line,
                 format!(
                     "meter {} has no tier starting at TierMinimumUnits 0",
-                    m.info.meter_id
+                    quote(&m.info.meter_id)
                 ),
             ));
         }

@@ -6,6 +6,7 @@ use crate::fixed::{Price, Quantity};
 use crate::hierarchy::normalize_guid;
 use crate::limits::{RangeError, MAX_CHARGES, MAX_QUANTITY};
 use crate::prices::MeterPrice;
+use crate::quote::{clip, quote};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -54,6 +55,20 @@ impl OwnedUsage {
             self.buf.push_str(f);
             self.ends[i] = self.buf.len() as u32;
         }
+    }
+
+    /// Bytes of field text held.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Bytes allocated for field text.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     pub fn as_raw(&self) -> RawUsage<'_> {
@@ -154,6 +169,10 @@ pub struct Reject {
     pub reason: String,
     /// What could be read of a record the reader could not parse (for the reject file).
     pub raw: Option<Box<OwnedUsage>>,
+    /// The input cannot be read past this point (a read error, a record over
+    /// the size bound): the whole file is refused, even when skipping invalid
+    /// records, since what follows cannot be trusted to start a record.
+    pub fatal: bool,
 }
 
 impl Reject {
@@ -163,6 +182,15 @@ impl Reject {
             column,
             reason: reason.into(),
             raw: None,
+            fatal: false,
+        }
+    }
+
+    /// A reject after which the input cannot be read (see [`Reject::fatal`]).
+    pub fn fatal(line: u64, column: Option<&'static str>, reason: impl Into<String>) -> Reject {
+        Reject {
+            fatal: true,
+            ..Reject::new(line, column, reason)
         }
     }
 }
@@ -266,7 +294,7 @@ impl Catalog {
             Reject::new(
                 line,
                 Some("ConsumedQuantity"),
-                format!("`{}`: {e}", r.consumed_quantity),
+                format!("`{}`: {e}", quote(r.consumed_quantity)),
             )
         })?;
         if quantity > MAX_QUANTITY {
@@ -285,7 +313,7 @@ impl Catalog {
                     Reject::new(
                         line,
                         Some("SubscriptionGuid"),
-                        format!("unknown subscription {}", r.subscription_guid),
+                        format!("unknown subscription {}", quote(r.subscription_guid)),
                     )
                 })?,
         };
@@ -298,7 +326,10 @@ impl Catalog {
                 Reject::new(
                     line,
                     Some("MeterId"),
-                    format!("meter {} has no price in period {rate_period}", r.meter_id),
+                    format!(
+                        "meter {} has no price in period {rate_period}",
+                        quote(r.meter_id)
+                    ),
                 )
             })?;
         check_tags(r.tags).map_err(|e| Reject::new(line, Some("Tags"), e))?;
@@ -353,7 +384,12 @@ pub fn check_tags(s: &str) -> Result<(), String> {
     }
     serde_json::from_str::<HashMap<String, String>>(s)
         .map(|_| ())
-        .map_err(|e| format!("must be a JSON object of string values ({e})"))
+        .map_err(|e| {
+            format!(
+                "must be a JSON object of string values ({})",
+                clip(&e.to_string())
+            )
+        })
 }
 
 /// AdditionalInfo: empty, or any JSON object.
@@ -367,7 +403,7 @@ pub fn check_object(s: &str) -> Result<(), String> {
     }
     serde_json::from_str::<serde::de::IgnoredAny>(t)
         .map(|_| ())
-        .map_err(|e| format!("must be a JSON object ({e})"))
+        .map_err(|e| format!("must be a JSON object ({})", clip(&e.to_string())))
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ pub mod report;
 pub struct InputError {
     pub file: String,
     pub line: u64,
-    /// 1-based column number and name, when the error is in one field.
+    /// 1-based column number and name, when the error is in one field (the
+    /// name is empty when it is not one of the known columns).
     pub column: Option<(usize, String)>,
     pub reason: String,
 }
@@ -30,6 +31,9 @@ pub struct InputError {
 impl InputError {
     pub fn describe(&self) -> String {
         match &self.column {
+            Some((i, name)) if name.is_empty() => {
+                format!("{}:{}: column {}: {}", self.file, self.line, i, self.reason)
+            }
             Some((i, name)) => format!(
                 "{}:{}: column {} ({}): {}",
                 self.file, self.line, i, name, self.reason

@@ -18,10 +18,15 @@ pub mod limits;
 pub mod links;
 pub mod metrics;
 pub mod openapi;
-mod params;
+/// Public only for the fuzz targets (query-string parsing).
+#[doc(hidden)]
+pub mod params;
 pub mod portal;
 mod routes;
 mod spool;
+/// Public only for the fuzz targets.
+#[doc(hidden)]
+pub use routes::parse_day_or_time;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
 use axum::middleware::{from_fn, from_fn_with_state};

@@ -76,8 +76,9 @@ impl Params {
                     Ok(l)
                 } else {
                     Err(ApiError::BadRequest(format!(
-                        "`{name}` must be one of {}, not `{v}`",
-                        allowed.join(", ")
+                        "`{name}` must be one of {}, not `{}`",
+                        allowed.join(", "),
+                        meterbook_core::quote::quote(v)
                     )))
                 }
             }
@@ -92,7 +93,10 @@ fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, ApiError> {
             .map_err(|_| ApiError::BadRequest("malformed query string".into()))?,
     )
     .map(|axum::extract::Query(v)| v)
-    .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
+    .map_err(|e| {
+        let e = meterbook_core::quote::clip(&e.to_string());
+        ApiError::BadRequest(format!("malformed query string: {e}"))
+    })
 }
 
 #[cfg(test)]

@@ -14,8 +14,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
-/// Profile caches are dropped when they reach this many entries, keeping memory flat.
+/// Profile caches are dropped when they reach this many entries, keeping memory flat…
 const CACHE_LIMIT: usize = 200_000;
+/// …or this many bytes of profile text (a profile may be 75 KB: InstanceId,
+/// Tags and AdditionalInfo at their limits).
+const CACHE_BYTES: usize = 32 << 20;
 
 pub(crate) fn locked_rates(
     conn: &Connection,
@@ -87,6 +90,7 @@ pub(crate) fn load_catalog(conn: &Connection, eid: i64) -> StoreResult<Catalog> 
 #[derive(Default)]
 struct ProfileEncoder {
     cache: HashMap<Box<str>, i64, foldhash::fast::RandomState>,
+    cached_bytes: usize,
     key: String,
 }
 
@@ -116,9 +120,11 @@ impl ProfileEncoder {
                 conn.last_insert_rowid()
             }
         };
-        if self.cache.len() >= CACHE_LIMIT {
+        if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
             self.cache.clear();
+            self.cached_bytes = 0;
         }
+        self.cached_bytes += self.key.len();
         self.cache.insert(self.key.as_str().into(), id);
         Ok(id)
     }
@@ -347,6 +353,7 @@ impl Drop for SqliteUsageWriter<'_> {
 /// Decodes profile ids while scanning, with a bounded cache.
 struct ProfileDecoder {
     cache: HashMap<i64, Profile, foldhash::fast::RandomState>,
+    cached_bytes: usize,
     empty: Profile,
 }
 
@@ -355,14 +362,16 @@ impl ProfileDecoder {
         if id == 0 || self.cache.contains_key(&id) {
             return Ok(());
         }
-        if self.cache.len() >= CACHE_LIMIT {
+        if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
             self.cache.clear();
+            self.cached_bytes = 0;
         }
         let v: String = conn
             .prepare_cached("SELECT value FROM usage_profile WHERE id = ?1")
             .map_err(backend)?
             .query_row([id], |r| r.get(0))
             .map_err(backend)?;
+        self.cached_bytes += v.len();
         let p = Profile::decode(v)
             .ok_or_else(|| StoreError::Backend(format!("corrupt usage profile {id}")))?;
         self.cache.insert(id, p);
@@ -522,6 +531,7 @@ fn scan_in_tx(
 ) -> StoreResult<()> {
     let mut profiles = ProfileDecoder {
         cache: HashMap::default(),
+        cached_bytes: 0,
         empty: Profile::empty(),
     };
     let from = sel.from.map_or(i32::MIN, |d| d.raw()) as i64;
@@ -642,4 +652,31 @@ fn scan_in_tx(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Distinct profiles near their size limit do not grow the cache past its byte budget.
+    #[test]
+    fn the_profile_cache_is_bounded_in_bytes() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE usage_profile (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)",
+        )
+        .unwrap();
+        let mut enc = ProfileEncoder::default();
+        let tags = "t".repeat(64 * 1024);
+        for i in 0..(CACHE_BYTES / tags.len()) * 2 {
+            let id = i.to_string();
+            enc.id(&conn, &[&id, "", "", "", &tags, "", "", ""])
+                .unwrap();
+            let held: usize = enc.cache.keys().map(|k| k.len()).sum();
+            assert!(
+                held <= CACHE_BYTES + 2 * tags.len(),
+                "{held} bytes after {i}"
+            );
+        }
+    }
 }

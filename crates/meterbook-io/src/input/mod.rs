@@ -4,60 +4,26 @@ pub mod hierarchy;
 pub mod prices;
 pub mod usage;
 
+mod source;
+
+pub(crate) use source::CsvSource;
+pub use source::MAX_RECORD;
+
 use crate::InputError;
-use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use meterbook_core::quote::quote;
+use std::collections::HashMap;
 use std::io::Read;
 
-/// Counts lines itself, because the csv crate's line numbers are one short in
-/// files with CRLF endings (rust-csv#395). Remembers where the newlines of the
-/// bytes read ahead lie, and answers "which line is byte N on" for positions
-/// at or after the last one asked about (records come in order).
-pub(crate) struct LineCounted<R> {
-    inner: R,
-    offset: u64,
-    state: RefCell<LineState>,
-}
-
-#[derive(Default)]
-struct LineState {
-    newlines: VecDeque<u64>,
-    passed: u64,
-}
-
-impl<R: Read> LineCounted<R> {
-    pub fn new(inner: R) -> LineCounted<R> {
-        LineCounted {
-            inner,
-            offset: 0,
-            state: RefCell::default(),
-        }
-    }
-
-    /// The 1-based line of byte offset `byte`.
-    pub fn line_at(&self, byte: u64) -> u64 {
-        let mut st = self.state.borrow_mut();
-        // `<=`: with CRLF endings the csv crate starts a record at the '\n' of
-        // the previous line's terminator; no record otherwise starts with one.
-        while st.newlines.front().is_some_and(|&nl| nl <= byte) {
-            st.newlines.pop_front();
-            st.passed += 1;
-        }
-        st.passed + 1
-    }
-}
-
-impl<R: Read> Read for LineCounted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        let st = self.state.get_mut();
-        for i in memchr::memchr_iter(b'\n', &buf[..n]) {
-            st.newlines.push_back(self.offset + i as u64);
-        }
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
+/// A hierarchy or price sheet is read whole before it is checked and stored:
+/// at most this many bytes…
+pub const MAX_SHEET_BYTES: u64 = if cfg!(fuzzing) {
+    16 * 1024
+} else {
+    32 * 1024 * 1024
+};
+/// …and this many records (a record's strings cost far more than its bytes).
+/// Fuzzing builds use small bounds, so that short inputs reach them.
+pub const MAX_SHEET_ROWS: usize = if cfg!(fuzzing) { 64 } else { 100_000 };
 
 /// Header of a CSV file: column name -> 0-based index, checked against the
 /// known names (unknown columns are refused: a misspelt optional column would
@@ -75,22 +41,24 @@ impl Header {
     ) -> Result<Header, InputError> {
         let mut index = HashMap::new();
         for (i, name) in record.iter().enumerate() {
+            // The name is in the reason, quoted: it may be anything.
             let err = |reason: String| InputError {
                 file: file.to_string(),
                 line: 1,
-                column: Some((i + 1, name.to_string())),
+                column: Some((i + 1, String::new())),
                 reason,
             };
             // A UTF-8 byte-order mark on the first column is common in exports from spreadsheets.
             let name = name.trim_start_matches('\u{feff}');
             if !known.contains(&name) {
                 return Err(err(format!(
-                    "unknown column `{name}` (expected some of: {})",
+                    "unknown column `{}` (expected some of: {})",
+                    quote(name),
                     known.join(", ")
                 )));
             }
             if index.insert(name.to_string(), i).is_some() {
-                return Err(err(format!("column `{name}` appears twice")));
+                return Err(err(format!("column `{}` appears twice", quote(name))));
             }
         }
         let missing: Vec<&str> = required
@@ -129,6 +97,7 @@ impl Header {
 
 /// Reads a small CSV file whole: checks its header against `known` and
 /// `required`, then maps each record, with its 1-based line, through `row`.
+/// Refuses a file over [`MAX_SHEET_BYTES`] or [`MAX_SHEET_ROWS`].
 pub(crate) fn read_rows<T>(
     file: &str,
     input: impl Read,
@@ -136,11 +105,13 @@ pub(crate) fn read_rows<T>(
     required: &[&str],
     mut row: impl FnMut(&Header, &csv::StringRecord, u64) -> Result<T, InputError>,
 ) -> Result<Vec<T>, InputError> {
-    let mut rdr = csv::ReaderBuilder::new().from_reader(LineCounted::new(input));
+    let mut rdr = csv::ReaderBuilder::new().from_reader(CsvSource::new(input));
     let headers = match rdr.headers() {
         Ok(h) => h.clone(),
         Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
     };
+    let end = rdr.position().byte();
+    rdr.get_mut().record_done(end);
     let header = Header::parse(file, &headers, known, required)?;
     let mut out = Vec::new();
     let mut rec = csv::StringRecord::new();
@@ -150,17 +121,31 @@ pub(crate) fn read_rows<T>(
             Ok(true) => {}
             Err(e) => return Err(csv_error(file, &e, rdr.get_ref())),
         }
-        let line = rec
-            .position()
-            .map_or(0, |p| rdr.get_ref().line_at(p.byte()));
+        let line = rdr.get_ref().record_line();
+        let end = rdr.position().byte();
+        rdr.get_mut().record_done(end);
+        if out.len() == MAX_SHEET_ROWS || end > MAX_SHEET_BYTES {
+            return Err(InputError {
+                file: file.to_string(),
+                line,
+                column: None,
+                reason: format!(
+                    "file longer than {MAX_SHEET_ROWS} records or {MAX_SHEET_BYTES} bytes"
+                ),
+            });
+        }
         out.push(row(&header, &rec, line)?);
     }
 }
 
 /// Turns a csv crate error into an [`InputError`] naming the line.
-pub(crate) fn csv_error<R: Read>(file: &str, e: &csv::Error, lines: &LineCounted<R>) -> InputError {
-    let line = e.position().map_or(0, |p| lines.line_at(p.byte()));
+pub(crate) fn csv_error<R: Read>(file: &str, e: &csv::Error, source: &CsvSource<R>) -> InputError {
+    // Every error is about the record being read.
+    let line = source.record_line();
     let reason = match e.kind() {
+        csv::ErrorKind::Io(io) if CsvSource::<R>::is_too_long(io) => {
+            source::RecordTooLong.to_string()
+        }
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("malformed CSV: expected {expected_len} fields, found {len}"),

@@ -3,6 +3,7 @@
 use super::read_rows;
 use crate::InputError;
 use meterbook_core::prices::PriceRow;
+use meterbook_core::quote::quote;
 use meterbook_core::{Price, Quantity};
 use std::io::Read;
 
@@ -40,7 +41,7 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
         };
         let unit_price: Price = get("UnitPrice")
             .parse()
-            .map_err(|e| err("UnitPrice", format!("`{}`: {e}", get("UnitPrice"))))?;
+            .map_err(|e| err("UnitPrice", format!("`{}`: {e}", quote(&get("UnitPrice")))))?;
         let included: Quantity = dec_or_zero("IncludedQuantity")?
             .parse()
             .map_err(|e| err("IncludedQuantity", format!("{e}")))?;
@@ -53,7 +54,7 @@ pub fn read(file: &str, input: impl Read) -> Result<Vec<PriceRow>, InputError> {
             other => {
                 return Err(err(
                     "ChargesBilledSeparately",
-                    format!("`{other}` is not true or false"),
+                    format!("`{}` is not true or false", quote(other)),
                 ))
             }
         };

@@ -1,9 +1,10 @@
 //! Usage records as CSV or NDJSON, read one at a time (memory stays flat
 //! whatever the file's size).
 
-use super::{csv_error, Header, LineCounted};
+use super::{csv_error, CsvSource, Header, MAX_RECORD};
 use crate::InputError;
 use meterbook_core::ingest::UsageSource;
+use meterbook_core::quote::{clip, quote};
 use meterbook_core::usage::{OwnedUsage, RawUsage, Reject, REQUIRED_USAGE_COLUMNS, USAGE_COLUMNS};
 use serde_json::value::RawValue;
 use std::io::{BufRead, BufReader, Read};
@@ -14,7 +15,14 @@ pub enum Format {
     Ndjson,
 }
 
-/// Reads usage from CSV or NDJSON, detected from the first byte unless given.
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Read buffers: large for throughput; small in fuzzing builds, where
+/// allocating 512 KiB per input would dominate each run.
+const READ_BUFFER: usize = if cfg!(fuzzing) { 4096 } else { 256 * 1024 };
+
+/// Reads usage from CSV or NDJSON, detected from the first byte (after any
+/// byte-order mark) unless given.
 pub enum UsageReader<R: BufRead> {
     Csv(CsvUsage<R>),
     Ndjson(NdjsonUsage<R>),
@@ -23,13 +31,15 @@ pub enum UsageReader<R: BufRead> {
 impl<R: Read> UsageReader<BufReader<R>> {
     /// Opens `input`; a header error (CSV) is returned at once, with line 1.
     pub fn open(input: R, format: Option<Format>) -> Result<UsageReader<BufReader<R>>, Reject> {
-        let mut buf = BufReader::with_capacity(256 * 1024, input);
+        let mut buf = BufReader::with_capacity(READ_BUFFER, input);
         let format = match format {
             Some(f) => f,
             None => {
                 let head = buf
                     .fill_buf()
                     .map_err(|e| Reject::new(1, None, format!("read error: {e}")))?;
+                // Skip a UTF-8 byte-order mark, which both formats may start with.
+                let head = head.strip_prefix(UTF8_BOM).unwrap_or(head);
                 let first = head.iter().find(|c| !c.is_ascii_whitespace());
                 if first == Some(&b'{') {
                     Format::Ndjson
@@ -90,7 +100,7 @@ impl<R: BufRead> UsageSource for UsageReader<R> {
 }
 
 pub struct CsvUsage<R: Read> {
-    rdr: csv::Reader<LineCounted<R>>,
+    rdr: csv::Reader<CsvSource<R>>,
     width: usize,
     header: Header,
     cols: [Option<usize>; 13],
@@ -103,19 +113,21 @@ impl<R: Read> CsvUsage<R> {
         // Flexible: a record with the wrong number of fields is checked here,
         // so what could be read of it still reaches the reject file.
         let mut rdr = csv::ReaderBuilder::new()
-            .buffer_capacity(256 * 1024)
+            .buffer_capacity(READ_BUFFER)
             .flexible(true)
-            .from_reader(LineCounted::new(input));
+            .from_reader(CsvSource::new(input));
         let headers = match rdr.headers() {
             Ok(h) => h.clone(),
             Err(e) => {
-                return Err(Reject::new(
+                return Err(Reject::fatal(
                     1,
                     None,
                     csv_error("", &e, rdr.get_ref()).reason,
                 ))
             }
         };
+        let end = rdr.position().byte();
+        rdr.get_mut().record_done(end);
         let header =
             Header::parse("", &headers, &USAGE_COLUMNS, &REQUIRED_USAGE_COLUMNS).map_err(|e| {
                 let reason = match &e.column {
@@ -147,17 +159,20 @@ impl<R: Read> CsvUsage<R> {
             Ok(true) => {}
             Err(e) => {
                 let ie = csv_error("", &e, self.rdr.get_ref());
-                // After an I/O error the stream is unusable; a malformed record is skipped.
+                // After an I/O error (an over-long record among them) the
+                // stream is unusable; a malformed record is skipped.
                 if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                     self.failed = true;
+                    return Some(Err(Reject::fatal(ie.line, None, ie.reason)));
                 }
+                let end = self.rdr.position().byte();
+                self.rdr.get_mut().record_done(end);
                 return Some(Err(Reject::new(ie.line, None, ie.reason)));
             }
         }
-        let line = self
-            .rec
-            .position()
-            .map_or(0, |p| self.rdr.get_ref().line_at(p.byte()));
+        let line = self.rdr.get_ref().record_line();
+        let end = self.rdr.position().byte();
+        self.rdr.get_mut().record_done(end);
         if self.rec.len() != self.width {
             let mut r = Reject::new(
                 line,
@@ -218,8 +233,9 @@ pub struct NdjsonUsage<R: BufRead> {
     failed: bool,
 }
 
-/// The longest NDJSON line accepted; a longer one is a reject, not an allocation.
-const MAX_LINE: usize = 256 * 1024;
+/// The longest NDJSON line accepted; a longer one is a reject, not an
+/// allocation. The same bound as a CSV record.
+const MAX_LINE: usize = MAX_RECORD;
 
 impl<R: BufRead> NdjsonUsage<R> {
     fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
@@ -234,24 +250,22 @@ impl<R: BufRead> NdjsonUsage<R> {
             match limited.read_until(b'\n', &mut bytes) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(Reject::new(
-                        self.line_no,
-                        None,
-                        format!("read error: {e}"),
-                    )));
-                }
+                Err(e) => return Some(Err(self.read_failed(&e))),
             }
             if bytes.len() > MAX_LINE && !bytes.ends_with(b"\n") {
-                // Skip the rest of the oversized line.
-                let mut sink = Vec::new();
-                let _ = self.input.read_until(b'\n', &mut sink);
+                // Skip the rest of the oversized line without keeping it:
+                // NDJSON lines hold no raw newline, so the next line is a record.
+                if let Err(e) = skip_line(&mut self.input) {
+                    return Some(Err(self.read_failed(&e)));
+                }
                 return Some(Err(Reject::new(
                     self.line_no,
                     None,
                     format!("line longer than {MAX_LINE} bytes"),
                 )));
+            }
+            if self.line_no == 1 && bytes.starts_with(UTF8_BOM) {
+                bytes.drain(..UTF8_BOM.len());
             }
             match String::from_utf8(bytes) {
                 Ok(s) => self.line = s,
@@ -270,6 +284,11 @@ impl<R: BufRead> NdjsonUsage<R> {
         }
     }
 
+    fn read_failed(&mut self, e: &std::io::Error) -> Reject {
+        self.failed = true;
+        Reject::fatal(self.line_no, None, format!("read error: {e}"))
+    }
+
     fn parse_line(&mut self) -> Result<RawUsage<'_>, Reject> {
         let line_no = self.line_no;
         let map: std::collections::BTreeMap<&str, &RawValue> =
@@ -277,22 +296,24 @@ impl<R: BufRead> NdjsonUsage<R> {
                 Reject::new(
                     line_no,
                     None,
-                    format!("not a JSON object of usage fields: {e}"),
+                    format!(
+                        "not a JSON object of usage fields: {}",
+                        clip(&e.to_string())
+                    ),
                 )
             })?;
         for f in self.fields.iter_mut() {
             f.clear();
         }
         for (k, v) in map {
-            let i = USAGE_COLUMNS
-                .iter()
-                .position(|c| *c == k)
-                .ok_or_else(|| Reject::new(line_no, None, format!("unknown field `{k}`")))?;
+            let i = USAGE_COLUMNS.iter().position(|c| *c == k).ok_or_else(|| {
+                Reject::new(line_no, None, format!("unknown field `{}`", quote(k)))
+            })?;
             let col = USAGE_COLUMNS[i];
             let text = v.get();
             if text.starts_with('"') {
                 let s: String = serde_json::from_str(text)
-                    .map_err(|e| Reject::new(line_no, Some(col), format!("{e}")))?;
+                    .map_err(|e| Reject::new(line_no, Some(col), clip(&e.to_string())))?;
                 self.fields[i] = s;
             } else if text == "null" {
                 // absent
@@ -303,6 +324,30 @@ impl<R: BufRead> NdjsonUsage<R> {
         }
         let f: [&str; 13] = std::array::from_fn(|i| self.fields[i].as_str());
         Ok(RawUsage::from_fields(line_no, f))
+    }
+}
+
+/// Reads past the next newline (or to the end), keeping nothing.
+fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                input.consume(n);
+            }
+        }
     }
 }
 

@@ -249,12 +249,16 @@ async fn checked(
             "a read-only role cannot manage API access keys".into(),
         ));
     }
-    let scope = parse_scope_text(&f.scope)
-        .ok_or_else(|| ApiError::BadRequest(format!("`{}` is not a key scope", f.scope)))?;
+    let scope = parse_scope_text(&f.scope).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "`{}` is not a key scope",
+            meterbook_core::quote::quote(&f.scope)
+        ))
+    })?;
     let slot = Slot::parse(&f.slot).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "the slot must be primary or secondary, not `{}`",
-            f.slot
+            meterbook_core::quote::quote(&f.slot)
         ))
     })?;
     let number = page.n.clone();

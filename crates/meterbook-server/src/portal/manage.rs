@@ -957,7 +957,12 @@ fn role_label(r: &Role, h: &Hierarchy) -> String {
 }
 
 fn parse_role(v: &str, h: &Hierarchy, n: &EnrollmentNumber) -> Result<Role, ApiError> {
-    let bad = || ApiError::BadRequest(format!("`{v}` is not a role"));
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "`{}` is not a role",
+            meterbook_core::quote::quote(v)
+        ))
+    };
     let (kind, id) = match v.split_once(':') {
         Some((k, id)) => (k, Some(id.parse::<i64>().map_err(|_| bad())?)),
         None => (v, None),

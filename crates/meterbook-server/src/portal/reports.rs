@@ -400,7 +400,8 @@ async fn download(
         "json" => (ReportFormat::Json, "json", "application/json"),
         other => {
             return Err(ApiError::BadRequest(format!(
-                "the format must be csv or json, not `{other}`"
+                "the format must be csv or json, not `{}`",
+                meterbook_core::quote::quote(other)
             ))
             .into())
         }

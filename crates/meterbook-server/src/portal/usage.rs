@@ -666,7 +666,10 @@ async fn details_csv(
     let e = &page.e;
     let day = |v: &str, what: &str| -> Result<Day, ApiError> {
         v.trim().parse().map_err(|_| {
-            ApiError::BadRequest(format!("`{what}` must be a date (YYYY-MM-DD), not `{v}`"))
+            ApiError::BadRequest(format!(
+                "`{what}` must be a date (YYYY-MM-DD), not `{}`",
+                meterbook_core::quote::quote(v)
+            ))
         })
     };
     let (selection, scope_meta, file_part, what) = if !q.period.is_empty() {

@@ -52,7 +52,10 @@ fn slot(req: &KeyRequest) -> Result<Slot, ApiError> {
     match &req.slot {
         None => Ok(Slot::Primary),
         Some(s) => Slot::parse(s).ok_or_else(|| {
-            ApiError::BadRequest(format!("`slot` must be primary or secondary, not `{s}`"))
+            ApiError::BadRequest(format!(
+                "`slot` must be primary or secondary, not `{}`",
+                meterbook_core::quote::quote(s)
+            ))
         }),
     }
 }

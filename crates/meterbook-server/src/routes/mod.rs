@@ -16,6 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use meterbook_core::quote::quote;
 use meterbook_core::{Day, Enrollment, EnrollmentNumber, Period};
 use sha2::{Digest, Sha256};
 
@@ -313,18 +314,23 @@ pub(crate) fn base_url(headers: &HeaderMap) -> String {
 
 /// A date (`2025-11-01`) or an ISO 8601 date-time (`2025-11-01T00:00:00Z`,
 /// with an offset converted to UTC); anything else is refused.
-pub(crate) fn parse_day_or_time(v: &str) -> Result<Day, String> {
+pub fn parse_day_or_time(v: &str) -> Result<Day, String> {
     if v.len() == 10 {
         return v.parse::<Day>().map_err(|e| e.0);
     }
     let utc = chrono::DateTime::parse_from_rfc3339(v)
         .map(|t| t.with_timezone(&chrono::Utc).naive_utc())
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S"))
-        .map_err(|_| format!("`{v}` is not a date (YYYY-MM-DD) or an ISO 8601 date-time"))?;
+        .map_err(|_| {
+            format!(
+                "`{}` is not a date (YYYY-MM-DD) or an ISO 8601 date-time",
+                quote(v)
+            )
+        })?;
     Day::from_ymd(
         chrono::Datelike::year(&utc),
         chrono::Datelike::month(&utc),
         chrono::Datelike::day(&utc),
     )
-    .ok_or_else(|| format!("`{v}` is out of range"))
+    .ok_or_else(|| format!("`{}` is out of range", quote(v)))
 }
