@@ -2953,10 +2953,8 @@ fn overage_cents(mb: &Mb) -> i128 {
     money(b.get(&b.rows[0], "ServiceOverage"), 2)
 }
 
-#[test]
-fn crash_during_ingest_stores_all_of_a_file_or_nothing() {
-    let mb = northwind();
-    // A first file, fully ingested, dated the 29th (the big file uses the 1st to the 28th).
+/// 1,000 rows dated the 29th (the big file uses the 1st to the 28th), ingested.
+fn ingest_first_file(mb: &Mb) -> Run {
     let first: Vec<String> = (0..1000)
         .map(|i| {
             row(
@@ -2968,19 +2966,13 @@ fn crash_during_ingest_stores_all_of_a_file_or_nothing() {
             )
         })
         .collect();
-    let first_path = mb.file("first.csv", usage_csv(&first));
-    assert_eq!(
-        counts(&mb.ingest(NW, &first_path).stdout),
-        (1000, 1000, 0, 0)
-    );
+    mb.ingest(NW, &mb.file("first.csv", usage_csv(&first)))
+}
 
-    let big = mb.path("big.csv");
-    write_big_csv(&big, CRASH_ROWS);
-    let ingest_big = format!("usage ingest --enrollment {NW} {}", big.display());
-
-    // Start the ingest; SIGKILL it once its open transaction has put 4 MB in the WAL.
+/// Starts `ingest` and returns once its open transaction has put 4 MB in the WAL.
+fn spawn_ingest_mid_transaction(mb: &Mb, ingest: &str) -> std::process::Child {
     let mut child = mb
-        .command(&words(&ingest_big))
+        .command(&words(ingest))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -2997,6 +2989,21 @@ fn crash_during_ingest_stores_all_of_a_file_or_nothing() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    child
+}
+
+#[test]
+fn crash_during_ingest_stores_all_of_a_file_or_nothing() {
+    let mb = northwind();
+    // A first file, fully ingested.
+    assert_eq!(counts(&ingest_first_file(&mb).stdout), (1000, 1000, 0, 0));
+
+    let big = mb.path("big.csv");
+    write_big_csv(&big, CRASH_ROWS);
+    let ingest_big = format!("usage ingest --enrollment {NW} {}", big.display());
+
+    // Start the ingest; SIGKILL it once its open transaction has put 4 MB in the WAL.
+    let mut child = spawn_ingest_mid_transaction(&mb, &ingest_big);
     child.kill().expect("SIGKILL the ingest");
     let status = child.wait().expect("reap the ingest");
     assert!(!status.success(), "the ingest was killed: {status}");
@@ -3242,18 +3249,7 @@ fn ledger_snapshot(mb: &Mb) -> (String, String, String) {
 #[test]
 fn backup_taken_mid_ingest_restores_every_statement() {
     let mb = northwind();
-    let first: Vec<String> = (0..1000)
-        .map(|i| {
-            row(
-                &format!("first-{i:04}"),
-                SUB_WEB,
-                "2026-11-29",
-                "vm-e4s",
-                "1",
-            )
-        })
-        .collect();
-    mb.ingest(NW, &mb.file("first.csv", usage_csv(&first)));
+    ingest_first_file(&mb);
     mb.entry("purchase", NW, "2026-11-02", "100", "Commitment");
     let before = ledger_snapshot(&mb);
 
@@ -3261,25 +3257,7 @@ fn backup_taken_mid_ingest_restores_every_statement() {
     let big = mb.path("big.csv");
     write_big_csv(&big, CRASH_ROWS);
     let ingest_big = format!("usage ingest --enrollment {NW} {}", big.display());
-    let mut child = mb
-        .command(&words(&ingest_big))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ingest");
-    let started = Instant::now();
-    while wal_len(&mb.db) <= 4 << 20 {
-        assert!(
-            child.try_wait().expect("try_wait").is_none(),
-            "the ingest ended before its WAL grew past 4 MB"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no WAL growth"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut child = spawn_ingest_mid_transaction(&mb, &ingest_big);
     let backup = mb.path("backup.db");
     let r = mb.ok(&format!("backup --to {}", backup.display()));
     assert!(r.stdout.contains("1 enrollment(s)"), "{}", r.describe());
