@@ -870,3 +870,51 @@ async fn readiness_is_not_liveness() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A file refused because it takes a total past the supported range says so
+/// over HTTP as the CLI does: its line, column and meter, with or without
+/// skipInvalid (the writer finds it, not the record check).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_range_refusal_names_line_and_meter_over_http() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    let key = set_up(&app, "710").await;
+    let file = |id: &str| {
+        format!(
+            "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity\n\
+             {id}-ok,aaaaaaaa-0000-4000-8000-000000000001,2025-01-02,vm,1\n\
+             {id},aaaaaaaa-0000-4000-8000-000000000001,2025-01-03,vm,600000000000\n"
+        )
+    };
+    let r = app
+        .op(Method::POST, "/710/usage")
+        .body(file("a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for query in ["", "?skipInvalid=true"] {
+        let r = app
+            .op(Method::POST, &format!("/710/usage{query}"))
+            .body(file("b"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{query}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(errors[0]["line"], 3, "{body}");
+        assert_eq!(errors[0]["column"], "ConsumedQuantity", "{body}");
+        let reason = errors[0]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("meter vm") && reason.contains("supported range"),
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        stored_rows(&app, &key, "710").await,
+        2,
+        "nothing of the refused file"
+    );
+}

@@ -220,12 +220,15 @@ pub async fn usage(
             "rejected": sum.rejected, "seconds": secs, "errors": rejects,
         }))
         .into_response()),
-        (Err(IngestError::Rejected { read, .. }), rejects) => Ok((
+        // The error's own list is the whole story: it also holds what only
+        // the writer finds (a total past the supported range), which never
+        // passes through the per-record callback.
+        (Err(IngestError::Rejected { read, rejects }), _) => Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({
                 "error": {"code": "InvalidRecords",
                           "message": format!("{} invalid record(s) in {read} read; nothing was stored", rejects.len())},
-                "errors": rejects,
+                "errors": rejects.iter().map(|r| json!({"line": r.line, "column": r.column, "reason": r.reason})).collect::<Vec<_>>(),
             })),
         )
             .into_response()),
