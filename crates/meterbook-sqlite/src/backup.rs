@@ -68,6 +68,8 @@ impl SqliteStore {
     /// the file stays consistent either way, but a running server's report
     /// workers would carry on with jobs of the replaced state.
     pub fn restore_from(db: &Path, src: &Path) -> StoreResult<CopyInfo> {
+        // Held (exclusively) until the restore is done, so no server starts meanwhile.
+        let _alone = ServerLock::exclusive(db)?;
         let info = check_copy(src)?;
         let source = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| io_error("opening the backup", src, e.to_string()))?;
@@ -95,6 +97,51 @@ impl SqliteStore {
         }
         tx.commit().map_err(backend)?;
         Ok(info)
+    }
+}
+
+/// A lock on the database file that says a server has it open: `serve` holds
+/// it shared for its lifetime, `restore` needs it exclusively. It is an
+/// `flock` lock, independent of SQLite's own (POSIX) locks on the file, and
+/// the file handle is only closed once the process is done with the database.
+pub struct ServerLock {
+    _file: Option<std::fs::File>,
+}
+
+impl ServerLock {
+    /// Taken by `serve`: any number of servers may share the database.
+    pub fn shared(db: &Path) -> StoreResult<ServerLock> {
+        let file = match std::fs::File::open(db) {
+            Ok(f) => f,
+            // Not created yet: the store creates it, and a restore cannot race
+            // a server that has not opened it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ServerLock { _file: None })
+            }
+            Err(e) => return Err(io_error("opening", db, e.to_string())),
+        };
+        file.lock_shared()
+            .map_err(|e| io_error("locking", db, e.to_string()))?;
+        Ok(ServerLock { _file: Some(file) })
+    }
+
+    /// Taken by `restore`: refused while a server holds the database.
+    fn exclusive(db: &Path) -> StoreResult<ServerLock> {
+        let file = match std::fs::File::open(db) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ServerLock { _file: None })
+            }
+            Err(e) => return Err(io_error("opening", db, e.to_string())),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(ServerLock { _file: Some(file) }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Conflict(format!(
+                "a running `meterbook serve` has {} open; stop it before restoring",
+                db.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_error("locking", db, e.to_string())),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ mod profile;
 mod usage;
 mod users;
 
-pub use backup::CopyInfo;
+pub use backup::{CopyInfo, ServerLock};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
 use rusqlite::{Connection, OptionalExtension};

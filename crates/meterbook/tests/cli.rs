@@ -3304,6 +3304,39 @@ fn backup_taken_mid_ingest_restores_every_statement() {
         after,
         "a refused restore changes nothing"
     );
+
+    // Not under a running server (it would carry on with the replaced state's jobs).
+    let mut server = mb
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    let mut banner = String::new();
+    BufReader::new(server.stderr.take().expect("stderr"))
+        .read_line(&mut banner)
+        .expect("the server's first line");
+    assert!(banner.contains("http://"), "{banner}");
+    mb.refuses(
+        &format!("restore --from {}", backup.display()),
+        "stop it before restoring",
+    );
+    server.kill().expect("stop the server");
+    server.wait().expect("reap the server");
+    assert_eq!(
+        ledger_snapshot(&mb),
+        after,
+        "the refused restore changed nothing"
+    );
+    mb.ok(&format!("restore --from {}", backup.display()));
+    assert_eq!(ledger_snapshot(&mb), got);
+
+    // A mistyped --db is not backed up as an empty database.
+    let typo = Mb::new();
+    let to = typo.path("typo-backup.db");
+    typo.refuses(&format!("backup --to {}", to.display()), "no database at");
+    assert!(!typo.db.exists() && !to.exists());
 }
 
 /// `--through` closes every open period up to the one named, in order, and

@@ -1,10 +1,19 @@
 //! `backup` and `restore`: the operator's copy of the database.
 
-use anyhow::{Context, Result};
+use crate::settings::Settings;
+use anyhow::{bail, Context, Result};
 use meterbook_sqlite::{CopyInfo, SqliteStore};
 use std::path::Path;
 
-pub fn backup(store: &SqliteStore, to: &Path) -> Result<()> {
+pub fn backup(settings: &Settings, to: &Path) -> Result<()> {
+    // Opening creates a missing database: a mistyped --db would back up an empty one.
+    if !settings.db.exists() {
+        bail!(
+            "no database at {} (see --db or MB_DB)",
+            settings.db.display()
+        );
+    }
+    let store = super::open(settings)?;
     let info = store
         .backup_to(to)
         .with_context(|| format!("backing up {}", store.path().display()))?;

@@ -53,7 +53,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Keys(c) => keys::run(&open(settings)?, c),
         Command::User(c) => users::run(&open(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),
-        Command::Backup { to } => backup::backup(&open(settings)?, &to),
+        Command::Backup { to } => backup::backup(settings, &to),
         Command::Restore { from } => backup::restore(&settings.db, &from),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),

@@ -62,6 +62,8 @@ async fn shutdown_signal() {
 pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) -> Result<()> {
     crate::logging::init(&a.log)?;
     let store = Arc::new(super::open(settings)?);
+    // Tells `restore` that a server has the database open (released at exit).
+    let _in_use = meterbook_sqlite::ServerLock::shared(&settings.db)?;
     let state = AppState::new(store, server_settings(settings, a)).with_context(|| {
         format!(
             "cannot use the report directory {}",
