@@ -260,7 +260,7 @@ pub enum SubscriptionCmd {
 pub enum PricesCmd {
     /// Import (or replace) the price sheet of an open billing period.
     #[command(
-        after_help = "Columns: MeterId, MeterName, MeterCategory, MeterSubCategory, MeterRegion,\nUnitOfMeasure, PartNumber, UnitPrice, IncludedQuantity, TierMinimumUnits,\nChargesBilledSeparately, PublisherName, OfferName, PlanName (docs/operator-guide.md).\n\nExample:\n  meterbook prices import --enrollment 8608480 --period 202501 examples/prices.csv"
+        after_help = "Columns: MeterId, MeterName, MeterCategory, MeterSubCategory, MeterRegion,\nUnitOfMeasure, PartNumber, UnitPrice, IncludedQuantity, TierMinimumUnits,\nChargesBilledSeparately, PublisherName, OfferName, PlanName (docs/operator-guide.md).\n\nExample:\n  meterbook prices import --enrollment 8608480 --period 202501 examples/prices-2025.csv"
     )]
     Import {
         /// The enrollment number.
@@ -284,7 +284,7 @@ pub enum InputFormat {
 pub enum UsageCmd {
     /// Ingest a CSV or NDJSON usage file (`-` for stdin). All-or-nothing unless --skip-invalid.
     #[command(
-        after_help = "Required columns: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity\n(docs/operator-guide.md lists the optional ones).\n\nExamples:\n  meterbook usage ingest --enrollment 8608480 examples/usage-2025.csv\n  meterbook usage ingest --enrollment 8608480 late.ndjson --skip-invalid --rejects rejects.csv"
+        after_help = "Required columns: RecordId, SubscriptionGuid, Date, MeterId, ConsumedQuantity\n(docs/operator-guide.md lists the optional ones).\n\nExamples:\n  meterbook usage ingest --enrollment 8608480 examples/usage-2025q1.csv\n  meterbook usage ingest --enrollment 8608480 late.ndjson --skip-invalid --rejects rejects.csv"
     )]
     Ingest {
         /// The enrollment number.
@@ -684,7 +684,7 @@ pub enum OperatorTokenCmd {
         after_help = "Example:\n  TOKEN=$(meterbook operator-token create --name billing-feed)"
     )]
     Create {
-        /// What the token is for (shown in logs and listings).
+        /// What the token is for (a label kept with the token).
         #[arg(long)]
         name: String,
     },

@@ -2134,7 +2134,8 @@ fn period_close_rejections_and_closed_period_protections() {
     mb.create("P1", "USD", "2025-03-01", "2026-12-31");
     mb.refuses(
         "period close --enrollment P1 --period 202504",
-        "period 202503 is still open; periods close in order",
+        "period 202503 is still open; periods close in order \
+         (`period close --enrollment P1 --through 202504` closes every open period up to 202504)",
     );
     mb.ok("period close --enrollment P1 --period 202503");
     let p = mb.file("p.csv", PRICES);
@@ -2461,9 +2462,20 @@ fn a_meters_period_quantity_past_the_range_across_two_files_names_the_row() {
         ),
     );
     // Not even --skip-invalid stores part of it: which rows to drop would be arbitrary.
-    mb.fail(&format!(
-        "usage ingest --enrollment {NW} --skip-invalid {b}"
+    // It says so, and leaves no reject file that would suggest otherwise.
+    let rejects = mb.path("rejects.csv");
+    let r = mb.fail(&format!(
+        "usage ingest --enrollment {NW} --skip-invalid --rejects {} {b}",
+        rejects.display()
     ));
+    assert!(
+        r.stderr
+            .contains("refuse the whole file, even with --skip-invalid")
+            && !r.stderr.contains("use --skip-invalid"),
+        "{}",
+        r.describe()
+    );
+    assert!(!rejects.exists());
     assert_eq!(nw_balance(&mb), before);
     assert_eq!(mb.nw_rows().record_ids(), vec!["a-1"]);
     // Exactly at the range is accepted.

@@ -54,6 +54,14 @@ pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
             match (p, through) {
                 (Some(p), _) => {
                     let p = super::period(&p)?;
+                    // Periods close in order: point at the command that does that.
+                    if let Some(open) = s.periods(&n)?.iter().find(|i| !i.closed && i.period < p) {
+                        anyhow::bail!(
+                            "period {} is still open; periods close in order \
+                             (`period close --enrollment {n} --through {p}` closes every open period up to {p})",
+                            open.period
+                        );
+                    }
                     meterbook_core::ledger::close_period(s, &n, p, Day::today())?;
                     println!("period {p} closed; its rates are locked");
                 }

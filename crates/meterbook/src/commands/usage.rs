@@ -140,6 +140,18 @@ pub fn ingest_file(
             } else {
                 ""
             };
+            if skip_invalid {
+                // What refuses a file even then (a record past the size bound,
+                // a total past the supported range) cannot be skipped: the
+                // reject file would only mislead.
+                if let Some(p) = rejects_path {
+                    let _ = std::fs::remove_file(p);
+                }
+                bail!(
+                    "{name}: {} record(s) in {read} read refuse the whole file, even with --skip-invalid; nothing was stored (fix the records named above)",
+                    rejects.len()
+                )
+            }
             bail!(
                 "{name}: {} invalid record(s) in {read} read{more}; nothing was stored (fix the file, or use --skip-invalid --rejects FILE)",
                 rejects.len()
