@@ -82,10 +82,24 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
         let base = format!("http://{addr}");
         match banner {
             Some(b) => b(&base),
-            None => eprintln!(
-                "meterbook serving {base} (database {})",
-                settings.db.display()
-            ),
+            // The first line says where to connect; in the log's own format,
+            // so a collector of JSON lines never meets a line of text.
+            None => match a.log.log_format {
+                crate::cli::LogFormat::Json => eprintln!(
+                    "{}",
+                    serde_json::json!({
+                        "timestamp": super::now_rfc3339(),
+                        "level": "INFO",
+                        "message": format!("meterbook serving {base}"),
+                        "url": base,
+                        "database": settings.db.display().to_string(),
+                    })
+                ),
+                crate::cli::LogFormat::Text => eprintln!(
+                    "meterbook serving {base} (database {})",
+                    settings.db.display()
+                ),
+            },
         }
         meterbook_server::serve(listener, state, shutdown_signal()).await?;
         Ok(())
