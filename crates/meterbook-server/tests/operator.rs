@@ -247,6 +247,12 @@ async fn an_enrollment_set_up_fed_and_closed_over_http() {
 
     let r = app.op(Method::POST, "/700/purchases").json(&serde_json::json!({"date": "2025-01-01", "amount": "100000.00", "description": "commitment"})).send().await.unwrap();
     assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({"enrollmentNumber": "700", "kind": "purchase", "date": "2025-01-01",
+                           "amount": "100000.00", "currencyCode": "USD", "description": "commitment"}),
+        "the answer says what was recorded"
+    );
     let r = app
         .op(Method::POST, "/700/adjustments")
         .json(&serde_json::json!({"date": "2025-01-10", "amount": "-0.001", "description": "x"}))

@@ -258,19 +258,24 @@ async fn entry(
             let amount = Money::parse(&b.amount, e.currency.exponent()).map_err(|err| {
                 ApiError::BadRequest(format!("`amount` {}: {err} for {}", b.amount, e.currency))
             })?;
-            s.add_entry(
-                &n,
-                kind,
-                &CommitmentEntry {
-                    date,
-                    amount,
-                    description: b.description,
-                },
-            )?;
-            Ok(())
+            let entry = CommitmentEntry {
+                date,
+                amount,
+                description: b.description,
+            };
+            s.add_entry(&n, kind, &entry)?;
+            // What was recorded, as the other operator endpoints answer.
+            Ok(json!({
+                "enrollmentNumber": n.as_str(),
+                "kind": match kind { EntryKind::Purchase => "purchase", EntryKind::Adjustment => "adjustment" },
+                "date": entry.date.to_string(),
+                "amount": entry.amount.format(e.currency.exponent()),
+                "currencyCode": e.currency.to_string(),
+                "description": entry.description,
+            }))
         })
-        .await?;
-    Ok(StatusCode::CREATED.into_response())
+        .await
+        .map(|recorded| (StatusCode::CREATED, Json(recorded)).into_response())
 }
 
 pub async fn purchase(
