@@ -962,3 +962,31 @@ pub fn departments_and_accounts_rename<S: Store>(s: &S) {
         Err(StoreError::Invalid(_))
     ));
 }
+
+/// Operator tokens: listed oldest first, disabled and enabled by id; an
+/// unknown id changes nothing.
+pub fn operator_tokens_list_and_disable<S: Store>(s: &S) {
+    use meterbook_core::access::OperatorToken;
+    let token = |id: &str, at: i64| OperatorToken {
+        id: id.into(),
+        name: format!("feed {id}"),
+        secret_hash: [at as u8; 32],
+        created_at: at,
+        disabled: false,
+    };
+    assert!(s.operator_tokens().unwrap().is_empty());
+    s.put_operator_token(&token("b2", 20)).unwrap();
+    s.put_operator_token(&token("a1", 10)).unwrap();
+    let listed = s.operator_tokens().unwrap();
+    assert_eq!(
+        listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "b2"]
+    );
+    assert!(listed[0] == token("a1", 10), "read back as written");
+    assert!(s.set_operator_token_disabled("b2", true).unwrap());
+    assert!(s.operator_token("b2").unwrap().unwrap().disabled);
+    assert!(!s.operator_token("a1").unwrap().unwrap().disabled);
+    assert!(!s.set_operator_token_disabled("zz", true).unwrap());
+    assert!(s.set_operator_token_disabled("b2", false).unwrap());
+    assert!(!s.operator_token("b2").unwrap().unwrap().disabled);
+}

@@ -160,4 +160,8 @@ impl std::fmt::Debug for OperatorToken {
 pub trait OperatorStore {
     fn put_operator_token(&self, t: &OperatorToken) -> StoreResult<()>;
     fn operator_token(&self, id: &str) -> StoreResult<Option<OperatorToken>>;
+    /// Every operator token, oldest first (for listing; secrets are only hashes).
+    fn operator_tokens(&self) -> StoreResult<Vec<OperatorToken>>;
+    /// Disables (or re-enables) a token; false when there is no such token.
+    fn set_operator_token_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool>;
 }

@@ -3387,6 +3387,12 @@ impl OperatorStore for FlakyStore {
     fn operator_token(&self, id: &str) -> StoreResult<Option<OperatorToken>> {
         self.inner.operator_token(id)
     }
+    fn operator_tokens(&self) -> StoreResult<Vec<OperatorToken>> {
+        self.inner.operator_tokens()
+    }
+    fn set_operator_token_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool> {
+        self.inner.set_operator_token_disabled(id, disabled)
+    }
 }
 
 /// Forwards trait methods to `self.inner`.

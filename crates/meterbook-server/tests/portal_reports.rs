@@ -299,6 +299,8 @@ impl OperatorStore for Gated {
     forward! {
         put_operator_token(t: &OperatorToken) -> StoreResult<()>;
         operator_token(id: &str) -> StoreResult<Option<OperatorToken>>;
+        operator_tokens() -> StoreResult<Vec<OperatorToken>>;
+        set_operator_token_disabled(id: &str, disabled: bool) -> StoreResult<bool>;
     }
 }
 

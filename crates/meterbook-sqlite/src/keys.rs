@@ -174,20 +174,48 @@ impl OperatorStore for SqliteStore {
                 "SELECT id, name, secret_hash, created_at, disabled FROM operator_token WHERE id = ?1",
             )
             .map_err(backend)?
-            .query_row([id], |r| {
-                let hash: Vec<u8> = r.get(2)?;
-                Ok(OperatorToken {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    secret_hash: hash.try_into().map_err(|_| {
-                        rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Blob, "token hash".into())
-                    })?,
-                    created_at: r.get(3)?,
-                    disabled: r.get(4)?,
-                })
-            })
+            .query_row([id], operator_token_row)
             .optional()
             .map_err(backend);
         found
     }
+
+    fn operator_tokens(&self) -> StoreResult<Vec<OperatorToken>> {
+        let conn = self.read_conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, name, secret_hash, created_at, disabled FROM operator_token ORDER BY created_at, id",
+            )
+            .map_err(backend)?;
+        let rows = stmt.query_map([], operator_token_row).map_err(backend)?;
+        rows.collect::<Result<_, _>>().map_err(backend)
+    }
+
+    fn set_operator_token_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool> {
+        let changed = self
+            .write_conn()
+            .execute(
+                "UPDATE operator_token SET disabled = ?2 WHERE id = ?1",
+                params![id, disabled],
+            )
+            .map_err(backend)?;
+        Ok(changed == 1)
+    }
+}
+
+fn operator_token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OperatorToken> {
+    let hash: Vec<u8> = r.get(2)?;
+    Ok(OperatorToken {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        secret_hash: hash.try_into().map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Blob,
+                "token hash".into(),
+            )
+        })?,
+        created_at: r.get(3)?,
+        disabled: r.get(4)?,
+    })
 }

@@ -50,6 +50,7 @@ conformance!(
     summaries_match_the_usage_report,
     departments_and_accounts_rename,
     ranges_hold_across_files,
+    operator_tokens_list_and_disable,
 );
 
 #[test]

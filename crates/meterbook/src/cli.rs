@@ -684,9 +684,24 @@ pub enum OperatorTokenCmd {
         after_help = "Example:\n  TOKEN=$(meterbook operator-token create --name billing-feed)"
     )]
     Create {
-        /// What the token is for (a label kept with the token).
+        /// What the token is for (a label kept with the token, shown by `list`).
         #[arg(long)]
         name: String,
+    },
+    /// List operator tokens: id, name, when made, enabled or disabled (never secrets).
+    #[command(after_help = "Example:\n  meterbook operator-token list")]
+    List,
+    /// Disable a token at once: requests with it get 401 `DisabledToken`.
+    #[command(after_help = "Example:\n  meterbook operator-token disable 3f9c0a1b2c3d4e5f")]
+    Disable {
+        /// The token's id (the hex between `mbo_` and the next `_`; see `list`).
+        id: String,
+    },
+    /// Enable a disabled token again.
+    #[command(after_help = "Example:\n  meterbook operator-token enable 3f9c0a1b2c3d4e5f")]
+    Enable {
+        /// The token's id (see `list`).
+        id: String,
     },
 }
 

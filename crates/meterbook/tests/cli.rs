@@ -3516,3 +3516,36 @@ fn server_logs_are_json_lines_or_plain_text() {
         );
     }
 }
+
+#[test]
+fn operator_tokens_are_listed_disabled_and_enabled() {
+    let mb = Mb::new();
+    let token = mb
+        .ok("operator-token create --name billing-feed")
+        .stdout
+        .trim()
+        .to_string();
+    let id = token
+        .strip_prefix("mbo_")
+        .and_then(|t| t.split('_').next())
+        .expect("mbo_<id>_<secret>")
+        .to_string();
+    let list = mb.ok("operator-token list").stdout;
+    let line = list.lines().nth(1).expect("one token");
+    assert!(
+        line.starts_with(&format!("{id}\t")) && line.ends_with("\tenabled\tbilling-feed"),
+        "{list}"
+    );
+    assert!(!list.contains(&token), "never the secret: {list}");
+    assert_eq!(
+        mb.ok(&format!("operator-token disable {id}")).stdout,
+        format!("operator token {id} disabled\n")
+    );
+    assert!(mb.ok("operator-token list").stdout.contains("\tdisabled\t"));
+    mb.ok(&format!("operator-token enable {id}"));
+    assert!(mb.ok("operator-token list").stdout.contains("\tenabled\t"));
+    mb.refuses(
+        "operator-token disable 0123456789abcdef",
+        "no operator token 0123456789abcdef",
+    );
+}

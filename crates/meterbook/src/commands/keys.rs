@@ -101,20 +101,46 @@ pub fn create_key(
 
 /// Generates an operator token (for the operator API); prints it once.
 pub fn operator_token(s: &SqliteStore, c: OperatorTokenCmd) -> Result<()> {
-    let OperatorTokenCmd::Create { name } = c;
-    let k = meterbook_server::keys::generate_with(meterbook_server::keys::OPERATOR_PREFIX)
-        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    meterbook_core::access::OperatorStore::put_operator_token(
-        s,
-        &meterbook_core::access::OperatorToken {
-            id: k.id,
-            name: name.clone(),
-            secret_hash: k.secret_hash,
-            created_at: chrono::Utc::now().timestamp(),
-            disabled: false,
-        },
-    )?;
-    println!("{}", k.token);
-    eprintln!("operator token \"{name}\"; shown once, stored only as a hash");
+    use meterbook_core::access::OperatorStore;
+    match c {
+        OperatorTokenCmd::Create { name } => {
+            let k = meterbook_server::keys::generate_with(meterbook_server::keys::OPERATOR_PREFIX)
+                .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            s.put_operator_token(&meterbook_core::access::OperatorToken {
+                id: k.id,
+                name: name.clone(),
+                secret_hash: k.secret_hash,
+                created_at: chrono::Utc::now().timestamp(),
+                disabled: false,
+            })?;
+            println!("{}", k.token);
+            eprintln!("operator token \"{name}\"; shown once, stored only as a hash");
+        }
+        OperatorTokenCmd::List => {
+            println!("id\tcreated\tstate\tname");
+            for t in s.operator_tokens()? {
+                let created = chrono::DateTime::from_timestamp(t.created_at, 0)
+                    .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                let state = if t.disabled { "disabled" } else { "enabled" };
+                println!("{}\t{created}\t{state}\t{}", t.id, t.name);
+            }
+        }
+        OperatorTokenCmd::Disable { id } | OperatorTokenCmd::Enable { id } if id.is_empty() => {
+            anyhow::bail!("give the token's id (see `operator-token list`)")
+        }
+        OperatorTokenCmd::Disable { id } => {
+            if !s.set_operator_token_disabled(&id, true)? {
+                anyhow::bail!("no operator token {id} (see `operator-token list`)");
+            }
+            println!("operator token {id} disabled");
+        }
+        OperatorTokenCmd::Enable { id } => {
+            if !s.set_operator_token_disabled(&id, false)? {
+                anyhow::bail!("no operator token {id} (see `operator-token list`)");
+            }
+            println!("operator token {id} enabled");
+        }
+    }
     Ok(())
 }
