@@ -115,11 +115,15 @@ impl UsageSource for Rows<'_> {
 }
 
 fn create_enrollment(store: &SqliteStore, n: &str, rows: &[(&str, &str, &str)]) {
+    create_enrollment_in(store, n, "USD", rows)
+}
+
+fn create_enrollment_in(store: &SqliteStore, n: &str, currency: &str, rows: &[(&str, &str, &str)]) {
     store
         .create_enrollment(&NewEnrollment {
             number: num(n),
             name: format!("Enrollment {n}"),
-            currency: Currency::parse("USD").expect("currency"),
+            currency: Currency::parse(currency).expect("currency"),
             start: day("2025-10-01"),
             end: day("2026-09-30"),
             visibility: ChargeVisibility::default(),
@@ -836,6 +840,78 @@ async fn overview_tile_chart_and_usage_page_show_the_statements_figures() {
             format!("{}.{:02}", cents / 100, cents % 100),
             want,
             "{month}: parts"
+        );
+    }
+}
+
+#[tokio::test]
+async fn charts_read_in_each_currencys_decimals() {
+    let app = spawn_app().await;
+    let admin_id = app.users[ADMIN];
+    for (n, currency, exponent) in [("500500", "CLF", 4u32), ("600600", "JPY", 0)] {
+        app.blocking(move |s| {
+            create_enrollment_in(s, n, currency, &[("Research", "r1", G1), ("", "s1", G2)]);
+            ingest_rows(
+                s,
+                n,
+                &[
+                    (
+                        "c1".into(),
+                        G1,
+                        "2025-11-03".into(),
+                        "FLAT01",
+                        "1234.567".into(),
+                    ),
+                    (
+                        "c2".into(),
+                        G2,
+                        "2025-11-04".into(),
+                        "TIER01",
+                        "321.5".into(),
+                    ),
+                ],
+            );
+            s.grant_role(
+                admin_id,
+                &Role {
+                    enrollment: num(n),
+                    scope: Scope::Enrollment,
+                    read_only: false,
+                },
+            )
+            .expect("grant role");
+        })
+        .await;
+        let admin = app.sign_in(ADMIN).await;
+        let want = app
+            .blocking(move |s| {
+                let st = meterbook_core::ledger::statement(s, &num(n), period("202511"))
+                    .expect("statement");
+                st.total_usage.format(exponent)
+            })
+            .await;
+        assert_ne!(want, meterbook_core::Money::ZERO.format(exponent));
+        let page = app.get(&format!("/portal/e/{n}"), &admin).await;
+        assert_eq!(page.status, 200, "{}", page.describe());
+        assert_eq!(bar_total(&page.body, "Nov"), want, "{currency}");
+        let usage = app
+            .get(
+                &format!("/portal/e/{n}/usage?from=202511&to=202511"),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            usage_total(&usage.body).trim_end_matches(&format!(" {currency}")),
+            want
+        );
+        // The chart of the Usage page reads the same.
+        let chart = usage
+            .body
+            .replace("<h2>Departments", "<h2>Usage history</h2><h2>");
+        assert_eq!(
+            bar_total(&chart, "Nov"),
+            want,
+            "{currency}: the Usage page's chart"
         );
     }
 }
