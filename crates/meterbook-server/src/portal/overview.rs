@@ -170,7 +170,15 @@ async fn overview(
     let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
     let series: Vec<(String, Vec<i128>)> = groups
         .into_iter()
-        .map(|(g, v)| (g.name().to_string(), v))
+        .map(|(g, v)| {
+            // Accounts without a department stand beside the departments (as on
+            // the Usage page): said so, since the chart has no Kind column.
+            let name = match &g {
+                Group::Account(a) => format!("{a} (no department)"),
+                g => g.name().to_string(),
+            };
+            (name, v)
+        })
         .collect();
     let money_fmt = move |v: i128| format::minor(v, exp);
     let chart = Stacked {
