@@ -61,7 +61,11 @@ fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
 type OwnedMeter = (String, String, Vec<(String, String)>, u8);
 
 fn setup<S: Store>(s: &S, meters: &[Meter]) {
-    enrollment(s, "USD");
+    setup_in(s, meters, "USD")
+}
+
+fn setup_in<S: Store>(s: &S, meters: &[Meter], currency: &str) {
+    enrollment(s, currency);
     let owned: Vec<OwnedMeter> = meters
         .iter()
         .enumerate()
@@ -280,6 +284,178 @@ pub fn files_near_the_limits<S: Store>(make: &dyn Fn() -> S, cases: u32) {
                     prop_assert!(st.utilized >= Money::ZERO, "{:?}", st);
                 }
                 prop_assert!(total <= MAX_CHARGES, "{}", total);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Late rows: dated in January, ingested after it closed, so booked in
+/// February as corrections.
+fn late_rows_strategy() -> impl Strategy<Value = Vec<Row>> {
+    prop::collection::vec((0usize..4, 0usize..3, 0i32..31, 0u64..90_000_000), 0..6).prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (sub, m, d, q))| {
+                let date = day("2025-01-01").add_days(d).to_string();
+                row(
+                    &format!("late-{i:03}"),
+                    SUBS[sub],
+                    &date,
+                    &format!("m{m}"),
+                    &format!("{}.{:06}", q / 1_000_000, q % 1_000_000),
+                )
+            })
+            .collect()
+    })
+}
+
+/// For every period (and both together), scope (the enterprise, each
+/// department, each account), focus inside it and grouping, the figures the
+/// portal shows tie out: a scope's charges are the statement's (enterprise) or
+/// its usage report's exact costs rounded once (department, account); every
+/// breakdown's parts add up to its totals; and a focus below the scope shows
+/// the part its group has one level up. Enrollments have tiers, all three kinds
+/// of charges, corrections, a subscription move, and USD, JPY or CLF.
+pub fn figures_tie_out<S: Store>(make: &dyn Fn() -> S, cases: u32) {
+    use meterbook_core::access::Scope;
+    use meterbook_core::figures::{breakdown, scope_charges, Focus, Group, Grouping};
+    use meterbook_core::summary::usage_summary;
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    let strategy = (
+        prop::collection::vec(meter_strategy(), 3),
+        rows_strategy(),
+        late_rows_strategy(),
+        0usize..3,
+        prop::option::of((0usize..4, 0usize..3, 0i32..59)),
+    );
+    runner
+        .run(&strategy, |(meters, rows, late, currency, moved)| {
+            let (currency, exp) = [("USD", 2), ("JPY", 0), ("CLF", 4)][currency];
+            let s = make();
+            setup_in(&s, &meters, currency);
+            if let Some((sub, to, d)) = moved {
+                s.move_subscription(
+                    &n(),
+                    SUBS[sub],
+                    ["a1", "b1", "c1"][to],
+                    day("2025-01-01").add_days(d),
+                )
+                .expect("move");
+            }
+            ingest_ok(&s, &rows);
+            close(&s, "202501");
+            ingest_ok(&s, &late);
+            let h = s.hierarchy(&n()).expect("hierarchy");
+            let dept = |d: &str| h.department_by_name(d).expect("department").id;
+            let acct = |a: &str| h.account_by_name(a).expect("account").id;
+            let scopes: [(Scope, &[&str], &[&str]); 6] = [
+                (Scope::Enrollment, &[], &[]),
+                (Scope::Department(dept("A")), &[], &["A"]),
+                (Scope::Department(dept("B")), &[], &["B"]),
+                (Scope::Account(acct("a1")), &["a1"], &[]),
+                (Scope::Account(acct("b1")), &["b1"], &[]),
+                (Scope::Account(acct("c1")), &["c1"], &[]),
+            ];
+            let (jan, feb) = (period("202501"), period("202502"));
+            for (scope, accounts, departments) in scopes {
+                let summary = usage_summary(&s, &n(), scope, true, jan, feb).expect("summary");
+                let totals =
+                    scope_charges(&s, &n(), scope, &summary, jan, feb, exp).expect("charges");
+                for (i, p) in ["202501", "202502"].into_iter().enumerate() {
+                    let want = if scope == Scope::Enrollment {
+                        let st = statement(&s, p);
+                        st.total_usage
+                            .checked_add(st.marketplace_charges)
+                            .expect("in range")
+                    } else {
+                        usage_csv(&s, p, accounts, departments)
+                            .1
+                            .cost
+                            .round_to_minor(exp)
+                            .expect("in range")
+                    };
+                    prop_assert_eq!(totals[i], want, "{:?} {} {}", scope, p, currency);
+                }
+                let periods = [jan, feb];
+                let top = breakdown(
+                    &summary,
+                    &totals,
+                    &periods,
+                    &Focus::Scope,
+                    Grouping::Hierarchy,
+                    exp,
+                )
+                .expect("breakdown");
+                let mut focuses = vec![Focus::Scope];
+                for g in top.groups.keys() {
+                    match g {
+                        Group::Department(d) => {
+                            focuses.push(Focus::Department(d.clone()));
+                            for r in summary.iter().filter(|r| r.department.as_ref() == Some(d)) {
+                                let account = r.account.clone().expect("an account");
+                                let f = Focus::Account {
+                                    department: Some(d.clone()),
+                                    account,
+                                };
+                                if !focuses.contains(&f) {
+                                    focuses.push(f);
+                                }
+                            }
+                        }
+                        Group::Account(a) => focuses.push(Focus::Account {
+                            department: None,
+                            account: a.clone(),
+                        }),
+                        _ => {}
+                    }
+                }
+                for focus in &focuses {
+                    for grouping in [Grouping::Hierarchy, Grouping::Service] {
+                        let b = breakdown(&summary, &totals, &periods, focus, grouping, exp)
+                            .expect("breakdown");
+                        for i in 0..periods.len() {
+                            let parts: i64 = b.groups.values().map(|v| v[i].0).sum();
+                            prop_assert_eq!(
+                                parts,
+                                b.totals[i].0,
+                                "{:?} {:?} {:?} {}",
+                                scope,
+                                focus,
+                                grouping,
+                                i
+                            );
+                        }
+                        let whole = match focus {
+                            Focus::Scope => totals.clone(),
+                            Focus::Department(d) => {
+                                top.groups[&Group::Department(d.clone())].clone()
+                            }
+                            Focus::Account {
+                                department: None,
+                                account,
+                            } => top.groups[&Group::Account(account.clone())].clone(),
+                            Focus::Account {
+                                department: Some(d),
+                                account,
+                            } => breakdown(
+                                &summary,
+                                &totals,
+                                &periods,
+                                &Focus::Department(d.clone()),
+                                Grouping::Hierarchy,
+                                exp,
+                            )
+                            .expect("breakdown")
+                            .groups[&Group::Account(account.clone())]
+                                .clone(),
+                        };
+                        prop_assert_eq!(&b.totals, &whole, "{:?} {:?}", scope, focus);
+                    }
+                }
             }
             Ok(())
         })

@@ -8,6 +8,7 @@
 pub mod access;
 pub mod calendar;
 pub mod enrollment;
+pub mod figures;
 pub mod fixed;
 pub mod hierarchy;
 pub mod ingest;

@@ -29,6 +29,18 @@ impl ChargeTotals {
     pub fn total(&self) -> Result<Amount, Overflow> {
         Amount::checked_sum([self.commitment, self.billed_separately, self.marketplace])
     }
+
+    /// The period's charges as the statement bills them: each kind rounded
+    /// half-even to the minor unit, then added (commitment-eligible + billed
+    /// separately + marketplace). Can differ from [`Self::total`] rounded by
+    /// a unit or so; the statement's figure is the one every page shows.
+    pub fn billed(&self, exponent: u32) -> Result<Money, Overflow> {
+        Money::checked_sum([
+            self.commitment.round_to_minor(exponent)?,
+            self.billed_separately.round_to_minor(exponent)?,
+            self.marketplace.round_to_minor(exponent)?,
+        ])
+    }
 }
 
 /// A purchase or adjustment line.

@@ -115,11 +115,15 @@ impl UsageSource for Rows<'_> {
 }
 
 fn create_enrollment(store: &SqliteStore, n: &str, rows: &[(&str, &str, &str)]) {
+    create_enrollment_in(store, n, "USD", rows)
+}
+
+fn create_enrollment_in(store: &SqliteStore, n: &str, currency: &str, rows: &[(&str, &str, &str)]) {
     store
         .create_enrollment(&NewEnrollment {
             number: num(n),
             name: format!("Enrollment {n}"),
-            currency: Currency::parse("USD").expect("currency"),
+            currency: Currency::parse(currency).expect("currency"),
             start: day("2025-10-01"),
             end: day("2026-09-30"),
             visibility: ChargeVisibility::default(),
@@ -692,6 +696,224 @@ async fn usage_totals_equal_the_usage_report_for_the_same_period_and_scope() {
         .await;
     assert_eq!((rows as u64, cost), (want.rows, Some(want.cost)));
     assert!(want.rows > 0 && want.rows < 240 / 3);
+}
+
+/// A figure as the page shows it, without separators or currency: `1234.56`.
+fn plain(s: &str) -> String {
+    s.trim().trim_end_matches(" USD").replace(',', "")
+}
+
+/// The value of the overview's figure `label`.
+fn tile(page: &str, label: &str) -> String {
+    let key = format!("<h2>{label}</h2><p class=\"value\">");
+    let i = page.find(&key).expect("the figure") + key.len();
+    plain(&page[i..i + page[i..].find("</p>").expect("value end")])
+}
+
+/// The total written above the usage-history chart's bar for `month` (`Nov`).
+fn bar_total(page: &str, month: &str) -> String {
+    let chart = &page[page.find("<h2>Usage history</h2>").expect("the history")..];
+    let end = chart
+        .find(&format!(">{month}</text>"))
+        .expect("the month's bar");
+    let before = &chart[..end];
+    let i = before.rfind("fill=\"#333\">").expect("a bar total") + "fill=\"#333\">".len();
+    plain(&before[i..i + before[i..].find("</text>").expect("text end")])
+}
+
+/// The charges of the Usage page's total row.
+fn usage_total(page: &str) -> String {
+    let row = &page[page.find("class=\"total\"").expect("a total row")..];
+    let row = &row[..row.find("</tr>").expect("row end")];
+    let i = row.rfind("<td class=\"num\">").expect("charges") + "<td class=\"num\">".len();
+    plain(&row[i..i + row[i..].find("</td>").expect("cell end")])
+}
+
+/// The cells of a table's rows whose first cell (a row header) is a name:
+/// name → the `num` cells' texts.
+fn named_rows(table: &str) -> HashMap<String, Vec<String>> {
+    let mut out = HashMap::new();
+    for tr in table.split("<tr").skip(1) {
+        let Some(h) = tr.find("<th scope=\"row\">") else {
+            continue;
+        };
+        let name = &tr[h + "<th scope=\"row\">".len()..];
+        let name = &name[..name.find("</th>").expect("header end")];
+        let cells = tr
+            .split("<td class=\"num\">")
+            .skip(1)
+            .map(|c| plain(&c[..c.find("</td>").expect("cell end")]))
+            .collect();
+        out.insert(name.to_string(), cells);
+    }
+    out
+}
+
+#[tokio::test]
+async fn overview_tile_chart_and_usage_page_show_the_statements_figures() {
+    let app = spawn_app().await;
+    // Usage this month too (the overview's tile is the current month's; the
+    // term ends in September 2026, so that is September), with fractions of
+    // a cent in every row.
+    app.blocking(|s| {
+        s.import_prices(&num(N), period("202609"), &price_sheet())
+            .expect("prices");
+        let rows: Vec<SeedRow> = (0..60)
+            .map(|i| {
+                (
+                    format!("sep{i:03}"),
+                    [G1, G2, G3, G4][i % 4],
+                    format!("2026-09-{:02}", 1 + i % 28),
+                    if i % 5 == 0 { "TIER01" } else { "FLAT01" },
+                    format!("{}.{:03}", 3 + i % 11, (i * 131) % 1000),
+                )
+            })
+            .collect();
+        ingest_rows(s, N, &rows);
+    })
+    .await;
+    let admin = app.sign_in(ADMIN).await;
+    let statement = |p: &'static str| {
+        app.blocking(move |s| {
+            let st = meterbook_core::ledger::statement(s, &num(N), period(p)).expect("statement");
+            // What balancesummary serves: totalUsage and marketplaceCharges.
+            st.total_usage
+                .checked_add(st.marketplace_charges)
+                .expect("in range")
+                .format(2)
+        })
+    };
+    let overview = app.get(&app.e(""), &admin).await;
+    assert_eq!(overview.status, 200, "{}", overview.describe());
+    let by_service = app.get(&app.e("?by=service"), &admin).await;
+    let sep = statement("202609").await;
+    assert_ne!(sep, "0.00");
+    assert_eq!(tile(&overview.body, "Charges this month"), sep);
+    for (p, month) in [
+        ("202510", "Oct"),
+        ("202511", "Nov"),
+        ("202512", "Dec"),
+        ("202609", "Sep"),
+    ] {
+        let want = statement(p).await;
+        assert_eq!(
+            bar_total(&overview.body, month),
+            want,
+            "{month}: by department"
+        );
+        assert_eq!(
+            bar_total(&by_service.body, month),
+            want,
+            "{month}: by service"
+        );
+        let usage = app
+            .get(
+                &app.e(&format!("/usage?from={p}&to={p}&by=service")),
+                &admin,
+            )
+            .await;
+        assert_eq!(usage.status, 200, "{}", usage.describe());
+        assert_eq!(usage_total(&usage.body), want, "{month}: the Usage page");
+        // Each service has the same figure on both pages, and they add up.
+        let column = [
+            "202510", "202511", "202512", "202601", "202602", "202603", "202604", "202605",
+            "202606", "202607", "202608", "202609",
+        ]
+        .iter()
+        .position(|x| *x == p)
+        .expect("a month of the chart");
+        let services = named_rows(&usage.body);
+        let mut cents = 0i64;
+        for (name, cells) in named_rows(&by_service.body) {
+            let usage_row = &services[&name];
+            assert_eq!(
+                usage_row.last(),
+                Some(&cells[column]),
+                "{month}: {name} on the overview and the Usage page"
+            );
+            cents += cells[column]
+                .replace('.', "")
+                .parse::<i64>()
+                .expect("cents");
+        }
+        assert_eq!(
+            format!("{}.{:02}", cents / 100, cents % 100),
+            want,
+            "{month}: parts"
+        );
+    }
+}
+
+#[tokio::test]
+async fn charts_read_in_each_currencys_decimals() {
+    let app = spawn_app().await;
+    let admin_id = app.users[ADMIN];
+    for (n, currency, exponent) in [("500500", "CLF", 4u32), ("600600", "JPY", 0)] {
+        app.blocking(move |s| {
+            create_enrollment_in(s, n, currency, &[("Research", "r1", G1), ("", "s1", G2)]);
+            ingest_rows(
+                s,
+                n,
+                &[
+                    (
+                        "c1".into(),
+                        G1,
+                        "2025-11-03".into(),
+                        "FLAT01",
+                        "1234.567".into(),
+                    ),
+                    (
+                        "c2".into(),
+                        G2,
+                        "2025-11-04".into(),
+                        "TIER01",
+                        "321.5".into(),
+                    ),
+                ],
+            );
+            s.grant_role(
+                admin_id,
+                &Role {
+                    enrollment: num(n),
+                    scope: Scope::Enrollment,
+                    read_only: false,
+                },
+            )
+            .expect("grant role");
+        })
+        .await;
+        let admin = app.sign_in(ADMIN).await;
+        let want = app
+            .blocking(move |s| {
+                let st = meterbook_core::ledger::statement(s, &num(n), period("202511"))
+                    .expect("statement");
+                st.total_usage.format(exponent)
+            })
+            .await;
+        assert_ne!(want, meterbook_core::Money::ZERO.format(exponent));
+        let page = app.get(&format!("/portal/e/{n}"), &admin).await;
+        assert_eq!(page.status, 200, "{}", page.describe());
+        assert_eq!(bar_total(&page.body, "Nov"), want, "{currency}");
+        let usage = app
+            .get(
+                &format!("/portal/e/{n}/usage?from=202511&to=202511"),
+                &admin,
+            )
+            .await;
+        assert_eq!(
+            usage_total(&usage.body).trim_end_matches(&format!(" {currency}")),
+            want
+        );
+        // The chart of the Usage page reads the same.
+        let chart = usage
+            .body
+            .replace("<h2>Departments", "<h2>Usage history</h2><h2>");
+        assert_eq!(
+            bar_total(&chart, "Nov"),
+            want,
+            "{currency}: the Usage page's chart"
+        );
+    }
 }
 
 #[tokio::test]

@@ -66,6 +66,12 @@ fn property_files_near_the_limits() {
 }
 
 #[test]
+fn property_figures_tie_out() {
+    let stores = Stores::new();
+    properties::figures_tie_out(&|| stores.make(), 48);
+}
+
+#[test]
 fn property_ingest_order_does_not_matter() {
     let stores = Stores::new();
     properties::ingest_order_does_not_matter(&|| stores.make(), 24);

@@ -8,8 +8,8 @@ pub struct Stacked {
     /// (series name, one value per label); values are non-negative integers
     /// in any unit (minor currency units, millionths).
     pub series: Vec<(String, Vec<i128>)>,
-    /// How a bar's total reads in its tooltip.
-    pub format: fn(i128) -> String,
+    /// How a value reads (a closure: money needs its currency's exponent).
+    pub format: Box<dyn Fn(i128) -> String + Send>,
 }
 
 /// Colour-blind-safe palette (Okabe–Ito), cycled.
@@ -34,6 +34,16 @@ impl Stacked {
                 self.series
                     .iter()
                     .map(|(_, v)| v.get(i).copied().unwrap_or(0).max(0))
+                    .sum()
+            })
+            .collect();
+        // A bar's label is its signed total (credits included), the figure the
+        // page's tables show; its height stacks the positive segments.
+        let sums: Vec<i128> = (0..self.labels.len())
+            .map(|i| {
+                self.series
+                    .iter()
+                    .map(|(_, v)| v.get(i).copied().unwrap_or(0))
                     .sum()
             })
             .collect();
@@ -68,13 +78,13 @@ impl Stacked {
                     esc(&(self.format)(v))
                 ));
             }
-            if totals[i] > 0 {
+            if totals[i] > 0 || sums[i] != 0 {
                 // The bar's total above it: the chart reads without hovering.
                 out.push_str(&format!(
                     r##"<text x="{}" y="{}" text-anchor="middle" font-size="10" fill="#333">{}</text>"##,
                     x + bar / 2,
                     (y - 3).max(9),
-                    esc(&(self.format)(totals[i]))
+                    esc(&(self.format)(sums[i]))
                 ));
             }
             out.push_str(&format!(
@@ -113,7 +123,7 @@ mod tests {
             title: "Usage <by> dept".into(),
             labels: vec!["Jan".into(), "Feb".into()],
             series: vec![("A&B".into(), vec![100, 50]), ("C".into(), vec![100, 0])],
-            format: |v| v.to_string(),
+            format: Box::new(|v| v.to_string()),
         };
         let svg = c.svg();
         assert!(svg.starts_with("<svg"));
@@ -129,5 +139,17 @@ mod tests {
             "zero segments are not drawn"
         );
         assert!(c.legend().contains("A&amp;B"));
+    }
+
+    #[test]
+    fn a_bar_reads_its_signed_total() {
+        // A credit (negative segment) lowers the total the bar is labelled with.
+        let c = Stacked {
+            title: "t".into(),
+            labels: vec!["Jan".into()],
+            series: vec![("A".into(), vec![500]), ("B".into(), vec![-120])],
+            format: Box::new(|v| v.to_string()),
+        };
+        assert!(c.svg().contains(">380</text>"), "{}", c.svg());
     }
 }

@@ -29,6 +29,14 @@ pub fn money(m: Money, exponent: u32, currency: &str) -> String {
     format!("{} {currency}", group(&m.format(exponent)))
 }
 
+/// Minor units of a currency with `exponent` decimals, grouped: `1,234.5678`
+/// for CLF, `1,234` for JPY (a chart's values and totals).
+pub fn minor(v: i128, exponent: u32) -> String {
+    let mut s = String::new();
+    write_fixed(&mut s, v, exponent, exponent);
+    group(&s)
+}
+
 /// An exact amount rounded half-even to the currency's minor unit, for reading.
 /// Amounts shown are within the supported ranges, which fit the minor unit;
 /// one that did not is shown as such rather than wrapped.
@@ -58,6 +66,10 @@ mod tests {
         assert_eq!(group("999"), "999");
         assert_eq!(money(Money(123456789), 2, "USD"), "1,234,567.89 USD");
         assert_eq!(money(Money(1500), 0, "JPY"), "1,500 JPY");
+        // Each currency's own decimals: CLF has 4, JPY none.
+        assert_eq!(minor(12_345_678, 4), "1,234.5678");
+        assert_eq!(minor(-1_500, 0), "-1,500");
+        assert_eq!(minor(123_456_789, 2), "1,234,567.89");
         assert_eq!(quantity(1_234_567_890_000), "1,234,567.89");
         // Half-even to two places: 0.005 → 0.00, 0.015 → 0.02.
         assert_eq!(quantity(5_000), "0");

@@ -8,6 +8,7 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::Router;
+use meterbook_core::figures::{self, Focus, Group, Grouping};
 use meterbook_core::summary::usage_summary;
 use meterbook_core::{Day, Period};
 use serde::Deserialize;
@@ -65,7 +66,7 @@ async fn overview(
     let first = e.first_period().max(prev_n(cur, 11));
     let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
     let sees_balance = scope.sees_balance();
-    let (summary, statements) = state
+    let (summary, statements, scope_totals) = state
         .blocking(move |s| {
             let sum = usage_summary(s, &number, scope, costs, first, cur)?;
             let sts = if sees_balance {
@@ -76,20 +77,26 @@ async fn overview(
             } else {
                 Vec::new()
             };
-            Ok((sum, sts))
+            // The figures every page shows (the statement's, for the enterprise).
+            let totals = if costs {
+                figures::scope_charges(s, &number, scope, &sum, first, cur, exp)?
+            } else {
+                Vec::new()
+            };
+            Ok((sum, sts, totals))
         })
         .await?;
     let ccy = e.currency.code().to_string();
-    let mut figures = Vec::new();
+    let mut tiles = Vec::new();
     if let Some(st) = statements.last() {
-        figures.push(Figure {
+        tiles.push(Figure {
             label: "Remaining commitment".into(),
             value: format::money(st.ending_balance, exp, &ccy),
             note: format!("end of {}", label(cur)),
         });
         // The same figure every role reads: all charges, marketplace included
         // (the Usage page's total for the month).
-        figures.push(Figure {
+        tiles.push(Figure {
             label: "Charges this month".into(),
             value: format::money(
                 st.total_usage
@@ -100,7 +107,7 @@ async fn overview(
             ),
             note: format!("{} so far, marketplace included", label(cur)),
         });
-        figures.push(Figure {
+        tiles.push(Figure {
             label: "Overage this month".into(),
             value: format::money(st.total_overage, exp, &ccy),
             note: if st.total_overage.0 > 0 {
@@ -109,54 +116,71 @@ async fn overview(
                 "none".into()
             },
         });
-        figures.push(Figure {
+        tiles.push(Figure {
             label: "Marketplace this month".into(),
             value: format::money(st.marketplace_charges, exp, &ccy),
             note: "not drawn from the commitment".into(),
         });
     } else {
         let this: Vec<_> = summary.iter().filter(|r| r.period == cur).collect();
-        if costs {
-            let total = meterbook_core::Amount::checked_sum(this.iter().map(|r| r.cost))
-                .map_err(out_of_range)?;
-            figures.push(Figure {
+        if let Some(total) = scope_totals.last() {
+            tiles.push(Figure {
                 label: "Charges this month".into(),
-                value: format::amount(total, exp, &ccy),
+                value: format::money(*total, exp, &ccy),
                 note: format!("{} so far, your accounts, marketplace included", label(cur)),
             });
         }
-        figures.push(Figure {
+        tiles.push(Figure {
             label: "Usage records this month".into(),
             value: format::group(&this.iter().map(|r| r.rows).sum::<i64>().to_string()),
             note: format!("{}, your accounts", label(cur)),
         });
     }
-    // History: periods × (department or service).
+    // History: periods × (department or service), the bars' totals the
+    // periods' charges as billed, split into parts that add up to them.
     let periods: Vec<Period> = first.through(cur).collect();
-    let mut groups: BTreeMap<String, Vec<i128>> = BTreeMap::new();
-    for r in &summary {
-        let key = if by_service {
-            r.service.clone()
-        } else {
-            r.department
-                .clone()
-                .unwrap_or_else(|| "(no department)".into())
-        };
-        let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
-        let v = groups.entry(key).or_insert_with(|| vec![0; periods.len()]);
-        v[i] += if costs {
-            r.cost.round_to_minor(exp).map_err(out_of_range)?.0 as i128
-        } else {
-            r.rows as i128
-        };
-    }
-    let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
-    let series: Vec<(String, Vec<i128>)> = groups.into_iter().collect();
-    let money_fmt: fn(i128) -> String = match exp {
-        0 => |v| format::group(&v.to_string()),
-        3 => |v| format::group(&meterbook_core::Money(v as i64).format(3)),
-        _ => |v| format::group(&meterbook_core::Money(v as i64).format(2)),
+    let grouping = if by_service {
+        Grouping::Service
+    } else {
+        Grouping::Hierarchy
     };
+    let groups: BTreeMap<Group, Vec<i128>> = if costs {
+        figures::breakdown(
+            &summary,
+            &scope_totals,
+            &periods,
+            &Focus::Scope,
+            grouping,
+            exp,
+        )?
+        .groups
+        .into_iter()
+        .map(|(g, v)| (g, v.into_iter().map(|m| m.0 as i128).collect()))
+        .collect()
+    } else {
+        let mut counts: BTreeMap<Group, Vec<i128>> = BTreeMap::new();
+        for r in &summary {
+            let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
+            counts
+                .entry(figures::group_of(r, &Focus::Scope, grouping))
+                .or_insert_with(|| vec![0; periods.len()])[i] += r.rows as i128;
+        }
+        counts
+    };
+    let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
+    let series: Vec<(String, Vec<i128>)> = groups
+        .into_iter()
+        .map(|(g, v)| {
+            // Accounts without a department stand beside the departments (as on
+            // the Usage page): said so, since the chart has no Kind column.
+            let name = match &g {
+                Group::Account(a) => format!("{a} (no department)"),
+                g => g.name().to_string(),
+            };
+            (name, v)
+        })
+        .collect();
+    let money_fmt = move |v: i128| format::minor(v, exp);
     let chart = Stacked {
         title: format!(
             "{} by {}, {} to {}",
@@ -168,9 +192,9 @@ async fn overview(
         labels: labels.clone(),
         series: series.clone(),
         format: if costs {
-            money_fmt
+            Box::new(money_fmt)
         } else {
-            |v| format::group(&v.to_string())
+            Box::new(|v| format::group(&v.to_string()))
         },
     };
     let balance_svg = if statements.is_empty() {
@@ -186,7 +210,7 @@ async fn overview(
                     .map(|s| s.ending_balance.0.max(0) as i128)
                     .collect(),
             )],
-            format: money_fmt,
+            format: Box::new(money_fmt),
         }
         .svg()
     };
@@ -209,7 +233,7 @@ async fn overview(
     Ok(render(&OverviewPage {
         nav: page.nav(Tab::Overview),
         freshness,
-        figures,
+        figures: tiles,
         by_service,
         chart_svg: chart.svg(),
         chart_legend: chart.legend(),

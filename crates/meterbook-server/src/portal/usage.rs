@@ -22,11 +22,12 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use meterbook_core::access::Scope;
+use meterbook_core::figures::{self, Focus, Group, Grouping};
 use meterbook_core::fixed::Overflow;
 use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::store::{StoreError, UsageSelection};
 use meterbook_core::summary::{usage_summary, SummaryRow};
-use meterbook_core::{Amount, Day, Period};
+use meterbook_core::{Amount, Day, Money, Period};
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
 use serde::Deserialize;
@@ -278,11 +279,18 @@ async fn usage(
     let (from, to) = span(&page, &q)?;
     let by_service = q.by == "service";
     let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
-    let (h, summary) = state
+    let exp = page.e.currency.exponent();
+    let (h, summary, scope_totals) = state
         .blocking(move |s| {
             let h = s.hierarchy(&number)?;
             let sum = usage_summary(s, &number, scope, costs, from, to)?;
-            Ok((h, sum))
+            // The figures every page shows (the statement's, for the enterprise).
+            let totals = if costs {
+                figures::scope_charges(s, &number, scope, &sum, from, to, exp)?
+            } else {
+                Vec::new()
+            };
+            Ok((h, sum, totals))
         })
         .await?;
     let (department, account) = checked_filters(scope, &h, &q.department, &q.account)?;
@@ -300,7 +308,6 @@ async fn usage(
         (None, None) => Level::Top,
     };
     let e = &page.e;
-    let exp = e.currency.exponent();
     let ccy = e.currency.code().to_string();
     let base = format!("/portal/e/{}/usage", page.n);
     let span_q = format!("from={from}&to={to}");
@@ -309,86 +316,105 @@ async fn usage(
 
     let periods: Vec<Period> = from.through(to).collect();
     let np = periods.len();
+    let focus = match &level {
+        Level::Top => Focus::Scope,
+        Level::Department(d) => Focus::Department(d.clone()),
+        Level::Account(a) => Focus::Account {
+            department: department.clone(),
+            account: a.clone(),
+        },
+    };
+    let grouping = if by_service {
+        Grouping::Service
+    } else {
+        Grouping::Hierarchy
+    };
     let selected: Vec<&SummaryRow> = summary
         .iter()
-        .filter(|r| match &level {
-            Level::Top => true,
-            Level::Department(d) => r.department.as_deref() == Some(d.as_str()),
-            Level::Account(a) => r.account.as_deref() == Some(a.as_str()),
-        })
+        .filter(|r| figures::in_focus(r, &focus))
         .collect();
 
-    // Groups: (sort key, name, kind, next level) → figures; for services, meters below.
-    type Key = (String, String, &'static str, Option<String>);
-    let mut groups: BTreeMap<Key, Agg> = BTreeMap::new();
-    let mut meters: BTreeMap<(String, String, String), Agg> = BTreeMap::new();
+    // Records and quantities per group (and, for services, per meter below).
+    let mut groups: BTreeMap<Group, Agg> = BTreeMap::new();
+    let mut meters: BTreeMap<(Group, String, String), Agg> = BTreeMap::new();
     let mut total = Agg::default();
     for r in &selected {
         let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
         total.add(i, np, r)?;
-        let key: Key = if by_service {
-            let svc = if r.service.is_empty() {
-                "(no service)".to_string()
-            } else {
-                r.service.clone()
-            };
+        let g = figures::group_of(r, &focus, grouping);
+        if by_service {
             let m = meters
-                .entry((svc.clone(), r.meter_id.clone(), r.unit.clone()))
+                .entry((g.clone(), r.meter_id.clone(), r.unit.clone()))
                 .or_default();
             m.unit = r.unit.clone();
             m.add(i, np, r)?;
-            (svc.clone(), svc, "Service", None)
-        } else {
-            match &level {
-                Level::Top => match (&r.department, &r.account) {
-                    (Some(d), _) => (
-                        format!("0{d}"),
-                        d.clone(),
-                        "Department",
-                        Some(link(&format!("&department={}", enc(d)))),
-                    ),
-                    (None, Some(a)) => (
-                        format!("1{a}"),
-                        a.clone(),
-                        "Account (no department)",
-                        Some(link(&format!("&account={}", enc(a)))),
-                    ),
-                    (None, None) => ("2".into(), "(unassigned)".into(), "", None),
-                },
-                Level::Department(_) => match &r.account {
-                    Some(a) => (
-                        a.clone(),
-                        a.clone(),
-                        "Account",
-                        Some(link(&format!("&account={}", enc(a)))),
-                    ),
-                    None => ("~".into(), "(unassigned)".into(), "", None),
-                },
-                Level::Account(_) => (
-                    r.subscription.clone(),
-                    r.subscription.clone(),
-                    "Subscription",
-                    None,
-                ),
-            }
-        };
-        groups.entry(key).or_default().add(i, np, r)?;
+        }
+        groups.entry(g).or_default().add(i, np, r)?;
     }
+    // Charges: the view's figures, split into parts that add up to them
+    // (the same split as the overview's chart).
+    let charges = if costs {
+        Some(figures::breakdown(
+            &summary,
+            &scope_totals,
+            &periods,
+            &focus,
+            grouping,
+            exp,
+        )?)
+    } else {
+        None
+    };
+    let parts_of = |g: &Group| -> Vec<Money> {
+        charges
+            .as_ref()
+            .and_then(|c| c.groups.get(g).cloned())
+            .unwrap_or_else(|| vec![Money::ZERO; np])
+    };
+    let sum = |v: &[Money]| Money::checked_sum(v.iter().copied()).map_err(out_of_range);
+    let money = |m: Money| format::money(m, exp, &ccy);
 
-    let money = |a: Amount| format::amount(a, exp, &ccy);
     let mut rows = Vec::new();
-    for ((_, name, kind, href), g) in &groups {
+    for (g, agg) in &groups {
+        let (kind, href) = match g {
+            Group::Department(d) => ("Department", Some(link(&format!("&department={}", enc(d))))),
+            Group::Account(a) => (
+                if matches!(level, Level::Top) {
+                    "Account (no department)"
+                } else {
+                    "Account"
+                },
+                Some(link(&format!("&account={}", enc(a)))),
+            ),
+            Group::Subscription(_) => ("Subscription", None),
+            Group::Service(_) => ("Service", None),
+            Group::Unassigned => ("", None),
+        };
+        let parts = parts_of(g);
         rows.push(Row {
-            name: name.clone(),
+            name: g.name().to_string(),
             kind: kind.to_string(),
-            href: href.clone(),
+            href,
             detail: false,
             quantity: String::new(),
-            records: format::group(&g.rows.to_string()),
-            charges: money(g.cost),
+            records: format::group(&agg.rows.to_string()),
+            charges: money(sum(&parts)?),
         });
         if by_service {
-            for ((_, meter, _), m) in meters.iter().filter(|((svc, _, _), _)| svc == name) {
+            let by_meter = figures::split(
+                &parts,
+                &periods,
+                selected
+                    .iter()
+                    .copied()
+                    .filter(|r| figures::group_of(r, &focus, grouping) == *g),
+                |r| (r.meter_id.clone(), r.unit.clone()),
+                exp,
+            )?;
+            for ((_, meter, unit), m) in meters.iter().filter(|((svc, _, _), _)| svc == g) {
+                let part = by_meter
+                    .get(&(meter.clone(), unit.clone()))
+                    .map_or(Ok(Money::ZERO), |v| sum(v))?;
                 rows.push(Row {
                     name: if meter.is_empty() {
                         "(unknown meter)".into()
@@ -400,29 +426,22 @@ async fn usage(
                     detail: true,
                     quantity: format!("{} {}", format::quantity(m.quantity), m.unit),
                     records: format::group(&m.rows.to_string()),
-                    charges: money(m.cost),
+                    charges: money(part),
                 });
             }
         }
     }
 
     // The chart: one series per group (the 7 largest, the rest as "Other").
-    let value = |rows_n: i64, cost: Amount| -> Result<i128, StoreError> {
-        Ok(if costs {
-            cost.round_to_minor(exp).map_err(out_of_range)?.0 as i128
-        } else {
-            rows_n as i128
-        })
-    };
     let mut series: Vec<(String, Vec<i128>, i128)> = Vec::with_capacity(groups.len());
-    for ((_, name, _, _), g) in &groups {
-        let vals = g
-            .per_period
-            .iter()
-            .map(|(r, c)| value(*r, *c))
-            .collect::<Result<Vec<i128>, _>>()?;
+    for (g, agg) in &groups {
+        let vals: Vec<i128> = if costs {
+            parts_of(g).iter().map(|m| m.0 as i128).collect()
+        } else {
+            agg.per_period.iter().map(|(r, _)| *r as i128).collect()
+        };
         let sum = vals.iter().sum();
-        series.push((name.clone(), vals, sum));
+        series.push((g.name().to_string(), vals, sum));
     }
     series.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     if series.len() > 8 {
@@ -437,10 +456,9 @@ async fn usage(
         series.push(("Other".into(), other, s));
     }
     let series: Vec<(String, Vec<i128>)> = series.into_iter().map(|(n, v, _)| (n, v)).collect();
-    let money_fmt: fn(i128) -> String = match exp {
-        0 => |v| format::group(&v.to_string()),
-        3 => |v| format::group(&meterbook_core::Money(v as i64).format(3)),
-        _ => |v| format::group(&meterbook_core::Money(v as i64).format(2)),
+    let total_charges = match &charges {
+        Some(c) => money(c.total().map_err(out_of_range)?),
+        None => money(Money::ZERO),
     };
     let span_label = if from == to {
         label(from)
@@ -501,9 +519,9 @@ async fn usage(
             .collect(),
         series: series.clone(),
         format: if costs {
-            money_fmt
+            Box::new(move |v| format::minor(v, exp))
         } else {
-            |v| format::group(&v.to_string())
+            Box::new(|v| format::group(&v.to_string()))
         },
     };
     let period_head = periods.iter().map(|p| label(*p)).collect();
@@ -604,13 +622,13 @@ async fn usage(
         chart_svg: chart.svg(),
         chart_legend: chart.legend(),
         chart_caption: if costs {
-            format!("Amounts in {ccy}, rounded to the cent for reading; the downloads are exact.")
+            format!("Amounts in {ccy}: each month's charges as billed (the statement's, for the whole enterprise), its parts rounded to add up to it; the downloads are exact.")
         } else {
             "Your role does not show charges in this enrollment: the chart counts usage records, and downloads show cost and rate as 0.".into()
         },
         rows,
         total_records: format::group(&total.rows.to_string()),
-        total_charges: money(total.cost),
+        total_charges,
         total_rows_raw: total.rows,
         total_cost_exact: total.cost.to_string(),
         period_head,
