@@ -3549,3 +3549,36 @@ fn operator_tokens_are_listed_disabled_and_enabled() {
         "no operator token 0123456789abcdef",
     );
 }
+
+/// A whole period's usage report states the statement's figure (each charge
+/// kind rounded on its own, then added), not its exact total rounded once.
+#[test]
+fn a_period_reports_cost_is_the_statements_figure() {
+    let mb = northwind();
+    let f = mb.file(
+        "tiny.csv",
+        usage_csv(&[
+            row("t-1", SUB_PROD, "2026-11-02", "vm-e4s", "0.015873"),
+            row("t-2", SUB_WEB, "2026-11-02", "waf-pro", "0.008"),
+        ]),
+    );
+    mb.ingest(NW, &f);
+    // 0.003999996 + 0.0036: each rounds to 0.00, their sum would round to 0.01.
+    let r = mb.ok(&format!("report usage --enrollment {NW} --period 202611"));
+    assert!(
+        r.stderr.contains("cost 0.00 USD (exact 0.007599996)"),
+        "{}",
+        r.describe()
+    );
+    let b = mb.table(&format!("balance --enrollment {NW} --period 202611"));
+    assert_eq!(b.get(&b.rows[0], "TotalUsage"), "0.00");
+    // A filtered report has no statement of its own: its exact total, rounded once.
+    let r = mb.ok(&format!(
+        "report usage --enrollment {NW} --period 202611 --account ops-web"
+    ));
+    assert!(
+        r.stderr.contains("cost 0.00 USD (exact 0.0036)"),
+        "{}",
+        r.describe()
+    );
+}

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use meterbook_core::fixed::Amount;
 use meterbook_core::ledger;
 use meterbook_core::store::{MetadataStore, UsageSelection};
-use meterbook_core::{Day, Enrollment, Period};
+use meterbook_core::{Day, Enrollment, EnrollmentNumber, Money, Period};
 use meterbook_io::report::export;
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
@@ -202,10 +202,7 @@ fn run_report(
                     "marketplace"
                 },
                 t.rows,
-                t.cost
-                    .round_to_minor(exp)
-                    .context("the report's total cost exceeds the supported range")?
-                    .format(exp),
+                shown_cost(s, &n, sp, kind, a, t.cost, exp)?.format(exp),
                 meta.currency,
                 exact(t.cost)
             )
@@ -222,6 +219,34 @@ fn run_report(
         meta.generated_at
     );
     Ok(())
+}
+
+/// The cost a usage or marketplace report states: for a whole billing period,
+/// the statement's own figure (each charge kind rounded, then added), so the
+/// summary line agrees with `report balance` to the cent; otherwise the
+/// report's exact total rounded once.
+fn shown_cost(
+    s: &SqliteStore,
+    n: &EnrollmentNumber,
+    span: Span,
+    kind: ReportKind,
+    a: &ReportArgs,
+    exact_total: Amount,
+    exp: u32,
+) -> Result<Money> {
+    let range = || anyhow::anyhow!("the report's total cost exceeds the supported range");
+    match span {
+        Span::Period(p) if a.account.is_empty() && a.department.is_empty() => {
+            let c = ledger::charges(s, n, p)?;
+            let figure = if kind == ReportKind::Marketplace {
+                c.marketplace.round_to_minor(exp)
+            } else {
+                c.billed(exp)
+            };
+            figure.map_err(|_| range())
+        }
+        _ => exact_total.round_to_minor(exp).map_err(|_| range()),
+    }
 }
 
 fn exact(a: Amount) -> String {
