@@ -335,6 +335,8 @@ class Run:
         if not t.eval("!!document.querySelector('form.request')"):
             self.skip("page missing: the advanced report form")
             return
+        # A date range (the form also offers a billing period, as billed).
+        t.eval("document.querySelector('#kind-range').checked = true")
         # Date inputs take their value as ISO text (typing goes by the locale's fields).
         for sel, v in [("#start", self.p_first), ("#end", self.p_last)]:
             t.eval(f"(() => {{ const e = document.querySelector('{sel}'); e.value = '{v}'; e.dispatchEvent(new Event('change', {{bubbles: true}})); }})()")

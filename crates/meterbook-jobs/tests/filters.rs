@@ -162,6 +162,7 @@ fn random_ranges_and_filters_select_exactly_the_stored_rows() {
             &store,
             JobSpec {
                 scope: Scope::Enrollment,
+                billing_period: None,
                 from,
                 to,
                 accounts: accounts.clone(),
@@ -193,6 +194,7 @@ fn a_department_scope_sees_its_accounts_only_and_costs_per_setting() {
     let a = h.department_by_name("A").unwrap().id;
     let spec = JobSpec {
         scope: Scope::Department(a),
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-04-30"),
         accounts: vec![],
@@ -235,6 +237,7 @@ fn requests_are_checked_before_they_queue() {
     let runner = Runner::new(store.clone(), files, JobSettings::default());
     let spec = |from: &str, to: &str, format: &str| JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day(from),
         to: day(to),
         accounts: vec![],
@@ -273,6 +276,7 @@ fn cancel_a_queued_job_and_identical_requests_share_one() {
     let runner = Runner::new(store.clone(), files, JobSettings::default());
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-03-31"),
         accounts: vec!["a1".into(), "c1".into()],
@@ -306,6 +310,7 @@ fn retention_removes_old_jobs_and_their_files() {
     let runner = Runner::new(store.clone(), files.clone(), settings);
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-01-31"),
         accounts: vec![],
@@ -334,6 +339,7 @@ fn rows_are_estimated_only_for_reports_of_the_whole_enrollment() {
     let h = store.hierarchy(&n()).unwrap();
     let whole = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-02-01"),
         to: day("2025-03-31"),
         accounts: vec![],

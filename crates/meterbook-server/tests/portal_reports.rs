@@ -1472,6 +1472,101 @@ async fn a_report_with_charges_is_withheld_once_charges_are_hidden() {
     app.store.set_visibility(&num(N), v).expect("visibility");
     let r = app.get(&dept, &url).await;
     assert_eq!(r.status, 410, "{}", r.text());
+    // The list says so, and offers no Download that would answer 410.
+    for path in ["/reports", "/reports/jobs"] {
+        let html = app.get(&dept, &app.e(path)).await.text();
+        assert!(html.contains(&id[..8]), "{path}");
+        assert!(html.contains("Withheld"), "{path}: {html}");
+        assert!(
+            !html.contains(&format!("/reports/jobs/{id}/download")),
+            "{path}"
+        );
+        assert!(!html.contains(">Ready<"), "{path}");
+    }
+}
+
+/// The advanced form offers a billing period as billed: the job holds the
+/// rows of the period's monthly Usage details download (a correction booked
+/// in it included), not the rows dated in its days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_advanced_report_of_a_billing_period_is_its_usage_details() {
+    let app = spawn_app().await;
+    // Dated in October, which is closed: booked in November as a correction.
+    let late: Vec<SeedRow> = vec![(
+        "late-oct".into(),
+        G1,
+        "2025-10-20".into(),
+        "FLAT01",
+        "3.5".into(),
+    )];
+    ingest(
+        app.store.as_ref(),
+        &num(N),
+        &mut Rows(late.iter(), 0),
+        IngestOptions::default(),
+        &mut |_, _| {},
+    )
+    .expect("ingest the correction");
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    for s in [
+        r#"id="kind-period" name="kind" value="period""#,
+        r#"id="kind-range" name="kind" value="range""#,
+        r#"<label for="period">"#,
+        r#"<option value="202511""#,
+    ] {
+        assert!(html.contains(s), "missing {s}");
+    }
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &admin.csrf),
+                ("kind", "period"),
+                ("period", "202511"),
+                ("start", "2025-11-01"),
+                ("end", "2025-11-30"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = job_of(&r.header("location").expect("location"));
+    let job = app.wait_for_job(&id).await;
+    assert_eq!(job.spec.billing_period, Some(period("202511")));
+    let file = app
+        .get(&admin, &app.e(&format!("/reports/jobs/{id}/download")))
+        .await;
+    assert_eq!(file.status, 200, "{}", file.text());
+    let monthly = app
+        .get(&admin, &app.e("/download/usage?period=202511&format=csv"))
+        .await;
+    assert_eq!(monthly.status, 200);
+    assert_eq!(file.text(), monthly.text());
+    assert!(column(&file.body, "RecordId").contains(&"late-oct".to_string()));
+    let list = app.get(&admin, &app.e("/reports/jobs")).await.text();
+    assert!(list.contains("Billing period"), "{list}");
+
+    // A billing period outside the term is refused on the page, form kept.
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &admin.csrf),
+                ("kind", "period"),
+                ("period", "202401"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("not inside the enrollment"),
+        "{}",
+        r.text()
+    );
 }
 
 /// A portal user past the quota of active jobs sees why on the reports page
