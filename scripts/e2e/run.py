@@ -400,6 +400,11 @@ class Run:
         self.check(status == 200 and isinstance(json.loads(body), list), "the new key reads /v3/enrollments/8608480/billingPeriods (200)", str(status))
         status, _, _ = self.http(f"/v3/enrollments/{self.n}/billingPeriods", headers={"Authorization": f"bearer {key}x"})
         self.check(status == 401, "a mangled key is refused (401)", str(status))
+        # Post/redirect/get: a reload neither shows the key again nor replaces it.
+        t.reload()
+        self.check(not t.eval("!!document.querySelector('#new-key')"), "a reload does not show the key again")
+        status, _, _ = self.http(f"/v3/enrollments/{self.n}/billingPeriods", headers={"Authorization": f"bearer {key}"})
+        self.check(status == 200, "the key still works after a reload (200)", str(status))
         # The auditor (read-only) sees keys but no generate form.
         a = self.tab(AUDITOR)
         a.goto(self.url("/keys"))

@@ -1716,7 +1716,9 @@ async fn roles_that_may_not_change_things_are_refused() {
         let r = app
             .post(&format!("/portal/e/{N}/keys/generate"), Some(&dana), &f)
             .await;
-        assert_eq!(r.status, 200, "{}", r.describe());
+        assert_eq!(r.status, 303, "{}", r.describe());
+        let shown = r.header("location").expect("location");
+        let r = app.get(&shown, Some(&dana)).await;
         assert!(r.body.contains("mbk_"), "the new key is shown");
     }
     // Someone with a role elsewhere gets 404s, whatever their token.

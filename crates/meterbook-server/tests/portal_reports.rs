@@ -1198,6 +1198,9 @@ async fn a_generated_key_is_shown_once_and_works() {
             ],
         )
         .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let shown = r.header("location").expect("location");
+    let r = app.get(&admin, &shown).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     let html = r.text();
@@ -1287,6 +1290,71 @@ async fn a_generated_key_is_shown_once_and_works() {
         .any(|(who, a, _)| who == ADMIN && a == "key-disabled"));
 }
 
+/// Generating is post/redirect/get: the key is shown once on the page the
+/// POST redirects to; reloading that page shows no secret and makes no new
+/// key, so the key just copied keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reloading_the_new_key_page_keeps_the_key() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let form = [
+        ("csrf", admin.csrf.as_str()),
+        ("scope", "enrollment"),
+        ("slot", "primary"),
+        ("days", "20"),
+    ];
+    let r = app.post(&admin, &app.e("/keys/generate"), &form).await;
+    assert_eq!(r.status, 303, "the POST redirects: {}", r.text());
+    let shown = r.header("location").expect("location");
+    assert_eq!(shown, app.e("/keys/new"));
+    let keys_now = || {
+        app.store
+            .keys(&num(N))
+            .expect("keys")
+            .into_iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>()
+    };
+    let made = keys_now();
+    assert_eq!(made.len(), 1);
+
+    let page = app.get(&admin, &shown).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let at = html.find("mbk_").expect("the key is shown");
+    let token: String = html[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let secret = token.rsplit('_').next().expect("secret").to_string();
+
+    // Reloads: no secret, no new key.
+    for _ in 0..2 {
+        let again = app.get(&admin, &shown).await;
+        assert_eq!(again.status, 303);
+        let back = again.header("location").expect("location");
+        let html = app.get(&admin, &back).await.text();
+        assert!(!html.contains(&secret), "the secret is shown again");
+        assert!(html.contains("not shown again"), "{html}");
+    }
+    assert_eq!(keys_now(), made, "a reload made another key");
+    let r = app
+        .send(
+            app.client
+                .get(app.url(&format!("/v3/enrollments/{N}/billingPeriods")))
+                .header("authorization", format!("bearer {token}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the copied key still works: {}", r.text());
+
+    // Another session of the same user never sees it either.
+    let other = app.sign_in(ADMIN).await;
+    let r = app.post(&admin, &app.e("/keys/generate"), &form).await;
+    assert_eq!(r.status, 303);
+    let r = app.get(&other, &shown).await;
+    assert_eq!(r.status, 303, "not another session's key");
+}
+
 #[tokio::test]
 async fn keys_only_for_scopes_the_maker_covers() {
     let app = spawn_app().await;
@@ -1320,7 +1388,7 @@ async fn keys_only_for_scopes_the_maker_covers() {
             &[("csrf", &dept.csrf), ("scope", &a1), ("slot", "secondary")],
         )
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 303);
     let keys = app.store.keys(&num(N)).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].scope, app.scope_of("account", "a1"));
@@ -1346,7 +1414,7 @@ async fn read_only_roles_see_keys_but_cannot_change_them() {
             ],
         )
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 303);
     for who in [READER, DEPT_A_RO] {
         let b = app.sign_in(who).await;
         let html = app.get(&b, &app.e("/keys")).await.text();
