@@ -450,9 +450,14 @@ class Run:
     def manage_page(self):
         if not self.require_page(self.path("/manage"), "Manage"):
             return
-        for email in [AUDITOR, DANA, ERIK]:
+        for email in [DANA, ERIK]:
             status, _, _ = self.http(f"/portal/e/{self.n}/manage", self.cookie(email))
             self.check(status == 403, f"{email}: manage is refused (403)", str(status))
+        # The read-only auditor sees Manage without a form that changes anything.
+        a = self.tab(AUDITOR)
+        a.goto(self.url("/manage"))
+        self.check(a.eval("document.title").startswith("Manage"), "auditor: manage page loads read-only", a.eval("document.title"))
+        self.check(not a.eval("!!document.querySelector('main form')"), "auditor: no manage forms")
         t = self.tab(ADMIN)
         t.goto(self.url("/manage"))
         self.check(t.eval("document.title").startswith("Manage"), "admin: manage page loads", t.eval("document.title"))
