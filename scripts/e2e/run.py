@@ -216,9 +216,11 @@ class Run:
                 ("Charges this month" in text) == sees_costs,
                 f"{email}: charges {'shown' if sees_costs else 'hidden'}",
             )
+            # Enterprise administrators see Manage (read-only for the auditor).
+            manages = email in (ADMIN, AUDITOR)
             self.check(
-                (f'href="/portal/e/{self.n}/manage"' in html) == (email == ADMIN),
-                f"{email}: Manage tab {'offered' if email == ADMIN else 'not offered'}",
+                (f'href="/portal/e/{self.n}/manage"' in html) == manages,
+                f"{email}: Manage tab {'offered' if manages else 'not offered'}",
             )
             table = t.eval("Array.from(document.querySelectorAll('table tbody th')).map(e => e.textContent)") or []
             if email == DANA:
