@@ -264,8 +264,44 @@ fn requests_are_checked_before_they_queue() {
     unknown.accounts = vec!["nobody".into()];
     let e = runner.submit(&n(), unknown, "t").unwrap_err().to_string();
     assert!(e.contains("no account \"nobody\""), "{e}");
+    // A billing period: inside the term, with its own days as the range.
+    let period = |p: &str, from: &str, to: &str| JobSpec {
+        billing_period: Some(p.parse().unwrap()),
+        ..spec(from, to, "csv")
+    };
+    for (s, why) in [
+        (
+            period("202412", "2025-01-01", "2025-01-31"),
+            "not inside the enrollment's term",
+        ),
+        (
+            period("202502", "2025-02-01", "2025-02-27"),
+            "covers 2025-02-01 to 2025-02-28",
+        ),
+    ] {
+        let e = runner.submit(&n(), s, "t").unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+    // A period and the range of its days are different requests.
+    let (by_period, _) = runner
+        .submit(&n(), period("202502", "2025-02-01", "2025-02-28"), "t")
+        .unwrap();
+    let (by_days, created) = runner
+        .submit(&n(), spec("2025-02-01", "2025-02-28", "csv"), "t")
+        .unwrap();
+    assert!(created && by_days.id != by_period.id);
+    assert_eq!(
+        store
+            .job(&by_period.id)
+            .unwrap()
+            .unwrap()
+            .spec
+            .billing_period,
+        Some("202502".parse().unwrap()),
+        "the store keeps the kind"
+    );
     // Nothing of the refused requests was stored.
-    assert_eq!(store.jobs(&n()).unwrap().len(), 1);
+    assert_eq!(store.jobs(&n()).unwrap().len(), 3);
 }
 
 #[test]
