@@ -216,9 +216,11 @@ class Run:
                 ("Charges this month" in text) == sees_costs,
                 f"{email}: charges {'shown' if sees_costs else 'hidden'}",
             )
+            # Enterprise administrators see Manage (read-only for the auditor).
+            manages = email in (ADMIN, AUDITOR)
             self.check(
-                (f'href="/portal/e/{self.n}/manage"' in html) == (email == ADMIN),
-                f"{email}: Manage tab {'offered' if email == ADMIN else 'not offered'}",
+                (f'href="/portal/e/{self.n}/manage"' in html) == manages,
+                f"{email}: Manage tab {'offered' if manages else 'not offered'}",
             )
             table = t.eval("Array.from(document.querySelectorAll('table tbody th')).map(e => e.textContent)") or []
             if email == DANA:
@@ -335,6 +337,8 @@ class Run:
         if not t.eval("!!document.querySelector('form.request')"):
             self.skip("page missing: the advanced report form")
             return
+        # A date range (the form also offers a billing period, as billed).
+        t.eval("document.querySelector('#kind-range').checked = true")
         # Date inputs take their value as ISO text (typing goes by the locale's fields).
         for sel, v in [("#start", self.p_first), ("#end", self.p_last)]:
             t.eval(f"(() => {{ const e = document.querySelector('{sel}'); e.value = '{v}'; e.dispatchEvent(new Event('change', {{bubbles: true}})); }})()")
@@ -398,6 +402,11 @@ class Run:
         self.check(status == 200 and isinstance(json.loads(body), list), "the new key reads /v3/enrollments/8608480/billingPeriods (200)", str(status))
         status, _, _ = self.http(f"/v3/enrollments/{self.n}/billingPeriods", headers={"Authorization": f"bearer {key}x"})
         self.check(status == 401, "a mangled key is refused (401)", str(status))
+        # Post/redirect/get: a reload neither shows the key again nor replaces it.
+        t.reload()
+        self.check(not t.eval("!!document.querySelector('#new-key')"), "a reload does not show the key again")
+        status, _, _ = self.http(f"/v3/enrollments/{self.n}/billingPeriods", headers={"Authorization": f"bearer {key}"})
+        self.check(status == 200, "the key still works after a reload (200)", str(status))
         # The auditor (read-only) sees keys but no generate form.
         a = self.tab(AUDITOR)
         a.goto(self.url("/keys"))
@@ -443,9 +452,14 @@ class Run:
     def manage_page(self):
         if not self.require_page(self.path("/manage"), "Manage"):
             return
-        for email in [AUDITOR, DANA, ERIK]:
+        for email in [DANA, ERIK]:
             status, _, _ = self.http(f"/portal/e/{self.n}/manage", self.cookie(email))
             self.check(status == 403, f"{email}: manage is refused (403)", str(status))
+        # The read-only auditor sees Manage without a form that changes anything.
+        a = self.tab(AUDITOR)
+        a.goto(self.url("/manage"))
+        self.check(a.eval("document.title").startswith("Manage"), "auditor: manage page loads read-only", a.eval("document.title"))
+        self.check(not a.eval("!!document.querySelector('main form')"), "auditor: no manage forms")
         t = self.tab(ADMIN)
         t.goto(self.url("/manage"))
         self.check(t.eval("document.title").startswith("Manage"), "admin: manage page loads", t.eval("document.title"))

@@ -652,6 +652,7 @@ pub fn report_jobs_lifecycle<S: Store>(s: &S) {
     enrollment(s, "USD");
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-01-31"),
         accounts: vec!["b".into(), "a".into()],

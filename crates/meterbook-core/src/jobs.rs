@@ -5,7 +5,7 @@
 //! died is picked up again once the lease runs out.
 
 use crate::access::Scope;
-use crate::calendar::Day;
+use crate::calendar::{Day, Period};
 use crate::enrollment::EnrollmentNumber;
 use crate::store::StoreResult;
 
@@ -77,6 +77,12 @@ impl JobStatus {
 pub struct JobSpec {
     /// The requester's scope: it bounds the rows and decides whether costs show.
     pub scope: Scope,
+    /// Set for a billing-period request: the rows booked in the period, as
+    /// its Usage details report holds them (corrections booked in it
+    /// included, its own days booked later left out); `from` and `to` are
+    /// then the period's days inside the term, for display only. `None`: a
+    /// date range, the rows dated from `from` to `to`.
+    pub billing_period: Option<Period>,
     pub from: Day,
     pub to: Day,
     /// Account names; with `departments`, a row is kept if either matches. Both empty: the whole scope.
@@ -87,6 +93,16 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// What the request covers, as manifests and the API name it:
+    /// `billingPeriod` or `dateRange`.
+    pub fn kind(&self) -> &'static str {
+        if self.billing_period.is_some() {
+            "billingPeriod"
+        } else {
+            "dateRange"
+        }
+    }
+
     /// A canonical text of the spec: equal specs give equal keys.
     pub fn dedupe_key(&self) -> String {
         let mut a = self.accounts.clone();
@@ -96,8 +112,10 @@ impl JobSpec {
         d.sort();
         d.dedup();
         format!(
-            "{}|{}|{}|{}|{}|{}",
+            "{}|{}{}|{}|{}|{}|{}",
             scope_text(self.scope),
+            self.billing_period
+                .map_or(String::new(), |p| format!("period:{p}|")),
             self.from,
             self.to,
             a.join("\u{1f}"),

@@ -10,9 +10,11 @@
 //! its lease runs out.
 #![forbid(unsafe_code)]
 
+pub mod availability;
 pub mod files;
 pub mod runner;
 
+pub use availability::{file_state, FileState};
 pub use files::{DirReportFiles, PendingFile, ReportFile, ReportFiles};
 pub use runner::{JobSettings, Manifest, Runner, Workers};
 

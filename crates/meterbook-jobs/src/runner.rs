@@ -366,12 +366,7 @@ impl Runner {
                 expected_rows_seen.store(x, Ordering::Relaxed);
             }
             let filter = UsageFilter {
-                selection: UsageSelection {
-                    booked: None,
-                    from: Some(spec.from),
-                    to: Some(spec.to),
-                    after: None,
-                },
+                selection: selection(spec),
                 accounts: spec.accounts.clone(),
                 departments: spec.departments.clone(),
                 show_costs: spec.scope.sees_costs(e.visibility),
@@ -381,9 +376,12 @@ impl Runner {
             };
             let meta = ReportMeta {
                 enrollment: n.to_string(),
-                scope: ReportScope::Range {
-                    from: spec.from.to_string(),
-                    to: spec.to.to_string(),
+                scope: match spec.billing_period {
+                    Some(p) => ReportScope::Period(p.to_string()),
+                    None => ReportScope::Range {
+                        from: spec.from.to_string(),
+                        to: spec.to.to_string(),
+                    },
                 },
                 generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 watermark: e.watermark.map(|d| d.to_string()),
@@ -457,6 +455,8 @@ impl Runner {
                 "bytes": bytes.load(Ordering::Relaxed),
                 "sha256": sha256,
                 "filters": {
+                    "kind": spec.kind(),
+                    "billingPeriod": spec.billing_period.map(|p| p.to_string()),
                     "startDate": spec.from.to_string(),
                     "endDate": spec.to.to_string(),
                     "accounts": spec.accounts,
@@ -612,18 +612,38 @@ pub fn file_name(job: &Job, format: ExportFormat) -> String {
     format!("{}.{}", job.id, format.extension())
 }
 
-/// The name a download is saved as: enrollment, range and format.
+/// What a job's spec selects: the rows booked in its billing period, or
+/// the rows dated in its range.
+pub fn selection(spec: &JobSpec) -> UsageSelection {
+    match spec.billing_period {
+        Some(p) => UsageSelection {
+            booked: Some(p),
+            ..Default::default()
+        },
+        None => UsageSelection {
+            from: Some(spec.from),
+            to: Some(spec.to),
+            ..Default::default()
+        },
+    }
+}
+
+/// The name a download is saved as: enrollment, billing period (`YYYYMM`)
+/// or range (`FROM_TO`), and format.
 pub fn download_name(job: &Job, format: ExportFormat) -> String {
     let kind = match format {
         ExportFormat::FocusCsv | ExportFormat::FocusParquet => "focus",
         _ => "usage",
     };
+    let span = match job.spec.billing_period {
+        Some(p) => p.to_string(),
+        None => format!("{}_{}", job.spec.from, job.spec.to),
+    };
     format!(
-        "meterbook-{}-{}-{}_{}_{}.{}",
+        "meterbook-{}-{}-{}_{}.{}",
         job.enrollment.as_str(),
         kind,
-        job.spec.from,
-        job.spec.to,
+        span,
         &job.id[..8.min(job.id.len())],
         format.extension()
     )
@@ -636,9 +656,17 @@ pub fn download_name(job: &Job, format: ExportFormat) -> String {
 pub fn estimated_rows(store: &dyn Store, n: &EnrollmentNumber, spec: &JobSpec) -> Option<u64> {
     let whole =
         spec.scope == Scope::Enrollment && spec.accounts.is_empty() && spec.departments.is_empty();
-    whole
-        .then(|| expected_rows(store, n, spec.from, spec.to).ok())
-        .flatten()
+    if !whole {
+        return None;
+    }
+    match spec.billing_period {
+        // The period's rollups count its booked rows exactly, corrections included.
+        Some(p) => store
+            .rollups(n, p)
+            .ok()
+            .map(|r| r.iter().map(|r| r.rows).sum::<i64>().max(0) as u64),
+        None => expected_rows(store, n, spec.from, spec.to).ok(),
+    }
 }
 
 /// An estimate of the rows a range holds, from the rollups (rows of months
@@ -681,6 +709,21 @@ pub fn validate(
         )));
     }
     let e = store.enrollment(n)?;
+    if let Some(p) = spec.billing_period {
+        if p < e.first_period() || p > e.last_period() {
+            return Err(RequestError::Invalid(format!(
+                "billing period {p} is not inside the enrollment's term {} to {}",
+                e.start, e.end
+            )));
+        }
+        let (from, to) = (p.first_day().max(e.start), p.last_day().min(e.end));
+        if (spec.from, spec.to) != (from, to) {
+            return Err(RequestError::Invalid(format!(
+                "a request for billing period {p} covers {from} to {to}, not {} to {}",
+                spec.from, spec.to
+            )));
+        }
+    }
     if spec.to < spec.from {
         return Err(RequestError::Invalid(format!(
             "the end date {} is before the start date {}",

@@ -162,6 +162,7 @@ fn random_ranges_and_filters_select_exactly_the_stored_rows() {
             &store,
             JobSpec {
                 scope: Scope::Enrollment,
+                billing_period: None,
                 from,
                 to,
                 accounts: accounts.clone(),
@@ -193,6 +194,7 @@ fn a_department_scope_sees_its_accounts_only_and_costs_per_setting() {
     let a = h.department_by_name("A").unwrap().id;
     let spec = JobSpec {
         scope: Scope::Department(a),
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-04-30"),
         accounts: vec![],
@@ -235,6 +237,7 @@ fn requests_are_checked_before_they_queue() {
     let runner = Runner::new(store.clone(), files, JobSettings::default());
     let spec = |from: &str, to: &str, format: &str| JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day(from),
         to: day(to),
         accounts: vec![],
@@ -261,8 +264,44 @@ fn requests_are_checked_before_they_queue() {
     unknown.accounts = vec!["nobody".into()];
     let e = runner.submit(&n(), unknown, "t").unwrap_err().to_string();
     assert!(e.contains("no account \"nobody\""), "{e}");
+    // A billing period: inside the term, with its own days as the range.
+    let period = |p: &str, from: &str, to: &str| JobSpec {
+        billing_period: Some(p.parse().unwrap()),
+        ..spec(from, to, "csv")
+    };
+    for (s, why) in [
+        (
+            period("202412", "2025-01-01", "2025-01-31"),
+            "not inside the enrollment's term",
+        ),
+        (
+            period("202502", "2025-02-01", "2025-02-27"),
+            "covers 2025-02-01 to 2025-02-28",
+        ),
+    ] {
+        let e = runner.submit(&n(), s, "t").unwrap_err().to_string();
+        assert!(e.contains(why), "{e}");
+    }
+    // A period and the range of its days are different requests.
+    let (by_period, _) = runner
+        .submit(&n(), period("202502", "2025-02-01", "2025-02-28"), "t")
+        .unwrap();
+    let (by_days, created) = runner
+        .submit(&n(), spec("2025-02-01", "2025-02-28", "csv"), "t")
+        .unwrap();
+    assert!(created && by_days.id != by_period.id);
+    assert_eq!(
+        store
+            .job(&by_period.id)
+            .unwrap()
+            .unwrap()
+            .spec
+            .billing_period,
+        Some("202502".parse().unwrap()),
+        "the store keeps the kind"
+    );
     // Nothing of the refused requests was stored.
-    assert_eq!(store.jobs(&n()).unwrap().len(), 1);
+    assert_eq!(store.jobs(&n()).unwrap().len(), 3);
 }
 
 #[test]
@@ -273,6 +312,7 @@ fn cancel_a_queued_job_and_identical_requests_share_one() {
     let runner = Runner::new(store.clone(), files, JobSettings::default());
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-03-31"),
         accounts: vec!["a1".into(), "c1".into()],
@@ -306,6 +346,7 @@ fn retention_removes_old_jobs_and_their_files() {
     let runner = Runner::new(store.clone(), files.clone(), settings);
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-01-01"),
         to: day("2025-01-31"),
         accounts: vec![],
@@ -334,6 +375,7 @@ fn rows_are_estimated_only_for_reports_of_the_whole_enrollment() {
     let h = store.hierarchy(&n()).unwrap();
     let whole = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day("2025-02-01"),
         to: day("2025-03-31"),
         accounts: vec![],

@@ -100,6 +100,8 @@ struct Inner {
     statements: StatementCache,
     reports: Reports,
     throttle: portal::throttle::Throttle,
+    /// New API keys waiting to be shown once (portal post/redirect/get).
+    key_flashes: portal::keys::KeyFlashes,
     metrics: metrics::Metrics,
 }
 
@@ -180,6 +182,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 throttle: Default::default(),
+                key_flashes: Default::default(),
                 metrics: metrics::Metrics::new(),
                 reports,
                 limiter: auth::RateLimiter::new(
@@ -195,6 +198,10 @@ impl AppState {
 
     pub(crate) fn throttle(&self) -> &portal::throttle::Throttle {
         &self.inner.throttle
+    }
+
+    pub(crate) fn key_flashes(&self) -> &portal::keys::KeyFlashes {
+        &self.inner.key_flashes
     }
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {

@@ -966,6 +966,81 @@ async fn submitted_reports_download_as_the_synchronous_csv() {
     );
 }
 
+/// A billing-period request is that period's Usage details report: the rows
+/// booked in it (a correction of an earlier month included, a late row of
+/// its own days booked in the next month left out), while a date range stays
+/// by usage date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_billing_period_report_holds_the_rows_booked_in_the_period() {
+    let app = spawn_app().await;
+    let key = &app.keys.ent;
+    let s = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let n = num(N);
+        let close = |p: &str| {
+            meterbook_core::ledger::close_periods_through(s.as_ref(), &n, period(p), Day::today())
+                .expect("close periods")
+        };
+        let late = |id: &str, sub: &'static str, date: &str| -> SeedRow {
+            (id.into(), sub, date.into(), "FLAT01", "2.5".into(), "")
+        };
+        close("202510");
+        // Dated in October, arriving once October is closed: booked in November.
+        ingest_rows(&s, N, &[late("late-oct", G1, "2025-10-15")]);
+        close("202511");
+        // Dated in November, arriving once November is closed: booked in December.
+        ingest_rows(&s, N, &[late("late-nov", G3, "2025-11-20")]);
+    })
+    .await
+    .expect("close and correct");
+
+    let job = app.submit("billingPeriod=202511", key).await;
+    assert_eq!(job["billingPeriod"], "202511", "{job}");
+    let done = app.ready(&job, key).await;
+    let file = app.fetch(&done).await;
+    let sync = app
+        .get(&app.e("/usagedetails/download?billingPeriod=202511"), key)
+        .await;
+    assert_eq!(sync.status, 200, "{}", sync.text());
+    assert_eq!(
+        file.text(),
+        sync.text(),
+        "the job's file is the period's Usage details report"
+    );
+    let ids = column(&file.body, "RecordId");
+    assert!(
+        ids.iter().any(|i| i == "late-oct"),
+        "the correction booked in November"
+    );
+    assert!(
+        !ids.iter().any(|i| i == "late-nov"),
+        "a late row booked in December"
+    );
+    let m = &done["manifest"];
+    assert_eq!(m["filters"]["billingPeriod"], "202511", "{m}");
+    assert_eq!(m["filters"]["kind"], "billingPeriod", "{m}");
+    let cd = file
+        .header("content-disposition")
+        .expect("content-disposition");
+    assert!(cd.contains("-usage-202511_"), "{cd}");
+
+    // The same month as a date range: by usage date.
+    let job = app
+        .submit("startTime=2025-11-01&endTime=2025-11-30", key)
+        .await;
+    assert_eq!(job["billingPeriod"], Value::Null, "{job}");
+    let done = app.ready(&job, key).await;
+    let file = app.fetch(&done).await;
+    assert_eq!(
+        file.body,
+        app.sync_csv("2025-11-01", "2025-11-30", key).await
+    );
+    let ids = column(&file.body, "RecordId");
+    assert!(ids.iter().any(|i| i == "late-nov"));
+    assert!(!ids.iter().any(|i| i == "late-oct"));
+    assert_eq!(done["manifest"]["filters"]["kind"], "dateRange");
+}
+
 // ---------------------------------------------------------------------------
 // 2. HEAD, Range, ETag
 // ---------------------------------------------------------------------------
@@ -1888,6 +1963,78 @@ async fn jobs_and_files_go_when_retention_ends() {
         "{:?}",
         app.report_files()
     );
+}
+
+/// Job `id` as `GET reports` lists it for `key`.
+async fn listed_job(app: &TestApp, key: &str, id: &str) -> Value {
+    let r = app.get(&app.v3(N, "/reports"), key).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .find(|j| j["id"] == id)
+        .cloned()
+        .expect("the job is listed")
+}
+
+/// A job whose download would answer 410 is not advertised as ready: the
+/// listing gives no link and says why (`fileState`), and no fresh link is
+/// minted for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_whose_file_answers_410_are_listed_without_a_link() {
+    let app = spawn_app().await;
+    let keys = &app.keys;
+    // A file whose charges the enrollment now hides from its role.
+    let mut v = app
+        .store
+        .enrollment(&num(N))
+        .expect("enrollment")
+        .visibility;
+    v.department_admins_view_charges = true;
+    app.store.set_visibility(&num(N), v).expect("visibility");
+    let job = app
+        .request(json!({"startDate": FIRST, "endDate": LAST}), &keys.dept_a)
+        .await;
+    let done = app.ready(&job, &keys.dept_a).await;
+    assert_eq!(done["fileState"], "available");
+    assert_ne!(done["blobPath"], "");
+    v.department_admins_view_charges = false;
+    app.store.set_visibility(&num(N), v).expect("visibility");
+    let withheld = listed_job(&app, &keys.dept_a, id(&done)).await;
+    assert_eq!(withheld["fileState"], "withheld", "{withheld}");
+    assert_eq!(
+        withheld["blobPath"], "",
+        "no link to a file that answers 410"
+    );
+    assert_eq!(withheld["linkExpiresOn"], Value::Null);
+    assert!(withheld["fileError"]
+        .as_str()
+        .is_some_and(|e| e.contains("charges")));
+    let r = app
+        .post(
+            &app.e(&format!("/reports/{}/link", id(&done))),
+            &keys.dept_a,
+            None,
+        )
+        .await;
+    assert_error(&r, 410, "Gone");
+
+    // A file removed from the report store.
+    let job = app.submit("billingPeriod=202511", &keys.ent).await;
+    let done = app.ready(&job, &keys.ent).await;
+    let file = done["manifest"]["file"].as_str().expect("file").to_string();
+    std::fs::remove_file(app.reports.join(&file)).expect("remove the file");
+    let gone = listed_job(&app, &keys.ent, id(&done)).await;
+    assert_eq!(gone["fileState"], "expired", "{gone}");
+    assert_eq!(gone["blobPath"], "");
+    let r = app
+        .get(
+            &app.e(&format!("/reports/{}/download", id(&done))),
+            &keys.ent,
+        )
+        .await;
+    assert_error(&r, 410, "Gone");
 }
 
 // ---------------------------------------------------------------------------

@@ -1209,6 +1209,14 @@ async fn manage_is_for_read_write_enterprise_administrators_only() {
     let before = snapshot(&app).await;
     for who in [AUDITOR, DANA, ERIK] {
         let b = app.sign_in(who).await;
+        for (path, fields) in manage_forms(&app.users) {
+            let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = app.submit(&app.e(path), &b, &form).await;
+            assert_eq!(r.status, 403, "{who} POST {path}: {}", r.describe());
+        }
+        if who == AUDITOR {
+            continue; // Sees Manage read-only: see the next test.
+        }
         let usage = app.get(&app.e("/usage"), &b).await;
         assert!(
             !usage
@@ -1221,11 +1229,6 @@ async fn manage_is_for_read_write_enterprise_administrators_only() {
             assert_eq!(r.status, 403, "{who} GET {p}: {}", r.describe());
             assert!(r.is_html(), "a 403 page");
         }
-        for (path, fields) in manage_forms(&app.users) {
-            let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let r = app.submit(&app.e(path), &b, &form).await;
-            assert_eq!(r.status, 403, "{who} POST {path}: {}", r.describe());
-        }
     }
     assert_eq!(snapshot(&app).await, before, "nothing changed");
     // Signed out: to the sign-in page.
@@ -1235,6 +1238,65 @@ async fn manage_is_for_read_write_enterprise_administrators_only() {
     };
     let r = app.get(&app.e("/manage"), &nobody).await;
     assert_eq!(r.status, 303);
+}
+
+/// A read-only enterprise administrator sees Manage (settings, hierarchy,
+/// users, audit log) without a form or button that would change anything;
+/// every change is still refused with 403.
+#[tokio::test]
+async fn a_read_only_enterprise_administrator_sees_manage_read_only() {
+    let app = spawn_app().await;
+    let before = snapshot(&app).await;
+    let admin = app.sign_in(ADMIN).await;
+    let auditor = app.sign_in(AUDITOR).await;
+    let usage = app.get(&app.e("/usage"), &auditor).await;
+    assert!(
+        usage
+            .body
+            .contains(&format!("href=\"/portal/e/{N}/manage\"")),
+        "the Manage tab is offered"
+    );
+    for p in MANAGE_PAGES {
+        let full = app.get(&app.e(p), &admin).await;
+        let r = app.get(&app.e(p), &auditor).await;
+        assert_eq!(r.status, 200, "GET {p}: {}", r.describe());
+        assert!(r.is_html());
+        assert!(r.body.contains("read-only"), "{p} says it is read-only");
+        // No form that changes anything (the layout's sign-out form aside).
+        let manage_form = format!("action=\"/portal/e/{N}/manage/");
+        assert!(
+            full.body.contains(&manage_form) || p.ends_with("audit"),
+            "{p}: the admin's forms"
+        );
+        assert!(
+            !r.body.contains(&manage_form),
+            "{p}: a form for a read-only role"
+        );
+        assert_eq!(
+            r.body.matches("<button").count(),
+            r.body.matches("action=\"/portal/sign-out").count(),
+            "{p}: only the layout's sign-out buttons: {}",
+            r.body
+        );
+        assert!(!r.body.contains("<select"), "{p}: a select");
+    }
+    // What the administrator sees, the reader sees as text.
+    let users = app.get(&app.e("/manage/users"), &auditor).await.body;
+    for who in [ADMIN, DANA, ERIK] {
+        assert!(users.contains(who), "{who} is listed");
+    }
+    let settings = app.get(&app.e("/manage"), &auditor).await.body;
+    assert!(settings.contains("Department administrators view charges"));
+    let hierarchy = app.get(&app.e("/manage/hierarchy"), &auditor).await.body;
+    assert!(hierarchy.contains(G1), "subscriptions listed");
+    let audit = app.get(&app.e("/manage/audit"), &auditor).await.body;
+    assert!(audit.contains("sign-in"), "the audit log");
+    for (path, fields) in manage_forms(&app.users) {
+        let form: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = app.submit(&app.e(path), &auditor, &form).await;
+        assert_eq!(r.status, 403, "POST {path}: {}", r.describe());
+    }
+    assert_eq!(snapshot(&app).await, before, "nothing changed");
 }
 
 #[tokio::test]
@@ -1543,7 +1605,12 @@ async fn roles_change_and_go_but_never_the_administrators_own() {
         .await;
     assert_eq!(r.status, 200, "{}", r.describe());
     let r = app.get(&app.e("/manage"), &admin).await;
-    assert_eq!(r.status, 403, "a read-only administrator now");
+    assert_eq!(r.status, 200, "a read-only administrator now");
+    assert!(
+        !r.body
+            .contains(&format!("action=\"/portal/e/{N}/manage/settings\"")),
+        "no settings form for a read-only administrator"
+    );
     let log = app.audit_actions().await;
     assert_eq!(
         log.iter().filter(|(_, a, _)| a == "role-changed").count(),

@@ -1200,6 +1200,9 @@ async fn a_generated_key_is_shown_once_and_works() {
             ],
         )
         .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let shown = r.header("location").expect("location");
+    let r = app.get(&admin, &shown).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("cache-control").as_deref(), Some("no-store"));
     let html = r.text();
@@ -1289,6 +1292,71 @@ async fn a_generated_key_is_shown_once_and_works() {
         .any(|(who, a, _)| who == ADMIN && a == "key-disabled"));
 }
 
+/// Generating is post/redirect/get: the key is shown once on the page the
+/// POST redirects to; reloading that page shows no secret and makes no new
+/// key, so the key just copied keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reloading_the_new_key_page_keeps_the_key() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let form = [
+        ("csrf", admin.csrf.as_str()),
+        ("scope", "enrollment"),
+        ("slot", "primary"),
+        ("days", "20"),
+    ];
+    let r = app.post(&admin, &app.e("/keys/generate"), &form).await;
+    assert_eq!(r.status, 303, "the POST redirects: {}", r.text());
+    let shown = r.header("location").expect("location");
+    assert_eq!(shown, app.e("/keys/new"));
+    let keys_now = || {
+        app.store
+            .keys(&num(N))
+            .expect("keys")
+            .into_iter()
+            .map(|k| k.id)
+            .collect::<Vec<_>>()
+    };
+    let made = keys_now();
+    assert_eq!(made.len(), 1);
+
+    let page = app.get(&admin, &shown).await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    let at = html.find("mbk_").expect("the key is shown");
+    let token: String = html[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let secret = token.rsplit('_').next().expect("secret").to_string();
+
+    // Reloads: no secret, no new key.
+    for _ in 0..2 {
+        let again = app.get(&admin, &shown).await;
+        assert_eq!(again.status, 303);
+        let back = again.header("location").expect("location");
+        let html = app.get(&admin, &back).await.text();
+        assert!(!html.contains(&secret), "the secret is shown again");
+        assert!(html.contains("not shown again"), "{html}");
+    }
+    assert_eq!(keys_now(), made, "a reload made another key");
+    let r = app
+        .send(
+            app.client
+                .get(app.url(&format!("/v3/enrollments/{N}/billingPeriods")))
+                .header("authorization", format!("bearer {token}")),
+        )
+        .await;
+    assert_eq!(r.status, 200, "the copied key still works: {}", r.text());
+
+    // Another session of the same user never sees it either.
+    let other = app.sign_in(ADMIN).await;
+    let r = app.post(&admin, &app.e("/keys/generate"), &form).await;
+    assert_eq!(r.status, 303);
+    let r = app.get(&other, &shown).await;
+    assert_eq!(r.status, 303, "not another session's key");
+}
+
 #[tokio::test]
 async fn keys_only_for_scopes_the_maker_covers() {
     let app = spawn_app().await;
@@ -1322,7 +1390,7 @@ async fn keys_only_for_scopes_the_maker_covers() {
             &[("csrf", &dept.csrf), ("scope", &a1), ("slot", "secondary")],
         )
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 303);
     let keys = app.store.keys(&num(N)).unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].scope, app.scope_of("account", "a1"));
@@ -1348,7 +1416,7 @@ async fn read_only_roles_see_keys_but_cannot_change_them() {
             ],
         )
         .await;
-    assert_eq!(r.status, 200);
+    assert_eq!(r.status, 303);
     for who in [READER, DEPT_A_RO] {
         let b = app.sign_in(who).await;
         let html = app.get(&b, &app.e("/keys")).await.text();
@@ -1474,6 +1542,101 @@ async fn a_report_with_charges_is_withheld_once_charges_are_hidden() {
     app.store.set_visibility(&num(N), v).expect("visibility");
     let r = app.get(&dept, &url).await;
     assert_eq!(r.status, 410, "{}", r.text());
+    // The list says so, and offers no Download that would answer 410.
+    for path in ["/reports", "/reports/jobs"] {
+        let html = app.get(&dept, &app.e(path)).await.text();
+        assert!(html.contains(&id[..8]), "{path}");
+        assert!(html.contains("Withheld"), "{path}: {html}");
+        assert!(
+            !html.contains(&format!("/reports/jobs/{id}/download")),
+            "{path}"
+        );
+        assert!(!html.contains(">Ready<"), "{path}");
+    }
+}
+
+/// The advanced form offers a billing period as billed: the job holds the
+/// rows of the period's monthly Usage details download (a correction booked
+/// in it included), not the rows dated in its days.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_advanced_report_of_a_billing_period_is_its_usage_details() {
+    let app = spawn_app().await;
+    // Dated in October, which is closed: booked in November as a correction.
+    let late: Vec<SeedRow> = vec![(
+        "late-oct".into(),
+        G1,
+        "2025-10-20".into(),
+        "FLAT01",
+        "3.5".into(),
+    )];
+    ingest(
+        app.store.as_ref(),
+        &num(N),
+        &mut Rows(late.iter(), 0),
+        IngestOptions::default(),
+        &mut |_, _| {},
+    )
+    .expect("ingest the correction");
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    for s in [
+        r#"id="kind-period" name="kind" value="period""#,
+        r#"id="kind-range" name="kind" value="range""#,
+        r#"<label for="period">"#,
+        r#"<option value="202511""#,
+    ] {
+        assert!(html.contains(s), "missing {s}");
+    }
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &admin.csrf),
+                ("kind", "period"),
+                ("period", "202511"),
+                ("start", "2025-11-01"),
+                ("end", "2025-11-30"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let id = job_of(&r.header("location").expect("location"));
+    let job = app.wait_for_job(&id).await;
+    assert_eq!(job.spec.billing_period, Some(period("202511")));
+    let file = app
+        .get(&admin, &app.e(&format!("/reports/jobs/{id}/download")))
+        .await;
+    assert_eq!(file.status, 200, "{}", file.text());
+    let monthly = app
+        .get(&admin, &app.e("/download/usage?period=202511&format=csv"))
+        .await;
+    assert_eq!(monthly.status, 200);
+    assert_eq!(file.text(), monthly.text());
+    assert!(column(&file.body, "RecordId").contains(&"late-oct".to_string()));
+    let list = app.get(&admin, &app.e("/reports/jobs")).await.text();
+    assert!(list.contains("Billing period"), "{list}");
+
+    // A billing period outside the term is refused on the page, form kept.
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", &admin.csrf),
+                ("kind", "period"),
+                ("period", "202401"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("not inside the enrollment"),
+        "{}",
+        r.text()
+    );
 }
 
 /// A portal user past the quota of active jobs sees why on the reports page

@@ -5,12 +5,12 @@ use meterbook_core::jobs::{
     parse_scope_text, scope_text, Job, JobOutcome, JobProgress, JobSpec, JobStatus, JobStore,
 };
 use meterbook_core::store::{StoreError, StoreResult};
-use meterbook_core::{Day, EnrollmentNumber};
+use meterbook_core::{Day, EnrollmentNumber, Period};
 use rusqlite::{params, OptionalExtension, Row};
 
 const COLUMNS: &str = "j.id, e.number, j.scope, j.from_day, j.to_day, j.accounts, j.departments, \
      j.format, j.requested_by, j.requested_at, j.status, j.started_at, j.finished_at, j.rows_done, \
-     j.rows_expected, j.bytes, j.error, j.attempts, j.lease_until, j.manifest";
+     j.rows_expected, j.bytes, j.error, j.attempts, j.lease_until, j.manifest, j.billing_period";
 
 fn bad(m: &str) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, m.to_string().into())
@@ -28,6 +28,15 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
         enrollment: EnrollmentNumber::parse(&number).map_err(|_| bad("enrollment number"))?,
         spec: JobSpec {
             scope: parse_scope_text(&scope).ok_or_else(|| bad("job scope"))?,
+            billing_period: match r.get::<_, Option<i64>>(20)? {
+                None => None,
+                Some(id) => Some(
+                    u32::try_from(id)
+                        .ok()
+                        .and_then(Period::from_id)
+                        .ok_or_else(|| bad("job billing period"))?,
+                ),
+            },
             from: Day::from_raw(r.get(3)?),
             to: Day::from_raw(r.get(4)?),
             accounts: names(5)?,
@@ -83,8 +92,8 @@ impl JobStore for SqliteStore {
         let json = |v: &Vec<String>| serde_json::to_string(v).expect("names serialize");
         tx.execute(
             "INSERT INTO report_job (id, enrollment_id, scope, from_day, to_day, accounts, departments, \
-             format, dedupe_key, requested_by, requested_at, status) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             format, dedupe_key, requested_by, requested_at, status, billing_period) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 job.id,
                 eid,
@@ -98,6 +107,7 @@ impl JobStore for SqliteStore {
                 job.requested_by,
                 job.requested_at,
                 JobStatus::Queued as i64,
+                job.spec.billing_period.map(|p| p.id()),
             ],
         )
         .map_err(|e| match e {

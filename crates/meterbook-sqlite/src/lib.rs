@@ -35,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_report_jobs.sql"),
     include_str!("../migrations/0005_users.sql"),
     include_str!("../migrations/0006_usage_daily.sql"),
+    include_str!("../migrations/0007_report_job_period.sql"),
 ];
 
 /// The schema version once every migration is applied.

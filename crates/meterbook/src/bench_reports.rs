@@ -48,6 +48,7 @@ pub fn run(settings: &crate::settings::Settings, a: &BenchReportsArgs) -> Result
     );
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from,
         to,
         accounts: vec![],

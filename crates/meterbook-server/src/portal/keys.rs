@@ -2,6 +2,12 @@
 //! covers, with generate, regenerate and disable (the API's rules: a key only
 //! for a scope its maker covers, none from a read-only role). A new key is
 //! shown once; only its hash is kept.
+//!
+//! Generating is post/redirect/get: the POST makes the key, keeps what the
+//! page shows in a one-time flash held in memory against the session, and
+//! answers 303 to `keys/new`, which shows it and forgets it. A reload of
+//! that page shows no secret and changes nothing (re-posting the form made a
+//! second key and silently killed the one just copied).
 
 use super::{render, Nav, Page, PageResult, Tab, Viewer};
 use crate::auth::now_unix;
@@ -20,6 +26,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/portal/e/{n}/keys", get(keys_page))
         .route("/portal/e/{n}/keys/generate", post(generate))
+        .route("/portal/e/{n}/keys/new", get(new_key_page))
         .route("/portal/e/{n}/keys/disable", post(disable))
 }
 
@@ -64,6 +71,12 @@ struct KeysPage {
 #[template(path = "portal/keys_new.html")]
 struct NewKeyPage {
     nav: Nav,
+    key: NewKey,
+}
+
+/// What the new-key page shows, once.
+#[derive(Clone)]
+pub struct NewKey {
     token: String,
     id: String,
     scope_label: String,
@@ -71,6 +84,47 @@ struct NewKeyPage {
     expires: String,
     days: u32,
     warning: Option<String>,
+}
+
+/// New keys waiting to be shown, by session (the SHA-256 of its token) and
+/// enrollment. Held in memory only: a key not shown within [`FLASH_SECS`]
+/// (or before a restart) is never shown, and can be regenerated.
+#[derive(Default)]
+pub struct KeyFlashes {
+    map: std::sync::Mutex<std::collections::HashMap<FlashKey, (i64, NewKey)>>,
+}
+
+/// A session's token hash and an enrollment number.
+type FlashKey = ([u8; 32], String);
+
+/// How long a new key waits for its page.
+const FLASH_SECS: i64 = 300;
+/// The most keys waiting at once (a bound on memory; the oldest go first).
+const FLASH_LIMIT: usize = 10_000;
+
+impl KeyFlashes {
+    fn put(&self, session: [u8; 32], n: &str, key: NewKey, now: i64) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (at, _)| now - *at < FLASH_SECS);
+        if m.len() >= FLASH_LIMIT {
+            if let Some(oldest) = m
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+            {
+                m.remove(&oldest);
+            }
+        }
+        m.insert((session, n.to_string()), (now, key));
+    }
+
+    /// The session's new key, removed: it is shown this once.
+    fn take(&self, session: [u8; 32], n: &str, now: i64) -> Option<NewKey> {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(&(session, n.to_string()))
+            .filter(|(at, _)| now - *at < FLASH_SECS)
+            .map(|(_, k)| k)
+    }
 }
 
 fn date(unix: i64) -> String {
@@ -219,6 +273,11 @@ async fn keys_page(
         max_days: settings.key_max_days,
         notice: match q.done.as_deref() {
             Some("disabled") => Some("The key is disabled: requests with it are refused.".into()),
+            Some("shown") => Some(
+                "A new key is shown only once, right after it is made; it is not shown again. \
+                 If it was not copied, generate a new one."
+                    .into(),
+            ),
             _ => None,
         },
     }))
@@ -282,8 +341,8 @@ async fn checked(
     Ok((scope, slot, h))
 }
 
-/// `POST .../keys/generate`: a new key in the slot (replacing the one there);
-/// the page shows it once.
+/// `POST .../keys/generate`: a new key in the slot (replacing the one there),
+/// then 303 to `keys/new`, which shows it once.
 async fn generate(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -331,16 +390,41 @@ async fn generate(
         format!("{label}, {} key {id}, expires {expires}", slot.as_str()),
     )
     .await;
-    Ok(render(&NewKeyPage {
-        nav: page.nav(Tab::Keys),
-        token: new.token,
-        id,
-        scope_label: label,
-        slot_label: slot_label(slot),
-        expires,
-        days,
-        warning: expiry_warning(rec.expires_at, now),
-    }))
+    state.key_flashes().put(
+        page.viewer.session.token_hash,
+        page.n.as_str(),
+        NewKey {
+            token: new.token,
+            id,
+            scope_label: label,
+            slot_label: slot_label(slot),
+            expires,
+            days,
+            warning: expiry_warning(rec.expires_at, now),
+        },
+        now,
+    );
+    Ok(Redirect::to(&format!("/portal/e/{}/keys/new", page.n)).into_response())
+}
+
+/// `GET .../keys/new`: the key just generated in this session, once; after
+/// that (a reload, a bookmark) back to the keys page, which says why.
+async fn new_key_page(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(n): Path<String>,
+) -> PageResult {
+    let page = Page::load(&state, viewer, &n).await?;
+    match state
+        .key_flashes()
+        .take(page.viewer.session.token_hash, page.n.as_str(), now_unix())
+    {
+        Some(key) => Ok(render(&NewKeyPage {
+            nav: page.nav(Tab::Keys),
+            key,
+        })),
+        None => Ok(Redirect::to(&format!("/portal/e/{}/keys?done=shown", page.n)).into_response()),
+    }
 }
 
 /// `POST .../keys/disable`: requests with the slot's key are refused from now on.

@@ -1,8 +1,9 @@
-//! Manage: the enrollment's settings, hierarchy, people and audit log, for its
-//! read-write enterprise administrators only ([`Page::can_manage`]). Everyone
-//! else, read-only enterprise administrators included, gets a 403 page for
-//! every page and form here, and the tab is hidden (design §5: "only
-//! read-write manages users, keys, settings").
+//! Manage: the enrollment's settings, hierarchy, people and audit log. Its
+//! read-write enterprise administrators change them ([`Page::can_manage`]);
+//! read-only enterprise administrators see the same pages without a form
+//! ([`Page::sees_manage`]), and every change they post is a 403 (design §5:
+//! "only read-write manages users, keys, settings"). Everyone else gets a 403
+//! page for every page and form here, and no tab.
 //!
 //! Every form posts the session's CSRF token, checked first. A change is
 //! written to the audit log (`setting-changed`, `hierarchy-changed`,
@@ -75,6 +76,18 @@ pub const INVITE_DAYS: i64 = 7;
 
 /// Audit entries shown.
 pub const AUDIT_LIMIT: usize = 200;
+
+/// The enrollment's page for an enterprise administrator, read-only or not
+/// (the pages hide their forms from read-only ones); a 403 for anyone else.
+async fn reader(state: &AppState, viewer: Viewer, n: &str) -> Result<Page, ApiError> {
+    let page = Page::load(state, viewer, n).await?;
+    if !page.sees_manage() {
+        return Err(ApiError::Forbidden(
+            "managing this enrollment is for its enterprise administrators".into(),
+        ));
+    }
+    Ok(page)
+}
 
 /// The enrollment's page for a read-write enterprise administrator; a 403 for anyone else.
 async fn admin(state: &AppState, viewer: Viewer, n: &str) -> Result<Page, ApiError> {
@@ -220,7 +233,7 @@ async fn settings_page(
     viewer: Viewer,
     Path(n): Path<String>,
 ) -> PageResult {
-    let page = admin(&state, viewer, &n).await?;
+    let page = reader(&state, viewer, &n).await?;
     render_settings(&state, &page, None, StatusCode::OK).await
 }
 
@@ -499,7 +512,7 @@ async fn hierarchy_page(
     viewer: Viewer,
     Path(n): Path<String>,
 ) -> PageResult {
-    let page = admin(&state, viewer, &n).await?;
+    let page = reader(&state, viewer, &n).await?;
     render_hierarchy(&state, &page, None, StatusCode::OK).await
 }
 
@@ -1099,7 +1112,7 @@ async fn users_page(
     viewer: Viewer,
     Path(n): Path<String>,
 ) -> PageResult {
-    let page = admin(&state, viewer, &n).await?;
+    let page = reader(&state, viewer, &n).await?;
     render_users(&state, &page, None, None, StatusCode::OK).await
 }
 
@@ -1364,7 +1377,7 @@ async fn audit_page(
     viewer: Viewer,
     Path(n): Path<String>,
 ) -> PageResult {
-    let page = admin(&state, viewer, &n).await?;
+    let page = reader(&state, viewer, &n).await?;
     let number = page.n.clone();
     let log = state
         .blocking(move |s| Ok(s.audit_log(&number, AUDIT_LIMIT)?))

@@ -156,6 +156,9 @@ pub struct Nav {
     /// Other enrollments the user holds roles in: (number, name of the role).
     pub switch_to: Vec<(String, String)>,
     pub sees_balance: bool,
+    /// The Manage tab is shown (enterprise administrators)...
+    pub sees_manage: bool,
+    /// ... with its forms (read-write ones only).
     pub can_manage: bool,
 }
 
@@ -205,7 +208,12 @@ impl Page {
 
     /// Read-write enterprise administrators manage users, settings and the hierarchy.
     pub fn can_manage(&self) -> bool {
-        self.role.scope == Scope::Enrollment && !self.role.read_only
+        self.sees_manage() && !self.role.read_only
+    }
+
+    /// Enterprise administrators, read-only ones included, see Manage.
+    pub fn sees_manage(&self) -> bool {
+        self.role.scope == Scope::Enrollment
     }
 
     pub fn nav(&self, tab: Tab) -> Nav {
@@ -224,6 +232,7 @@ impl Page {
                 .map(|r| (r.enrollment.to_string(), r.title()))
                 .collect(),
             sees_balance: self.role.scope.sees_balance(),
+            sees_manage: self.sees_manage(),
             can_manage: self.can_manage(),
         }
     }

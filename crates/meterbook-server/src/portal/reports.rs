@@ -25,6 +25,7 @@ use meterbook_io::report::export::ExportFormat;
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
 use meterbook_jobs::runner::RequestError;
+use meterbook_jobs::FileState;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -71,7 +72,8 @@ pub struct JobRow {
     pub format: String,
     pub filters: String,
     pub status: String,
-    /// `queued`, `running`, `ready`, `empty`, `failed`, `cancelled`.
+    /// `queued`, `running`, `ready`, `empty`, `failed`, `cancelled`,
+    /// `withheld`, `expired`.
     pub status_class: &'static str,
     /// Queued or running: the list refreshes itself while any row is open.
     pub open: bool,
@@ -89,6 +91,10 @@ struct ReportsPage {
     periods: Vec<PeriodRow>,
     sees_balance: bool,
     sees_costs: bool,
+    /// The advanced form asks for a billing period (else a date range).
+    by_period: bool,
+    /// The billing periods of the term up to the current one, newest first.
+    period_choices: Vec<Choice>,
     start: String,
     end: String,
     term: String,
@@ -122,6 +128,9 @@ pub struct PageQ {
 /// What the advanced form holds (kept when a request is refused).
 #[derive(Default)]
 struct FormState {
+    /// `period` (a billing period, as booked) or `range` (usage dates); empty: `range`.
+    kind: String,
+    period: Option<String>,
     start: Option<String>,
     end: Option<String>,
     accounts: Vec<String>,
@@ -163,7 +172,7 @@ async fn show(
     let cur = current_period(&page.e);
     let first = page.e.first_period();
     let scope = page.scope();
-    let (infos, h, jobs) = state
+    let infos = state
         .blocking(move |s| {
             let mut out = Vec::new();
             for info in s
@@ -177,9 +186,10 @@ async fn show(
                         .any(|(_, m)| m.info.kind() == ChargeKind::Marketplace);
                 out.push((info, marketplace));
             }
-            Ok((out, s.hierarchy(&number)?, s.jobs(&number)?))
+            Ok(out)
         })
         .await?;
+    let (h, jobs) = visible_jobs(state, page).await?;
     let periods = infos
         .iter()
         .rev()
@@ -207,6 +217,18 @@ async fn show(
         })
         .collect();
     let e = &page.e;
+    let chosen = form.period.clone().unwrap_or_else(|| cur.to_string());
+    let period_choices = first
+        .through(cur.min(e.last_period()))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(|p| Choice {
+            value: p.to_string(),
+            label: label(p),
+            selected: p.to_string() == chosen,
+        })
+        .collect();
     // Default range: the current period, inside the term.
     let start = form
         .start
@@ -227,6 +249,8 @@ async fn show(
         periods,
         sees_balance: scope.sees_balance(),
         sees_costs: page.sees_costs(),
+        by_period: form.kind == "period",
+        period_choices,
         start,
         end,
         term: format!("{} to {}", e.start, e.end),
@@ -554,11 +578,35 @@ fn may_cancel(page: &Page, job: &Job) -> bool {
     !page.role.read_only || job.requested_by == page.viewer.user.email
 }
 
-fn job_rows(jobs: &[Job], page: &Page, h: &Hierarchy) -> Vec<JobRow> {
+/// The jobs the viewer may see, with the state of their files (a Ready job
+/// whose download would answer 410 is listed as what it is).
+async fn visible_jobs(
+    state: &AppState,
+    page: &Page,
+) -> Result<(Hierarchy, Vec<(Job, FileState)>), ApiError> {
+    let number = page.n.clone();
     let scope = page.scope();
+    let runner = state.reports().runner.clone();
+    state
+        .blocking(move |s| {
+            let visibility = s.enrollment(&number)?.visibility;
+            let jobs = s
+                .jobs(&number)?
+                .into_iter()
+                .filter(|j| scope.sees_balance() || j.spec.scope == scope)
+                .map(|j| {
+                    let f = meterbook_jobs::file_state(&j, visibility, runner.files());
+                    (j, f)
+                })
+                .collect();
+            Ok((s.hierarchy(&number)?, jobs))
+        })
+        .await
+}
+
+fn job_rows(jobs: &[(Job, FileState)], page: &Page, h: &Hierarchy) -> Vec<JobRow> {
     jobs.iter()
-        .filter(|j| scope.sees_balance() || j.spec.scope == scope)
-        .map(|j| {
+        .map(|(j, file)| {
             let mut filters = Vec::new();
             if !j.spec.departments.is_empty() {
                 filters.push(format!("departments {}", j.spec.departments.join(", ")));
@@ -582,15 +630,29 @@ fn job_rows(jobs: &[Job], page: &Page, h: &Hierarchy) -> Vec<JobRow> {
                 short_id: short(&j.id),
                 requested: ms_text(j.requested_at),
                 requested_by: j.requested_by.clone(),
-                range: format!("{} to {}", j.spec.from, j.spec.to),
+                range: match j.spec.billing_period {
+                    Some(p) => format!("Billing period {} (as billed)", label(p)),
+                    None => format!("{} to {} (usage dates)", j.spec.from, j.spec.to),
+                },
                 format: format_label(&j.spec.format).to_string(),
                 filters: filters.join("; "),
-                status: status_text(j.status).to_string(),
-                status_class: status_class(j.status),
+                status: match file {
+                    FileState::Withheld => {
+                        "Withheld — charges now hidden from your role; request again"
+                    }
+                    FileState::Gone => "Expired — request again",
+                    FileState::NoFile | FileState::Available => status_text(j.status),
+                }
+                .to_string(),
+                status_class: match file {
+                    FileState::Withheld => "withheld",
+                    FileState::Gone => "expired",
+                    FileState::NoFile | FileState::Available => status_class(j.status),
+                },
                 open: !j.status.is_final(),
                 can_cancel: !j.status.is_final() && may_cancel(page, j),
                 progress: format!("{rows}, {} bytes", format::group(&j.bytes.to_string())),
-                has_file: j.status.has_file(),
+                has_file: *file == FileState::Available,
                 error: j.error.clone().unwrap_or_default(),
             }
         })
@@ -604,10 +666,7 @@ async fn jobs_fragment(
     Path(n): Path<String>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    let number = page.n.clone();
-    let (h, jobs) = state
-        .blocking(move |s| Ok((s.hierarchy(&number)?, s.jobs(&number)?)))
-        .await?;
+    let (h, jobs) = visible_jobs(&state, &page).await?;
     Ok(render(&JobsFragment {
         number: page.n.to_string(),
         csrf: page.viewer.session.csrf.clone(),
@@ -638,6 +697,8 @@ async fn request(
     };
     page.viewer.check_csrf(&get("csrf").unwrap_or_default())?;
     let form = FormState {
+        kind: get("kind").unwrap_or_default(),
+        period: get("period"),
         start: get("start"),
         end: get("end"),
         accounts: all("accounts"),
@@ -652,12 +713,24 @@ async fn request(
                 .map_err(|e| format!("The {what} date: {}.", e.0)),
         }
     };
-    let (from, to) = match (day(&form.start, "start"), day(&form.end, "end")) {
-        (Ok(f), Ok(t)) => (f, t),
-        (Err(m), _) | (_, Err(m)) => return show(&state, &page, form, Some(m), None).await,
+    let spans = match form.kind.as_str() {
+        "period" => billing_period(&page, form.period.as_deref()),
+        "" | "range" => match (day(&form.start, "start"), day(&form.end, "end")) {
+            (Ok(f), Ok(t)) => Ok((None, f, t)),
+            (Err(m), _) | (_, Err(m)) => Err(m),
+        },
+        other => Err(format!(
+            "Choose a billing period or a date range, not `{}`.",
+            meterbook_core::quote::quote(other)
+        )),
+    };
+    let (billing_period, from, to) = match spans {
+        Ok(v) => v,
+        Err(m) => return show(&state, &page, form, Some(m), None).await,
     };
     let spec = JobSpec {
         scope: page.scope(),
+        billing_period,
         from,
         to,
         accounts: form.accounts.clone(),
@@ -665,7 +738,11 @@ async fn request(
         format: form.format.clone(),
     };
     let detail = format!(
-        "{from} to {to}, {}{}{}",
+        "{}, {}{}{}",
+        match billing_period {
+            Some(p) => format!("billing period {p}"),
+            None => format!("{from} to {to}"),
+        },
         spec.format,
         if spec.departments.is_empty() {
             String::new()
@@ -716,6 +793,21 @@ async fn request(
         page.n, job.id
     ))
     .into_response())
+}
+
+/// The form's billing period and its days inside the term: the rows booked
+/// in it, as its monthly Usage details download holds them.
+fn billing_period(page: &Page, v: Option<&str>) -> Result<(Option<Period>, Day, Day), String> {
+    let p: Period = match v.filter(|s| !s.is_empty()) {
+        None => return Err("Choose a billing period.".into()),
+        Some(s) => s
+            .parse()
+            .map_err(|e: meterbook_core::calendar::DateError| {
+                format!("The billing period: {}.", e.0)
+            })?,
+    };
+    let e = &page.e;
+    Ok((Some(p), p.first_day().max(e.start), p.last_day().min(e.end)))
 }
 
 /// A message with a capital letter and a full stop.

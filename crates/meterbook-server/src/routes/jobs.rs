@@ -17,7 +17,7 @@ use bytes::Bytes;
 use meterbook_core::jobs::{scope_text, Job, JobSpec};
 use meterbook_core::Day;
 use meterbook_jobs::runner::RequestError;
-use meterbook_jobs::Manifest;
+use meterbook_jobs::{FileState, Manifest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -66,10 +66,32 @@ fn signed_link(state: &AppState, base: &str, job: &Job, lifetime_secs: i64) -> (
     )
 }
 
-/// The job as the API shows it: the Reporting API's fields first, then Meterbook's.
-fn job_json(state: &AppState, base: &str, job: &Job) -> Value {
+/// The state of each job's file (see [`FileState`]), read off the runtime.
+async fn file_states(state: &AppState, jobs: Vec<Job>) -> Result<Vec<(Job, FileState)>, ApiError> {
+    let Some(n) = jobs.first().map(|j| j.enrollment.clone()) else {
+        return Ok(Vec::new());
+    };
+    let runner = state.reports().runner.clone();
+    state
+        .blocking(move |s| {
+            let visibility = s.enrollment(&n)?.visibility;
+            Ok(jobs
+                .into_iter()
+                .map(|j| {
+                    let f = meterbook_jobs::file_state(&j, visibility, runner.files());
+                    (j, f)
+                })
+                .collect())
+        })
+        .await
+}
+
+/// The job as the API shows it: the Reporting API's fields first, then
+/// Meterbook's. A link is given only for a file that downloads: one withheld
+/// or gone has an empty `blobPath`, and `fileState` says why.
+fn job_json(state: &AppState, base: &str, job: &Job, file: FileState) -> Value {
     let lifetime = state.settings().link_lifetime.as_secs() as i64;
-    let (blob, link_expires) = if job.status.has_file() {
+    let (blob, link_expires) = if file == FileState::Available {
         let (l, e) = signed_link(state, base, job, lifetime);
         (Value::String(l), rfc3339(e * 1000))
     } else {
@@ -89,6 +111,8 @@ fn job_json(state: &AppState, base: &str, job: &Job) -> Value {
         "statusName": job.status.name(),
         "blobPath": blob,
         "reportUrl": format!("{base}/v3/enrollments/{}/reports/{}", job.enrollment, job.id),
+        "kind": job.spec.kind(),
+        "billingPeriod": job.spec.billing_period.map(|p| p.to_string()),
         "startDate": job.spec.from.to_string(),
         "endDate": job.spec.to.to_string(),
         "format": job.spec.format,
@@ -107,11 +131,13 @@ fn job_json(state: &AppState, base: &str, job: &Job) -> Value {
         "linkExpiresOn": link_expires,
         "expiresOn": job.finished_at.map_or(Value::Null, |f| rfc3339(f + retention)),
         "manifest": manifest,
+        "fileState": file.name(),
+        "fileError": file.reason(),
     })
 }
 
-fn accepted(state: &AppState, base: &str, job: &Job, created: bool) -> Response {
-    let body = job_json(state, base, job);
+fn accepted(state: &AppState, base: &str, job: &Job, created: bool, file: FileState) -> Response {
+    let body = job_json(state, base, job, file);
     let mut res = (
         if created && !job.status.is_final() {
             StatusCode::ACCEPTED
@@ -148,7 +174,8 @@ async fn submit_spec(
     if created {
         state.reports().workers.notify();
     }
-    Ok(accepted(state, &base_url(headers), &job, created))
+    let (job, file) = one_state(state, job).await?;
+    Ok(accepted(state, &base_url(headers), &job, created, file))
 }
 
 fn format_param(v: Option<&str>) -> String {
@@ -166,15 +193,25 @@ pub async fn submit(
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
     let q = Params::parse(uri.query())?;
-    let (from, to) = match q.get("billingperiod") {
+    // A billing period selects the rows booked in it (the period's Usage
+    // details report); a range selects rows by usage date.
+    let (billing_period, from, to) = match q.get("billingperiod") {
         Some(p) => {
             let p = ctx.period(p)?;
-            (p.first_day().max(ctx.e.start), p.last_day().min(ctx.e.end))
+            (
+                Some(p),
+                p.first_day().max(ctx.e.start),
+                p.last_day().min(ctx.e.end),
+            )
         }
-        None => ctx.range(&q)?,
+        None => {
+            let (from, to) = ctx.range(&q)?;
+            (None, from, to)
+        }
     };
     let spec = JobSpec {
         scope: caller.scope,
+        billing_period,
         from,
         to,
         accounts: vec![],
@@ -212,6 +249,7 @@ pub async fn create(
     };
     let spec = JobSpec {
         scope: caller.scope,
+        billing_period: None,
         from: day(&req.start_date, "startDate")?,
         to: day(&req.end_date, "endDate")?,
         accounts: req.accounts,
@@ -226,6 +264,13 @@ pub async fn create(
 fn visible(caller: &Caller, job: &Job) -> bool {
     job.enrollment == caller.enrollment
         && (caller.scope.sees_balance() || job.spec.scope == caller.scope)
+}
+
+async fn one_state(state: &AppState, job: Job) -> Result<(Job, FileState), ApiError> {
+    file_states(state, vec![job])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::Internal("a job's file state went missing".into()))
 }
 
 async fn load_job(state: &AppState, caller: &Caller, n: &str, id: &str) -> Result<Job, ApiError> {
@@ -248,10 +293,11 @@ pub async fn list(
     let n = caller.enrollment(&n)?;
     let jobs = state.blocking(move |s| Ok(s.jobs(&n)?)).await?;
     let base = base_url(&headers);
-    let value: Vec<Value> = jobs
+    let mine: Vec<Job> = jobs.into_iter().filter(|j| visible(&caller, j)).collect();
+    let value: Vec<Value> = file_states(&state, mine)
+        .await?
         .iter()
-        .filter(|j| visible(&caller, j))
-        .map(|j| job_json(&state, &base, j))
+        .map(|(j, f)| job_json(&state, &base, j, *f))
         .collect();
     Ok(axum::Json(json!({ "value": value })).into_response())
 }
@@ -264,7 +310,8 @@ pub async fn get_job(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let job = load_job(&state, &caller, &n, &id).await?;
-    Ok(axum::Json(job_json(&state, &base_url(&headers), &job)).into_response())
+    let (job, file) = one_state(&state, job).await?;
+    Ok(axum::Json(job_json(&state, &base_url(&headers), &job, file)).into_response())
 }
 
 /// `DELETE reports/{id}`: cancels a queued or running job.
@@ -297,7 +344,8 @@ pub async fn cancel(
         })
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no report job {id}")))?;
-    Ok(axum::Json(job_json(&state, &base_url(&headers), &after)).into_response())
+    let (after, file) = one_state(&state, after).await?;
+    Ok(axum::Json(job_json(&state, &base_url(&headers), &after, file)).into_response())
 }
 
 /// `POST reports/{id}/link?lifetimeHours=`: a fresh signed link.
@@ -314,6 +362,10 @@ pub async fn link(
             "the report has no file to link to ({})",
             job.status.name()
         )));
+    }
+    let (job, file) = one_state(&state, job).await?;
+    if let Some(reason) = file.reason() {
+        return Err(ApiError::Gone(reason.into()));
     }
     let q = Params::parse(uri.query())?;
     let max = state.settings().link_lifetime.as_secs() as i64;
@@ -492,13 +544,12 @@ pub(crate) async fn serve_file(
     let extra: Value = serde_json::from_str(&manifest_text).unwrap_or(Value::Null);
     // A file made while its role could see costs is not served once the
     // enrollment hides them from that role: the figures would leak.
-    if extra["filters"]["costsShown"] == Value::Bool(true) && !job.spec.scope.sees_balance() {
+    if !job.spec.scope.sees_balance() {
         let n = job.enrollment.clone();
         let e = state.blocking(move |s| Ok(s.enrollment(&n)?)).await?;
-        if !job.spec.scope.sees_costs(e.visibility) {
+        if meterbook_jobs::availability::withheld(job, e.visibility) {
             return Err(ApiError::Gone(
-                "this report shows charges, which the enrollment no longer lets this role see; request it again"
-                    .into(),
+                FileState::Withheld.reason().unwrap_or_default().into(),
             ));
         }
     }
@@ -516,7 +567,7 @@ pub(crate) async fn serve_file(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(format!("cannot open report file: {e}")))?
-        .ok_or_else(|| ApiError::Gone(format!("the file of report {} is gone", job.id)))?;
+        .ok_or_else(|| ApiError::Gone(FileState::Gone.reason().unwrap_or_default().into()))?;
     let len = file.len;
     let etag = format!("\"{}\"", m.sha256);
     let mut res_headers = HeaderMap::new();

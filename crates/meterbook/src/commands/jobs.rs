@@ -53,6 +53,7 @@ pub fn request(s: SqliteStore, settings: &Settings, a: &RequestArgs) -> Result<(
     let n = enrollment_number(&a.enrollment)?;
     let spec = JobSpec {
         scope: Scope::Enrollment,
+        billing_period: None,
         from: day(&a.from, "--from")?,
         to: day(&a.to, "--to")?,
         accounts: a.account.clone(),
