@@ -762,6 +762,17 @@ fn print_users(users: &[(String, String)]) {
     }
 }
 
+/// The running binary's directory, when no `meterbook` on the PATH is this binary.
+fn not_on_path() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let dir = exe.parent()?.to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .filter_map(|d| d.join("meterbook").canonicalize().ok())
+        .any(|p| p == exe);
+    (!found).then_some(dir)
+}
+
 fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
     let db = settings.db.display();
     let this = Day::today().period();
@@ -769,6 +780,11 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
     let out = std::env::temp_dir();
     let out = out.display();
     println!();
+    if let Some(dir) = not_on_path() {
+        // `cargo run -- demo` works without it; the commands below do not.
+        println!("`meterbook` is not on your PATH; for the commands below, first:");
+        println!("  export PATH=\"{}:$PATH\"", dir.display());
+    }
     println!("Try:");
     println!("  meterbook --db {db} period list --enrollment {n}");
     println!(

@@ -3582,3 +3582,29 @@ fn a_period_reports_cost_is_the_statements_figure() {
         r.describe()
     );
 }
+
+/// The demo's suggested commands call `meterbook` by name: when the running
+/// binary is not what the PATH finds, it says how to put it there.
+#[test]
+fn demo_says_how_to_put_meterbook_on_the_path() {
+    let bin_dir = Path::new(BIN).parent().unwrap().canonicalize().unwrap();
+    for (path, hint) in [
+        (std::ffi::OsString::from("/usr/bin:/bin"), true),
+        (
+            std::env::join_paths([bin_dir.as_path(), Path::new("/usr/bin"), Path::new("/bin")])
+                .unwrap(),
+            false,
+        ),
+    ] {
+        let mb = Mb::new();
+        let out = mb
+            .command(&["demo", "--rows", "500", "--no-serve"])
+            .env("PATH", &path)
+            .output()
+            .expect("run demo");
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let export = format!("export PATH=\"{}:$PATH\"", bin_dir.display());
+        assert_eq!(text.contains(&export), hint, "PATH {path:?}:\n{text}");
+    }
+}
