@@ -19,16 +19,7 @@ fn main() {
             let m = MeterPrice {
                 info: MeterInfo {
                     meter_id: format!("m{i}"),
-                    meter_name: String::new(),
-                    meter_category: String::new(),
-                    meter_sub_category: String::new(),
-                    meter_region: String::new(),
-                    unit_of_measure: String::new(),
-                    part_number: String::new(),
-                    charges_billed_separately: false,
-                    publisher_name: String::new(),
-                    offer_name: String::new(),
-                    plan_name: String::new(),
+                    ..Default::default()
                 },
                 included: Quantity(5_000_000),
                 tiers: vec![

@@ -55,7 +55,7 @@ pub struct PriceRow {
 }
 
 /// The descriptive columns of a meter (all rows of a meter agree on them).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MeterInfo {
     pub meter_id: String,
     pub meter_name: String,
@@ -238,16 +238,7 @@ mod tests {
         MeterPrice {
             info: MeterInfo {
                 meter_id: "m".into(),
-                meter_name: String::new(),
-                meter_category: String::new(),
-                meter_sub_category: String::new(),
-                meter_region: String::new(),
-                unit_of_measure: String::new(),
-                part_number: String::new(),
-                charges_billed_separately: false,
-                publisher_name: String::new(),
-                offer_name: String::new(),
-                plan_name: String::new(),
+                ..Default::default()
             },
             included: included.parse().unwrap(),
             tiers: tiers

@@ -16,16 +16,7 @@ fn meter_price(id: &str, included: i64, tiers: &[(i64, i128)]) -> MeterPrice {
     MeterPrice {
         info: MeterInfo {
             meter_id: id.into(),
-            meter_name: String::new(),
-            meter_category: String::new(),
-            meter_sub_category: String::new(),
-            meter_region: String::new(),
-            unit_of_measure: String::new(),
-            part_number: String::new(),
-            charges_billed_separately: false,
-            publisher_name: String::new(),
-            offer_name: String::new(),
-            plan_name: String::new(),
+            ..Default::default()
         },
         included: Quantity(included),
         tiers: tiers
