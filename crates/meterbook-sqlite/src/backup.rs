@@ -64,9 +64,10 @@ impl SqliteStore {
     }
 
     /// Replaces the contents of the database at `db` (created if missing) with
-    /// the backup at `src`, then applies pending migrations. Stop `serve` first:
-    /// the file stays consistent either way, but a running server's report
-    /// workers would carry on with jobs of the replaced state.
+    /// the backup at `src`, then applies pending migrations. Refused while a
+    /// server holds [`ServerLock::shared`]: the file would stay consistent, but
+    /// a running server's report workers would carry on with jobs of the
+    /// replaced state.
     pub fn restore_from(db: &Path, src: &Path) -> StoreResult<CopyInfo> {
         // Held (exclusively) until the restore is done, so no server starts meanwhile.
         let _alone = ServerLock::exclusive(db)?;

@@ -152,7 +152,7 @@ pub enum Command {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Replace the database with a backup (stop `meterbook serve` first).
+    /// Replace the database with a backup (refused while `meterbook serve` has it open).
     #[command(after_help = "Example:\n  meterbook restore --from meterbook-2026-11-30.db")]
     Restore {
         /// The backup to restore (a file `meterbook backup` wrote).
