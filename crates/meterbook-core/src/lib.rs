@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod calendar;
+pub mod clock;
 pub mod enrollment;
 pub mod figures;
 pub mod fixed;
