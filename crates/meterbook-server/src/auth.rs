@@ -1,121 +1,102 @@
 //! Who is calling: the API key in `Authorization: bearer <key>`, checked
 //! against its hash, its state and its expiry, and rate-limited per key.
 
-use crate::{keys, ApiError, AppState};
+use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use meterbook_core::access::Scope;
-use meterbook_core::EnrollmentNumber;
+use meterbook_app::{Access, Actor};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// An authenticated caller: the scope of the person who made the key.
+/// An authenticated caller: the use-case layer's handle for the key's
+/// enrollment and scope.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub key_id: String,
-    pub enrollment: EnrollmentNumber,
-    pub scope: Scope,
-    pub read_only: bool,
+    access: Access,
 }
 
 impl Caller {
-    /// The enrollment of the path must be the key's. A key for another
-    /// enrollment gets 403 whether or not the requested one exists.
-    pub fn enrollment(&self, path_number: &str) -> Result<EnrollmentNumber, ApiError> {
-        if self.enrollment.as_str() == path_number {
-            Ok(self.enrollment.clone())
+    /// The caller's access, if the path names the key's enrollment. A key for
+    /// another enrollment gets 403 whether or not the requested one exists.
+    pub fn access(&self, path_number: &str) -> Result<&Access, ApiError> {
+        if self.access.number().as_str() == path_number {
+            Ok(&self.access)
         } else {
             Err(ApiError::Forbidden(
                 "this API key is not valid for the requested enrollment".into(),
             ))
         }
     }
-
-    pub fn require_balance(&self) -> Result<(), ApiError> {
-        if self.scope.sees_balance() {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(
-                "balance and price sheet are visible to enterprise administrators only".into(),
-            ))
-        }
-    }
 }
 
+/// The system clock's Unix seconds (for the code that does not have the
+/// state's clock at hand).
 pub fn now_unix() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// `Authorization: bearer <token>`'s token, or the 401 that says what is wrong.
+fn bearer<'a>(
+    parts: &'a Parts,
+    what: &str,
+    malformed: &dyn Fn() -> ApiError,
+) -> Result<&'a str, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(
+            if what == "key" {
+                "MissingKey"
+            } else {
+                "MissingToken"
+            },
+            format!(
+                "no {}: send `Authorization: bearer <{what}>`",
+                if what == "key" {
+                    "API key"
+                } else {
+                    "operator token"
+                }
+            ),
+        )
+    })?;
+    let value = header.to_str().map_err(|_| malformed())?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(malformed());
+    }
+    Ok(token.trim())
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized(
-                "MissingKey",
-                "no API key: send `Authorization: bearer <key>`",
-            )
-        })?;
         let malformed = || {
             ApiError::unauthorized(
                 "MalformedKey",
                 "the Authorization header is not `bearer <key>` with a Meterbook API key (mbk_...)",
             )
         };
-        let value = header.to_str().map_err(|_| malformed())?.trim();
-        let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(malformed());
-        }
-        let (id, secret) = keys::parse(token.trim()).ok_or_else(malformed)?;
-        let (id, secret) = (id.to_string(), secret.to_string());
-        let lookup = id.clone();
-        let rec = state
-            .blocking(move |s| Ok(s.key(&lookup)?))
-            .await?
-            .filter(|k| keys::verify(&secret, &k.secret_hash))
-            .ok_or_else(|| ApiError::unauthorized("UnknownKey", "this API key is not known"))?;
-        if rec.disabled {
-            return Err(ApiError::unauthorized(
-                "DisabledKey",
-                "this API key is disabled",
-            ));
-        }
-        let now = now_unix();
-        if now >= rec.expires_at {
-            let date = chrono::DateTime::from_timestamp(rec.expires_at, 0)
-                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                .unwrap_or_default();
-            return Err(ApiError::unauthorized(
-                "ExpiredKey",
-                format!("this API key expired on {date}; generate a new one"),
-            ));
-        }
-        if now < rec.created_at {
-            return Err(ApiError::unauthorized(
-                "KeyNotYetValid",
-                "this API key is not valid yet",
-            ));
-        }
+        let token = bearer(parts, "key", &malformed)?.to_string();
+        let access = state.run(move |app| app.key(&token)).await?;
+        let id = match access.actor() {
+            Actor::Key(id) => id.clone(),
+            _ => return Err(ApiError::Internal("a key resolved to another actor".into())),
+        };
         let touch = state.inner.limiter.check(&id)?;
         if touch {
-            let store = state.store().clone();
+            let app = state.app().clone();
             let id = id.clone();
             // Last-used is advisory: at most once a minute per key, off the request path.
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = store.touch_key(&id, now) {
+                if let Err(e) = app.record_key_use(&id) {
                     tracing::warn!(error = %e, "could not record key use");
                 }
             });
         }
-        Ok(Caller {
-            key_id: id,
-            enrollment: rec.enrollment,
-            scope: rec.scope,
-            read_only: rec.read_only,
-        })
+        Ok(Caller { key_id: id, access })
     }
 }
 
@@ -177,6 +158,7 @@ impl RateLimiter {
 #[derive(Clone, Debug)]
 pub struct Operator {
     pub token_id: String,
+    pub handle: meterbook_app::Operator,
 }
 
 impl FromRequestParts<AppState> for Operator {
@@ -195,39 +177,16 @@ impl FromRequestParts<AppState> for Operator {
 /// The operator behind `Authorization: bearer mbo_...`, without the rate
 /// limit (for `/metrics`, which a scraper calls on its own schedule).
 pub(crate) async fn operator(parts: &Parts, state: &AppState) -> Result<Operator, ApiError> {
-    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-        ApiError::unauthorized(
-            "MissingToken",
-            "no operator token: send `Authorization: bearer <token>`",
-        )
-    })?;
     let malformed = || {
         ApiError::unauthorized(
             "MalformedToken",
             "the Authorization header is not `bearer <token>` with a Meterbook operator token (mbo_...)",
         )
     };
-    let value = header.to_str().map_err(|_| malformed())?.trim();
-    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(malformed());
-    }
-    let (id, secret) =
-        keys::parse_with(keys::OPERATOR_PREFIX, token.trim()).ok_or_else(malformed)?;
-    let (id, secret) = (id.to_string(), secret.to_string());
-    let lookup = id.clone();
-    let t = state
-        .blocking(move |s| Ok(s.operator_token(&lookup)?))
-        .await?
-        .filter(|t| keys::verify(&secret, &t.secret_hash))
-        .ok_or_else(|| {
-            ApiError::unauthorized("UnknownToken", "this operator token is not known")
-        })?;
-    if t.disabled {
-        return Err(ApiError::unauthorized(
-            "DisabledToken",
-            "this operator token is disabled",
-        ));
-    }
-    Ok(Operator { token_id: id })
+    let token = bearer(parts, "token", &malformed)?.to_string();
+    let handle = state.run(move |app| app.operator(&token)).await?;
+    Ok(Operator {
+        token_id: handle.name().to_string(),
+        handle,
+    })
 }

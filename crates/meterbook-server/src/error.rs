@@ -116,6 +116,28 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<meterbook_app::AppError> for ApiError {
+    fn from(e: meterbook_app::AppError) -> ApiError {
+        use meterbook_app::AppError as A;
+        match e {
+            A::Invalid(m) => ApiError::BadRequest(m),
+            A::Unauthenticated { code, message } => ApiError::Unauthorized { code, message },
+            A::Forbidden(m) => ApiError::Forbidden(m),
+            A::NotFound(m) => ApiError::NotFound(m),
+            A::Gone(m) => ApiError::Gone(m),
+            A::Conflict(m) => ApiError::Conflict(m),
+            A::Quota {
+                message,
+                retry_after,
+            } => ApiError::TooManyReports {
+                message,
+                retry_after,
+            },
+            A::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl From<meterbook_io::report::usage::ReportError> for ApiError {
     fn from(e: meterbook_io::report::usage::ReportError) -> ApiError {
         match e {

@@ -13,7 +13,7 @@
 pub mod auth;
 pub mod client_addr;
 pub mod error;
-pub mod keys;
+pub use meterbook_app::credentials as keys;
 pub mod limits;
 pub mod links;
 pub mod metrics;
@@ -24,6 +24,7 @@ pub mod params;
 pub mod portal;
 mod routes;
 mod spool;
+pub(crate) mod streaming;
 /// Public only for the fuzz targets.
 #[doc(hidden)]
 pub use routes::parse_day_or_time;
@@ -70,6 +71,16 @@ pub struct ServerSettings {
     pub trusted_proxies: TrustedProxies,
 }
 
+impl ServerSettings {
+    /// How long API keys live.
+    pub fn key_lifetime(&self) -> meterbook_app::keys::KeyLifetime {
+        meterbook_app::keys::KeyLifetime {
+            default_days: self.key_default_days,
+            max_days: self.key_max_days,
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         ServerSettings {
@@ -94,10 +105,12 @@ pub struct AppState {
 }
 
 struct Inner {
+    /// The use-case layer: the only way handlers reach data.
+    app: meterbook_app::App,
+    /// The raw store, for the parts not yet moved into the use-case layer.
     store: Arc<dyn Store>,
     settings: ServerSettings,
     limiter: auth::RateLimiter,
-    statements: StatementCache,
     reports: Reports,
     throttle: portal::throttle::Throttle,
     /// New API keys waiting to be shown once (portal post/redirect/get).
@@ -105,7 +118,8 @@ struct Inner {
     metrics: metrics::Metrics,
 }
 
-/// Advanced reports: the job runner, its workers, and the link secret.
+/// Advanced reports: the job runner (the use-case layer's), its workers,
+/// and the link secret.
 pub(crate) struct Reports {
     pub runner: Arc<meterbook_jobs::Runner>,
     pub workers: meterbook_jobs::Workers,
@@ -114,47 +128,19 @@ pub(crate) struct Reports {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// Statements by (enrollment, period, data version). A statement depends on
-/// every period before it, so computing one walks the term's rollups; the data
-/// version changes with any write, so a cached entry is never stale.
-#[derive(Default)]
-pub(crate) struct StatementCache {
-    map: std::sync::Mutex<
-        std::collections::HashMap<(String, u32, i64), Arc<meterbook_core::statement::Statement>>,
-    >,
-}
-
-impl StatementCache {
-    const LIMIT: usize = 4096;
-
-    pub(crate) fn get(
-        &self,
-        key: &(String, u32, i64),
-    ) -> Option<Arc<meterbook_core::statement::Statement>> {
-        self.map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
-    }
-
-    pub(crate) fn put(
-        &self,
-        key: (String, u32, i64),
-        st: Arc<meterbook_core::statement::Statement>,
-    ) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() >= Self::LIMIT {
-            m.clear();
-        }
-        m.insert(key, st);
-    }
-}
-
 impl AppState {
     /// Builds the state and starts the report workers (they stop when the
     /// last clone of the state is dropped).
     pub fn new(store: Arc<dyn Store>, settings: ServerSettings) -> std::io::Result<AppState> {
+        AppState::with_clock(store, settings, meterbook_core::clock::system())
+    }
+
+    /// [`AppState::new`] with time from `clock` (tests move it instead of sleeping).
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        settings: ServerSettings,
+        clock: Arc<dyn meterbook_core::clock::Clock>,
+    ) -> std::io::Result<AppState> {
         let (dir, tmp) = match &settings.report_dir {
             Some(d) => (d.clone(), None),
             None => {
@@ -165,14 +151,11 @@ impl AppState {
         let files = Arc::new(meterbook_jobs::DirReportFiles::new(&dir)?);
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).map_err(|e| std::io::Error::other(e.to_string()))?;
-        let link_secret = store
+        let app = meterbook_app::App::new(store.clone(), files, settings.jobs.clone(), clock);
+        let link_secret = app
             .secret("download-link-hmac", &fresh)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let runner = Arc::new(meterbook_jobs::Runner::new(
-            store.clone(),
-            files,
-            settings.jobs.clone(),
-        ));
+        let runner = app.runner().clone();
         let reports = Reports {
             workers: meterbook_jobs::Workers::start(runner.clone()),
             runner,
@@ -189,7 +172,7 @@ impl AppState {
                     settings.rate_limit_per_sec,
                     settings.rate_limit_burst,
                 ),
-                statements: StatementCache::default(),
+                app,
                 store,
                 settings,
             }),
@@ -220,23 +203,23 @@ impl AppState {
         &self.inner.settings
     }
 
-    /// The statement of `period`, from the cache when the data has not changed.
-    pub(crate) async fn statement(
-        &self,
-        e: &meterbook_core::Enrollment,
-        period: meterbook_core::Period,
-    ) -> Result<Arc<meterbook_core::statement::Statement>, ApiError> {
-        let key = (e.number.to_string(), period.id(), e.data_version);
-        if let Some(st) = self.inner.statements.get(&key) {
-            return Ok(st);
-        }
-        let n = e.number.clone();
-        let st = Arc::new(
-            self.blocking(move |s| Ok(meterbook_core::ledger::statement(s, &n, period)?))
-                .await?,
-        );
-        self.inner.statements.put(key, st.clone());
-        Ok(st)
+    /// The use-case layer.
+    pub fn app(&self) -> &meterbook_app::App {
+        &self.inner.app
+    }
+
+    /// Runs use-case work (synchronous, it reads the store) on the blocking
+    /// pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&meterbook_app::App) -> Result<T, meterbook_app::AppError> + Send + 'static,
+    {
+        let app = self.inner.app.clone();
+        tokio::task::spawn_blocking(move || f(&app))
+            .await
+            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+            .map_err(ApiError::from)
     }
 
     /// Runs store work on the blocking pool.

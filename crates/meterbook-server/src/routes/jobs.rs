@@ -4,7 +4,7 @@
 //! key, or through the signed link without one) with HEAD, Range and ETag.
 
 use super::{base_url, Ctx};
-use crate::auth::{now_unix, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath};
 use crate::links::{self, LinkError, Signed};
 use crate::params::Params;
@@ -14,29 +14,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use meterbook_core::jobs::{scope_text, Job, JobSpec};
+use meterbook_app::jobs::ReportRequest as Request;
+use meterbook_app::Span;
+use meterbook_core::jobs::{scope_text, Job};
 use meterbook_core::Day;
-use meterbook_jobs::runner::RequestError;
 use meterbook_jobs::{FileState, Manifest};
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-impl From<RequestError> for ApiError {
-    fn from(e: RequestError) -> ApiError {
-        match e {
-            RequestError::Invalid(m) => ApiError::BadRequest(m),
-            RequestError::Forbidden(m) => ApiError::Forbidden(m),
-            RequestError::Quota {
-                message,
-                retry_after,
-            } => ApiError::TooManyReports {
-                message,
-                retry_after,
-            },
-            RequestError::Store(s) => s.into(),
-        }
-    }
-}
 
 fn rfc3339(ms: i64) -> Value {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -46,7 +30,7 @@ fn rfc3339(ms: i64) -> Value {
 
 /// A signed link to the job's file, valid for `lifetime`.
 fn signed_link(state: &AppState, base: &str, job: &Job, lifetime_secs: i64) -> (String, i64) {
-    let expires = now_unix() + lifetime_secs;
+    let expires = state.app().clock().now_unix() + lifetime_secs;
     let scope = scope_text(job.spec.scope);
     let sig = links::sign(
         &state.reports().link_secret,
@@ -67,28 +51,6 @@ fn signed_link(state: &AppState, base: &str, job: &Job, lifetime_secs: i64) -> (
 }
 
 /// The state of each job's file (see [`FileState`]), read off the runtime.
-async fn file_states(state: &AppState, jobs: Vec<Job>) -> Result<Vec<(Job, FileState)>, ApiError> {
-    let Some(n) = jobs.first().map(|j| j.enrollment.clone()) else {
-        return Ok(Vec::new());
-    };
-    let runner = state.reports().runner.clone();
-    state
-        .blocking(move |s| {
-            let visibility = s.enrollment(&n)?.visibility;
-            Ok(jobs
-                .into_iter()
-                .map(|j| {
-                    let f = meterbook_jobs::file_state(&j, visibility, runner.files());
-                    (j, f)
-                })
-                .collect())
-        })
-        .await
-}
-
-/// The job as the API shows it: the Reporting API's fields first, then
-/// Meterbook's. A link is given only for a file that downloads: one withheld
-/// or gone has an empty `blobPath`, and `fileState` says why.
 fn job_json(state: &AppState, base: &str, job: &Job, file: FileState) -> Value {
     let lifetime = state.settings().link_lifetime.as_secs() as i64;
     let (blob, link_expires) = if file == FileState::Available {
@@ -158,23 +120,21 @@ fn accepted(state: &AppState, base: &str, job: &Job, created: bool, file: FileSt
 
 async fn submit_spec(
     state: &AppState,
-    caller: &Caller,
     ctx: &Ctx,
-    spec: JobSpec,
+    r: Request,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (runner, n, by) = (
-        state.reports().runner.clone(),
-        ctx.n.clone(),
-        caller.key_id.clone(),
-    );
-    let (job, created) = state
-        .blocking(move |_| Ok(runner.submit(&n, spec, &by)?))
+    let a = ctx.a.clone();
+    let (job, created, file) = state
+        .run(move |_| {
+            let (job, created) = a.submit_report(r)?;
+            let (job, file) = a.report_job(&job.id)?;
+            Ok((job, created, file))
+        })
         .await?;
     if created {
         state.reports().workers.notify();
     }
-    let (job, file) = one_state(state, job).await?;
     Ok(accepted(state, &base_url(headers), &job, created, file))
 }
 
@@ -195,30 +155,17 @@ pub async fn submit(
     let q = Params::parse(uri.query())?;
     // A billing period selects the rows booked in it (the period's Usage
     // details report); a range selects rows by usage date.
-    let (billing_period, from, to) = match q.get("billingperiod") {
-        Some(p) => {
-            let p = ctx.period(p)?;
-            (
-                Some(p),
-                p.first_day().max(ctx.e.start),
-                p.last_day().min(ctx.e.end),
-            )
-        }
-        None => {
-            let (from, to) = ctx.range(&q)?;
-            (None, from, to)
-        }
+    let span = match q.get("billingperiod") {
+        Some(p) => Span::Period(ctx.period(p)?),
+        None => ctx.range(&q)?,
     };
-    let spec = JobSpec {
-        scope: caller.scope,
-        billing_period,
-        from,
-        to,
+    let r = Request {
+        span,
         accounts: vec![],
         departments: vec![],
         format: format_param(q.get("format")),
     };
-    submit_spec(&state, &caller, &ctx, spec, &headers).await
+    submit_spec(&state, &ctx, r, &headers).await
 }
 
 #[derive(Deserialize)]
@@ -247,40 +194,28 @@ pub async fn create(
     let day = |v: &str, name: &str| -> Result<Day, ApiError> {
         super::parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
     };
-    let spec = JobSpec {
-        scope: caller.scope,
-        billing_period: None,
-        from: day(&req.start_date, "startDate")?,
-        to: day(&req.end_date, "endDate")?,
+    let span = Span::Range(
+        day(&req.start_date, "startDate")?,
+        day(&req.end_date, "endDate")?,
+    );
+    let r = Request {
+        span,
         accounts: req.accounts,
         departments: req.departments,
         format: format_param(req.format.as_deref()),
     };
-    submit_spec(&state, &caller, &ctx, spec, &headers).await
+    submit_spec(&state, &ctx, r, &headers).await
 }
 
-/// Whether the caller may see `job`: an enterprise administrator sees every
-/// job of the enrollment; others see the jobs requested with their own scope.
-fn visible(caller: &Caller, job: &Job) -> bool {
-    job.enrollment == caller.enrollment
-        && (caller.scope.sees_balance() || job.spec.scope == caller.scope)
-}
-
-async fn one_state(state: &AppState, job: Job) -> Result<(Job, FileState), ApiError> {
-    file_states(state, vec![job])
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::Internal("a job's file state went missing".into()))
-}
-
-async fn load_job(state: &AppState, caller: &Caller, n: &str, id: &str) -> Result<Job, ApiError> {
-    caller.enrollment(n)?;
-    let lookup = id.to_string();
-    state
-        .blocking(move |s| Ok(s.job(&lookup)?))
-        .await?
-        .filter(|j| visible(caller, j))
-        .ok_or_else(|| ApiError::NotFound(format!("no report job {id}")))
+/// One of the caller's jobs, with its file's state.
+async fn load_job(
+    state: &AppState,
+    caller: &Caller,
+    n: &str,
+    id: &str,
+) -> Result<(Job, FileState), ApiError> {
+    let (a, id) = (caller.access(n)?.clone(), id.to_string());
+    state.run(move |_| a.report_job(&id)).await
 }
 
 /// `GET reports`: the caller's jobs, newest first, with progress.
@@ -290,12 +225,10 @@ pub async fn list(
     ApiPath(n): ApiPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let n = caller.enrollment(&n)?;
-    let jobs = state.blocking(move |s| Ok(s.jobs(&n)?)).await?;
+    let a = caller.access(&n)?.clone();
+    let jobs = state.run(move |_| a.report_jobs()).await?;
     let base = base_url(&headers);
-    let mine: Vec<Job> = jobs.into_iter().filter(|j| visible(&caller, j)).collect();
-    let value: Vec<Value> = file_states(&state, mine)
-        .await?
+    let value: Vec<Value> = jobs
         .iter()
         .map(|(j, f)| job_json(&state, &base, j, *f))
         .collect();
@@ -309,8 +242,7 @@ pub async fn get_job(
     ApiPath((n, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = load_job(&state, &caller, &n, &id).await?;
-    let (job, file) = one_state(&state, job).await?;
+    let (job, file) = load_job(&state, &caller, &n, &id).await?;
     Ok(axum::Json(job_json(&state, &base_url(&headers), &job, file)).into_response())
 }
 
@@ -321,30 +253,13 @@ pub async fn cancel(
     ApiPath((n, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = load_job(&state, &caller, &n, &id).await?;
-    if caller.read_only && job.requested_by != caller.key_id {
-        return Err(ApiError::Forbidden(
-            "a read-only key may cancel only the jobs it requested".into(),
-        ));
-    }
-    if job.status.is_final() {
-        return Err(ApiError::Conflict(format!(
-            "the job has already ended ({})",
-            job.status.name()
-        )));
-    }
-    let (jid, reason) = (
-        job.id.clone(),
-        format!("cancelled by key {}", caller.key_id),
-    );
-    let after = state
-        .blocking(move |s| {
-            s.cancel_job(&jid, meterbook_jobs::now_ms(), &reason)?;
-            Ok(s.job(&jid)?)
+    let (a, jid) = (caller.access(&n)?.clone(), id.clone());
+    let (after, file) = state
+        .run(move |_| {
+            a.cancel_report(&jid)?;
+            a.report_job(&jid)
         })
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no report job {id}")))?;
-    let (after, file) = one_state(&state, after).await?;
+        .await?;
     Ok(axum::Json(job_json(&state, &base_url(&headers), &after, file)).into_response())
 }
 
@@ -356,14 +271,13 @@ pub async fn link(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let job = load_job(&state, &caller, &n, &id).await?;
+    let (job, file) = load_job(&state, &caller, &n, &id).await?;
     if !job.status.has_file() {
         return Err(ApiError::Conflict(format!(
             "the report has no file to link to ({})",
             job.status.name()
         )));
     }
-    let (job, file) = one_state(&state, job).await?;
     if let Some(reason) = file.reason() {
         return Err(ApiError::Gone(reason.into()));
     }
@@ -396,8 +310,8 @@ pub async fn download_keyed(
     method: Method,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let job = load_job(&state, &caller, &n, &id).await?;
-    serve_file(&state, &job, &method, &headers).await
+    let (job, file) = load_job(&state, &caller, &n, &id).await?;
+    serve_file(&state, &job, file, &method, &headers).await
 }
 
 /// `GET|HEAD /downloads/{id}?scope=&expires=&signature=`: the file, through a
@@ -431,22 +345,23 @@ pub async fn download_signed(
             expires,
         },
         signature,
-        now_unix(),
+        state.app().clock().now_unix(),
     )
     .map_err(link_refused)?;
     let lookup = id.clone();
-    let job = state
-        .blocking(move |s| Ok(s.job(&lookup)?))
-        .await?
-        .ok_or_else(|| {
-            ApiError::Gone(format!(
+    let (job, file) = state
+        .run(move |app| app.linked_report(&lookup))
+        .await
+        .map_err(|e| match e {
+            ApiError::NotFound(_) => ApiError::Gone(format!(
                 "report {id} no longer exists (its retention period is over, or it was removed)"
-            ))
+            )),
+            other => other,
         })?;
     if scope_text(job.spec.scope) != scope {
         return Err(link_refused(LinkError::BadSignature));
     }
-    serve_file(&state, &job, &method, &headers).await
+    serve_file(&state, &job, file, &method, &headers).await
 }
 
 fn link_refused(e: LinkError) -> ApiError {
@@ -519,13 +434,16 @@ impl AppState {
         method: &Method,
         headers: &HeaderMap,
     ) -> Result<Response, ApiError> {
-        serve_file(self, job, method, headers).await
+        let id = job.id.clone();
+        let (_, file) = self.run(move |app| app.linked_report(&id)).await?;
+        serve_file(self, job, file, method, headers).await
     }
 }
 
 pub(crate) async fn serve_file(
     state: &AppState,
     job: &Job,
+    file_state: FileState,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -544,14 +462,10 @@ pub(crate) async fn serve_file(
     let extra: Value = serde_json::from_str(&manifest_text).unwrap_or(Value::Null);
     // A file made while its role could see costs is not served once the
     // enrollment hides them from that role: the figures would leak.
-    if !job.spec.scope.sees_balance() {
-        let n = job.enrollment.clone();
-        let e = state.blocking(move |s| Ok(s.enrollment(&n)?)).await?;
-        if meterbook_jobs::availability::withheld(job, e.visibility) {
-            return Err(ApiError::Gone(
-                FileState::Withheld.reason().unwrap_or_default().into(),
-            ));
-        }
+    if file_state == FileState::Withheld {
+        return Err(ApiError::Gone(
+            FileState::Withheld.reason().unwrap_or_default().into(),
+        ));
     }
     let download_name = extra["downloadName"]
         .as_str()

@@ -2,15 +2,17 @@
 //! each limited to scopes the caller's own key covers.
 
 use super::Ctx;
-use crate::auth::{now_unix, Caller};
+use crate::auth::Caller;
 use crate::error::ApiJson;
 use crate::error::ApiPath;
-use crate::{keys, ApiError, AppState};
+use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use meterbook_core::access::{KeyRecord, Scope, Slot};
+use meterbook_app::credentials::PREFIX;
+use meterbook_app::keys;
+use meterbook_core::access::{KeyRecord, Slot};
 use meterbook_core::hierarchy::Hierarchy;
 use serde::Deserialize;
 
@@ -26,28 +28,6 @@ pub struct KeyRequest {
     expires_in_days: Option<u32>,
 }
 
-fn resolve(h: &Hierarchy, req: &KeyRequest) -> Result<Scope, ApiError> {
-    let name = || {
-        req.name.as_deref().ok_or_else(|| {
-            ApiError::BadRequest(format!("`name` is required for scope {}", req.scope))
-        })
-    };
-    match req.scope.to_ascii_lowercase().as_str() {
-        "enrollment" => Ok(Scope::Enrollment),
-        "department" => h
-            .department_by_name(name()?)
-            .map(|d| Scope::Department(d.id))
-            .ok_or_else(|| ApiError::NotFound(format!("no department {}", name().unwrap_or("")))),
-        "account" => h
-            .account_by_name(name()?)
-            .map(|a| Scope::Account(a.id))
-            .ok_or_else(|| ApiError::NotFound(format!("no account {}", name().unwrap_or("")))),
-        other => Err(ApiError::BadRequest(format!(
-            "`scope` must be enrollment, department or account, not `{other}`"
-        ))),
-    }
-}
-
 fn slot(req: &KeyRequest) -> Result<Slot, ApiError> {
     match &req.slot {
         None => Ok(Slot::Primary),
@@ -60,14 +40,6 @@ fn slot(req: &KeyRequest) -> Result<Slot, ApiError> {
     }
 }
 
-fn scope_name(h: &Hierarchy, s: Scope) -> serde_json::Value {
-    match s {
-        Scope::Enrollment => serde_json::Value::Null,
-        Scope::Department(d) => h.departments.get(&d).map(|d| d.name.clone()).into(),
-        Scope::Account(a) => h.accounts.get(&a).map(|a| a.name.clone()).into(),
-    }
-}
-
 fn date(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
@@ -76,9 +48,9 @@ fn date(unix: i64) -> String {
 
 fn describe(h: &Hierarchy, k: &KeyRecord, now: i64) -> serde_json::Value {
     serde_json::json!({
-        "id": format!("{}{}", keys::PREFIX, k.id),
+        "id": format!("{PREFIX}{}", k.id),
         "scope": k.scope.kind(),
-        "name": scope_name(h, k.scope),
+        "name": keys::scope_name(h, k.scope),
         "slot": k.slot.as_str(),
         "readOnly": k.read_only,
         "startsOn": date(k.created_at),
@@ -97,22 +69,11 @@ pub async fn list(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
-    let number = ctx.n.clone();
-    let scope = caller.scope;
-    let body = state
-        .blocking(move |s| {
-            let h = s.hierarchy(&number)?;
-            let now = now_unix();
-            let v: Vec<serde_json::Value> = s
-                .keys(&number)?
-                .iter()
-                .filter(|k| scope.covers(k.scope, &h))
-                .map(|k| describe(&h, k, now))
-                .collect();
-            serde_json::to_string(&v).map_err(|e| ApiError::Internal(e.to_string()))
-        })
-        .await?;
-    Ok(ctx.json(body))
+    let a = ctx.a.clone();
+    let (h, keys) = state.run(move |_| a.keys()).await?;
+    let now = state.app().clock().now_unix();
+    let v: Vec<serde_json::Value> = keys.iter().map(|k| describe(&h, k, now)).collect();
+    Ok(ctx.json(serde_json::to_string(&v).map_err(|e| ApiError::Internal(e.to_string()))?))
 }
 
 /// Generates the key of a scope and slot, replacing the one there (regenerate).
@@ -122,48 +83,24 @@ pub async fn generate(
     ApiPath(n): ApiPath<String>,
     ApiJson(req): ApiJson<KeyRequest>,
 ) -> Result<Response, ApiError> {
-    let number = caller.enrollment(&n)?;
-    if caller.read_only {
-        return Err(ApiError::Forbidden(
-            "a read-only administrator cannot manage keys".into(),
-        ));
-    }
-    let settings = state.settings().clone();
-    let days = req.expires_in_days.unwrap_or(settings.key_default_days);
-    if days == 0 || days > settings.key_max_days {
-        return Err(ApiError::BadRequest(format!(
+    let a = caller.access(&n)?.clone();
+    a.writer()?;
+    let lifetime = state.settings().key_lifetime();
+    let days = lifetime.days(req.expires_in_days).map_err(|_| {
+        ApiError::BadRequest(format!(
             "`expiresInDays` must be 1 to {}",
-            settings.key_max_days
-        )));
-    }
+            lifetime.max_days
+        ))
+    })?;
     let slot = slot(&req)?;
-    let new = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let token = new.token.clone();
+    let now = state.app().clock().now_unix();
     let body = state
-        .blocking(move |s| {
-            let h = s.hierarchy(&number)?;
-            let scope = resolve(&h, &req)?;
-            if !caller.scope.covers(scope, &h) {
-                return Err(ApiError::Forbidden(
-                    "your key's scope does not include that scope".into(),
-                ));
-            }
-            let now = now_unix();
-            let rec = KeyRecord {
-                id: new.id,
-                enrollment: number.clone(),
-                scope,
-                slot,
-                read_only: false,
-                secret_hash: new.secret_hash,
-                created_at: now,
-                expires_at: now + days as i64 * 86_400,
-                disabled: false,
-                last_used_at: None,
-            };
-            s.put_key(&rec)?;
-            let mut v = describe(&h, &rec, now);
-            v["key"] = serde_json::Value::String(token);
+        .run(move |_| {
+            let h = a.hierarchy()?;
+            let scope = keys::named_scope(&h, &req.scope, req.name.as_deref())?;
+            let new = a.writer()?.generate_key(scope, slot, days)?;
+            let mut v = describe(&h, &new.record, now);
+            v["key"] = serde_json::Value::String(new.token);
             Ok(v)
         })
         .await?;
@@ -176,26 +113,14 @@ pub async fn disable(
     ApiPath(n): ApiPath<String>,
     ApiJson(req): ApiJson<KeyRequest>,
 ) -> Result<Response, ApiError> {
-    let number = caller.enrollment(&n)?;
-    if caller.read_only {
-        return Err(ApiError::Forbidden(
-            "a read-only administrator cannot manage keys".into(),
-        ));
-    }
+    let a = caller.access(&n)?.clone();
+    a.writer()?;
     let slot = slot(&req)?;
     state
-        .blocking(move |s| {
-            let h = s.hierarchy(&number)?;
-            let scope = resolve(&h, &req)?;
-            if !caller.scope.covers(scope, &h) {
-                return Err(ApiError::Forbidden(
-                    "your key's scope does not include that scope".into(),
-                ));
-            }
-            if !s.set_key_disabled(&number, scope, slot, true)? {
-                return Err(ApiError::NotFound("there is no key in that slot".into()));
-            }
-            Ok(())
+        .run(move |_| {
+            let h = a.hierarchy()?;
+            let scope = keys::named_scope(&h, &req.scope, req.name.as_deref())?;
+            a.writer()?.set_key_disabled(scope, slot, true)
         })
         .await?;
     Ok(Json(serde_json::json!({"disabled": true})).into_response())

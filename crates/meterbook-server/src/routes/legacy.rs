@@ -8,9 +8,9 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
-use meterbook_core::store::UsageSelection;
-use meterbook_io::report::usage::{UsageFilter, UsageReport};
-use meterbook_io::report::{ReportFormat, ReportScope};
+use meterbook_app::reads::Details;
+use meterbook_app::Span;
+use meterbook_io::report::ReportFormat;
 
 pub async fn usage_report(
     State(state): State<AppState>,
@@ -39,17 +39,19 @@ pub async fn usage_report(
     let kind = q.choice("type", &["detail", "summary"], "detail")?;
     if kind == "summary" {
         // Scope first: a 304 must not tell a caller what it may not see.
-        caller.require_balance()?;
+        ctx.a.enterprise()?;
     }
     let fmt = q.choice("fmt", &["json", "csv"], "json")?;
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let number = ctx.n.clone();
     let exp = ctx.e.currency.exponent();
-    let meta = ctx.meta(ReportScope::Period(period.to_string()));
+    let meta = ctx.a.report_meta(Span::Period(period));
+    let a = ctx.a.clone();
     let (body, content_type) = if kind == "summary" {
-        let st = state.statement(&ctx.e, period).await?;
+        let st = state
+            .run(move |_| a.enterprise()?.statement(period))
+            .await?;
         if fmt == "json" {
             let body = meterbook_io::report::balance::statement_json(
                 ctx.n.as_str(),
@@ -72,26 +74,20 @@ pub async fn usage_report(
             (out, "text/csv; charset=utf-8")
         }
     } else {
-        let f = UsageFilter {
-            selection: UsageSelection {
-                booked: Some(period),
-                ..Default::default()
-            },
-            show_costs: caller.scope.sees_costs(ctx.e.visibility),
-            scope: Some(caller.scope),
-            legacy: true,
-            ..Default::default()
-        };
         let format = if fmt == "json" {
             ReportFormat::Json
         } else {
             ReportFormat::Csv
         };
         let out = state
-            .blocking(move |s| {
-                let report = UsageReport::prepare(s, &number, f, meta)?;
+            .run(move |_| {
+                let details = Details {
+                    legacy: true,
+                    ..Default::default()
+                };
+                let report = a.usage_details(Span::Period(period), &details)?;
                 let mut out = Vec::new();
-                report.write(s, &number, format, &mut out)?;
+                report.write(format, &mut out)?;
                 Ok(out)
             })
             .await?;

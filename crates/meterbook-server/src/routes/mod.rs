@@ -16,6 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use meterbook_app::{Access, Span};
 use meterbook_core::quote::quote;
 use meterbook_core::{Day, Enrollment, EnrollmentNumber, Period};
 use sha2::{Digest, Sha256};
@@ -157,7 +158,10 @@ async fn not_found(uri: Uri) -> Response {
 }
 
 /// What every report handler starts with: the caller's enrollment, loaded.
+/// A Reporting API request's context: the caller's access to the path's
+/// enrollment, and the ETag of what it may see now.
 pub(crate) struct Ctx {
+    pub a: Access,
     pub n: EnrollmentNumber,
     pub e: Enrollment,
     pub etag: String,
@@ -165,22 +169,19 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub async fn load(
-        state: &AppState,
+        _state: &AppState,
         caller: &Caller,
         path_n: &str,
         uri: &Uri,
     ) -> Result<Ctx, ApiError> {
-        let n = caller.enrollment(path_n)?;
-        let lookup = n.clone();
-        let e = state.blocking(move |s| Ok(s.enrollment(&lookup)?)).await?;
-        // A validator that changes whenever the enrollment's data does, per
-        // request and per scope: no body needs hashing to answer 304.
+        let a = caller.access(path_n)?.clone();
+        let e = a.enrollment().clone();
         let mut h = Sha256::new();
         h.update(uri.to_string().as_bytes());
         h.update(
             format!(
                 "{:?}|{}|{}",
-                caller.scope,
+                a.scope(),
                 e.data_version,
                 e.visibility.department_admins_view_charges as u8 * 2
                     + e.visibility.account_owners_view_charges as u8
@@ -196,10 +197,14 @@ impl Ctx {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        Ok(Ctx { n, e, etag })
+        Ok(Ctx {
+            n: e.number.clone(),
+            a,
+            e,
+            etag,
+        })
     }
 
-    /// 304 when the client already has this version.
     pub fn not_modified(&self, headers: &HeaderMap) -> Option<Response> {
         let inm = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
         let hit = inm
@@ -234,27 +239,15 @@ impl Ctx {
 
     /// The period containing today, kept inside the term.
     pub fn current_period(&self) -> Period {
-        Day::today()
-            .period()
-            .clamp(self.e.first_period(), self.e.last_period())
+        self.a.current_period()
     }
 
-    /// A `YYYYMM` path or query value, inside the term.
     pub fn period(&self, s: &str) -> Result<Period, ApiError> {
-        let p: Period = s
-            .parse()
-            .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
-        if p < self.e.first_period() || p > self.e.last_period() {
-            return Err(ApiError::BadRequest(format!(
-                "billing period {p} is outside the enrollment's term {} to {}",
-                self.e.start, self.e.end
-            )));
-        }
-        Ok(p)
+        Ok(self.a.period(s)?)
     }
 
-    /// `startTime`/`endTime` (dates or ISO date-times), inclusive, inside the term.
-    pub fn range(&self, q: &Params) -> Result<(Day, Day), ApiError> {
+    /// `startTime` and `endTime`: a range of usage dates inside the term.
+    pub fn range(&self, q: &Params) -> Result<Span, ApiError> {
         let day = |name: &str| -> Result<Day, ApiError> {
             let v = q.get(&name.to_ascii_lowercase()).ok_or_else(|| {
                 ApiError::BadRequest(format!("`{name}` is required (YYYY-MM-DD)"))
@@ -262,18 +255,7 @@ impl Ctx {
             parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
         };
         let (from, to) = (day("startTime")?, day("endTime")?);
-        if to < from {
-            return Err(ApiError::BadRequest(format!(
-                "endTime {to} is before startTime {from}"
-            )));
-        }
-        if from < self.e.start || to > self.e.end {
-            return Err(ApiError::BadRequest(format!(
-                "the range {from} to {to} is outside the enrollment's term {} to {}",
-                self.e.start, self.e.end
-            )));
-        }
-        Ok((from, to))
+        Ok(self.a.range(from, to, ("startTime", "endTime"))?)
     }
 
     pub fn json(&self, body: String) -> Response {
@@ -287,19 +269,6 @@ impl Ctx {
             )
                 .into_response(),
         )
-    }
-
-    pub fn meta(
-        &self,
-        scope: meterbook_io::report::ReportScope,
-    ) -> meterbook_io::report::ReportMeta {
-        meterbook_io::report::ReportMeta {
-            enrollment: self.n.to_string(),
-            scope,
-            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            watermark: self.e.watermark.map(|d| d.to_string()),
-            currency: self.e.currency.code().to_string(),
-        }
     }
 }
 

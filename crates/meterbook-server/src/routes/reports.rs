@@ -7,7 +7,7 @@ use crate::{ApiError, AppState};
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use meterbook_core::prices::ChargeKind;
+use meterbook_app::Span;
 
 use meterbook_io::report::balance::statement_json;
 
@@ -22,38 +22,18 @@ pub async fn billing_periods(
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let number = ctx.n.clone();
-    let through = ctx.current_period();
-    let first = ctx.e.first_period();
-    // For each period: whether it has a price sheet, and marketplace meters.
-    let infos = state
-        .blocking(move |s| {
-            let mut out = Vec::new();
-            for info in s
-                .periods(&number)?
-                .into_iter()
-                .filter(|i| i.period <= through)
-            {
-                let marketplace = info.has_price_sheet
-                    && s.price_sheet(&number, info.period)?
-                        .iter()
-                        .any(|(_, m)| m.info.kind() == ChargeKind::Marketplace);
-                out.push((info, marketplace));
-            }
-            Ok(out)
-        })
-        .await?;
+    let a = ctx.a.clone();
+    let periods = state.run(move |_| a.billing_periods()).await?;
     let base = format!(
         "{}/v3/enrollments/{}/billingPeriods",
         base_url(&headers),
         ctx.n
     );
-    let sees_balance = caller.scope.sees_balance();
-    let items: Vec<serde_json::Value> = infos
+    let sees_balance = ctx.a.sees_balance();
+    let items: Vec<serde_json::Value> = periods
         .iter()
-        .rev()
-        .filter(|(i, _)| i.period >= first)
-        .map(|(i, marketplace)| {
+        .map(|entry| {
+            let (i, marketplace) = (&entry.info, entry.marketplace);
             let p = i.period;
             let link = |ok: bool, what: &str| {
                 if ok {
@@ -69,7 +49,7 @@ pub async fn billing_periods(
                 "closed": i.closed,
                 "balanceSummary": link(sees_balance, "balancesummary"),
                 "usageDetails": link(true, "usagedetails"),
-                "marketplaceCharges": link(*marketplace, "marketplacecharges"),
+                "marketplaceCharges": link(marketplace, "marketplacecharges"),
                 "priceSheet": link(sees_balance && i.has_price_sheet, "pricesheet"),
             })
         })
@@ -86,7 +66,7 @@ async fn balance(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
-    caller.require_balance()?;
+    ctx.a.enterprise()?;
     let period = match p {
         Some(p) => ctx.period(&p)?,
         None => ctx.current_period(),
@@ -94,14 +74,14 @@ async fn balance(
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let st = state.statement(&ctx.e, period).await?;
+    let a = ctx.a.clone();
+    let st = state
+        .run(move |_| a.enterprise()?.statement(period))
+        .await?;
     let extra = format!(
         "\"usageCompleteThrough\":{},\"generatedAt\":\"{}\"",
         ctx.watermark_json(),
-        ctx.meta(meterbook_io::report::ReportScope::Period(
-            period.to_string()
-        ))
-        .generated_at
+        ctx.a.report_meta(Span::Period(period)).generated_at
     );
     let body = statement_json(
         ctx.n.as_str(),
@@ -142,7 +122,7 @@ async fn prices(
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
-    caller.require_balance()?;
+    ctx.a.enterprise()?;
     let period = match p {
         Some(p) => ctx.period(&p)?,
         None => ctx.current_period(),
@@ -150,9 +130,9 @@ async fn prices(
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let number = ctx.n.clone();
+    let a = ctx.a.clone();
     let sheet = state
-        .blocking(move |s| Ok(s.price_sheet(&number, period)?))
+        .run(move |_| a.enterprise()?.price_sheet(period))
         .await?;
     let currency = ctx.e.currency.code();
     let mut items = Vec::new();

@@ -6,66 +6,17 @@ use crate::auth::Caller;
 use crate::error::ApiPath;
 use crate::params::Params;
 use crate::{ApiError, AppState};
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use meterbook_core::store::{ScanCursor, UsageSelection};
-use meterbook_core::{Day, Period};
-use meterbook_io::report::usage::{UsageFilter, UsageReport};
-use meterbook_io::report::{ReportFormat, ReportScope};
+use meterbook_app::reads::Details;
+use meterbook_app::Span;
+use meterbook_core::store::ScanCursor;
+use meterbook_core::Day;
+use meterbook_io::report::ReportFormat;
 
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
-
-/// What a request selects: a billing period or a date range.
-#[derive(Clone, Copy)]
-enum Span {
-    Period(Period),
-    Range(Day, Day),
-}
-
-impl Span {
-    fn selection(self) -> UsageSelection {
-        match self {
-            Span::Period(p) => UsageSelection {
-                booked: Some(p),
-                ..Default::default()
-            },
-            Span::Range(f, t) => UsageSelection {
-                from: Some(f),
-                to: Some(t),
-                ..Default::default()
-            },
-        }
-    }
-    fn scope(self) -> ReportScope {
-        match self {
-            Span::Period(p) => ReportScope::Period(p.to_string()),
-            Span::Range(f, t) => ReportScope::Range {
-                from: f.to_string(),
-                to: t.to_string(),
-            },
-        }
-    }
-    fn file_part(self) -> String {
-        match self {
-            Span::Period(p) => p.to_string(),
-            Span::Range(f, t) => format!("{f}_{t}"),
-        }
-    }
-}
-
-fn filter(ctx: &Ctx, caller: &Caller, span: Span, marketplace: bool) -> UsageFilter {
-    UsageFilter {
-        selection: span.selection(),
-        show_costs: caller.scope.sees_costs(ctx.e.visibility),
-        marketplace_only: marketplace,
-        scope: Some(caller.scope),
-        ..Default::default()
-    }
-}
 
 /// An opaque page cursor: hex of `phase|day|record id`.
 fn encode_cursor(c: &ScanCursor) -> String {
@@ -125,8 +76,7 @@ async fn page(
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
     let q = Params::parse(uri.query())?;
     let span = if custom {
-        let (f, t) = ctx.range(&q)?;
-        Span::Range(f, t)
+        ctx.range(&q)?
     } else {
         Span::Period(match p {
             Some(p) => ctx.period(&p)?,
@@ -144,20 +94,20 @@ async fn page(
             }
         },
     };
-    let mut f = filter(&ctx, &caller, span, marketplace);
-    if let Some(tok) = q.get("skiptoken") {
-        f.selection.after = Some(decode_cursor(tok)?);
-    }
+    let details = Details {
+        marketplace,
+        after: q.get("skiptoken").map(decode_cursor).transpose()?,
+        ..Default::default()
+    };
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let number = ctx.n.clone();
-    let meta = ctx.meta(span.scope());
+    let a = ctx.a.clone();
     let (rows, next) = state
-        .blocking(move |s| {
-            let report = UsageReport::prepare(s, &number, f, meta)?;
+        .run(move |_| {
+            let report = a.usage_details(span, &details)?;
             let mut out = Vec::with_capacity(size * 600);
-            let (_, next) = report.write_page(s, &number, size, &mut out)?;
+            let (_, next) = report.write_page(size, &mut out)?;
             Ok((out, next))
         })
         .await?;
@@ -321,25 +271,6 @@ pub async fn marketplace_custom(
     .await
 }
 
-/// Bytes written on a blocking thread, sent to the response body through a
-/// bounded channel: the report streams, memory stays flat, and a client that
-/// goes away stops the report at its next chunk.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `usagedetails/download?billingPeriod=` or `?startTime=&endTime=`: the
 /// usage-details CSV, streamed (gzip when the client accepts it).
 pub async fn download(
@@ -353,35 +284,22 @@ pub async fn download(
     let q = Params::parse(uri.query())?;
     let span = match q.get("billingperiod") {
         Some(p) => Span::Period(ctx.period(p)?),
-        None if q.get("starttime").is_some() || q.get("endtime").is_some() => {
-            let (f, t) = ctx.range(&q)?;
-            Span::Range(f, t)
-        }
+        None if q.get("starttime").is_some() || q.get("endtime").is_some() => ctx.range(&q)?,
         None => Span::Period(ctx.current_period()),
     };
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
-    let f = filter(&ctx, &caller, span, false);
-    let number = ctx.n.clone();
-    let meta = ctx.meta(span.scope());
+    let a = ctx.a.clone();
     // Prepare (and fail with a proper status) before the response starts.
     let report = state
-        .blocking(move |s| Ok(UsageReport::prepare(s, &number, f, meta)?))
+        .run(move |_| a.usage_details(span, &Details::default()))
         .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let store = state.store().clone();
-    let number = ctx.n.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter { tx: tx.clone() };
-        if let Err(e) = report.write(store.as_ref(), &number, ReportFormat::Csv, &mut w) {
-            tracing::warn!(error = %e, "usage download ended early");
-            let _ = tx.blocking_send(Err(std::io::Error::other("report failed")));
-        }
+    let body = crate::streaming::body("usage download", move |w| {
+        report.write(ReportFormat::Csv, w).map(|_| ())
     });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let file = format!("usage-details_{}_{}.csv", ctx.n, span.file_part());
-    let mut res = Body::from_stream(stream).into_response();
+    let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -1,4 +1,4 @@
-//! The API key format: `mbk_<id>_<secret>`. The prefix lets secret scanners
+//! Credentials: the API key and operator token format `mbk_<id>_<secret>`. The prefix lets secret scanners
 //! recognise a leaked key; the id finds the stored record without a scan; only
 //! the SHA-256 of the secret is stored, and compared in constant time.
 

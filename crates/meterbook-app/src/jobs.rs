@@ -1,0 +1,177 @@
+//! Advanced reports: requesting one, seeing one's own, cancelling, and the
+//! finished file. Every front end submits through here, so the reach, the
+//! term check and the requester's quota hold alike for the API, the portal
+//! and the CLI.
+
+use crate::{Access, AppError, AppResult, Span};
+use meterbook_core::jobs::{Job, JobSpec, JobStatus};
+use meterbook_jobs::{FileState, ReportFile};
+
+/// What a caller asks an advanced report for.
+#[derive(Clone, Debug)]
+pub struct ReportRequest {
+    /// A billing period (its Usage details rows) or a range of usage dates.
+    pub span: Span,
+    /// Account names; with `departments`, a row is kept if either matches.
+    /// Both empty: the caller's whole reach.
+    pub accounts: Vec<String>,
+    pub departments: Vec<String>,
+    /// An export format name (`csv`, `csv.gz`, `parquet`, `focus-csv`, `focus-parquet`).
+    pub format: String,
+}
+
+impl Access {
+    /// The job spec of `r`: the caller's reach, the span's days inside the term.
+    fn spec(&self, r: ReportRequest) -> AppResult<JobSpec> {
+        let (billing_period, from, to) = match r.span {
+            Span::Period(p) => {
+                let p = self.check_period(p)?;
+                (
+                    Some(p),
+                    p.first_day().max(self.e.start),
+                    p.last_day().min(self.e.end),
+                )
+            }
+            Span::Range(from, to) => (None, from, to),
+        };
+        Ok(JobSpec {
+            scope: self.scope(),
+            billing_period,
+            from,
+            to,
+            accounts: r.accounts,
+            departments: r.departments,
+            format: r.format.to_ascii_lowercase(),
+        })
+    }
+
+    /// Requests an advanced report: the job, and whether it is new (an
+    /// identical job already queued or running is returned instead).
+    pub fn submit_report(&self, r: ReportRequest) -> AppResult<(Job, bool)> {
+        let spec = self.spec(r)?;
+        Ok(self
+            .app
+            .runner()
+            .submit(self.number(), spec, self.actor().requester())?)
+    }
+
+    /// Whether this caller sees `job`: an enterprise administrator sees every
+    /// job of the enrollment; others the jobs requested with their own reach.
+    fn sees_job(&self, job: &Job) -> bool {
+        job.enrollment == *self.number() && (self.sees_balance() || job.spec.scope == self.scope())
+    }
+
+    fn file_state(&self, job: &Job) -> FileState {
+        meterbook_jobs::file_state(job, self.e.visibility, self.app.runner().files())
+    }
+
+    /// The caller's report jobs, newest first, with the state of their files.
+    pub fn report_jobs(&self) -> AppResult<Vec<(Job, FileState)>> {
+        Ok(self
+            .app
+            .store()
+            .jobs(self.number())?
+            .into_iter()
+            .filter(|j| self.sees_job(j))
+            .map(|j| {
+                let f = self.file_state(&j);
+                (j, f)
+            })
+            .collect())
+    }
+
+    /// One of the caller's jobs (`NotFound` for another's, as for none).
+    pub fn report_job(&self, id: &str) -> AppResult<(Job, FileState)> {
+        let job = self
+            .app
+            .store()
+            .job(id)?
+            .filter(|j| self.sees_job(j))
+            .ok_or_else(|| AppError::NotFound(format!("no report job {id}")))?;
+        let f = self.file_state(&job);
+        Ok((job, f))
+    }
+
+    /// Cancels a queued or running job. Read-only callers may cancel only
+    /// the jobs they requested.
+    pub fn cancel_report(&self, id: &str) -> AppResult<JobStatus> {
+        let (job, _) = self.report_job(id)?;
+        if self.read_only() && job.requested_by != self.actor().requester() {
+            return Err(AppError::Forbidden(
+                "a read-only caller may cancel only the reports it requested".into(),
+            ));
+        }
+        if job.status.is_final() {
+            return Err(AppError::Conflict(format!(
+                "the job has already ended ({})",
+                job.status.name()
+            )));
+        }
+        let reason = format!("cancelled by {}", self.actor().requester());
+        let now = self.app.clock().now_millis();
+        self.app
+            .store()
+            .cancel_job(&job.id, now, &reason)?
+            .ok_or_else(|| AppError::NotFound(format!("no report job {id}")))
+    }
+
+    /// The finished file of one of the caller's jobs, open for reading.
+    pub fn report_file(&self, id: &str) -> AppResult<(Job, ReportFile)> {
+        let (job, state) = self.report_job(id)?;
+        self.app.open_report_file(job, state)
+    }
+}
+
+impl crate::App {
+    /// The job a signed download link names. The caller (the server) has
+    /// checked the link's signature and expiry: the link is the capability.
+    pub fn linked_report(&self, id: &str) -> AppResult<(Job, FileState)> {
+        let job = self
+            .store()
+            .job(id)?
+            .ok_or_else(|| AppError::NotFound(format!("no report job {id}")))?;
+        let visibility = self.store().enrollment(&job.enrollment)?.visibility;
+        let f = meterbook_jobs::file_state(&job, visibility, self.runner().files());
+        Ok((job, f))
+    }
+
+    /// Opens a job's finished file: `Gone` when it expired, was withheld or
+    /// was removed; `Conflict` while it is not ready.
+    pub fn open_report_file(&self, job: Job, state: FileState) -> AppResult<(Job, ReportFile)> {
+        match state {
+            FileState::Available => {}
+            FileState::NoFile => {
+                return Err(AppError::Conflict(format!(
+                    "the report has no file ({})",
+                    job.status.name()
+                )))
+            }
+            other => {
+                return Err(AppError::Gone(
+                    other.reason().unwrap_or("the file is gone").into(),
+                ))
+            }
+        }
+        let m = job
+            .manifest
+            .as_deref()
+            .and_then(meterbook_jobs::Manifest::parse)
+            .ok_or_else(|| {
+                AppError::Internal(format!("job {} has no readable manifest", job.id))
+            })?;
+        let file = self
+            .runner()
+            .files()
+            .open(&m.file)
+            .map_err(|e| AppError::Internal(format!("cannot open report file: {e}")))?
+            .ok_or_else(|| {
+                AppError::Gone(
+                    FileState::Gone
+                        .reason()
+                        .unwrap_or("the file is gone")
+                        .into(),
+                )
+            })?;
+        Ok((job, file))
+    }
+}
