@@ -86,6 +86,20 @@ fn text_w(s: &str, font: i128) -> i128 {
     s.chars().count() as i128 * font * 6 / 10
 }
 
+/// The smallest of 1, 2 or 5 times a power of ten that splits `largest`
+/// into at most 4 steps.
+fn round_step(largest: i128) -> i128 {
+    let mut p = 1i128;
+    loop {
+        for m in [1, 2, 5] {
+            if p * m * 4 >= largest {
+                return p * m;
+            }
+        }
+        p *= 10;
+    }
+}
+
 /// Font sizes in the viewBox's units (720 wide, shown at least 640 px wide).
 const FONT: i128 = 14;
 const VALUE_FONT: i128 = 13;
@@ -116,11 +130,13 @@ impl Stacked {
                     .sum()
             })
             .collect();
-        let max = totals.iter().copied().max().unwrap_or(0).max(1);
-        // The y axis: 0, half and the largest total, labelled.
-        let ticks: Vec<(i128, String)> = [0, max / 2, max]
-            .iter()
-            .map(|v| (*v, (self.format)(*v)))
+        // The y axis: round steps (1, 2 or 5 times a power of ten) from 0 to
+        // the first step at or above the largest total, labelled.
+        let largest = totals.iter().copied().max().unwrap_or(0).max(1);
+        let step = round_step(largest);
+        let max = (largest + step - 1) / step * step;
+        let ticks: Vec<(i128, String)> = (0..=max / step)
+            .map(|k| (k * step, (self.format)(k * step)))
             .collect();
         let left = ticks.iter().map(|(_, t)| text_w(t, 12)).max().unwrap_or(0) + 10;
         let slot = ((w - left) / n).max(1);
@@ -289,10 +305,12 @@ mod tests {
     fn an_empty_bar_reads_0_and_the_axis_is_labelled() {
         // A used-up month (0) is labelled 0, not left blank; the y axis has
         // labelled ticks at 0, half and the largest total.
-        let c = chart(&["Jan", "Feb", "Mar"], vec![("Left", vec![1000, 0, 0])]);
+        let c = chart(&["Jan", "Feb", "Mar"], vec![("Left", vec![930, 0, 0])]);
         let svg = c.svg();
         let values = svg.matches(r##"fill="#333">0</text>"##).count();
         assert_eq!(values, 2, "Feb and Mar read 0: {svg}");
+        // Round steps up to the first at or above 930.
+        assert_eq!(svg.matches(r#"class="axis""#).count(), 3);
         for tick in ["0", "500", "1000"] {
             assert!(
                 svg.contains(&format!(r##"fill="#555">{tick}</text>"##)),
