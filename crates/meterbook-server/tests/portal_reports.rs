@@ -1826,6 +1826,25 @@ async fn dates_and_periods_are_limited_to_the_term_and_today() {
             r.text()
         );
     }
+    if current() < period("202612") {
+        // A billing period after the current one: not offered, refused.
+        let later = current().next().to_string();
+        let r = app
+            .post(
+                &admin,
+                &app.e("/reports/request"),
+                &[
+                    ("csrf", admin.csrf.as_str()),
+                    ("kind", "period"),
+                    ("period", later.as_str()),
+                    ("format", "csv"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(field(&r.text(), "period").contains(r#"id="form-error""#));
+        assert!(!html.contains(&format!(r#"<option value="{later}""#)));
+    }
     // The usage page offers the term's months up to the current one.
     let usage = app.get(&admin, &app.e("/usage")).await.text();
     let to = &usage[usage.find(r#"<select id="to""#).expect("To")..];

@@ -333,7 +333,7 @@ mod tests {
             .iter()
             .filter(|l| svg.contains(&format!(">{l}</text>")))
             .count();
-        assert!(shown < 36 && shown >= 6, "{shown} month labels");
+        assert!((6..36).contains(&shown), "{shown} month labels");
         for size in svg.split("font-size=\"").skip(1) {
             let n: i128 = size[..size.find('"').expect("end")].parse().expect("size");
             assert!(n >= 12, "font-size {n}");

@@ -865,10 +865,10 @@ fn billing_period(page: &Page, v: Option<&str>) -> Result<(Option<Period>, Day, 
     let last = current_period(e);
     if p < e.first_period() || p > last {
         return Err(format!(
-            "Choose a billing period from {} to {} (the enrollment's term, up to the current one), not {}.",
+            "Billing period {} is not inside the enrollment's term up to the current period: choose one from {} to {}.",
+            label(p),
             label(e.first_period()),
-            label(last),
-            label(p)
+            label(last)
         ));
     }
     Ok((Some(p), p.first_day().max(e.start), p.last_day().min(e.end)))
