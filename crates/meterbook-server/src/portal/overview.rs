@@ -180,18 +180,8 @@ async fn overview(
     };
     let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
     // Colours by name, from the names of the term (the same on every page).
-    let colour_slots = chart::slots(
-        term.as_ref()
-            .unwrap_or(&summary)
-            .iter()
-            .map(|r| figures::group_of(r, &Focus::Scope, grouping))
-            .collect::<std::collections::BTreeSet<_>>()
-            .iter()
-            .map(|g| g.name().to_string())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|n| n.as_str()),
-    );
+    let colour_slots =
+        chart::group_slots(term.as_ref().unwrap_or(&summary), &Focus::Scope, grouping);
     // The Usage page's order: charges (records where charges are hidden)
     // descending, then name.
     let mut groups: Vec<(Group, Vec<i128>)> = groups.into_iter().collect();

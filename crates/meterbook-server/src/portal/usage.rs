@@ -430,19 +430,7 @@ async fn usage(
     }
     order.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.name().cmp(b.0.name())));
     // Colours: by name, from the names of the term (the same on every page).
-    let colour_slots = chart::slots(
-        term.as_ref()
-            .unwrap_or(&summary)
-            .iter()
-            .filter(|r| figures::in_focus(r, &focus))
-            .map(|r| figures::group_of(r, &focus, grouping))
-            .collect::<std::collections::BTreeSet<_>>()
-            .iter()
-            .map(|g| g.name().to_string())
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|n| n.as_str()),
-    );
+    let colour_slots = chart::group_slots(term.as_ref().unwrap_or(&summary), &focus, grouping);
 
     let mut rows = Vec::new();
     // Each meter row's quantity, formatted once the column is known.
