@@ -449,6 +449,29 @@ class Run:
         self.tab(ADMIN).goto(self.url("/usage"))
         self.shot(self.tab(ADMIN), "usage")
 
+    def layout(self):
+        """Pages fit the window at phone and desktop widths: nothing scrolls the
+        page sideways, the job list's Download link is on screen at 1400 px,
+        and chart text is at least 11 px high."""
+        t = self.tab(ADMIN)
+        fits = "(() => { const d = document.documentElement; return [d.scrollWidth, d.clientWidth]; })()"
+        for width in [420, 1400]:
+            t.viewport(width, 900)
+            for path in ["", "/usage", "/usage?by=service", "/reports", "/keys"]:
+                t.goto(self.url(path))
+                sw, cw = t.eval(fits) or [0, 0]
+                self.check(0 < sw <= cw, f"{path or '/'} fits {width} px (scrollWidth {sw} <= clientWidth {cw})")
+                small = t.eval("Array.from(document.querySelectorAll('svg.chart text')).map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && Math.min(r.width, r.height) < 11).length")
+                self.check(not small, f"{path or '/'} at {width} px: chart text readable", f"{small} labels under 11 px")
+            if width == 1400:
+                t.goto(self.url("/reports"))
+                off = t.eval("(() => { const a = document.querySelector('#jobs a[href$=\"/download\"]'); if (!a) return null; const r = a.getBoundingClientRect(); const box = a.closest('.scroll'); return [Math.round(r.right), document.documentElement.clientWidth, box.scrollWidth <= box.clientWidth]; })()")
+                if off is None:
+                    self.skip("no Download link in the job list to place")
+                else:
+                    self.check(off[0] <= off[1] and off[2], "the job list fits at 1400 px with Download on screen", repr(off))
+        t.viewport(1280, 900)
+
     def manage_page(self):
         if not self.require_page(self.path("/manage"), "Manage"):
             return
@@ -520,6 +543,7 @@ class Run:
             self.scenario("scoped downloads (dana, erik)", self.scoped_downloads)
             self.scenario("advanced report: request, wait, download", self.advanced_report)
             self.scenario("API keys: generate on the page, use on the API", self.api_keys)
+            self.scenario("layout at 420 and 1400 px", self.layout)
             self.scenario("manage page", self.manage_page)
             self.scenario("no other enrollment", self.isolation)
             self.scenario("sign out", self.sign_out)

@@ -2067,3 +2067,179 @@ async fn an_invitation_never_hands_out_another_enrollments_user() {
     let page = app.get(&app.e("/manage"), &still).await;
     assert_eq!(page.status, 200, "still a read-write administrator");
 }
+
+// ---------------------------------------------------------------------------
+// Layout and forms (issue 11)
+// ---------------------------------------------------------------------------
+
+/// The texts between `open` and the next `</td>` after each `open` in `html`.
+fn cells(html: &str, open: &str) -> Vec<String> {
+    html.split(open)
+        .skip(1)
+        .map(|c| c[..c.find("</td>").expect("cell end")].to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn quantities_stand_apart_from_their_unit_with_one_decimals_per_column() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let page = app
+        .get(&app.e("/usage?from=202510&to=202512&by=service"), &admin)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    assert!(page
+        .body
+        .contains(r#"<th scope="col" class="unit">Unit</th>"#));
+    // Every meter row: the quantity alone in its cell, its unit in the next.
+    let meters: Vec<&str> = page.body.split(r#"<tr class="detail">"#).skip(1).collect();
+    assert!(meters.len() >= 2, "meter rows");
+    let mut decimals = Vec::new();
+    for tr in &meters {
+        let tr = &tr[..tr.find("</tr>").expect("row end")];
+        let q = &cells(tr, r#"<td class="num">"#)[0];
+        assert!(
+            q.chars()
+                .all(|c| c.is_ascii_digit() || c == ',' || c == '.'),
+            "a bare quantity: {q:?}"
+        );
+        assert_eq!(cells(tr, r#"<td class="unit">"#), ["× 1 Hour"], "{tr}");
+        decimals.push(q.split_once('.').map_or(0, |(_, f)| f.len()));
+    }
+    assert!(
+        decimals.windows(2).all(|w| w[0] == w[1]),
+        "one number of decimals in the column: {decimals:?}"
+    );
+}
+
+/// The legend's (name, swatch class) pairs of the chart after `heading`.
+fn legend(page: &str, heading: &str) -> Vec<(String, String)> {
+    let from = &page[page.find(heading).expect("the heading")..];
+    let ul = &from[from.find(r#"<ul class="legend">"#).expect("a legend")..];
+    let ul = &ul[..ul.find("</ul>").expect("legend end")];
+    ul.split(r#"<span class="swatch "#)
+        .skip(1)
+        .map(|li| {
+            let (class, rest) = li.split_once('"').expect("class");
+            let name = &rest["></span>".len()..rest.find("</li>").expect("item end")];
+            (name.to_string(), class.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_department_keeps_its_colour_and_place_on_every_page() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let overview = app.get(&app.e(""), &admin).await;
+    let over = legend(&overview.body, "<h2>Usage history</h2>");
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (name, class) in &over {
+        // The overview says which accounts have no department.
+        seen.insert(
+            name.trim_end_matches(" (no department)").to_string(),
+            class.clone(),
+        );
+    }
+    assert!(seen.len() >= 3, "{over:?}");
+    for span in [
+        "from=202510&to=202512",
+        "from=202511&to=202511",
+        "from=202512&to=202512",
+    ] {
+        let page = app.get(&app.e(&format!("/usage?{span}")), &admin).await;
+        assert_eq!(page.status, 200, "{}", page.describe());
+        let l = legend(&page.body, "<h2>Departments");
+        assert!(!l.is_empty());
+        for (name, class) in &l {
+            assert_eq!(
+                Some(class),
+                seen.get(name),
+                "{name}'s colour on the usage page of {span}"
+            );
+        }
+        // The table lists them in the legend's order (charges descending).
+        let table = &page.body[page
+            .body
+            .find(r#"<table class="usage">"#)
+            .expect("the table")..];
+        let table = &table[..table.find("<tfoot>").expect("the foot")];
+        let rows: Vec<String> = table
+            .split(r#"<th scope="row">"#)
+            .skip(1)
+            .map(|c| {
+                let c = &c[..c.find("</th>").expect("end")];
+                let c = c.rsplit_once("\">").map_or(c, |(_, t)| t);
+                c.trim_end_matches("</a>").to_string()
+            })
+            .collect();
+        let names: Vec<String> = l.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(rows, names, "{span}: table and legend in one order");
+        let charges: Vec<Amount> = cells(table, r#"<td class="num">"#)
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .map(|c| plain(c).parse().expect("charges"))
+            .collect();
+        assert!(
+            charges.windows(2).all(|w| w[0] >= w[1]),
+            "{span}: charges descending: {charges:?}"
+        );
+    }
+    // The overview's legend is in the same order as the whole term's table.
+    let page = app
+        .get(&app.e("/usage?from=202510&to=202512"), &admin)
+        .await;
+    let names: Vec<String> = legend(&page.body, "<h2>Departments")
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let over_names: Vec<String> = over
+        .iter()
+        .map(|(n, _)| n.trim_end_matches(" (no department)").to_string())
+        .collect();
+    assert_eq!(over_names, names);
+}
+
+#[tokio::test]
+async fn a_refused_choice_of_months_keeps_the_menu_the_form_and_says_why_at_the_field() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let page = app
+        .get(&app.e("/usage?from=202512&to=202510&by=service"), &admin)
+        .await;
+    assert_eq!(page.status, 400, "{}", page.describe());
+    let html = &page.body;
+    assert!(
+        html.contains(r#"<nav class="tabs" aria-label="Sections">"#),
+        "the menu"
+    );
+    // The form as entered.
+    let select = |id: &str| {
+        let s = &html[html
+            .find(&format!(r#"<select id="{id}""#))
+            .expect("the select")..];
+        s[..s.find("</select>").expect("end")].to_string()
+    };
+    assert!(select("from").contains(r#"<option value="202512" selected>"#));
+    assert!(select("to").contains(r#"<option value="202510" selected>"#));
+    assert!(select("by").contains(r#"<option value="service" selected>"#));
+    // The reason right after the To field, tied to it.
+    assert!(select("to").contains(r#"aria-invalid="true" aria-describedby="span-error""#));
+    let after_to = &html[html.find(r#"<select id="to""#).expect("to")..];
+    let after_to = &after_to[after_to.find("</select>").expect("end")..];
+    let next = after_to[..after_to.find("</div>").expect("the field's end")].to_string();
+    assert!(
+        next.contains(r#"id="span-error""#) && next.contains("is before the first"),
+        "{next}"
+    );
+    // A month outside the term: refused the same way, at its field.
+    let page = app
+        .get(&app.e("/usage?from=202409&to=202510"), &admin)
+        .await;
+    assert_eq!(page.status, 400, "{}", page.describe());
+    assert!(page.body.contains(r#"<nav class="tabs""#));
+    assert!(page
+        .body
+        .contains(r#"<select id="from" name="from" aria-invalid="true""#));
+}

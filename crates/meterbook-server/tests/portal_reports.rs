@@ -1673,3 +1673,310 @@ async fn the_report_quota_is_shown_on_the_page() {
     assert!(html.contains("the most allowed at once is 4"), "{html}");
     assert_eq!(app.jobs().len(), 4);
 }
+
+// ---------------------------------------------------------------------------
+// Layout and forms (issue 11)
+// ---------------------------------------------------------------------------
+
+/// The current billing period inside the seed's term (2025 to 2026).
+fn current() -> Period {
+    Day::today()
+        .period()
+        .clamp(period("202501"), period("202612"))
+}
+
+#[tokio::test]
+async fn a_single_department_or_account_is_shown_plainly_without_the_multi_select() {
+    let app = spawn_app().await;
+    // The owner of b1: one account, no department to choose.
+    let owner = app.sign_in(OWNER_B1).await;
+    let html = app.get(&owner, &app.e("/reports")).await.text();
+    assert!(
+        !html.contains(r#"<select id="accounts""#),
+        "no multi-select for one account"
+    );
+    assert!(!html.contains(r#"<select id="departments""#));
+    assert!(!html.contains("Hold Ctrl"), "no help for choosing several");
+    assert!(
+        html.contains(r#"<p class="single">b1 (B)</p>"#),
+        "the account, plainly"
+    );
+    // Department A's administrator: one department (plain), two accounts (a list).
+    let dept = app.sign_in(DEPT_A).await;
+    let html = app.get(&dept, &app.e("/reports")).await.text();
+    assert!(!html.contains(r#"<select id="departments""#));
+    assert!(html.contains(r#"<p class="single">A</p>"#));
+    assert!(html.contains(r#"<select id="accounts" name="accounts" multiple"#));
+    assert!(html.contains("Hold Ctrl"));
+    // The enterprise: lists of both.
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    assert!(html.contains(r#"<select id="departments" name="departments" multiple"#));
+    assert!(html.contains(r#"<select id="accounts" name="accounts" multiple"#));
+    // The plain choice is the whole scope: a request without a list covers b1.
+    let r = app
+        .post(
+            &owner,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", owner.csrf.as_str()),
+                ("kind", "range"),
+                ("start", "2025-11-01"),
+                ("end", "2025-11-30"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+}
+
+/// The markup of the field `id` up to the end of its `<div>`.
+fn field(html: &str, id: &str) -> String {
+    let s = &html[html.find(&format!(r#"id="{id}""#)).expect("the field")..];
+    s[..s.find("</div>").expect("the field's end")].to_string()
+}
+
+#[tokio::test]
+async fn a_refused_advanced_request_keeps_the_menu_the_form_and_says_why_at_the_field() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", admin.csrf.as_str()),
+                ("kind", "range"),
+                ("start", "2025-11-20"),
+                ("end", "2025-11-02"),
+                ("departments", "B"),
+                ("format", "parquet"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let html = r.text();
+    assert!(
+        html.contains(r#"<nav class="tabs" aria-label="Sections">"#),
+        "the menu"
+    );
+    // The form as entered.
+    assert!(field(&html, "start").contains(r#"value="2025-11-20""#));
+    let end = field(&html, "end");
+    assert!(end.contains(r#"value="2025-11-02""#), "{end}");
+    assert!(html.contains(r#"<option value="B" selected>"#));
+    assert!(html.contains(r#"<option value="parquet" selected>"#));
+    // The reason next to the End date, tied to it, and not above the form.
+    assert!(
+        end.contains(r#"aria-invalid="true" aria-describedby="form-error""#),
+        "{end}"
+    );
+    assert!(
+        end.contains(r#"id="form-error""#) && end.contains("is before the start date"),
+        "{end}"
+    );
+    assert_eq!(html.matches("is before the start date").count(), 1);
+    // Nothing was requested.
+    let jobs = app.store.jobs(&num(N)).expect("jobs");
+    assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+#[tokio::test]
+async fn dates_and_periods_are_limited_to_the_term_and_today() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    let max = Day::today().clamp(day("2025-01-01"), day("2026-12-31"));
+    for id in ["start", "end"] {
+        let f = field(&html, id);
+        assert!(
+            f.contains(&format!(r#"min="2025-01-01" max="{max}""#)),
+            "{id}: {f}"
+        );
+    }
+    // The server refuses what the inputs do not offer, at the field.
+    let request = |start: &'static str, end: String| {
+        let app = &app;
+        let admin = &admin;
+        async move {
+            app.post(
+                admin,
+                &app.e("/reports/request"),
+                &[
+                    ("csrf", admin.csrf.as_str()),
+                    ("kind", "range"),
+                    ("start", start),
+                    ("end", end.as_str()),
+                    ("format", "csv"),
+                ],
+            )
+            .await
+        }
+    };
+    let r = request("2024-12-01", "2025-01-31".into()).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(field(&r.text(), "start").contains(r#"id="form-error""#));
+    if max < day("2026-12-31") {
+        // A date after today, inside the term.
+        let r = request("2025-01-01", max.add_days(1).to_string()).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            field(&r.text(), "end").contains("up to today"),
+            "{}",
+            r.text()
+        );
+    }
+    if current() < period("202612") {
+        // A billing period after the current one: not offered, refused.
+        let later = current().next().to_string();
+        let r = app
+            .post(
+                &admin,
+                &app.e("/reports/request"),
+                &[
+                    ("csrf", admin.csrf.as_str()),
+                    ("kind", "period"),
+                    ("period", later.as_str()),
+                    ("format", "csv"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(field(&r.text(), "period").contains(r#"id="form-error""#));
+        assert!(!html.contains(&format!(r#"<option value="{later}""#)));
+    }
+    // The usage page offers the term's months up to the current one.
+    let usage = app.get(&admin, &app.e("/usage")).await.text();
+    let to = &usage[usage.find(r#"<select id="to""#).expect("To")..];
+    let to = &to[..to.find("</select>").expect("end")];
+    let months: Vec<&str> = to
+        .split(r#"<option value=""#)
+        .skip(1)
+        .map(|o| &o[..6])
+        .collect();
+    assert_eq!(months.first(), Some(&"202501"));
+    assert_eq!(months.last().copied(), Some(current().to_string().as_str()));
+    if current() < period("202612") {
+        let later = current().next();
+        let r = app
+            .get(&admin, &app.e(&format!("/usage?from={later}&to={later}")))
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(r.text().contains(r#"<nav class="tabs""#));
+    }
+}
+
+#[tokio::test]
+async fn wide_tables_stay_inside_the_page() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let css = app.get(&admin, "/portal/static/app.css").await.text();
+    let rule = |sel: &str| {
+        let i = css
+            .find(&format!("\n{sel} {{"))
+            .unwrap_or_else(|| panic!("a rule for {sel}"));
+        css[i..i + css[i..].find('}').expect("rule end")].to_string()
+    };
+    // A table too wide scrolls inside its box, which also holds its visually
+    // hidden labels (absolutely positioned: without a positioned box they
+    // widen the page itself).
+    let scroll = rule(".scroll");
+    assert!(
+        scroll.contains("overflow-x:auto") && scroll.contains("position:relative"),
+        "{scroll}"
+    );
+    let chart = rule(".chart-box");
+    assert!(
+        chart.contains("overflow-x:auto") && chart.contains("position:relative"),
+        "{chart}"
+    );
+    // Job cells may wrap (the Download link stays on screen at 1400 px).
+    assert!(
+        !css.contains("table.jobs td { white-space:nowrap"),
+        "job cells wrap"
+    );
+    assert!(
+        !css.contains("table.periods td, table.jobs td"),
+        "job cells wrap"
+    );
+    // On a phone, job and key tables stack, each cell labelled.
+    assert!(css.contains("table.stack [data-label]::before { content:attr(data-label)"));
+    // A job, to list.
+    let r = app
+        .post(
+            &admin,
+            &app.e("/reports/request"),
+            &[
+                ("csrf", admin.csrf.as_str()),
+                ("kind", "range"),
+                ("start", "2025-11-01"),
+                ("end", "2025-11-30"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    for (page, table) in [("/reports", "jobs"), ("/keys", "keys")] {
+        let html = app.get(&admin, &app.e(page)).await.text();
+        let t = &html[html
+            .find(&format!(r#"<table class="{table} stack">"#))
+            .expect("a stacking table")..];
+        let body = &t[t.find("<tbody>").expect("a body")..t.find("</tbody>").expect("end")];
+        let tds = body.matches("<td").count();
+        assert!(tds > 0);
+        assert_eq!(
+            body.matches("<td data-label=\"").count(),
+            tds,
+            "{page}: every cell labelled"
+        );
+        assert!(t.find("<table").is_some());
+        let before = &html[..html
+            .find(&format!(r#"<table class="{table} stack">"#))
+            .expect("table")];
+        assert!(
+            before.ends_with(r#"<div class="scroll">"#),
+            "{page}: the table is in a scroll box"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_commitment_chart_reads_0_for_used_up_months_with_total_percent_and_axis() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("")).await.text();
+    let sts: Vec<_> = meterbook_core::ledger::statements(&*app.store, &num(N), current())
+        .expect("statements")
+        .into_iter()
+        .map(|(st, _)| st)
+        .collect();
+    let zero = sts.iter().filter(|s| s.ending_balance.0 <= 0).count();
+    assert!(zero > 0, "the seed has months without commitment left");
+    let card = &html[html
+        .find("<h2>Commitment balance trend</h2>")
+        .expect("the chart")..];
+    let card = &card[..card.find("</section>").expect("end")];
+    // One total per month, 0.00 for each month with nothing left.
+    assert_eq!(
+        card.matches(r##"fill="#333">"##).count(),
+        sts.len(),
+        "{card}"
+    );
+    assert_eq!(card.matches(r##"fill="#333">0.00</text>"##).count(), zero);
+    // A y axis with labelled ticks from 0.00.
+    assert!(card.contains(r##"class="axis" "##) && card.contains(r##"fill="#555">0.00</text>"##));
+    // The total commitment (the purchase) and the share used.
+    assert!(
+        card.contains("<h3>Total commitment</h3><p class=\"value\">500.00 USD</p>"),
+        "{card}"
+    );
+    let left = sts.last().expect("a statement").ending_balance.0.max(0);
+    let used = (50_000 - left) * 1000 / 50_000; // tenths of a percent (exact here or below)
+    let shown = &card[card.find("<h3>Used</h3><p class=\"value\">").expect("used") + 30..];
+    let shown = &shown[..shown.find('%').expect("percent")];
+    let tenths: i64 = shown.replace('.', "").parse().expect("a percentage");
+    assert!(
+        (tenths - used as i64).abs() <= 1,
+        "{shown}% used, {left} left"
+    );
+}

@@ -55,6 +55,40 @@ pub fn quantity(micro: i128) -> String {
     group(&s)
 }
 
+/// The quantities of one table column (millionths), rounded half-even to at
+/// most 2 decimals and all written with the same number of decimals: as many
+/// as the most precise of them needs, so figures line up.
+pub fn quantities(micros: &[i128]) -> Vec<String> {
+    let rounded: Vec<i128> = micros
+        .iter()
+        .map(|m| meterbook_core::fixed::div_round_half_even(*m, 10_000))
+        .collect();
+    let decimals = rounded
+        .iter()
+        .map(|r| match (r % 100 == 0, r % 10 == 0) {
+            (true, _) => 0,
+            (false, true) => 1,
+            (false, false) => 2,
+        })
+        .max()
+        .unwrap_or(0);
+    rounded
+        .iter()
+        .map(|r| {
+            let mut s = String::new();
+            write_fixed(&mut s, *r, 2, decimals);
+            // Written with 2 decimals at least `decimals`: cut to exactly that many.
+            let keep = match (s.find('.'), decimals) {
+                (Some(dot), 0) => dot,
+                (Some(dot), d) => dot + 1 + d as usize,
+                (None, _) => s.len(),
+            };
+            s.truncate(keep);
+            group(&s)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +108,22 @@ mod tests {
         // Half-even to two places: 0.005 → 0.00, 0.015 → 0.02.
         assert_eq!(quantity(5_000), "0");
         assert_eq!(quantity(15_000), "0.02");
+    }
+
+    #[test]
+    fn a_columns_quantities_have_the_same_decimals() {
+        // 277,281.4 and 12 in one column: both with one decimal.
+        assert_eq!(
+            quantities(&[277_281_400_000, 12_000_000]),
+            ["277,281.4", "12.0"]
+        );
+        assert_eq!(
+            quantities(&[1_500_000, 2_250_000, 3_000_000]),
+            ["1.50", "2.25", "3.00"]
+        );
+        assert_eq!(quantities(&[5_000_000, 7_000_000]), ["5", "7"]);
+        // Rounded half-even to 2 decimals before counting them.
+        assert_eq!(quantities(&[1_234_567, 5_000]), ["1.23", "0.00"]);
+        assert!(quantities(&[]).is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! Overview: remaining commitment and its trend, this month's charges, overage,
 //! a usage history chart (by department or by service), and data freshness.
 
-use super::chart::Stacked;
+use super::chart::{self, Stacked};
 use super::{format, render, Page, PageResult, Tab, Viewer};
 use crate::AppState;
 use askama::Template;
@@ -41,6 +41,9 @@ struct OverviewPage {
     chart_legend: String,
     chart_caption: String,
     balance_svg: String,
+    /// The commitment chart's figures: total commitment, used and percent used.
+    commitment: Vec<Figure>,
+    currency: String,
     table_head: Vec<String>,
     table: Vec<(String, Vec<String>)>,
 }
@@ -66,9 +69,17 @@ async fn overview(
     let first = e.first_period().max(prev_n(cur, 11));
     let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
     let sees_balance = scope.sees_balance();
-    let (summary, statements, scope_totals) = state
+    let term_first = e.first_period();
+    let (summary, statements, scope_totals, term) = state
         .blocking(move |s| {
             let sum = usage_summary(s, &number, scope, costs, first, cur)?;
+            // The names coloured (the same set on every page): the term's, up
+            // to the current month.
+            let term = if first == term_first {
+                None
+            } else {
+                Some(usage_summary(s, &number, scope, false, term_first, cur)?)
+            };
             let sts = if sees_balance {
                 meterbook_core::ledger::statements(s, &number, cur)?
                     .into_iter()
@@ -83,7 +94,7 @@ async fn overview(
             } else {
                 Vec::new()
             };
-            Ok((sum, sts, totals))
+            Ok((sum, sts, totals, term))
         })
         .await?;
     let ccy = e.currency.code().to_string();
@@ -168,6 +179,21 @@ async fn overview(
         counts
     };
     let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
+    // Colours by name, from the names of the term (the same on every page).
+    let colour_slots =
+        chart::group_slots(term.as_ref().unwrap_or(&summary), &Focus::Scope, grouping);
+    // The Usage page's order: charges (records where charges are hidden)
+    // descending, then name.
+    let mut groups: Vec<(Group, Vec<i128>)> = groups.into_iter().collect();
+    groups.sort_by(|a, b| {
+        let (sa, sb) = (a.1.iter().sum::<i128>(), b.1.iter().sum::<i128>());
+        sb.cmp(&sa).then_with(|| a.0.name().cmp(b.0.name()))
+    });
+    let colours: Vec<usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(k, (g, _))| chart::slot_of(&colour_slots, g.name(), k))
+        .collect();
     let series: Vec<(String, Vec<i128>)> = groups
         .into_iter()
         .map(|(g, v)| {
@@ -191,17 +217,56 @@ async fn overview(
         ),
         labels: labels.clone(),
         series: series.clone(),
+        colours,
         format: if costs {
             Box::new(money_fmt)
         } else {
             Box::new(|v| format::group(&v.to_string()))
         },
     };
+    // The commitment: bought (purchases and adjustments) through the current
+    // period, what is left at its end, and the share used.
+    let mut commitment = Vec::new();
+    if let Some(last) = statements.last() {
+        let mut bought = meterbook_core::Money::ZERO;
+        for st in &statements {
+            bought = bought
+                .checked_add(st.new_purchases)
+                .and_then(|b| b.checked_add(st.adjustments))
+                .map_err(out_of_range)?;
+        }
+        let left = last.ending_balance.0.max(0) as i128;
+        let total = bought.0 as i128;
+        commitment.push(Figure {
+            label: "Total commitment".into(),
+            value: format::money(bought, exp, &ccy),
+            note: format!("purchases and adjustments through {}", label(cur)),
+        });
+        commitment.push(Figure {
+            label: "Used".into(),
+            value: if total > 0 {
+                // Tenths of a percent, rounded half-even; never past 100%.
+                let tenths = meterbook_core::fixed::div_round_half_even(
+                    (total - left.min(total)) * 1000,
+                    total,
+                );
+                format!("{}.{}%", tenths / 10, tenths % 10)
+            } else {
+                "–".into()
+            },
+            note: format!(
+                "{} left at the end of {}",
+                format::money(last.ending_balance, exp, &ccy),
+                label(cur)
+            ),
+        });
+    }
     let balance_svg = if statements.is_empty() {
         String::new()
     } else {
         Stacked {
             title: "Remaining commitment at each period's end".into(),
+            colours: Vec::new(),
             labels: statements.iter().map(|s| short(s.period)).collect(),
             series: vec![(
                 "Remaining commitment".into(),
@@ -243,6 +308,8 @@ async fn overview(
             "Your role does not show charges: the chart counts usage records.".into()
         },
         balance_svg,
+        commitment,
+        currency: ccy.clone(),
         table_head,
         table,
     }))

@@ -97,12 +97,17 @@ struct ReportsPage {
     period_choices: Vec<Choice>,
     start: String,
     end: String,
+    /// The dates offered: the term's, up to today.
+    date_min: String,
+    date_max: String,
     term: String,
     accounts: Vec<Choice>,
     departments: Vec<Choice>,
     formats: Vec<Choice>,
-    /// Why the last request was refused (shown above the form).
+    /// Why the last request was refused: next to `field` when it is about one
+    /// (`period`, `start`, `end`), else above the form.
     message: Option<String>,
+    field: &'static str,
     /// What just happened (requested, cancelled).
     notice: Option<String>,
     // The job list (shared with the fragment).
@@ -136,6 +141,8 @@ struct FormState {
     accounts: Vec<String>,
     departments: Vec<String>,
     format: String,
+    /// The field a refusal is about (empty: the form as a whole).
+    field: &'static str,
 }
 
 async fn reports_page(
@@ -235,7 +242,8 @@ async fn show(
         .unwrap_or_else(|| cur.first_day().max(e.start).to_string());
     let end = form
         .end
-        .unwrap_or_else(|| cur.last_day().min(e.end).to_string());
+        .unwrap_or_else(|| cur.last_day().min(e.end).min(Day::today()).to_string());
+    let (date_min, date_max) = date_limits(e);
     let freshness = format!(
         "Usage complete through {}; generated {}",
         e.watermark
@@ -253,11 +261,14 @@ async fn show(
         period_choices,
         start,
         end,
+        date_min: date_min.to_string(),
+        date_max: date_max.to_string(),
         term: format!("{} to {}", e.start, e.end),
         accounts,
         departments,
         formats,
         message,
+        field: form.field,
         notice,
         number: page.n.to_string(),
         csrf: page.viewer.session.csrf.clone(),
@@ -267,6 +278,41 @@ async fn show(
         *r.status_mut() = StatusCode::BAD_REQUEST;
     }
     Ok(r)
+}
+
+/// The dates the advanced form offers and accepts: the term's, up to today
+/// (a term that starts after today offers its first day).
+fn date_limits(e: &meterbook_core::Enrollment) -> (Day, Day) {
+    (e.start, e.end.min(Day::today()).max(e.start))
+}
+
+/// The advanced form's dates, checked against each other and the offered
+/// range: the field a refusal is about, and why.
+fn check_dates(
+    e: &meterbook_core::Enrollment,
+    from: Day,
+    to: Day,
+) -> Result<(), (&'static str, String)> {
+    let (min, max) = date_limits(e);
+    if from < min || from > max {
+        return Err((
+            "start",
+            format!("The start date must be from {min} to {max} (the enrollment's term, up to today), not {from}."),
+        ));
+    }
+    if to < min || to > max {
+        return Err((
+            "end",
+            format!("The end date must be from {min} to {max} (the enrollment's term, up to today), not {to}."),
+        ));
+    }
+    if to < from {
+        return Err((
+            "end",
+            format!("The end date {to} is before the start date {from}."),
+        ));
+    }
+    Ok(())
 }
 
 /// The accounts and departments the viewer may filter on.
@@ -704,7 +750,9 @@ async fn request(
         accounts: all("accounts"),
         departments: all("departments"),
         format: get("format").unwrap_or_else(|| "csv".into()),
+        field: "",
     };
+    let mut form = form;
     let day = |v: &Option<String>, what: &str| -> Result<Day, String> {
         match v.as_deref().filter(|s| !s.is_empty()) {
             None => Err(format!("The {what} date is required (YYYY-MM-DD).")),
@@ -714,19 +762,26 @@ async fn request(
         }
     };
     let spans = match form.kind.as_str() {
-        "period" => billing_period(&page, form.period.as_deref()),
+        "period" => billing_period(&page, form.period.as_deref()).map_err(|m| ("period", m)),
         "" | "range" => match (day(&form.start, "start"), day(&form.end, "end")) {
-            (Ok(f), Ok(t)) => Ok((None, f, t)),
-            (Err(m), _) | (_, Err(m)) => Err(m),
+            (Ok(f), Ok(t)) => check_dates(&page.e, f, t).map(|_| (None, f, t)),
+            (Err(m), _) => Err(("start", m)),
+            (_, Err(m)) => Err(("end", m)),
         },
-        other => Err(format!(
-            "Choose a billing period or a date range, not `{}`.",
-            meterbook_core::quote::quote(other)
+        other => Err((
+            "",
+            format!(
+                "Choose a billing period or a date range, not `{}`.",
+                meterbook_core::quote::quote(other)
+            ),
         )),
     };
     let (billing_period, from, to) = match spans {
         Ok(v) => v,
-        Err(m) => return show(&state, &page, form, Some(m), None).await,
+        Err((field, m)) => {
+            form.field = field;
+            return show(&state, &page, form, Some(m), None).await;
+        }
     };
     let spec = JobSpec {
         scope: page.scope(),
@@ -807,6 +862,15 @@ fn billing_period(page: &Page, v: Option<&str>) -> Result<(Option<Period>, Day, 
             })?,
     };
     let e = &page.e;
+    let last = current_period(e);
+    if p < e.first_period() || p > last {
+        return Err(format!(
+            "Billing period {} is not inside the enrollment's term up to the current period: choose one from {} to {}.",
+            label(p),
+            label(e.first_period()),
+            label(last)
+        ));
+    }
     Ok((Some(p), p.first_day().max(e.start), p.last_day().min(e.end)))
 }
 

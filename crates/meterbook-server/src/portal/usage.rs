@@ -9,7 +9,7 @@
 //! scope. Months are billing periods as booked (corrections included in the
 //! month they are booked in).
 
-use super::chart::Stacked;
+use super::chart::{self, Stacked};
 use super::overview::{current_period, label, short};
 use super::{format, render, Page, PageResult, Tab, Viewer};
 use crate::{ApiError, AppState};
@@ -82,8 +82,10 @@ pub struct Row {
     pub href: Option<String>,
     /// A meter row under its service (indented).
     pub detail: bool,
-    /// Quantity with its unit (meters only).
+    /// Quantity (meters only), in the column's decimals.
     pub quantity: String,
+    /// Its unit of measure (`1 GB`, `10 Hours`), in a column of its own.
+    pub unit: String,
     pub records: String,
     pub charges: String,
 }
@@ -95,6 +97,8 @@ struct UsagePage {
     freshness: String,
     from_opts: Vec<Opt>,
     to_opts: Vec<Opt>,
+    /// A refused choice of months: (field, message), shown next to the field.
+    span_error: Option<(&'static str, String)>,
     by_service: bool,
     dept_opts: Vec<Opt>,
     acct_opts: Vec<Opt>,
@@ -138,19 +142,24 @@ fn parse_period(v: &str, what: &str) -> Result<Period, ApiError> {
     })
 }
 
-/// The months chosen: both inside the term, `from` ≤ `to`; the current month by default.
-fn span(page: &Page, q: &UsageQuery) -> Result<(Period, Period), ApiError> {
+/// A refused choice of months: the field to show it next to, and why.
+type SpanError = (&'static str, String);
+
+/// The months chosen: both inside the term and not after the current month,
+/// `from` ≤ `to`; the current month by default.
+fn span(page: &Page, q: &UsageQuery) -> Result<(Period, Period), SpanError> {
     let e = &page.e;
     let cur = current_period(e);
+    let field = |what: &'static str| move |err: ApiError| (what, err.to_string());
     let from = if q.from.is_empty() {
         None
     } else {
-        Some(parse_period(&q.from, "from")?)
+        Some(parse_period(&q.from, "from").map_err(field("from"))?)
     };
     let to = if q.to.is_empty() {
         None
     } else {
-        Some(parse_period(&q.to, "to")?)
+        Some(parse_period(&q.to, "to").map_err(field("to"))?)
     };
     let (from, to) = match (from, to) {
         (None, None) => (cur, cur),
@@ -159,18 +168,29 @@ fn span(page: &Page, q: &UsageQuery) -> Result<(Period, Period), ApiError> {
         (Some(f), Some(t)) => (f, t),
     };
     if to < from {
-        return Err(ApiError::BadRequest(format!(
-            "the last month ({}) is before the first ({})",
-            label(to),
-            label(from)
-        )));
+        return Err((
+            "to",
+            format!(
+                "The last month ({}) is before the first ({}).",
+                label(to),
+                label(from)
+            ),
+        ));
     }
-    if from < e.first_period() || to > e.last_period() {
-        return Err(ApiError::BadRequest(format!(
-            "choose months inside the enrollment's term, {} to {}",
-            label(e.first_period()),
-            label(e.last_period())
-        )));
+    // Months after the current one have no usage yet: not offered, refused.
+    let last = e.last_period().min(cur);
+    for (what, p) in [("from", from), ("to", to)] {
+        if p < e.first_period() || p > last {
+            return Err((
+                what,
+                format!(
+                    "Choose months from {} to {} (the enrollment's term, up to the current month), not {}.",
+                    label(e.first_period()),
+                    label(last),
+                    label(p)
+                ),
+            ));
+        }
     }
     Ok((from, to))
 }
@@ -276,21 +296,41 @@ async fn usage(
     Query(q): Query<UsageQuery>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    let (from, to) = span(&page, &q)?;
+    // A refused choice shows the page again (the current month's figures)
+    // with the months as entered and the reason next to the field.
+    let cur = current_period(&page.e);
+    let (from, to, span_error) = match span(&page, &q) {
+        Ok((f, t)) => (f, t, None),
+        Err(e) => (cur, cur, Some(e)),
+    };
+    let entered = |v: &str, dflt: Period| v.trim().parse::<Period>().unwrap_or(dflt);
+    let (from_shown, to_shown) = if span_error.is_some() {
+        (entered(&q.from, from), entered(&q.to, to))
+    } else {
+        (from, to)
+    };
     let by_service = q.by == "service";
     let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
     let exp = page.e.currency.exponent();
-    let (h, summary, scope_totals) = state
+    let term_first = page.e.first_period();
+    let (h, summary, scope_totals, term) = state
         .blocking(move |s| {
             let h = s.hierarchy(&number)?;
             let sum = usage_summary(s, &number, scope, costs, from, to)?;
+            // The names coloured (the same set on every page): the term's, up
+            // to the current month.
+            let term = if (from, to) == (term_first, cur) {
+                None
+            } else {
+                Some(usage_summary(s, &number, scope, false, term_first, cur)?)
+            };
             // The figures every page shows (the statement's, for the enterprise).
             let totals = if costs {
                 figures::scope_charges(s, &number, scope, &sum, from, to, exp)?
             } else {
                 Vec::new()
             };
-            Ok((h, sum, totals))
+            Ok((h, sum, totals, term))
         })
         .await?;
     let (department, account) = checked_filters(scope, &h, &q.department, &q.account)?;
@@ -372,10 +412,31 @@ async fn usage(
             .unwrap_or_else(|| vec![Money::ZERO; np])
     };
     let sum = |v: &[Money]| Money::checked_sum(v.iter().copied()).map_err(out_of_range);
-    let money = |m: Money| format::money(m, exp, &ccy);
+    // The table's heading names the currency: cells hold the figure alone.
+    let money = |m: Money| format::group(&m.format(exp));
+
+    // One order for the table, the chart and its legend: charges (usage
+    // records where charges are hidden) descending, then name.
+    let weight = |g: &Group, agg: &Agg| -> Result<i128, StoreError> {
+        Ok(if costs {
+            sum(&parts_of(g))?.0 as i128
+        } else {
+            agg.rows as i128
+        })
+    };
+    let mut order: Vec<(&Group, &Agg, i128)> = Vec::with_capacity(groups.len());
+    for (g, agg) in &groups {
+        order.push((g, agg, weight(g, agg)?));
+    }
+    order.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.name().cmp(b.0.name())));
+    // Colours: by name, from the names of the term (the same on every page).
+    let colour_slots = chart::group_slots(term.as_ref().unwrap_or(&summary), &focus, grouping);
 
     let mut rows = Vec::new();
-    for (g, agg) in &groups {
+    // Each meter row's quantity, formatted once the column is known.
+    let mut quantities: Vec<(usize, i128)> = Vec::new();
+    for (g, agg, _) in &order {
+        let g = *g;
         let (kind, href) = match g {
             Group::Department(d) => ("Department", Some(link(&format!("&department={}", enc(d))))),
             Group::Account(a) => (
@@ -397,6 +458,7 @@ async fn usage(
             href,
             detail: false,
             quantity: String::new(),
+            unit: String::new(),
             records: format::group(&agg.rows.to_string()),
             charges: money(sum(&parts)?),
         });
@@ -411,10 +473,21 @@ async fn usage(
                 |r| (r.meter_id.clone(), r.unit.clone()),
                 exp,
             )?;
+            let mut meter_rows = Vec::new();
             for ((_, meter, unit), m) in meters.iter().filter(|((svc, _, _), _)| svc == g) {
                 let part = by_meter
                     .get(&(meter.clone(), unit.clone()))
                     .map_or(Ok(Money::ZERO), |v| sum(v))?;
+                let w = if costs {
+                    part.0 as i128
+                } else {
+                    m.rows as i128
+                };
+                meter_rows.push((w, meter, m, part));
+            }
+            meter_rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+            for (_, meter, m, part) in meter_rows {
+                quantities.push((rows.len(), m.quantity));
                 rows.push(Row {
                     name: if meter.is_empty() {
                         "(unknown meter)".into()
@@ -424,26 +497,30 @@ async fn usage(
                     kind: "Meter".into(),
                     href: None,
                     detail: true,
-                    quantity: format!("{} {}", format::quantity(m.quantity), m.unit),
+                    quantity: String::new(),
+                    unit: m.unit.clone(),
                     records: format::group(&m.rows.to_string()),
                     charges: money(part),
                 });
             }
         }
     }
+    let shown = format::quantities(&quantities.iter().map(|(_, q)| *q).collect::<Vec<_>>());
+    for ((i, _), q) in quantities.iter().zip(shown) {
+        rows[*i].quantity = q;
+    }
 
-    // The chart: one series per group (the 7 largest, the rest as "Other").
-    let mut series: Vec<(String, Vec<i128>, i128)> = Vec::with_capacity(groups.len());
-    for (g, agg) in &groups {
+    // The chart: one series per group in the table's order (the 7 largest,
+    // the rest as "Other").
+    let mut series: Vec<(String, Vec<i128>, i128)> = Vec::with_capacity(order.len());
+    for (g, agg, w) in &order {
         let vals: Vec<i128> = if costs {
             parts_of(g).iter().map(|m| m.0 as i128).collect()
         } else {
             agg.per_period.iter().map(|(r, _)| *r as i128).collect()
         };
-        let sum = vals.iter().sum();
-        series.push((g.name().to_string(), vals, sum));
+        series.push((g.name().to_string(), vals, *w));
     }
-    series.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
     if series.len() > 8 {
         let rest = series.split_off(7);
         let mut other = vec![0i128; np];
@@ -517,6 +594,11 @@ async fn usage(
                 }
             })
             .collect(),
+        colours: series
+            .iter()
+            .enumerate()
+            .map(|(k, (name, _))| chart::slot_of(&colour_slots, name, k))
+            .collect(),
         series: series.clone(),
         format: if costs {
             Box::new(move |v| format::minor(v, exp))
@@ -585,7 +667,8 @@ async fn usage(
             })
             .collect()
     };
-    let term: Vec<Period> = e.first_period().through(e.last_period()).collect();
+    // The months offered: the term's, up to the current one.
+    let term: Vec<Period> = e.first_period().through(e.last_period().min(cur)).collect();
     let period_opts = |sel: Period| -> Vec<Opt> {
         term.iter()
             .map(|p| Opt {
@@ -606,11 +689,13 @@ async fn usage(
             .map_or("(not set)".to_string(), |d| d.to_string()),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
-    Ok(render(&UsagePage {
+    let refused = span_error.is_some();
+    let mut r = render(&UsagePage {
         nav: page.nav(Tab::Usage),
         freshness,
-        from_opts: period_opts(from),
-        to_opts: period_opts(to),
+        from_opts: period_opts(from_shown),
+        to_opts: period_opts(to_shown),
+        span_error,
         by_service,
         dept_opts: opts(departments_in_scope(scope, &h), department.as_deref()),
         acct_opts: opts(accounts_in_scope(scope, &h), account.as_deref()),
@@ -638,7 +723,11 @@ async fn usage(
         download_note,
         group_href_hierarchy: format!("{base}?{span_q}{keep_filter}"),
         group_href_service: format!("{base}?{span_q}&by=service{keep_filter}"),
-    }))
+    });
+    if refused {
+        *r.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+    }
+    Ok(r)
 }
 
 /// The download's query: a billing period or a date range, and an optional
