@@ -3,6 +3,23 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The flags' defaults are the settings structs' own: one place for each
+/// default, whether Meterbook runs from the CLI or as a library in tests.
+mod defaults {
+    pub fn server() -> meterbook_server::ServerSettings {
+        meterbook_server::ServerSettings::default()
+    }
+    pub fn portal() -> meterbook_server::portal::PortalSettings {
+        meterbook_server::portal::PortalSettings::default()
+    }
+    pub fn limits() -> meterbook_server::Limits {
+        meterbook_server::Limits::default()
+    }
+    pub fn jobs() -> meterbook_jobs::JobSettings {
+        meterbook_jobs::JobSettings::default()
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "meterbook",
@@ -59,14 +76,14 @@ pub struct JobOpts {
     #[command(flatten)]
     pub dir: ReportDirOpt,
     /// An advanced report running longer than this ends as TimedOut (minutes).
-    #[arg(long, env = "MB_REPORT_TIME_LIMIT_MINUTES", default_value_t = 120)]
+    #[arg(long, env = "MB_REPORT_TIME_LIMIT_MINUTES", default_value_t = defaults::jobs().time_limit.as_secs() / 60)]
     pub report_time_limit_minutes: u64,
     /// Finished advanced reports and their files are removed after this many days.
-    #[arg(long, env = "MB_REPORT_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = "MB_REPORT_RETENTION_DAYS", default_value_t = defaults::jobs().retention.as_secs() / 86_400)]
     pub report_retention_days: u64,
     /// A report worker that has not reported for this long is presumed dead and
     /// its job is restarted (seconds).
-    #[arg(long, env = "MB_REPORT_LEASE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "MB_REPORT_LEASE_SECONDS", default_value_t = defaults::jobs().lease.as_secs())]
     pub report_lease_seconds: u64,
 }
 
@@ -75,9 +92,9 @@ impl Default for JobOpts {
     fn default() -> Self {
         JobOpts {
             dir: ReportDirOpt::default(),
-            report_time_limit_minutes: 120,
-            report_retention_days: 30,
-            report_lease_seconds: 30,
+            report_time_limit_minutes: defaults::jobs().time_limit.as_secs() / 60,
+            report_retention_days: defaults::jobs().retention.as_secs() / 86_400,
+            report_lease_seconds: defaults::jobs().lease.as_secs(),
         }
     }
 }
@@ -533,28 +550,28 @@ pub struct ServeArgs {
     #[arg(long, env = "MB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Default lifetime of new API keys, in days.
-    #[arg(long, env = "MB_KEY_DEFAULT_DAYS", default_value_t = 183)]
+    #[arg(long, env = "MB_KEY_DEFAULT_DAYS", default_value_t = defaults::server().key_default_days)]
     pub key_default_days: u32,
     /// Longest lifetime an API key may be given, in days.
-    #[arg(long, env = "MB_KEY_MAX_DAYS", default_value_t = 730)]
+    #[arg(long, env = "MB_KEY_MAX_DAYS", default_value_t = defaults::server().key_max_days)]
     pub key_max_days: u32,
     /// Requests per second allowed per API key (sustained).
-    #[arg(long, env = "MB_RATE_LIMIT", default_value_t = 100.0)]
+    #[arg(long, env = "MB_RATE_LIMIT", default_value_t = defaults::server().rate_limit_per_sec)]
     pub rate_limit: f64,
     /// Requests a key may make in a burst.
-    #[arg(long, env = "MB_RATE_BURST", default_value_t = 200.0)]
+    #[arg(long, env = "MB_RATE_BURST", default_value_t = defaults::server().rate_limit_burst)]
     pub rate_burst: f64,
     /// Advanced reports prepared at once (background worker threads).
-    #[arg(long, env = "MB_REPORT_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "MB_REPORT_WORKERS", default_value_t = defaults::jobs().workers)]
     pub report_workers: usize,
     /// How long a download link works, in days.
-    #[arg(long, env = "MB_LINK_LIFETIME_DAYS", default_value_t = 7)]
+    #[arg(long, env = "MB_LINK_LIFETIME_DAYS", default_value_t = defaults::server().link_lifetime.as_secs() / 86_400)]
     pub link_lifetime_days: u64,
     /// A portal session unused this long ends (minutes).
-    #[arg(long, env = "MB_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    #[arg(long, env = "MB_SESSION_IDLE_MINUTES", default_value_t = defaults::portal().idle_timeout.as_secs() / 60)]
     pub session_idle_minutes: u64,
     /// A portal session ends this long after sign-in (hours).
-    #[arg(long, env = "MB_SESSION_MAX_HOURS", default_value_t = 12)]
+    #[arg(long, env = "MB_SESSION_MAX_HOURS", default_value_t = defaults::portal().absolute_timeout.as_secs() / 3600)]
     pub session_max_hours: u64,
     /// Mark session cookies Secure (set it when TLS ends at a proxy that does not send X-Forwarded-Proto).
     #[arg(long, env = "MB_SECURE_COOKIES")]
@@ -580,37 +597,37 @@ pub struct GuardArgs {
     #[arg(long, env = "MB_TRUSTED_PROXIES", default_value = "", value_parser = meterbook_server::TrustedProxies::parse)]
     pub trusted_proxies: meterbook_server::TrustedProxies,
     /// Largest operator upload (usage, price sheet, hierarchy), in bytes.
-    #[arg(long, env = "MB_MAX_UPLOAD_BYTES", default_value_t = 8 << 30)]
+    #[arg(long, env = "MB_MAX_UPLOAD_BYTES", default_value_t = defaults::limits().max_upload_bytes)]
     pub max_upload_bytes: u64,
     /// Largest JSON or form body of any other request, in bytes.
-    #[arg(long, env = "MB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "MB_MAX_BODY_BYTES", default_value_t = defaults::limits().max_body_bytes)]
     pub max_body_bytes: usize,
     /// Longest query string, in bytes.
-    #[arg(long, env = "MB_MAX_QUERY_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "MB_MAX_QUERY_BYTES", default_value_t = defaults::limits().max_query_bytes)]
     pub max_query_bytes: usize,
     /// Most query-string parameters.
-    #[arg(long, env = "MB_MAX_QUERY_PARAMS", default_value_t = 32)]
+    #[arg(long, env = "MB_MAX_QUERY_PARAMS", default_value_t = defaults::limits().max_query_params)]
     pub max_query_params: usize,
     /// Largest total size of a request's headers, in bytes.
-    #[arg(long, env = "MB_MAX_HEADER_BYTES", default_value_t = 32 << 10)]
+    #[arg(long, env = "MB_MAX_HEADER_BYTES", default_value_t = defaults::limits().max_header_bytes)]
     pub max_header_bytes: usize,
     /// Most headers in one request.
-    #[arg(long, env = "MB_MAX_HEADERS", default_value_t = 64)]
+    #[arg(long, env = "MB_MAX_HEADERS", default_value_t = defaults::limits().max_headers)]
     pub max_headers: usize,
     /// An upload that sends nothing for this long is refused with 408 (seconds).
-    #[arg(long, env = "MB_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "MB_BODY_IDLE_TIMEOUT_SECS", default_value_t = defaults::limits().body_idle_timeout.as_secs())]
     pub body_idle_timeout_secs: u64,
     /// Every request but uploads must have its answer started within this (seconds).
-    #[arg(long, env = "MB_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "MB_REQUEST_TIMEOUT_SECS", default_value_t = defaults::limits().request_timeout.as_secs())]
     pub request_timeout_secs: u64,
     /// A connection must send a request's headers within this (seconds).
-    #[arg(long, env = "MB_HEADER_READ_TIMEOUT_SECS", default_value_t = 30)]
+    #[arg(long, env = "MB_HEADER_READ_TIMEOUT_SECS", default_value_t = defaults::limits().header_read_timeout.as_secs())]
     pub header_read_timeout_secs: u64,
     /// Advanced report jobs one requester (API key, portal user) may have queued or running.
-    #[arg(long, env = "MB_REPORT_MAX_ACTIVE_PER_REQUESTER", default_value_t = 4)]
+    #[arg(long, env = "MB_REPORT_MAX_ACTIVE_PER_REQUESTER", default_value_t = defaults::jobs().max_active_per_requester)]
     pub report_max_active_per_requester: usize,
     /// Bytes of finished report files one requester may keep.
-    #[arg(long, env = "MB_REPORT_MAX_BYTES_PER_REQUESTER", default_value_t = 5 << 30)]
+    #[arg(long, env = "MB_REPORT_MAX_BYTES_PER_REQUESTER", default_value_t = defaults::jobs().max_bytes_per_requester)]
     pub report_max_bytes_per_requester: u64,
 }
 

@@ -34,11 +34,9 @@ impl Settings {
         Settings {
             db: cli.db.clone(),
             jobs: meterbook_jobs::JobSettings {
-                workers: 2,
                 time_limit: secs(opts.report_time_limit_minutes.max(1) * 60),
                 lease: secs(opts.report_lease_seconds.max(1)),
                 retention: secs(opts.report_retention_days * 24 * 3600),
-                poll: secs(1),
                 focus: focus.clone(),
                 // Quotas: `serve` sets them from its flags.
                 ..Default::default()
