@@ -43,6 +43,14 @@ pub fn generate_with(prefix: &str) -> Result<NewKey, getrandom::Error> {
     })
 }
 
+/// A random token of 32 bytes as 64 hex digits (portal sessions, CSRF
+/// tokens, set-password links); only its [`hash_secret`] is stored.
+pub fn random_token() -> Result<String, getrandom::Error> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b)?;
+    Ok(hex(&b))
+}
+
 /// Splits a presented key into (id, secret); `None` when it is not a key's shape.
 pub fn parse(token: &str) -> Option<(&str, &str)> {
     parse_with(PREFIX, token)

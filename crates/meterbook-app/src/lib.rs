@@ -25,10 +25,15 @@
 pub mod access;
 pub mod credentials;
 pub mod error;
+pub mod hierarchy;
 pub mod jobs;
 pub mod keys;
+pub mod password;
 pub mod reads;
+pub mod sessions;
+pub mod settings;
 pub mod span;
+pub mod users;
 
 pub use access::{Access, Actor, Admin, Enterprise, Operator, Writer};
 pub use error::{AppError, AppResult};

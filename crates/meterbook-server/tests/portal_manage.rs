@@ -2243,3 +2243,76 @@ async fn a_refused_choice_of_months_keeps_the_menu_the_form_and_says_why_at_the_
         .body
         .contains(r#"<select id="from" name="from" aria-invalid="true""#));
 }
+
+/// Every form on the Manage pages, found on the pages themselves (so a form
+/// added later is covered, or this test says it has no fields to post), is
+/// refused by the one Manage form extractor: a missing or wrong CSRF token
+/// (the CSRF refusal), then a read-only enterprise administrator and a
+/// department administrator with a right token (the administrators-only
+/// refusal). Nothing changes and nothing is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_manage_form_refuses_a_bad_csrf_token_and_a_read_only_administrator() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let auditor = app.sign_in(AUDITOR).await;
+    let dana = app.sign_in(DANA).await;
+    let prefix = format!("action=\"/portal/e/{N}");
+    let mut actions: Vec<String> = Vec::new();
+    for p in MANAGE_PAGES {
+        let page = app.get(&app.e(p), &admin).await.body;
+        for part in page.split(&prefix).skip(1) {
+            let path = part.split('"').next().unwrap_or_default().to_string();
+            if path.starts_with("/manage/") && !actions.contains(&path) {
+                actions.push(path);
+            }
+        }
+    }
+    let mut known = manage_forms(&app.users);
+    known.push((
+        "/manage/hierarchy/rename-unit",
+        vec![
+            ("unit", "department:Research".into()),
+            ("name", "R&D".into()),
+        ],
+    ));
+    let mut want: Vec<String> = known.iter().map(|(p, _)| p.to_string()).collect();
+    want.sort();
+    actions.sort();
+    assert_eq!(actions, want, "every Manage form has a case here");
+    let before = snapshot(&app).await;
+    let audit_before = app.audit_actions().await.len();
+    for (path, fields) in &known {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for csrf in [Some("wrong"), Some(""), None] {
+            let mut form = fields.clone();
+            if let Some(c) = csrf {
+                form.push(("csrf", c));
+            }
+            let r = app.post(&app.e(path), &admin, &form).await;
+            assert_eq!(r.status, 403, "{path} csrf {csrf:?}: {}", r.describe());
+            assert!(
+                r.is_html() && r.body.contains("did not come from this site"),
+                "{path} csrf {csrf:?}: the CSRF refusal: {}",
+                r.body
+            );
+        }
+        for who in [&auditor, &dana] {
+            let r = app.submit(&app.e(path), who, &fields).await;
+            assert_eq!(r.status, 403, "{path}: {}", r.describe());
+            assert!(
+                r.is_html()
+                    && r.body.contains(
+                        "managing this enrollment is for its read-write enterprise administrators"
+                    ),
+                "{path}: the administrators-only refusal: {}",
+                r.body
+            );
+        }
+    }
+    assert_eq!(snapshot(&app).await, before, "nothing changed");
+    assert_eq!(
+        app.audit_actions().await.len(),
+        audit_before,
+        "nothing audited"
+    );
+}

@@ -6,8 +6,7 @@
 //! client's as [`crate::client_addr`] resolves it behind trusted proxies.
 
 use super::session::{self, Viewer};
-use super::{password, render, PageResult};
-use crate::auth::now_unix;
+use super::{render, PageResult};
 use crate::client_addr::ClientAddr;
 use crate::{ApiError, AppState};
 use askama::Template;
@@ -16,7 +15,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
-use meterbook_core::users::Session;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -161,7 +159,7 @@ async fn sign_in(
         *r.status_mut() = StatusCode::FORBIDDEN;
         return r;
     }
-    let now = now_unix();
+    let now = state.app().clock().now_unix();
     let window = settings.throttle_window.as_secs() as i64;
     let email = f.email.trim().to_ascii_lowercase();
     let keys = SignInKeys::new(&email, &addr);
@@ -200,42 +198,21 @@ async fn sign_in(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let (lookup, password) = (email.clone(), f.password.clone());
+    let (lookup, password, from) = (email.clone(), f.password.clone(), format!("from {addr}"));
     let checked = state
-        .blocking(move |s| {
-            let user = s.user_by_email(&lookup)?;
-            let hash = user
-                .as_ref()
-                .and_then(|u| u.password_hash.clone())
-                .unwrap_or_else(|| password::decoy().to_string());
-            let ok = password::verify(&password, &hash);
-            Ok(user.filter(|u| ok && !u.disabled && u.password_hash.is_some()))
-        })
+        .run(move |app| app.sign_in(&lookup, &password, &from))
         .await;
-    let user = match checked {
+    let new = match checked {
         Ok(u) => u,
         Err(e) => return super::error_page(e),
     };
-    let Some(user) = user else {
-        // Known user: the failure goes to their enrollments' audit logs, off
+    let Some(new) = new else {
+        // A known user's failure goes to their enrollments' audit logs, off
         // the response's path (its timing must not tell known e-mails apart).
-        let (st, lookup) = (state.clone(), email.clone());
+        let (st, lookup, from) = (state.clone(), email.clone(), format!("from {addr}"));
         tokio::spawn(async move {
-            let l = lookup.clone();
-            if let Ok(Some(u)) = st.blocking(move |s| Ok(s.user_by_email(&l)?)).await {
-                let uid = u.id;
-                if let Ok(roles) = st.blocking(move |s| Ok(s.roles(uid)?)).await {
-                    for r in roles {
-                        super::audit(
-                            &st,
-                            &r.enrollment,
-                            &lookup,
-                            "sign-in-failed",
-                            format!("from {addr}"),
-                        )
-                        .await;
-                    }
-                }
+            if let Err(e) = st.run(move |app| app.sign_in_failed(&lookup, &from)).await {
+                tracing::warn!(error = %e, "cannot record a failed sign-in");
             }
         });
         let mut r = sign_in_form(
@@ -248,35 +225,7 @@ async fn sign_in(
         return r;
     };
     throttle.succeeded(&[&keys.pair, &keys.account], &keys.address);
-    let token = session::random_token();
-    let sess = Session {
-        token_hash: session::token_hash(&token),
-        user_id: user.id,
-        csrf: session::random_token(),
-        created_at: now,
-        last_seen_at: now,
-    };
-    let uid = user.id;
-    let roles = match state
-        .blocking(move |s| {
-            s.create_session(&sess)?;
-            Ok(s.roles(uid)?)
-        })
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => return super::error_page(e),
-    };
-    for r in &roles {
-        super::audit(
-            &state,
-            &r.enrollment,
-            &user.email,
-            "sign-in",
-            format!("from {addr}"),
-        )
-        .await;
-    }
+    let token = new.token;
     let mut res = Redirect::to("/portal").into_response();
     res.headers_mut().insert(
         header::SET_COOKIE,
@@ -298,8 +247,8 @@ async fn sign_out(
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
     viewer.check_csrf(&f.csrf)?;
-    let h = viewer.session.token_hash;
-    state.blocking(move |s| Ok(s.delete_session(&h)?)).await?;
+    let signed = viewer.0;
+    state.run(move |app| signed.sign_out(app)).await?;
     Ok(signed_out(&state, &headers))
 }
 
@@ -310,9 +259,9 @@ async fn sign_out_everywhere(
     Form(f): Form<CsrfForm>,
 ) -> PageResult {
     viewer.check_csrf(&f.csrf)?;
-    let uid = viewer.user.id;
+    let signed = viewer.0;
     state
-        .blocking(move |s| Ok(s.delete_user_sessions(uid)?))
+        .run(move |app| signed.sign_out_everywhere(app))
         .await?;
     Ok(signed_out(&state, &headers))
 }
@@ -375,7 +324,7 @@ async fn set_password(
     if let Err(secs) = state.throttle().attempt(
         &[(&addr_key, settings.max_failures_per_address)],
         settings.throttle_window.as_secs() as i64,
-        now_unix(),
+        state.app().clock().now_unix(),
     ) {
         let mut r = again(
             &format!(
@@ -388,21 +337,9 @@ async fn set_password(
             .insert(header::RETRY_AFTER, secs.max(1).into());
         return r;
     }
-    let hash = match password::hash(&f.password) {
-        Ok(h) => h,
-        Err(e) => return again(&format!("{e}."), StatusCode::BAD_REQUEST),
-    };
-    let th = session::token_hash(&f.token);
+    let (token, password) = (f.token.clone(), f.password.clone());
     let done = state
-        .blocking(move |s| {
-            let Some(uid) = s.take_password_token(&th, now_unix())? else {
-                return Ok(false);
-            };
-            s.set_password(uid, &hash)?;
-            // A new password signs out every session.
-            s.delete_user_sessions(uid)?;
-            Ok(true)
-        })
+        .run(move |app| app.set_password(&token, &password))
         .await;
     match done {
         Ok(true) => {
@@ -413,6 +350,7 @@ async fn set_password(
             "This link has expired or was already used; ask your administrator for a new one.",
             StatusCode::BAD_REQUEST,
         ),
+        Err(ApiError::BadRequest(m)) => again(&format!("{m}."), StatusCode::BAD_REQUEST),
         Err(e) => super::error_page(e),
     }
 }

@@ -22,6 +22,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use meterbook_app::Access;
 use meterbook_core::access::Scope;
 use meterbook_core::users::Role;
 use meterbook_core::{Enrollment, EnrollmentNumber};
@@ -176,26 +177,33 @@ impl Nav {
 }
 
 /// An enrollment page's context: the viewer's role in the enrollment of the
-/// path (a 404 page when they have none), and the enrollment.
+/// path (a 404 page when they have none), the enrollment, and the viewer's
+/// [`Access`] to it (what the page asks of the use-case layer goes through it).
 pub struct Page {
     pub viewer: Viewer,
     pub role: Role,
     pub n: EnrollmentNumber,
     pub e: Enrollment,
+    pub access: Access,
 }
 
 impl Page {
     pub async fn load(state: &AppState, viewer: Viewer, number: &str) -> Result<Page, ApiError> {
+        let (signed, number) = (viewer.0.clone(), number.to_string());
+        let access = state.run(move |app| signed.access(app, &number)).await?;
         let role = viewer
             .roles
             .iter()
-            .find(|r| r.enrollment.as_str() == number)
+            .find(|r| &r.enrollment == access.number())
             .cloned()
-            .ok_or_else(|| ApiError::NotFound(format!("no enrollment {number} for you")))?;
-        let n = role.enrollment.clone();
-        let lookup = n.clone();
-        let e = state.blocking(move |s| Ok(s.enrollment(&lookup)?)).await?;
-        Ok(Page { viewer, role, n, e })
+            .ok_or_else(|| ApiError::Internal("the role vanished".into()))?;
+        Ok(Page {
+            viewer,
+            role,
+            n: access.number().clone(),
+            e: access.enrollment().clone(),
+            access,
+        })
     }
 
     pub fn scope(&self) -> Scope {
@@ -239,28 +247,16 @@ impl Page {
 
     /// Records an audit entry as this viewer (failures are logged, not shown).
     pub async fn audit(&self, state: &AppState, action: &str, detail: String) {
-        audit(state, &self.n, &self.viewer.user.email, action, detail).await
-    }
-}
-
-pub async fn audit(
-    state: &AppState,
-    n: &EnrollmentNumber,
-    actor: &str,
-    action: &str,
-    detail: String,
-) {
-    let (n, e) = (
-        n.clone(),
-        meterbook_core::users::AuditEntry {
-            at: crate::auth::now_unix(),
-            actor: actor.to_string(),
-            action: action.to_string(),
-            detail,
-        },
-    );
-    if let Err(err) = state.blocking(move |s| Ok(s.audit(&n, &e)?)).await {
-        tracing::warn!(error = %err, "cannot write the audit log");
+        let (access, action) = (self.access.clone(), action.to_string());
+        if let Err(err) = state
+            .run(move |_| {
+                access.audit(&action, detail);
+                Ok(())
+            })
+            .await
+        {
+            tracing::warn!(error = %err, "cannot write the audit log");
+        }
     }
 }
 

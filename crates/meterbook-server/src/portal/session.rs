@@ -3,25 +3,22 @@
 //! a per-session CSRF token that every form posts back.
 
 use super::PortalSettings;
-use crate::auth::now_unix;
 use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use meterbook_core::users::{Role, Session, User};
-use sha2::{Digest, Sha256};
+use meterbook_app::access::{SessionPolicy, SignedIn};
 use subtle::ConstantTimeEq;
 
 pub const COOKIE: &str = "mb_session";
 
+/// The SHA-256 of a token: what is stored of it.
 pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    meterbook_app::credentials::hash_secret(token)
 }
 
 pub fn random_token() -> String {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the OS random source works");
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    meterbook_app::credentials::random_token().expect("the OS random source works")
 }
 
 /// The session cookie's value from the request, if any.
@@ -70,12 +67,17 @@ pub fn clear_cookie(settings: &PortalSettings, headers: &HeaderMap) -> HeaderVal
     HeaderValue::from_str(&v).expect("cookie is ASCII")
 }
 
-/// A signed-in person: the session, the user and their roles.
+/// A signed-in person: the session, the user and their roles (the
+/// use-case layer's [`SignedIn`]; its fields read through).
 #[derive(Clone, Debug)]
-pub struct Viewer {
-    pub session: Session,
-    pub user: User,
-    pub roles: Vec<Role>,
+pub struct Viewer(pub SignedIn);
+
+impl std::ops::Deref for Viewer {
+    type Target = SignedIn;
+
+    fn deref(&self) -> &SignedIn {
+        &self.0
+    }
 }
 
 impl Viewer {
@@ -107,39 +109,15 @@ impl FromRequestParts<AppState> for Viewer {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Viewer, SignedOut> {
         let token = cookie_token(&parts.headers).ok_or(SignedOut)?;
         let hash = token_hash(&token);
-        let settings = state.settings().portal.clone();
+        let settings = &state.settings().portal;
+        let policy = SessionPolicy {
+            idle_secs: settings.idle_timeout.as_secs() as i64,
+            absolute_secs: settings.absolute_timeout.as_secs() as i64,
+        };
         let found = state
-            .blocking(move |s| {
-                let Some(session) = s.session(&hash)? else {
-                    return Ok(None);
-                };
-                let now = now_unix();
-                let idle = now - session.last_seen_at > settings.idle_timeout.as_secs() as i64;
-                let old = now - session.created_at > settings.absolute_timeout.as_secs() as i64;
-                if idle || old {
-                    s.delete_session(&hash)?;
-                    return Ok(None);
-                }
-                let Some(user) = s.user(session.user_id)?.filter(|u| !u.disabled) else {
-                    s.delete_session(&hash)?;
-                    return Ok(None);
-                };
-                // At most one write a minute per session, and often enough
-                // that a session in use never looks idle: a quarter of the
-                // idle timeout at most.
-                let every = (settings.idle_timeout.as_secs() as i64 / 4).min(60);
-                if now - session.last_seen_at >= every {
-                    s.touch_session(&hash, now)?;
-                }
-                let roles = s.roles(user.id)?;
-                Ok(Some(Viewer {
-                    session,
-                    user,
-                    roles,
-                }))
-            })
+            .run(move |app| app.session(&hash, policy))
             .await
             .map_err(|_| SignedOut)?;
-        found.ok_or(SignedOut)
+        found.map(Viewer).ok_or(SignedOut)
     }
 }
