@@ -44,10 +44,6 @@ impl Caller {
     }
 }
 
-pub fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -83,7 +79,7 @@ impl FromRequestParts<AppState> for Caller {
                 "this API key is disabled",
             ));
         }
-        let now = now_unix();
+        let now = state.now_unix();
         if now >= rec.expires_at {
             let date = chrono::DateTime::from_timestamp(rec.expires_at, 0)
                 .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))

@@ -103,6 +103,8 @@ struct Inner {
     /// New API keys waiting to be shown once (portal post/redirect/get).
     key_flashes: portal::keys::KeyFlashes,
     metrics: metrics::Metrics,
+    /// Where "now" comes from (the system's clock, or a test's).
+    clock: Arc<dyn meterbook_core::clock::Clock>,
 }
 
 /// Advanced reports: the job runner, its workers, and the link secret.
@@ -155,6 +157,16 @@ impl AppState {
     /// Builds the state and starts the report workers (they stop when the
     /// last clone of the state is dropped).
     pub fn new(store: Arc<dyn Store>, settings: ServerSettings) -> std::io::Result<AppState> {
+        AppState::with_clock(store, settings, meterbook_core::clock::system())
+    }
+
+    /// As [`AppState::new`], reading the time from `clock` (tests move a
+    /// manual clock instead of sleeping).
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        settings: ServerSettings,
+        clock: Arc<dyn meterbook_core::clock::Clock>,
+    ) -> std::io::Result<AppState> {
         let (dir, tmp) = match &settings.report_dir {
             Some(d) => (d.clone(), None),
             None => {
@@ -168,10 +180,11 @@ impl AppState {
         let link_secret = store
             .secret("download-link-hmac", &fresh)
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let runner = Arc::new(meterbook_jobs::Runner::new(
+        let runner = Arc::new(meterbook_jobs::Runner::with_clock(
             store.clone(),
             files,
             settings.jobs.clone(),
+            clock.clone(),
         ));
         let reports = Reports {
             workers: meterbook_jobs::Workers::start(runner.clone()),
@@ -190,6 +203,7 @@ impl AppState {
                     settings.rate_limit_burst,
                 ),
                 statements: StatementCache::default(),
+                clock,
                 store,
                 settings,
             }),
@@ -218,6 +232,16 @@ impl AppState {
 
     pub fn settings(&self) -> &ServerSettings {
         &self.inner.settings
+    }
+
+    /// The clock every time-based decision reads.
+    pub fn clock(&self) -> &Arc<dyn meterbook_core::clock::Clock> {
+        &self.inner.clock
+    }
+
+    /// Unix seconds now, by [`AppState::clock`].
+    pub fn now_unix(&self) -> i64 {
+        self.inner.clock.now_unix()
     }
 
     /// The statement of `period`, from the cache when the data has not changed.

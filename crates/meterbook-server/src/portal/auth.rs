@@ -7,7 +7,6 @@
 
 use super::session::{self, Viewer};
 use super::{password, render, PageResult};
-use crate::auth::now_unix;
 use crate::client_addr::ClientAddr;
 use crate::{ApiError, AppState};
 use askama::Template;
@@ -161,7 +160,7 @@ async fn sign_in(
         *r.status_mut() = StatusCode::FORBIDDEN;
         return r;
     }
-    let now = now_unix();
+    let now = state.now_unix();
     let window = settings.throttle_window.as_secs() as i64;
     let email = f.email.trim().to_ascii_lowercase();
     let keys = SignInKeys::new(&email, &addr);
@@ -375,7 +374,7 @@ async fn set_password(
     if let Err(secs) = state.throttle().attempt(
         &[(&addr_key, settings.max_failures_per_address)],
         settings.throttle_window.as_secs() as i64,
-        now_unix(),
+        state.now_unix(),
     ) {
         let mut r = again(
             &format!(
@@ -393,9 +392,10 @@ async fn set_password(
         Err(e) => return again(&format!("{e}."), StatusCode::BAD_REQUEST),
     };
     let th = session::token_hash(&f.token);
+    let now = state.now_unix();
     let done = state
         .blocking(move |s| {
-            let Some(uid) = s.take_password_token(&th, now_unix())? else {
+            let Some(uid) = s.take_password_token(&th, now)? else {
                 return Ok(false);
             };
             s.set_password(uid, &hash)?;

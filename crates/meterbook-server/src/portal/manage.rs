@@ -22,7 +22,6 @@
 
 use super::session::random_token;
 use super::{render, Page, PageError, PageResult, Tab, Viewer};
-use crate::auth::now_unix;
 use crate::{ApiError, AppState};
 use askama::Template;
 use axum::extract::{Path, State};
@@ -500,7 +499,7 @@ async fn render_hierarchy(
             account_opts: opts(&account_items, ""),
             dept_names,
             sub_opts: opts(&sub_items, ""),
-            today: Day::today().to_string(),
+            today: page.clock.today().to_string(),
             closed_note,
         }),
         status,
@@ -1156,6 +1155,7 @@ async fn invite(
     let page = admin(&state, viewer, &n).await?;
     let number = page.n.clone();
     let me = page.viewer.user.id;
+    let now = state.now_unix();
     let done = state
         .blocking(move |s| {
             let email = email_ok(&f.email)?;
@@ -1168,7 +1168,6 @@ async fn invite(
             };
             let h = s.hierarchy(&number)?;
             let role = parse_role(f.role.trim(), &h, &number)?;
-            let now = now_unix();
             let (user, created) = match s.create_user(&email, &name, None, now) {
                 Ok(u) => (u, true),
                 Err(StoreError::Conflict(_)) => (

@@ -182,6 +182,8 @@ pub struct Page {
     pub role: Role,
     pub n: EnrollmentNumber,
     pub e: Enrollment,
+    /// The server's clock ("now" for this page).
+    pub clock: std::sync::Arc<dyn meterbook_core::clock::Clock>,
 }
 
 impl Page {
@@ -195,7 +197,13 @@ impl Page {
         let n = role.enrollment.clone();
         let lookup = n.clone();
         let e = state.blocking(move |s| Ok(s.enrollment(&lookup)?)).await?;
-        Ok(Page { viewer, role, n, e })
+        Ok(Page {
+            viewer,
+            role,
+            n,
+            e,
+            clock: state.clock().clone(),
+        })
     }
 
     pub fn scope(&self) -> Scope {
@@ -253,7 +261,7 @@ pub async fn audit(
     let (n, e) = (
         n.clone(),
         meterbook_core::users::AuditEntry {
-            at: crate::auth::now_unix(),
+            at: state.now_unix(),
             actor: actor.to_string(),
             action: action.to_string(),
             detail,

@@ -169,7 +169,7 @@ async fn show(
     notice: Option<String>,
 ) -> PageResult {
     let number = page.n.clone();
-    let cur = current_period(&page.e);
+    let cur = current_period(&page.e, page.clock.as_ref());
     let first = page.e.first_period();
     let scope = page.scope();
     let infos = state
@@ -240,7 +240,7 @@ async fn show(
         "Usage complete through {}; generated {}",
         e.watermark
             .map_or("(not set)".to_string(), |d| d.to_string()),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        page.clock.now().format("%Y-%m-%d %H:%M UTC")
     );
     let failed = message.is_some();
     let mut r = render(&ReportsPage {
@@ -407,7 +407,7 @@ async fn download(
     }
     let e = page.e.clone();
     let period: Period = match q.period.as_deref().filter(|p| !p.is_empty()) {
-        None => current_period(&e),
+        None => current_period(&e, page.clock.as_ref()),
         Some(p) => p
             .parse()
             .map_err(|err: meterbook_core::calendar::DateError| ApiError::BadRequest(err.0))?,
@@ -433,7 +433,7 @@ async fn download(
     let meta = ReportMeta {
         enrollment: page.n.to_string(),
         scope: ReportScope::Period(period.to_string()),
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: page.clock.now_rfc3339(),
         watermark: e.watermark.map(|d| d.to_string()),
         currency: e.currency.code().to_string(),
     };
@@ -861,8 +861,9 @@ async fn cancel(
             job.id.clone(),
             format!("cancelled by {}", page.viewer.user.email),
         );
+        let now_ms = state.clock().now_millis();
         let after = state
-            .blocking(move |s| Ok(s.cancel_job(&jid, meterbook_jobs::now_ms(), &reason)?))
+            .blocking(move |s| Ok(s.cancel_job(&jid, now_ms, &reason)?))
             .await?;
         // The job may have ended on its own meanwhile: say what happened.
         if after == Some(JobStatus::Cancelled) {

@@ -3,7 +3,6 @@
 //! a per-session CSRF token that every form posts back.
 
 use super::PortalSettings;
-use crate::auth::now_unix;
 use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -108,12 +107,12 @@ impl FromRequestParts<AppState> for Viewer {
         let token = cookie_token(&parts.headers).ok_or(SignedOut)?;
         let hash = token_hash(&token);
         let settings = state.settings().portal.clone();
+        let now = state.now_unix();
         let found = state
             .blocking(move |s| {
                 let Some(session) = s.session(&hash)? else {
                     return Ok(None);
                 };
-                let now = now_unix();
                 let idle = now - session.last_seen_at > settings.idle_timeout.as_secs() as i64;
                 let old = now - session.created_at > settings.absolute_timeout.as_secs() as i64;
                 if idle || old {

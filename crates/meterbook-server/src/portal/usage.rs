@@ -141,7 +141,7 @@ fn parse_period(v: &str, what: &str) -> Result<Period, ApiError> {
 /// The months chosen: both inside the term, `from` ≤ `to`; the current month by default.
 fn span(page: &Page, q: &UsageQuery) -> Result<(Period, Period), ApiError> {
     let e = &page.e;
-    let cur = current_period(e);
+    let cur = current_period(e, page.clock.as_ref());
     let from = if q.from.is_empty() {
         None
     } else {
@@ -604,7 +604,7 @@ async fn usage(
         "Usage complete through {}; generated {}",
         e.watermark
             .map_or("(not set)".to_string(), |d| d.to_string()),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        page.clock.now().format("%Y-%m-%d %H:%M UTC")
     );
     Ok(render(&UsagePage {
         nav: page.nav(Tab::Usage),
@@ -754,7 +754,7 @@ async fn details_csv(
     let meta = ReportMeta {
         enrollment: page.n.to_string(),
         scope: scope_meta,
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: page.clock.now_rfc3339(),
         watermark: e.watermark.map(|d| d.to_string()),
         currency: e.currency.code().to_string(),
     };

@@ -4,7 +4,7 @@
 //! key, or through the signed link without one) with HEAD, Range and ETag.
 
 use super::{base_url, Ctx};
-use crate::auth::{now_unix, Caller};
+use crate::auth::Caller;
 use crate::error::{ApiJson, ApiPath};
 use crate::links::{self, LinkError, Signed};
 use crate::params::Params;
@@ -46,7 +46,7 @@ fn rfc3339(ms: i64) -> Value {
 
 /// A signed link to the job's file, valid for `lifetime`.
 fn signed_link(state: &AppState, base: &str, job: &Job, lifetime_secs: i64) -> (String, i64) {
-    let expires = now_unix() + lifetime_secs;
+    let expires = state.now_unix() + lifetime_secs;
     let scope = scope_text(job.spec.scope);
     let sig = links::sign(
         &state.reports().link_secret,
@@ -337,9 +337,10 @@ pub async fn cancel(
         job.id.clone(),
         format!("cancelled by key {}", caller.key_id),
     );
+    let now = state.clock().now_millis();
     let after = state
         .blocking(move |s| {
-            s.cancel_job(&jid, meterbook_jobs::now_ms(), &reason)?;
+            s.cancel_job(&jid, now, &reason)?;
             Ok(s.job(&jid)?)
         })
         .await?
@@ -431,7 +432,7 @@ pub async fn download_signed(
             expires,
         },
         signature,
-        now_unix(),
+        state.now_unix(),
     )
     .map_err(link_refused)?;
     let lookup = id.clone();

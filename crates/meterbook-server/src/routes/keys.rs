@@ -2,7 +2,7 @@
 //! each limited to scopes the caller's own key covers.
 
 use super::Ctx;
-use crate::auth::{now_unix, Caller};
+use crate::auth::Caller;
 use crate::error::ApiJson;
 use crate::error::ApiPath;
 use crate::{keys, ApiError, AppState};
@@ -99,10 +99,10 @@ pub async fn list(
     let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
     let number = ctx.n.clone();
     let scope = caller.scope;
+    let now = state.now_unix();
     let body = state
         .blocking(move |s| {
             let h = s.hierarchy(&number)?;
-            let now = now_unix();
             let v: Vec<serde_json::Value> = s
                 .keys(&number)?
                 .iter()
@@ -139,6 +139,7 @@ pub async fn generate(
     let slot = slot(&req)?;
     let new = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let token = new.token.clone();
+    let now = state.now_unix();
     let body = state
         .blocking(move |s| {
             let h = s.hierarchy(&number)?;
@@ -148,7 +149,6 @@ pub async fn generate(
                     "your key's scope does not include that scope".into(),
                 ));
             }
-            let now = now_unix();
             let rec = KeyRecord {
                 id: new.id,
                 enrollment: number.clone(),

@@ -161,6 +161,7 @@ pub(crate) struct Ctx {
     pub n: EnrollmentNumber,
     pub e: Enrollment,
     pub etag: String,
+    pub clock: std::sync::Arc<dyn meterbook_core::clock::Clock>,
 }
 
 impl Ctx {
@@ -196,7 +197,12 @@ impl Ctx {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>()
         );
-        Ok(Ctx { n, e, etag })
+        Ok(Ctx {
+            n,
+            e,
+            etag,
+            clock: state.clock().clone(),
+        })
     }
 
     /// 304 when the client already has this version.
@@ -234,7 +240,8 @@ impl Ctx {
 
     /// The period containing today, kept inside the term.
     pub fn current_period(&self) -> Period {
-        Day::today()
+        self.clock
+            .today()
             .period()
             .clamp(self.e.first_period(), self.e.last_period())
     }
@@ -296,7 +303,7 @@ impl Ctx {
         meterbook_io::report::ReportMeta {
             enrollment: self.n.to_string(),
             scope,
-            generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            generated_at: self.clock.now_rfc3339(),
             watermark: self.e.watermark.map(|d| d.to_string()),
             currency: self.e.currency.code().to_string(),
         }
