@@ -205,7 +205,12 @@ impl Browser {
     }
 
     /// Fills in and posts the sign-in form, with extra request headers.
-    pub async fn sign_in_raw(&self, email: &str, pw: &str, headers: &[(&str, &str)]) -> Resp<String> {
+    pub async fn sign_in_raw(
+        &self,
+        email: &str,
+        pw: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp<String> {
         let (cookie, csrf) = self.sign_in_form().await;
         let mut rb = self
             .client

@@ -121,7 +121,16 @@ impl AsUsage for (String, &'static str, String, &'static str, String) {
     }
 }
 
-impl AsUsage for (String, &'static str, String, &'static str, String, &'static str) {
+impl AsUsage
+    for (
+        String,
+        &'static str,
+        String,
+        &'static str,
+        String,
+        &'static str,
+    )
+{
     fn usage(&self) -> UsageRow<'_> {
         UsageRow {
             id: &self.0,

@@ -414,10 +414,11 @@ async fn new_key_page(
     Path(n): Path<String>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    match state
-        .key_flashes()
-        .take(page.viewer.session.token_hash, page.n.as_str(), state.now_unix())
-    {
+    match state.key_flashes().take(
+        page.viewer.session.token_hash,
+        page.n.as_str(),
+        state.now_unix(),
+    ) {
         Some(key) => Ok(render(&NewKeyPage {
             nav: page.nav(Tab::Keys),
             key,

@@ -39,9 +39,7 @@ pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Resp
     let (parts, _) = req.into_parts();
     crate::auth::operator(&parts, &state).await?;
     let now = state.clock().now_millis();
-    let snap = state
-        .blocking(move |s| Snapshot::read(s, now))
-        .await?;
+    let snap = state.blocking(move |s| Snapshot::read(s, now)).await?;
     let body = metrics::render(state.metrics(), snap);
     Ok((
         StatusCode::OK,

@@ -325,14 +325,7 @@ pub async fn close_period(
         .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
     let today = state.clock().today();
     state
-        .blocking(move |s| {
-            Ok(meterbook_core::ledger::close_period(
-                s,
-                &n,
-                p,
-                today,
-            )?)
-        })
+        .blocking(move |s| Ok(meterbook_core::ledger::close_period(s, &n, p, today)?))
         .await?;
     Ok(Json(json!({"billingPeriodId": p.to_string(), "closed": true})).into_response())
 }
