@@ -378,6 +378,33 @@ fn job_of(location: &str) -> String {
 // Monthly reports
 // ---------------------------------------------------------------------------
 
+/// "The current period" is the one the server's clock is in: the monthly
+/// list ends there, and a download without a period is of that month.
+#[tokio::test]
+async fn the_current_period_follows_the_servers_clock() {
+    let app = spawn_app().await;
+    let noon = chrono::NaiveDate::from_ymd_opt(2025, 12, 15)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .expect("a date")
+        .and_utc();
+    app.clock.set_millis(noon.timestamp_millis());
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    assert!(
+        html.contains("period=202512&amp;format=csv"),
+        "December listed"
+    );
+    assert!(
+        !html.contains("period=202601&amp;"),
+        "nothing after December"
+    );
+    let r = app.get(&admin, &app.e("/download/usage?format=csv")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dates = column(&r.body, "Date");
+    assert!(!dates.is_empty());
+    assert!(dates.iter().all(|d| d.starts_with("2025-12-")), "{dates:?}");
+}
+
 #[tokio::test]
 async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
     let app = spawn_app().await;
@@ -386,7 +413,7 @@ async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
     assert_eq!(page.status, 200);
     let html = page.text();
     // Newest first, up to the current period; October 2025 is closed.
-    let cur = Day::today().period().to_string();
+    let cur = app.clock.today().period().to_string();
     let (i_cur, i_nov, i_oct) = (
         html.find(&format!("period={cur}&amp;format=csv"))
             .expect("current period"),
@@ -394,7 +421,10 @@ async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
         html.find("period=202510&amp;format=csv").expect("Oct 2025"),
     );
     assert!(i_cur < i_nov && i_nov < i_oct);
-    assert!(!html.contains(&format!("period={}&amp;", Day::today().period().next())));
+    assert!(!html.contains(&format!(
+        "period={}&amp;",
+        app.clock.today().period().next()
+    )));
     assert!(html.contains("Closed"));
     for kind in ["balance", "usage", "prices", "marketplace"] {
         assert!(
