@@ -21,13 +21,14 @@ use meterbook_core::ingest::{ingest, IngestOptions};
 use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::statement::{CommitmentEntry, Statement};
 use meterbook_core::store::{EntryKind, MetadataStore, UsageSelection};
-use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period};
+use meterbook_core::{Currency, Money};
 use meterbook_io::input::usage::UsageReader;
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
 use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
 use meterbook_testkit::seed::{self, KeySpec};
+use meterbook_testkit::seed::{day, num, period};
 use meterbook_testkit::{roomy, Clock, ManualClock, Resp, UsageReads};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
@@ -130,16 +131,6 @@ const LEGACY_FIELDS: [&str; 31] = [
     "UnitOfMeasure",
     "ResourceGroup",
 ];
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
 
 /// One seeded usage record and where it is booked.
 #[derive(Clone, Debug)]

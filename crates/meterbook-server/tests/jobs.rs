@@ -15,17 +15,18 @@
 //! Tests named `bug_*` are ignored: each shows a bug still to be fixed.
 
 use flate2::read::GzDecoder;
-use meterbook_core::access::{KeyStore, Scope};
+use meterbook_core::access::Scope;
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
 use meterbook_core::hierarchy::HierarchyRow;
 use meterbook_core::jobs::JobStore;
 use meterbook_core::prices::MeterPrice;
 use meterbook_core::store::MetadataStore;
-use meterbook_core::{Currency, Day, EnrollmentNumber, Period};
+use meterbook_core::{Currency, Day};
 use meterbook_server::links::{self, Signed};
 use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
 use meterbook_testkit::seed::{self, ingest_rows, KeySpec};
+use meterbook_testkit::seed::{day, num, period};
 use meterbook_testkit::{Clock, ManualClock, Resp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -51,16 +52,6 @@ const FIRST: &str = "2025-10-01";
 const LAST: &str = "2025-12-31";
 /// How long a test waits for a job, a clean-up or an expiry at most.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
 
 /// One usage record: (record id, subscription, date, meter, quantity, tags).
 type SeedRow = (

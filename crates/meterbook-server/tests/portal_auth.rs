@@ -24,10 +24,11 @@ use meterbook_core::prices::MeterPrice;
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, MetadataStore};
 use meterbook_core::users::{Role, UserStore};
-use meterbook_core::{Day, EnrollmentNumber, Money, Period};
+use meterbook_core::{Day, Money, Period};
 use meterbook_server::portal::{password, session, PortalSettings};
 use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
+use meterbook_testkit::seed::num;
 use meterbook_testkit::seed::{self, ingest_rows};
 use meterbook_testkit::{csrf_of, Browser, Clock, ManualClock};
 use std::collections::HashMap;
@@ -59,10 +60,6 @@ const NOROLE: &str = "norole@example.com";
 const DISABLED: &str = "disabled@example.com";
 /// Invited: a role, no password yet.
 const INVITED: &str = "invited@example.com";
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
 
 /// The first period of the seeded term: three months before this one.
 fn first_period() -> Period {

@@ -19,12 +19,13 @@ use meterbook_core::hierarchy::HierarchyRow;
 use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::store::{MetadataStore, UsageSelection};
 use meterbook_core::users::{Role, UserStore};
-use meterbook_core::{Amount, Day, EnrollmentNumber, Period};
+use meterbook_core::{Amount, Day};
 use meterbook_io::report::usage::{ReportTotals, UsageFilter, UsageReport};
 use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
 use meterbook_server::portal::password;
 use meterbook_sqlite::SqliteStore;
 use meterbook_testkit::seed::{self, ingest_rows};
+use meterbook_testkit::seed::{day, num, period};
 use meterbook_testkit::{Browser, Clock, ManualClock};
 use std::collections::HashMap;
 
@@ -49,16 +50,6 @@ const AUDITOR: &str = "auditor@example.com";
 const DANA: &str = "dana@example.com";
 /// Account owner of o1.
 const ERIK: &str = "erik@example.com";
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
 
 fn price_sheet() -> Vec<MeterPrice> {
     let row = |line: u64, id: &str, cat: &str, min: &str, price: &str| PriceRow {

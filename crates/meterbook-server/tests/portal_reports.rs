@@ -18,12 +18,13 @@ use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, MetadataStore, UsageSelection};
 use meterbook_core::users::{Role, UserStore};
-use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period};
+use meterbook_core::{Currency, Money};
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
 use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
 use meterbook_testkit::seed::{self, ingest_rows};
+use meterbook_testkit::seed::{day, num, period};
 use meterbook_testkit::{Browser, Clock, ManualClock, Resp};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -46,16 +47,6 @@ const READER: &str = "reader@example.com";
 const DEPT_A: &str = "dept-a@example.com";
 const DEPT_A_RO: &str = "dept-a-ro@example.com";
 const OWNER_B1: &str = "owner-b1@example.com";
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
 
 /// (record id, subscription, date, meter, quantity, tags)
 type SeedRow = (
