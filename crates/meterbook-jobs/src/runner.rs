@@ -3,8 +3,8 @@
 //! cleaning up after retention.
 
 use crate::files::ReportFiles;
-use meterbook_core::clock::Clock;
 use meterbook_core::access::Scope;
+use meterbook_core::clock::Clock;
 use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobSpec, JobStatus};
 use meterbook_core::store::{Store, StoreError, UsageSelection};
 use meterbook_core::{Day, EnrollmentNumber};
@@ -314,7 +314,10 @@ impl Runner {
                 }
             }
         };
-        match self.store.finish_job(&job.id, attempt, self.now_ms(), &outcome) {
+        match self
+            .store
+            .finish_job(&job.id, attempt, self.now_ms(), &outcome)
+        {
             Ok(true) => {}
             Ok(false) => {
                 // Cancelled or taken over in the last instant: the file is nobody's.
