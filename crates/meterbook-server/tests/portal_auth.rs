@@ -191,13 +191,9 @@ fn seed(store: &SqliteStore, clock: &ManualClock) -> Users {
         ),
     ];
     for (email, with_password, r) in specs {
-        let u = store
-            .create_user(email, "", with_password.then_some(hash.as_str()), now)
-            .expect("create user");
-        if let Some(r) = r {
-            store.grant_role(u.id, &r).expect("grant role");
-        }
-        users.insert(email, u.id);
+        let pw = with_password.then_some(hash.as_str());
+        let id = seed::user(store, email, "", pw, now, r.as_slice());
+        users.insert(email, id);
     }
     store
         .set_user_disabled(users[DISABLED], true)

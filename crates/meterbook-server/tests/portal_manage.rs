@@ -146,11 +146,7 @@ fn seed(store: &SqliteStore, clock: &ManualClock) -> Users {
         (DANA, role(Scope::Department(research), false)),
         (ERIK, role(Scope::Account(o1), false)),
     ] {
-        let u = store
-            .create_user(email, "", Some(&hash), now)
-            .expect("create user");
-        store.grant_role(u.id, &r).expect("grant role");
-        users.insert(email, u.id);
+        users.insert(email, seed::user(store, email, "", Some(&hash), now, &[r]));
     }
     users
 }

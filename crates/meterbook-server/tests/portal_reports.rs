@@ -17,7 +17,7 @@ use meterbook_core::jobs::{Job, JobStatus, JobStore};
 use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, MetadataStore, UsageSelection};
-use meterbook_core::users::{Role, UserStore};
+use meterbook_core::users::UserStore;
 use meterbook_core::{Currency, Money};
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
@@ -166,19 +166,14 @@ fn seed(store: &SqliteStore, clock: &ManualClock) {
         (DEPT_A_RO, Scope::Department(dept_a), true),
         (OWNER_B1, Scope::Account(b1), false),
     ] {
-        let u = store
-            .create_user(email, email, Some(&hash), 0)
-            .expect("create user");
-        store
-            .grant_role(
-                u.id,
-                &Role {
-                    enrollment: n.clone(),
-                    scope,
-                    read_only,
-                },
-            )
-            .expect("grant role");
+        seed::user(
+            store,
+            email,
+            email,
+            Some(&hash),
+            0,
+            &[seed::role(N, scope, read_only)],
+        );
     }
 }
 
