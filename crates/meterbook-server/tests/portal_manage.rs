@@ -1186,6 +1186,51 @@ fn invite_link(page: &str) -> String {
     unescape(rest[start..end].trim())
 }
 
+/// An invite's set-password link lasts the invite's days by the server's
+/// clock, and not a second longer.
+#[tokio::test]
+async fn an_invite_link_expires_after_its_days() {
+    let app = spawn_app().await;
+    // The server's clock a month behind the system's: the link's life is the server's.
+    app.clock
+        .set_millis(app.clock.now_millis() - 30 * 86_400_000);
+    let admin = app.sign_in(ADMIN).await;
+    let mut tokens = Vec::new();
+    for email in ["early@example.com", "late@example.com"] {
+        let r = app
+            .submit(
+                &app.e("/manage/users/invite"),
+                &admin,
+                &[("email", email), ("role", "enterprise-reader")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let link = invite_link(&r.body);
+        tokens.push(link.split("token=").nth(1).expect("a token").to_string());
+    }
+    let pw = "a brand new passphrase";
+    let browser = app.browser();
+    let set = |token: String| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .post(
+                    "/portal/set-password",
+                    &[("token", &token), ("password", pw), ("confirm", pw)],
+                )
+                .await
+        }
+    };
+    let days = meterbook_server::portal::manage::INVITE_DAYS as u64;
+    app.advance(std::time::Duration::from_secs(days * 86_400 - 1));
+    let r = set(tokens[0].clone()).await;
+    assert_eq!(r.status, 303, "a second before: {}", r.describe());
+    app.advance(std::time::Duration::from_secs(2));
+    let r = set(tokens[1].clone()).await;
+    assert_eq!(r.status, 400, "a second after: {}", r.describe());
+    assert!(r.body.contains("expired or was already used"), "{}", r.body);
+}
+
 #[tokio::test]
 async fn an_invited_user_sets_a_password_through_the_link_and_signs_in() {
     let app = spawn_app().await;
