@@ -1565,9 +1565,14 @@ async fn a_running_job_stops_when_cancelled() {
         409,
         "Conflict",
     );
-    // Well past a second of running, so the worker beats (and sees the
-    // cancel) when it next writes: see bug_a_job_cancelled_while_running_leaves_no_file.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once the worker's heartbeat has reported progress, it is exporting and
+    // beating (and sees the cancel at its next beat): see
+    // a_job_cancelled_while_running_leaves_no_file for a cancel before that.
+    meterbook_testkit::eventually("a heartbeat with progress", PATIENCE, || async {
+        let j = app.get(&url, key).await.json();
+        (j["progress"]["rowsDone"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
     let r = app.delete(&url, key).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], 8);
