@@ -68,7 +68,12 @@ impl App {
         jobs: meterbook_jobs::JobSettings,
         clock: Arc<dyn Clock>,
     ) -> App {
-        let runner = Arc::new(meterbook_jobs::Runner::new(store.clone(), files, jobs));
+        let runner = Arc::new(meterbook_jobs::Runner::with_clock(
+            store.clone(),
+            files,
+            jobs,
+            clock.clone(),
+        ));
         App {
             inner: Arc::new(Inner {
                 store,

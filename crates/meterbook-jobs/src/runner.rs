@@ -3,8 +3,8 @@
 //! cleaning up after retention.
 
 use crate::files::ReportFiles;
-use crate::now_ms;
 use meterbook_core::access::Scope;
+use meterbook_core::clock::Clock;
 use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobSpec, JobStatus};
 use meterbook_core::store::{Store, StoreError, UsageSelection};
 use meterbook_core::{Day, EnrollmentNumber};
@@ -95,6 +95,8 @@ pub struct Runner {
     /// Quota check and insert happen under this lock, so parallel submits
     /// from one requester cannot all pass the check (within this process).
     submitting: Mutex<()>,
+    /// Where "now" comes from: leases, time limits, retention, timestamps.
+    clock: Arc<dyn Clock>,
 }
 
 /// What a finished file's manifest says, for downloads.
@@ -123,13 +125,33 @@ impl Runner {
         files: Arc<dyn ReportFiles>,
         settings: JobSettings,
     ) -> Runner {
+        Runner::with_clock(store, files, settings, meterbook_core::clock::system())
+    }
+
+    /// As [`Runner::new`], reading the time from `clock`.
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        files: Arc<dyn ReportFiles>,
+        settings: JobSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Runner {
         Runner {
             store,
             files,
             settings,
             shutdown: AtomicBool::new(false),
             submitting: Mutex::new(()),
+            clock,
         }
+    }
+
+    /// The clock the runner reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_millis()
     }
 
     pub fn settings(&self) -> &JobSettings {
@@ -158,7 +180,7 @@ impl Runner {
             enrollment: n.clone(),
             spec,
             requested_by: requested_by.to_string(),
-            requested_at: now_ms(),
+            requested_at: self.now_ms(),
             status: JobStatus::Queued,
             started_at: None,
             finished_at: None,
@@ -223,7 +245,7 @@ impl Runner {
                     "this requester's finished reports keep {bytes} bytes, the most allowed is \
                      {max}; delete reports that are no longer needed, or wait for their retention to end"
                 ),
-                retry_after: ((frees_at - now_ms()) / 1000).max(1) as u64,
+                retry_after: ((frees_at - self.now_ms()) / 1000).max(1) as u64,
             });
         }
         Ok(())
@@ -232,7 +254,7 @@ impl Runner {
     /// Claims one job (any, or `only`) and runs it to its end. Returns whether
     /// there was one.
     pub fn run_next(&self, only: Option<&str>) -> Result<bool, StoreError> {
-        let now = now_ms();
+        let now = self.now_ms();
         let Some(job) =
             self.store
                 .claim_job(now, now + self.settings.lease.as_millis() as i64, only)?
@@ -248,7 +270,7 @@ impl Runner {
         if attempt > 1 {
             tracing::info!(job = %job.id, attempt, "restarting a report job whose worker stopped");
         }
-        let started = now_ms();
+        let started = self.now_ms();
         let (result, progress) = self.produce(&job, started);
         let outcome = match result {
             Ok(manifest) => {
@@ -292,7 +314,10 @@ impl Runner {
                 }
             }
         };
-        match self.store.finish_job(&job.id, attempt, now_ms(), &outcome) {
+        match self
+            .store
+            .finish_job(&job.id, attempt, self.now_ms(), &outcome)
+        {
             Ok(true) => {}
             Ok(false) => {
                 // Cancelled or taken over in the last instant: the file is nobody's.
@@ -383,7 +408,7 @@ impl Runner {
                         to: spec.to.to_string(),
                     },
                 },
-                generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                generated_at: self.clock.now_rfc3339(),
                 watermark: e.watermark.map(|d| d.to_string()),
                 currency: e.currency.code().to_string(),
             };
@@ -407,7 +432,7 @@ impl Runner {
                 if self.shutdown.load(Ordering::Relaxed) {
                     stop.raise(Stop::Shutdown);
                 }
-                if now_ms() >= deadline {
+                if self.now_ms() >= deadline {
                     stop.raise(Stop::TimedOut);
                 }
                 stop.get().is_none()
@@ -490,7 +515,7 @@ impl Runner {
         deadline: i64,
         stop: &StopFlag,
     ) {
-        let now = now_ms();
+        let now = self.now_ms();
         if now >= deadline {
             stop.raise(Stop::TimedOut);
             return;
@@ -899,7 +924,7 @@ fn cleanup_loop(runner: &Runner, wake: &(Mutex<u64>, Condvar), stopping: &Atomic
     while !stopping.load(Ordering::Relaxed) {
         if last.elapsed() >= every {
             last = std::time::Instant::now();
-            match runner.cleanup(now_ms()) {
+            match runner.cleanup(runner.now_ms()) {
                 Ok(0) => {}
                 Ok(k) => tracing::info!(jobs = k, "removed report jobs past their retention"),
                 Err(e) => tracing::warn!(error = %e, "report clean-up failed"),

@@ -410,3 +410,54 @@ fn rows_are_estimated_only_for_reports_of_the_whole_enrollment() {
         );
     }
 }
+
+/// The runner reads the time from its clock: when a job was requested,
+/// started and finished, the manifest's `generatedAt`, and when a stalled
+/// worker's lease has run out (only then is its job taken over).
+#[test]
+fn times_and_leases_follow_the_runners_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seeded(dir.path());
+    let files = Arc::new(DirReportFiles::new(dir.path().join("reports")).unwrap());
+    let start = 1_800_000_000_000; // 2027-01-15T08:00:00Z
+    let clock = meterbook_core::clock::ManualClock::at_millis(start);
+    let settings = JobSettings {
+        lease: std::time::Duration::from_secs(30),
+        ..Default::default()
+    };
+    let runner = Runner::with_clock(store.clone(), files, settings, Arc::new(clock.clone()));
+    let spec = JobSpec {
+        scope: Scope::Enrollment,
+        billing_period: None,
+        from: day("2025-01-01"),
+        to: day("2025-01-31"),
+        accounts: vec![],
+        departments: vec![],
+        format: "csv".into(),
+    };
+    let (job, _) = runner.submit(&n(), spec, "test").unwrap();
+    assert_eq!(job.requested_at, start);
+    // A worker claims the job for 30 s, then stalls.
+    let stalled = store
+        .claim_job(start, start + 30_000, Some(&job.id))
+        .unwrap()
+        .expect("claimed");
+    assert_eq!(stalled.attempts, 1);
+    clock.advance(std::time::Duration::from_secs(29));
+    assert!(
+        !runner.run_next(Some(&job.id)).unwrap(),
+        "taken over within the lease"
+    );
+    clock.advance(std::time::Duration::from_secs(2));
+    assert!(runner.run_next(Some(&job.id)).unwrap(), "not taken over");
+    let j = store.job(&job.id).unwrap().unwrap();
+    assert_eq!(j.status, JobStatus::ReadyToDownload, "{j:?}");
+    assert_eq!(j.attempts, 2);
+    assert_eq!(j.started_at, Some(start + 31_000));
+    assert_eq!(j.finished_at, Some(start + 31_000));
+    let manifest = j.manifest.as_deref().unwrap();
+    assert!(
+        manifest.contains(r#""generatedAt":"2027-01-15T08:00:31Z""#),
+        "{manifest}"
+    );
+}

@@ -208,6 +208,16 @@ impl AppState {
         &self.inner.app
     }
 
+    /// The clock every time-based decision reads (the use-case layer's).
+    pub fn clock(&self) -> &Arc<dyn meterbook_core::clock::Clock> {
+        self.inner.app.clock()
+    }
+
+    /// Unix seconds now, by [`AppState::clock`].
+    pub fn now_unix(&self) -> i64 {
+        self.clock().now_unix()
+    }
+
     /// Runs use-case work (synchronous, it reads the store) on the blocking
     /// pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, ApiError>

@@ -14,31 +14,28 @@
 //! reads fail or panic to check that a 500 says nothing of its cause.
 
 use flate2::read::GzDecoder;
-use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
-use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
-use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
+use meterbook_core::access::{KeyStore, Scope, Slot};
+use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
+use meterbook_core::hierarchy::HierarchyRow;
 use meterbook_core::ingest::{ingest, IngestOptions};
 use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::statement::{CommitmentEntry, Statement};
-use meterbook_core::store::{
-    EntryKind, Flow, HierarchySummary, MetadataStore, Rollup, Store, StoreError, StoreResult,
-    UsageFact, UsageSelection, UsageStore, UsageWriter,
-};
-use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period, Price};
+use meterbook_core::store::{EntryKind, MetadataStore, UsageSelection};
+use meterbook_core::{Currency, Money};
 use meterbook_io::input::usage::UsageReader;
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
-use meterbook_server::{AppState, ServerSettings};
+use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
-use reqwest::header::HeaderMap;
+use meterbook_testkit::seed::{self, KeySpec};
+use meterbook_testkit::seed::{day, num, period};
+use meterbook_testkit::{roomy, Clock, ManualClock, Resp, UsageReads};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -134,16 +131,6 @@ const LEGACY_FIELDS: [&str; 31] = [
     "UnitOfMeasure",
     "ResourceGroup",
 ];
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
 
 /// One seeded usage record and where it is booked.
 #[derive(Clone, Debug)]
@@ -324,18 +311,13 @@ fn ingest_rows(store: &SqliteStore, n: &str, rows: &[SeedRow]) {
 
 fn hierarchy_row(line: u64, dept: &str, account: &str, guid: &str) -> HierarchyRow {
     HierarchyRow {
-        line,
-        department_name: dept.into(),
         department_cost_center: if dept.is_empty() {
             String::new()
         } else {
             format!("CC-{dept}")
         },
-        account_name: account.into(),
-        account_owner_email: format!("{account}@example.com"),
-        account_cost_center: format!("CC-{account}"),
-        subscription_guid: guid.into(),
         subscription_name: format!("sub-{}", &guid[guid.len() - 1..]),
+        ..seed::hierarchy_row(line, dept, account, guid)
     }
 }
 
@@ -344,30 +326,18 @@ fn hierarchy_row(line: u64, dept: &str, account: &str, guid: &str) -> HierarchyR
 fn price_sheet(marketplace: bool) -> Vec<MeterPrice> {
     let mut rows: Vec<PriceRow> = Vec::new();
     let mut add = |id: &str, included: &str, min: &str, price: &str, sep: bool, publisher: &str| {
+        let line = rows.len() as u64 + 2;
+        let (offer, plan) = if publisher.is_empty() {
+            ("", "")
+        } else {
+            ("Fabrikam Firewall", "Standard")
+        };
         rows.push(PriceRow {
-            line: rows.len() as u64 + 2,
-            meter_id: id.into(),
-            meter_name: format!("{id} hours"),
-            meter_category: "Virtual Machines".into(),
-            meter_sub_category: "D2 v3".into(),
-            meter_region: "EU West".into(),
-            unit_of_measure: "1 Hour".into(),
-            part_number: format!("PN-{id}"),
-            unit_price: price.parse().expect("price"),
-            included_quantity: included.parse().expect("included"),
-            tier_minimum_units: min.parse().expect("tier"),
             charges_billed_separately: sep,
             publisher_name: publisher.into(),
-            offer_name: if publisher.is_empty() {
-                String::new()
-            } else {
-                "Fabrikam Firewall".into()
-            },
-            plan_name: if publisher.is_empty() {
-                String::new()
-            } else {
-                "Standard".into()
-            },
+            offer_name: offer.into(),
+            plan_name: plan.into(),
+            ..seed::price_row(line, id, included, min, price)
         })
     };
     add("TIER01", "10", "0", "1.00", false, "");
@@ -421,25 +391,21 @@ fn put_key(
     expires_at: i64,
     disabled: bool,
 ) -> String {
-    let k = meterbook_server::keys::generate().expect("random");
-    store
-        .put_key(&KeyRecord {
-            id: k.id.clone(),
-            enrollment: num(n),
-            scope,
+    seed::put_key(
+        store,
+        n,
+        scope,
+        KeySpec {
             slot,
             read_only,
-            secret_hash: k.secret_hash,
             created_at,
             expires_at,
             disabled,
-            last_used_at: None,
-        })
-        .expect("put key");
-    k.token
+        },
+    )
 }
 
-fn seed(store: &SqliteStore) -> (Ids, Keys, Vec<SeedRow>) {
+fn seed(store: &SqliteStore, clock: &ManualClock) -> (Ids, Keys, Vec<SeedRow>) {
     let n = num(N);
     store
         .create_enrollment(&NewEnrollment {
@@ -495,7 +461,7 @@ fn seed(store: &SqliteStore) -> (Ids, Keys, Vec<SeedRow>) {
     rows.extend(december_rows());
     ingest_rows(store, N, &rows);
     for p in period("202501").through(period("202510")) {
-        meterbook_core::ledger::close_period(store, &n, p, Day::today()).expect("close period");
+        meterbook_core::ledger::close_period(store, &n, p, clock.today()).expect("close period");
     }
     let corrections = correction_rows();
     ingest_rows(store, N, &corrections);
@@ -539,7 +505,7 @@ fn seed(store: &SqliteStore) -> (Ids, Keys, Vec<SeedRow>) {
         b1: account("b1"),
         c1: account("c1"),
     };
-    let now = chrono::Utc::now().timestamp();
+    let now = clock.now_unix();
     let (from, to) = (now - 60, now + 365 * 86_400);
     let keys = Keys {
         ent: put_key(
@@ -620,33 +586,19 @@ fn seed(store: &SqliteStore) -> (Ids, Keys, Vec<SeedRow>) {
 // The harness
 // ---------------------------------------------------------------------------
 
+/// The shared harness, with this file's seed.
 struct TestApp {
-    /// `http://127.0.0.1:PORT`
-    base: String,
-    store: Arc<SqliteStore>,
-    client: reqwest::Client,
+    app: meterbook_testkit::TestApp,
     keys: Keys,
     ids: Ids,
     /// Every usage row of E100, with where it is booked.
     rows: Vec<SeedRow>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Settings with a rate limit no test reaches (the 429 test sets its own).
-fn roomy() -> ServerSettings {
-    ServerSettings {
-        rate_limit_per_sec: 100_000.0,
-        rate_limit_burst: 100_000.0,
-        ..Default::default()
+impl std::ops::Deref for TestApp {
+    type Target = meterbook_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.app
     }
 }
 
@@ -655,69 +607,26 @@ async fn spawn_app() -> TestApp {
 }
 
 async fn spawn_app_with(settings: ServerSettings) -> TestApp {
-    spawn_app_on(settings, |s| s as Arc<dyn Store>).await
-}
-
-/// Seeds a fresh SQLite store, then serves `wrap(store)`.
-async fn spawn_app_on(
-    settings: ServerSettings,
-    wrap: impl FnOnce(Arc<SqliteStore>) -> Arc<dyn Store>,
-) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
-    let s = store.clone();
-    let (ids, keys, rows) = tokio::task::spawn_blocking(move || seed(&s))
-        .await
-        .expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let state = AppState::new(wrap(store.clone()), settings).expect("state");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        meterbook_server::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
+    let (app, (ids, keys, rows)) = meterbook_testkit::spawn()
+        .settings(settings)
+        .seed(seed)
+        .await;
     TestApp {
-        base: format!("http://{addr}"),
-        store,
-        // No automatic decompression: the tests see Content-Encoding as sent.
-        client: reqwest::Client::builder()
-            .no_gzip()
-            .build()
-            .expect("client"),
+        app,
         keys,
         ids,
         rows,
-        shutdown: Some(tx),
-        _dir: dir,
     }
 }
 
-/// A response, read whole.
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
+/// This file's readings of a whole response.
+trait RespExt {
+    fn obj(&self) -> Obj;
+    fn objs(&self) -> Vec<Obj>;
+    fn page(&self) -> Page;
 }
 
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
+impl RespExt for Resp {
     fn obj(&self) -> Obj {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not a JSON object ({e}): {}", self.text()))
@@ -912,22 +821,6 @@ impl TestApp {
     fn e(&self, suffix: &str) -> String {
         format!("{}/v3/enrollments/{N}{suffix}", self.base)
     }
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
-        let r = rb.send().await.expect("request");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.bytes().await.expect("body").to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
     async fn get(&self, url: &str, key: &str) -> Resp {
         self.send(
             self.client
@@ -2263,6 +2156,29 @@ async fn unauthorized_says_why() {
     check(&r, "DisabledKey");
 }
 
+/// A key is valid from its creation to its expiry by the server's clock:
+/// not before (KeyNotYetValid), not from the expiry on (ExpiredKey).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_expire_and_start_by_the_servers_clock() {
+    let app = spawn_app().await;
+    let url = app.e("/billingPeriods");
+    app.ok(&app.get(&url, &app.keys.ent).await);
+    // The seeded keys were made a minute ago and expire 365 days from now.
+    app.clock.advance(Duration::from_secs(365 * 86_400 - 1));
+    app.ok(&app.get(&url, &app.keys.ent).await);
+    app.clock.advance(Duration::from_secs(2));
+    let m = assert_error(&app.get(&url, &app.keys.ent).await, 401, "ExpiredKey");
+    let expiry = (app.clock.now() - chrono::Duration::seconds(1)).date_naive();
+    assert!(
+        m.contains(&expiry.to_string()),
+        "the expiry date is in `{m}`"
+    );
+    // Back before the key was made.
+    app.clock
+        .set_millis(app.clock.now_millis() - 366 * 86_400 * 1000);
+    assert_error(&app.get(&url, &app.keys.ent).await, 401, "KeyNotYetValid");
+}
+
 /// Every GET endpoint of an enrollment, with valid parameters.
 fn every_endpoint(app: &TestApp, n: &str) -> Vec<String> {
     let v3 = |s: &str| format!("{}/v3/enrollments/{n}{s}", app.base);
@@ -2848,7 +2764,7 @@ async fn keys_generate_regenerate_list_disable() {
     assert_eq!(v["readOnly"], false);
     assert_eq!(v["disabled"], false);
     let expires = chrono::DateTime::parse_from_rfc3339(v["expiresOn"].as_str().unwrap()).unwrap();
-    let in_30 = chrono::Utc::now() + chrono::Duration::days(30);
+    let in_30 = app.clock.now() + chrono::Duration::days(30);
     assert!(
         (expires.timestamp() - in_30.timestamp()).abs() < 120,
         "{expires}"
@@ -3023,7 +2939,7 @@ async fn keys_generate_regenerate_list_disable() {
     let v = r.json();
     assert_eq!(v["slot"], "primary");
     let expires = chrono::DateTime::parse_from_rfc3339(v["expiresOn"].as_str().unwrap()).unwrap();
-    let in_183 = chrono::Utc::now() + chrono::Duration::days(183);
+    let in_183 = app.clock.now() + chrono::Duration::days(183);
     assert!((expires.timestamp() - in_183.timestamp()).abs() < 120);
     let r = app.get(&usage, v["key"].as_str().unwrap()).await;
     app.ok(&r);
@@ -3217,282 +3133,9 @@ async fn malformed_input_gets_json_errors() {
 // 500: a generic body, the cause only in the log
 // ---------------------------------------------------------------------------
 
-const CALM: u8 = 0;
-const FAIL: u8 = 1;
-const PANIC: u8 = 2;
-
-/// The SQLite store, but usage reads fail with a backend error (which names
-/// SQL and a path) or panic, when told to.
-struct FlakyStore {
-    inner: Arc<SqliteStore>,
-    mode: Arc<AtomicU8>,
-}
-
-impl FlakyStore {
-    fn usage_read(&self) -> StoreResult<()> {
-        match self.mode.load(Ordering::SeqCst) {
-            FAIL => Err(StoreError::Backend(
-                "SELECT day, record_id FROM usage_fact WHERE enrollment_id = ?1: \
-                 database disk image is malformed (/var/lib/meterbook/meterbook.db)"
-                    .into(),
-            )),
-            PANIC => panic!("usage scan exploded: SELECT * FROM usage_fact"),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl MetadataStore for FlakyStore {
-    fn create_enrollment(&self, e: &NewEnrollment) -> StoreResult<Enrollment> {
-        self.inner.create_enrollment(e)
-    }
-    fn enrollment(&self, n: &EnrollmentNumber) -> StoreResult<Enrollment> {
-        self.inner.enrollment(n)
-    }
-    fn enrollments(&self) -> StoreResult<Vec<Enrollment>> {
-        self.inner.enrollments()
-    }
-    fn set_visibility(&self, n: &EnrollmentNumber, v: ChargeVisibility) -> StoreResult<()> {
-        self.inner.set_visibility(n, v)
-    }
-    fn set_watermark(&self, n: &EnrollmentNumber, through: Day) -> StoreResult<()> {
-        self.inner.set_watermark(n, through)
-    }
-    fn upsert_hierarchy(
-        &self,
-        n: &EnrollmentNumber,
-        rows: &[HierarchyRow],
-    ) -> StoreResult<HierarchySummary> {
-        self.inner.upsert_hierarchy(n, rows)
-    }
-    fn move_subscription(
-        &self,
-        n: &EnrollmentNumber,
-        guid: &str,
-        account: &str,
-        effective: Day,
-    ) -> StoreResult<()> {
-        self.inner.move_subscription(n, guid, account, effective)
-    }
-    fn rename(
-        &self,
-        n: &EnrollmentNumber,
-        what: meterbook_core::store::Renamed,
-        old: &str,
-        new: &str,
-    ) -> StoreResult<()> {
-        self.inner.rename(n, what, old, new)
-    }
-    fn hierarchy(&self, n: &EnrollmentNumber) -> StoreResult<Hierarchy> {
-        self.inner.hierarchy(n)
-    }
-    fn import_prices(
-        &self,
-        n: &EnrollmentNumber,
-        period: Period,
-        sheet: &[MeterPrice],
-    ) -> StoreResult<usize> {
-        self.inner.import_prices(n, period, sheet)
-    }
-    fn price_sheet(
-        &self,
-        n: &EnrollmentNumber,
-        period: Period,
-    ) -> StoreResult<Vec<(i64, MeterPrice)>> {
-        self.inner.price_sheet(n, period)
-    }
-    fn add_entry(
-        &self,
-        n: &EnrollmentNumber,
-        kind: EntryKind,
-        e: &CommitmentEntry,
-    ) -> StoreResult<()> {
-        self.inner.add_entry(n, kind, e)
-    }
-    fn entries(&self, n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>> {
-        self.inner.entries(n)
-    }
-    fn periods(&self, n: &EnrollmentNumber) -> StoreResult<Vec<PeriodInfo>> {
-        self.inner.periods(n)
-    }
-    fn close_period(
-        &self,
-        n: &EnrollmentNumber,
-        period: Period,
-        rates: &[(i64, Price)],
-    ) -> StoreResult<()> {
-        self.inner.close_period(n, period, rates)
-    }
-    fn locked_rates(&self, n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, Price)>> {
-        self.inner.locked_rates(n, period)
-    }
-}
-
-impl UsageStore for FlakyStore {
-    fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>> {
-        self.inner.begin_usage(n)
-    }
-    fn daily_usage(
-        &self,
-        n: &EnrollmentNumber,
-        from: Day,
-        to: Day,
-    ) -> StoreResult<Vec<meterbook_core::store::DailyUsage>> {
-        self.usage_read()?;
-        self.inner.daily_usage(n, from, to)
-    }
-    fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {
-        self.usage_read()?;
-        self.inner.rollups(n, booked)
-    }
-    fn scan_usage(
-        &self,
-        n: &EnrollmentNumber,
-        sel: &UsageSelection,
-        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
-    ) -> StoreResult<()> {
-        self.usage_read()?;
-        self.inner.scan_usage(n, sel, visit)
-    }
-}
-
-impl KeyStore for FlakyStore {
-    fn put_key(&self, k: &KeyRecord) -> StoreResult<()> {
-        self.inner.put_key(k)
-    }
-    fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
-        self.inner.key(id)
-    }
-    fn keys(&self, n: &EnrollmentNumber) -> StoreResult<Vec<KeyRecord>> {
-        self.inner.keys(n)
-    }
-    fn set_key_disabled(
-        &self,
-        n: &EnrollmentNumber,
-        scope: Scope,
-        slot: Slot,
-        disabled: bool,
-    ) -> StoreResult<bool> {
-        self.inner.set_key_disabled(n, scope, slot, disabled)
-    }
-    fn touch_key(&self, id: &str, at: i64) -> StoreResult<()> {
-        self.inner.touch_key(id, at)
-    }
-}
-
-impl OperatorStore for FlakyStore {
-    fn put_operator_token(&self, t: &OperatorToken) -> StoreResult<()> {
-        self.inner.put_operator_token(t)
-    }
-    fn operator_token(&self, id: &str) -> StoreResult<Option<OperatorToken>> {
-        self.inner.operator_token(id)
-    }
-    fn operator_tokens(&self) -> StoreResult<Vec<OperatorToken>> {
-        self.inner.operator_tokens()
-    }
-    fn set_operator_token_disabled(&self, id: &str, disabled: bool) -> StoreResult<bool> {
-        self.inner.set_operator_token_disabled(id, disabled)
-    }
-}
-
-/// Forwards trait methods to `self.inner`.
-macro_rules! forward {
-    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
-        $(fn $name(&self, $($a: $t),*) -> $r { self.inner.$name($($a),*) })*
-    };
-}
-
-/// Users pass straight through.
-impl meterbook_core::users::UserStore for FlakyStore {
-    forward! {
-        create_user(email: &str, name: &str, password_hash: Option<&str>, at: i64) -> StoreResult<meterbook_core::users::User>;
-        user_by_email(email: &str) -> StoreResult<Option<meterbook_core::users::User>>;
-        user(id: i64) -> StoreResult<Option<meterbook_core::users::User>>;
-        set_password(user_id: i64, password_hash: &str) -> StoreResult<()>;
-        set_user_disabled(user_id: i64, disabled: bool) -> StoreResult<()>;
-        grant_role(user_id: i64, role: &meterbook_core::users::Role) -> StoreResult<()>;
-        revoke_role(user_id: i64, n: &EnrollmentNumber) -> StoreResult<()>;
-        roles(user_id: i64) -> StoreResult<Vec<meterbook_core::users::Role>>;
-        enrollment_users(n: &EnrollmentNumber) -> StoreResult<Vec<(meterbook_core::users::User, meterbook_core::users::Role)>>;
-        create_session(s: &meterbook_core::users::Session) -> StoreResult<()>;
-        session(token_hash: &[u8; 32]) -> StoreResult<Option<meterbook_core::users::Session>>;
-        touch_session(token_hash: &[u8; 32], at: i64) -> StoreResult<()>;
-        delete_session(token_hash: &[u8; 32]) -> StoreResult<()>;
-        delete_user_sessions(user_id: i64) -> StoreResult<()>;
-        put_password_token(token_hash: &[u8; 32], user_id: i64, expires_at: i64) -> StoreResult<()>;
-        take_password_token(token_hash: &[u8; 32], now: i64) -> StoreResult<Option<i64>>;
-        audit(n: &EnrollmentNumber, e: &meterbook_core::users::AuditEntry) -> StoreResult<()>;
-        audit_log(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<meterbook_core::users::AuditEntry>>;
-    }
-}
-
-/// Jobs pass straight through: these tests break usage reads only.
-impl meterbook_core::jobs::JobStore for FlakyStore {
-    fn submit_job(
-        &self,
-        job: &meterbook_core::jobs::Job,
-    ) -> StoreResult<(meterbook_core::jobs::Job, bool)> {
-        self.inner.submit_job(job)
-    }
-    fn job(&self, id: &str) -> StoreResult<Option<meterbook_core::jobs::Job>> {
-        self.inner.job(id)
-    }
-    fn jobs(&self, n: &EnrollmentNumber) -> StoreResult<Vec<meterbook_core::jobs::Job>> {
-        self.inner.jobs(n)
-    }
-    fn claim_job(
-        &self,
-        now: i64,
-        lease_until: i64,
-        only: Option<&str>,
-    ) -> StoreResult<Option<meterbook_core::jobs::Job>> {
-        self.inner.claim_job(now, lease_until, only)
-    }
-    fn job_heartbeat(
-        &self,
-        id: &str,
-        attempt: u32,
-        p: meterbook_core::jobs::JobProgress,
-        lease_until: i64,
-    ) -> StoreResult<Option<meterbook_core::jobs::JobStatus>> {
-        self.inner.job_heartbeat(id, attempt, p, lease_until)
-    }
-    fn finish_job(
-        &self,
-        id: &str,
-        attempt: u32,
-        at: i64,
-        o: &meterbook_core::jobs::JobOutcome,
-    ) -> StoreResult<bool> {
-        self.inner.finish_job(id, attempt, at, o)
-    }
-    fn cancel_job(
-        &self,
-        id: &str,
-        at: i64,
-        reason: &str,
-    ) -> StoreResult<Option<meterbook_core::jobs::JobStatus>> {
-        self.inner.cancel_job(id, at, reason)
-    }
-    fn expired_jobs(&self, before: i64) -> StoreResult<Vec<meterbook_core::jobs::Job>> {
-        self.inner.expired_jobs(before)
-    }
-    fn delete_job(&self, id: &str) -> StoreResult<()> {
-        self.inner.delete_job(id)
-    }
-    fn secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
-        self.inner.secret(name, fresh)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn internal_errors_are_generic_500s() {
-    let mode = Arc::new(AtomicU8::new(CALM));
-    let m = mode.clone();
-    let app = spawn_app_on(roomy(), move |inner| {
-        Arc::new(FlakyStore { inner, mode: m }) as Arc<dyn Store>
-    })
-    .await;
+    let app = spawn_app().await;
     let urls = [
         app.e("/billingPeriods/202511/usagedetails"),
         app.e("/usagedetailsbycustomdate?startTime=2025-11-01&endTime=2025-11-30"),
@@ -3503,8 +3146,8 @@ async fn internal_errors_are_generic_500s() {
             "/rest/{N}/usage-report?month=2025-11&type=detail&fmt=csv"
         )),
     ];
-    for failure in [FAIL, PANIC] {
-        mode.store(failure, Ordering::SeqCst);
+    for failure in [UsageReads::Fail, UsageReads::Panic] {
+        app.faults.set_usage_reads(failure);
         for url in &urls {
             let r = app.get(url, &app.keys.ent).await;
             let message = assert_error(&r, 500, "InternalError");
@@ -3521,7 +3164,7 @@ async fn internal_errors_are_generic_500s() {
         app.ok(&app.get(&app.e("/billingPeriods"), &app.keys.ent).await);
     }
     // The server survives; every URL works again.
-    mode.store(CALM, Ordering::SeqCst);
+    app.faults.set_usage_reads(UsageReads::Work);
     for url in &urls {
         app.ok(&app.get(url, &app.keys.ent).await);
     }

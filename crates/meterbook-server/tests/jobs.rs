@@ -15,30 +15,24 @@
 //! Tests named `bug_*` are ignored: each shows a bug still to be fixed.
 
 use flate2::read::GzDecoder;
-use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
-use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
-use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
-use meterbook_core::ingest::{ingest, IngestOptions, UsageSource};
-use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobStatus, JobStore};
-use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
-use meterbook_core::statement::CommitmentEntry;
-use meterbook_core::store::{
-    EntryKind, Flow, HierarchySummary, MetadataStore, Rollup, Store, StoreError, StoreResult,
-    UsageFact, UsageSelection, UsageStore, UsageWriter,
-};
-use meterbook_core::usage::{RawUsage, Reject};
-use meterbook_core::{Currency, Day, EnrollmentNumber, Period, Price};
+use meterbook_core::access::Scope;
+use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
+use meterbook_core::hierarchy::HierarchyRow;
+use meterbook_core::jobs::JobStore;
+use meterbook_core::prices::MeterPrice;
+use meterbook_core::store::MetadataStore;
+use meterbook_core::{Currency, Day};
 use meterbook_server::links::{self, Signed};
-use meterbook_server::{AppState, ServerSettings};
+use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
-use reqwest::header::HeaderMap;
+use meterbook_testkit::seed::{self, ingest_rows, KeySpec};
+use meterbook_testkit::seed::{day, num, period};
+use meterbook_testkit::{Clock, ManualClock, Resp};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::Read;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
@@ -58,16 +52,6 @@ const FIRST: &str = "2025-10-01";
 const LAST: &str = "2025-12-31";
 /// How long a test waits for a job, a clean-up or an expiry at most.
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
 
 /// One usage record: (record id, subscription, date, meter, quantity, tags).
 type SeedRow = (
@@ -100,65 +84,12 @@ fn e100_rows() -> Vec<SeedRow> {
         .collect()
 }
 
-struct Rows<'a>(std::slice::Iter<'a, SeedRow>, u64);
-
-impl UsageSource for Rows<'_> {
-    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
-        let (id, sub, date, meter, qty, tags) = self.0.next()?;
-        self.1 += 1;
-        Some(Ok(RawUsage {
-            line: self.1 + 1,
-            record_id: id,
-            subscription_guid: sub,
-            date,
-            meter_id: meter,
-            consumed_quantity: qty,
-            instance_id: id,
-            resource_group: "rg-web",
-            resource_location: "westeurope",
-            consumed_service: "Microsoft.Compute",
-            tags,
-            ..Default::default()
-        }))
-    }
-}
-
-fn ingest_rows(store: &SqliteStore, n: &str, rows: &[SeedRow]) {
-    let sum = ingest(
-        store,
-        &num(n),
-        &mut Rows(rows.iter(), 0),
-        IngestOptions::default(),
-        &mut |_, _| {},
-    )
-    .expect("ingest");
-    assert_eq!(sum.stored, rows.len() as u64, "{sum:?}");
-}
-
 fn price_sheet() -> Vec<MeterPrice> {
-    let row = |line: u64, id: &str, included: &str, min: &str, price: &str| PriceRow {
-        line,
-        meter_id: id.into(),
-        meter_name: format!("{id} hours"),
-        meter_category: "Virtual Machines".into(),
-        meter_sub_category: "D2 v3".into(),
-        meter_region: "EU West".into(),
-        unit_of_measure: "1 Hour".into(),
-        part_number: format!("PN-{id}"),
-        unit_price: price.parse().expect("price"),
-        included_quantity: included.parse().expect("included"),
-        tier_minimum_units: min.parse().expect("tier"),
-        charges_billed_separately: false,
-        publisher_name: String::new(),
-        offer_name: String::new(),
-        plan_name: String::new(),
-    };
-    build_price_sheet(&[
-        row(2, "TIER01", "10", "0", "1.00"),
-        row(3, "TIER01", "10", "100", "0.50"),
-        row(4, "FLAT01", "0", "0", "0.123456"),
+    seed::price_sheet(&[
+        ("TIER01", "10", "0", "1.00"),
+        ("TIER01", "10", "100", "0.50"),
+        ("FLAT01", "0", "0", "0.123456"),
     ])
-    .expect("valid price sheet")
 }
 
 fn create(store: &SqliteStore, n: &str, start: &str, end: &str, rows: &[(&str, &str, &str)]) {
@@ -172,18 +103,14 @@ fn create(store: &SqliteStore, n: &str, start: &str, end: &str, rows: &[(&str, &
             visibility: ChargeVisibility::default(),
         })
         .expect("create enrollment");
-    let rows: Vec<HierarchyRow> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (dept, account, guid))| HierarchyRow {
-            line: i as u64 + 2,
-            department_name: dept.to_string(),
-            department_cost_center: String::new(),
-            account_name: account.to_string(),
-            account_owner_email: format!("{account}@example.com"),
-            account_cost_center: format!("CC-{account}"),
-            subscription_guid: guid.to_string(),
-            subscription_name: format!("sub-{}", &guid[guid.len() - 1..]),
+    let rows: Vec<HierarchyRow> = seed::hierarchy(rows)
+        .into_iter()
+        .map(|r| HierarchyRow {
+            subscription_name: format!(
+                "sub-{}",
+                &r.subscription_guid[r.subscription_guid.len() - 1..]
+            ),
+            ..r
         })
         .collect();
     store.upsert_hierarchy(&num(n), &rows).expect("hierarchy");
@@ -206,27 +133,11 @@ struct Keys {
     other: String,
 }
 
-fn put_key(store: &SqliteStore, n: &str, scope: Scope) -> String {
-    let k = meterbook_server::keys::generate().expect("random");
-    let now = chrono::Utc::now().timestamp();
-    store
-        .put_key(&KeyRecord {
-            id: k.id.clone(),
-            enrollment: num(n),
-            scope,
-            slot: Slot::Primary,
-            read_only: false,
-            secret_hash: k.secret_hash,
-            created_at: now - 60,
-            expires_at: now + 365 * 86_400,
-            disabled: false,
-            last_used_at: None,
-        })
-        .expect("put key");
-    k.token
+fn put_key(store: &SqliteStore, n: &str, scope: Scope, now: i64) -> String {
+    seed::put_key(store, n, scope, KeySpec::valid_at(now))
 }
 
-fn seed(store: &SqliteStore) -> Keys {
+fn seed(store: &SqliteStore, clock: &ManualClock) -> Keys {
     // A four-year term, so a request can be longer than 36 months.
     create(
         store,
@@ -257,153 +168,12 @@ fn seed(store: &SqliteStore) -> Keys {
     let h = store.hierarchy(&num(N)).expect("hierarchy");
     let dept_a = h.department_by_name("A").expect("department A").id;
     let b1 = h.account_by_name("b1").expect("account b1").id;
+    let now = clock.now_unix();
     Keys {
-        ent: put_key(store, N, Scope::Enrollment),
-        dept_a: put_key(store, N, Scope::Department(dept_a)),
-        acct_b1: put_key(store, N, Scope::Account(b1)),
-        other: put_key(store, OTHER, Scope::Enrollment),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A store that can hold the workers off the queue and break usage scans
-// ---------------------------------------------------------------------------
-
-struct Gated {
-    inner: Arc<SqliteStore>,
-    /// While set, workers find no job to claim: submitted jobs stay queued.
-    hold: Arc<AtomicBool>,
-    /// While set, usage scans fail with a backend error.
-    fail_scans: Arc<AtomicBool>,
-    /// While set, usage scans take 10 ms a row.
-    slow_scans: Arc<AtomicBool>,
-    /// While set, reading rollups waits (a job stays in its preparation).
-    pause_rollups: Arc<AtomicBool>,
-}
-
-macro_rules! forward {
-    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
-        $(fn $name(&self, $($a: $t),*) -> $r { self.inner.$name($($a),*) })*
-    };
-}
-
-impl MetadataStore for Gated {
-    forward! {
-        create_enrollment(e: &NewEnrollment) -> StoreResult<Enrollment>;
-        enrollment(n: &EnrollmentNumber) -> StoreResult<Enrollment>;
-        enrollments() -> StoreResult<Vec<Enrollment>>;
-        set_visibility(n: &EnrollmentNumber, v: ChargeVisibility) -> StoreResult<()>;
-        set_watermark(n: &EnrollmentNumber, through: Day) -> StoreResult<()>;
-        upsert_hierarchy(n: &EnrollmentNumber, rows: &[HierarchyRow]) -> StoreResult<HierarchySummary>;
-        move_subscription(n: &EnrollmentNumber, guid: &str, account: &str, effective: Day) -> StoreResult<()>;
-        rename(n: &EnrollmentNumber, what: meterbook_core::store::Renamed, old: &str, new: &str) -> StoreResult<()>;
-        hierarchy(n: &EnrollmentNumber) -> StoreResult<Hierarchy>;
-        import_prices(n: &EnrollmentNumber, period: Period, sheet: &[MeterPrice]) -> StoreResult<usize>;
-        price_sheet(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, MeterPrice)>>;
-        add_entry(n: &EnrollmentNumber, kind: EntryKind, e: &CommitmentEntry) -> StoreResult<()>;
-        entries(n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>>;
-        periods(n: &EnrollmentNumber) -> StoreResult<Vec<PeriodInfo>>;
-        close_period(n: &EnrollmentNumber, period: Period, rates: &[(i64, Price)]) -> StoreResult<()>;
-        locked_rates(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, Price)>>;
-    }
-}
-
-impl UsageStore for Gated {
-    forward! {
-        begin_usage(n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
-        daily_usage(n: &EnrollmentNumber, from: Day, to: Day) -> StoreResult<Vec<meterbook_core::store::DailyUsage>>;
-    }
-    fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {
-        while self.pause_rollups.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        self.inner.rollups(n, booked)
-    }
-    fn scan_usage(
-        &self,
-        n: &EnrollmentNumber,
-        sel: &UsageSelection,
-        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
-    ) -> StoreResult<()> {
-        if self.fail_scans.load(Ordering::SeqCst) {
-            return Err(StoreError::Backend(
-                "SELECT * FROM usage_fact: disk I/O error (/var/lib/meterbook/meterbook.db)".into(),
-            ));
-        }
-        let slow = &self.slow_scans;
-        self.inner.scan_usage(n, sel, &mut |f: &UsageFact<'_>| {
-            if slow.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            visit(f)
-        })
-    }
-}
-
-impl KeyStore for Gated {
-    forward! {
-        put_key(k: &KeyRecord) -> StoreResult<()>;
-        key(id: &str) -> StoreResult<Option<KeyRecord>>;
-        keys(n: &EnrollmentNumber) -> StoreResult<Vec<KeyRecord>>;
-        set_key_disabled(n: &EnrollmentNumber, scope: Scope, slot: Slot, disabled: bool) -> StoreResult<bool>;
-        touch_key(id: &str, at: i64) -> StoreResult<()>;
-    }
-}
-
-impl OperatorStore for Gated {
-    forward! {
-        put_operator_token(t: &OperatorToken) -> StoreResult<()>;
-        operator_token(id: &str) -> StoreResult<Option<OperatorToken>>;
-        operator_tokens() -> StoreResult<Vec<OperatorToken>>;
-        set_operator_token_disabled(id: &str, disabled: bool) -> StoreResult<bool>;
-    }
-}
-
-impl meterbook_core::users::UserStore for Gated {
-    forward! {
-        create_user(email: &str, name: &str, password_hash: Option<&str>, at: i64) -> StoreResult<meterbook_core::users::User>;
-        user_by_email(email: &str) -> StoreResult<Option<meterbook_core::users::User>>;
-        user(id: i64) -> StoreResult<Option<meterbook_core::users::User>>;
-        set_password(user_id: i64, password_hash: &str) -> StoreResult<()>;
-        set_user_disabled(user_id: i64, disabled: bool) -> StoreResult<()>;
-        grant_role(user_id: i64, role: &meterbook_core::users::Role) -> StoreResult<()>;
-        revoke_role(user_id: i64, n: &EnrollmentNumber) -> StoreResult<()>;
-        roles(user_id: i64) -> StoreResult<Vec<meterbook_core::users::Role>>;
-        enrollment_users(n: &EnrollmentNumber) -> StoreResult<Vec<(meterbook_core::users::User, meterbook_core::users::Role)>>;
-        create_session(s: &meterbook_core::users::Session) -> StoreResult<()>;
-        session(token_hash: &[u8; 32]) -> StoreResult<Option<meterbook_core::users::Session>>;
-        touch_session(token_hash: &[u8; 32], at: i64) -> StoreResult<()>;
-        delete_session(token_hash: &[u8; 32]) -> StoreResult<()>;
-        delete_user_sessions(user_id: i64) -> StoreResult<()>;
-        put_password_token(token_hash: &[u8; 32], user_id: i64, expires_at: i64) -> StoreResult<()>;
-        take_password_token(token_hash: &[u8; 32], now: i64) -> StoreResult<Option<i64>>;
-        audit(n: &EnrollmentNumber, e: &meterbook_core::users::AuditEntry) -> StoreResult<()>;
-        audit_log(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<meterbook_core::users::AuditEntry>>;
-    }
-}
-
-impl JobStore for Gated {
-    forward! {
-        submit_job(job: &Job) -> StoreResult<(Job, bool)>;
-        job(id: &str) -> StoreResult<Option<Job>>;
-        jobs(n: &EnrollmentNumber) -> StoreResult<Vec<Job>>;
-        job_heartbeat(id: &str, attempt: u32, p: JobProgress, lease_until: i64) -> StoreResult<Option<JobStatus>>;
-        finish_job(id: &str, attempt: u32, at: i64, o: &JobOutcome) -> StoreResult<bool>;
-        cancel_job(id: &str, at: i64, reason: &str) -> StoreResult<Option<JobStatus>>;
-        expired_jobs(before: i64) -> StoreResult<Vec<Job>>;
-        delete_job(id: &str) -> StoreResult<()>;
-        secret(name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
-    }
-    fn claim_job(
-        &self,
-        now: i64,
-        lease_until: i64,
-        only: Option<&str>,
-    ) -> StoreResult<Option<Job>> {
-        if self.hold.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.inner.claim_job(now, lease_until, only)
+        ent: put_key(store, N, Scope::Enrollment, now),
+        dept_a: put_key(store, N, Scope::Department(dept_a), now),
+        acct_b1: put_key(store, N, Scope::Account(b1), now),
+        other: put_key(store, OTHER, Scope::Enrollment, now),
     }
 }
 
@@ -411,122 +181,40 @@ impl JobStore for Gated {
 // The harness
 // ---------------------------------------------------------------------------
 
+/// The shared harness (its store's switches hold the workers off the queue,
+/// slow or break usage scans, pause rollups), with this file's keys.
 struct TestApp {
-    /// `http://127.0.0.1:PORT`
-    base: String,
-    store: Arc<SqliteStore>,
-    hold: Arc<AtomicBool>,
-    fail_scans: Arc<AtomicBool>,
-    slow_scans: Arc<AtomicBool>,
-    pause_rollups: Arc<AtomicBool>,
-    /// No automatic decompression: bodies arrive byte for byte as sent.
-    client: reqwest::Client,
+    app: meterbook_testkit::TestApp,
     keys: Keys,
-    /// The server's report directory.
-    reports: PathBuf,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+impl std::ops::Deref for TestApp {
+    type Target = meterbook_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.app
     }
 }
 
-/// No rate limit in reach; idle workers look for work every 100 ms.
 fn settings() -> ServerSettings {
-    let mut s = ServerSettings {
-        rate_limit_per_sec: 100_000.0,
-        rate_limit_burst: 100_000.0,
-        ..Default::default()
-    };
-    s.jobs.poll = Duration::from_millis(100);
-    s
+    meterbook_testkit::roomy()
 }
 
 async fn spawn_app() -> TestApp {
     spawn_app_with(settings(), false).await
 }
 
-/// An app whose workers are held off the queue until `hold` is cleared.
+/// An app whose workers are held off the queue until `faults.hold` is cleared.
 async fn spawn_held() -> TestApp {
     spawn_app_with(settings(), true).await
 }
 
-async fn spawn_app_with(mut settings: ServerSettings, held: bool) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
-    let s = store.clone();
-    let keys = tokio::task::spawn_blocking(move || seed(&s))
-        .await
-        .expect("seed");
-    let reports = dir.path().join("reports");
-    settings.report_dir = Some(reports.clone());
-    let hold = Arc::new(AtomicBool::new(held));
-    let fail_scans = Arc::new(AtomicBool::new(false));
-    let slow_scans = Arc::new(AtomicBool::new(false));
-    let pause_rollups = Arc::new(AtomicBool::new(false));
-    let gated = Arc::new(Gated {
-        inner: store.clone(),
-        hold: hold.clone(),
-        fail_scans: fail_scans.clone(),
-        slow_scans: slow_scans.clone(),
-        pause_rollups: pause_rollups.clone(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let state = AppState::new(gated as Arc<dyn Store>, settings).expect("state");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        meterbook_server::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
-    TestApp {
-        base: format!("http://{addr}"),
-        store,
-        hold,
-        fail_scans,
-        slow_scans,
-        pause_rollups,
-        client: reqwest::Client::builder()
-            .no_gzip()
-            .build()
-            .expect("client"),
-        keys,
-        reports,
-        shutdown: Some(tx),
-        _dir: dir,
+async fn spawn_app_with(settings: ServerSettings, held: bool) -> TestApp {
+    let mut spawn = meterbook_testkit::spawn().settings(settings);
+    if held {
+        spawn = spawn.held();
     }
-}
-
-/// A response, read whole.
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
+    let (app, keys) = spawn.seed(seed).await;
+    TestApp { app, keys }
 }
 
 /// An error response: the status and `{"error":{"code","message"}}`, without
@@ -580,10 +268,6 @@ fn column(body: &[u8], name: &str) -> Vec<String> {
     r.records()
         .map(|rec| rec.expect("csv record")[i].to_string())
         .collect()
-}
-
-fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
 }
 
 /// A signed link taken apart: (job id, scope as in the URL, expires, signature).
@@ -649,18 +333,6 @@ impl TestApp {
         self.v3(N, suffix)
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
-        let r = rb.send().await.expect("request");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.bytes().await.expect("body").to_vec();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
     fn with_key(&self, method: reqwest::Method, url: &str, key: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, url)
@@ -694,16 +366,19 @@ impl TestApp {
             .await
     }
 
-    /// `POST usagedetails/submit?{query}`: a new job (202).
+    /// `POST usagedetails/submit?{query}`: a new job (202). Each request is
+    /// made a second after the last by the server's clock (lists are newest first).
     async fn submit(&self, query: &str, key: &str) -> Value {
+        self.advance(Duration::from_secs(1));
         let r = self
             .post(&self.e(&format!("/usagedetails/submit?{query}")), key, None)
             .await;
         self.accepted(&r, 202)
     }
 
-    /// `POST reports` with `body`: a new job (202).
+    /// `POST reports` with `body`: a new job (202), a second after the last.
     async fn request(&self, body: Value, key: &str) -> Value {
+        self.advance(Duration::from_secs(1));
         let r = self.post(&self.e("/reports"), key, Some(&body)).await;
         self.accepted(&r, 202)
     }
@@ -1206,7 +881,7 @@ async fn signed_links_refuse_any_change_and_expire() {
     assert_eq!(link.signature.len(), 64);
     let expires: i64 = link.expires.parse().expect("expires");
     let week = 7 * 24 * 3600;
-    assert!((expires - now_unix() - week).abs() < 120, "{expires}");
+    assert!((expires - app.now_unix() - week).abs() < 120, "{expires}");
     let good = app.fetch(&done).await.body;
     assert_eq!(link.url(&app), blob, "the link rebuilds");
 
@@ -1288,18 +963,18 @@ async fn signed_links_refuse_any_change_and_expire() {
             },
         ),
     };
-    let fresh = made(id(&done), "enrollment", now_unix() + 600);
+    let fresh = made(id(&done), "enrollment", app.now_unix() + 600);
     assert_eq!(
         get(fresh.url(&app)).await.body,
         good,
         "the secret is the server's"
     );
-    let old = made(id(&done), "enrollment", now_unix() - 5);
+    let old = made(id(&done), "enrollment", app.now_unix() - 5);
     let msg = assert_error(&get(old.url(&app)).await, 403, "LinkExpired");
     assert!(msg.contains("/link"), "says how to get a fresh one: {msg}");
-    let other_scope = made(id(&done), "department:1", now_unix() + 600);
+    let other_scope = made(id(&done), "department:1", app.now_unix() + 600);
     assert_error(&get(other_scope.url(&app)).await, 403, "InvalidSignature");
-    let gone = made(&flip(id(&done), 0), "enrollment", now_unix() + 600);
+    let gone = made(&flip(id(&done), 0), "enrollment", app.now_unix() + 600);
     assert_error(&get(gone.url(&app)).await, 410, "Gone");
 
     // A fresh link with the key.
@@ -1313,7 +988,7 @@ async fn signed_links_refuse_any_change_and_expire() {
     assert_ne!(fresh, blob);
     let l = Link::parse(&app, fresh);
     let exp: i64 = l.expires.parse().unwrap();
-    assert!((exp - now_unix() - 7200).abs() < 120, "{exp}");
+    assert!((exp - app.now_unix() - 7200).abs() < 120, "{exp}");
     let at = chrono::DateTime::parse_from_rfc3339(v["linkExpiresOn"].as_str().unwrap())
         .expect("linkExpiresOn");
     assert_eq!(at.timestamp(), exp);
@@ -1324,7 +999,7 @@ async fn signed_links_refuse_any_change_and_expire() {
     assert_eq!(r.status, 200);
     let l = Link::parse(&app, r.json()["blobPath"].as_str().unwrap());
     let exp: i64 = l.expires.parse().unwrap();
-    assert!((exp - now_unix() - week).abs() < 120, "{exp}");
+    assert!((exp - app.now_unix() - week).abs() < 120, "{exp}");
     for bad in ["0", "-1", "169", "1.5", "x"] {
         let r = app
             .post(&format!("{link_url}?lifetimeHours={bad}"), key, None)
@@ -1354,13 +1029,12 @@ async fn links_minted_by_the_server_expire() {
     let done = app.ready(&job, key).await;
     let blob = done["blobPath"].as_str().unwrap();
     let expires: i64 = Link::parse(&app, blob).expires.parse().unwrap();
-    assert!(expires <= now_unix() + 2, "{expires}");
-    // Until it has expired, then once more.
-    let start = Instant::now();
-    while now_unix() < expires {
-        assert!(start.elapsed() < PATIENCE);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(expires <= app.now_unix() + 2, "{expires}");
+    // It works until it expires (by the server's clock), then no more.
+    app.clock.set_millis((expires - 1) * 1000);
+    let r = app.anon(reqwest::Method::HEAD, blob, &[]).await;
+    assert_eq!(r.status, 200, "the link works until it expires");
+    app.clock.set_millis(expires * 1000);
     let r = app.anon(reqwest::Method::GET, blob, &[]).await;
     let msg = assert_error(&r, 403, "LinkExpired");
     assert!(msg.contains("expired"), "{msg}");
@@ -1718,7 +1392,7 @@ async fn identical_requests_share_a_queued_job() {
     assert_eq!(app.listed(N, key).await.len(), 5);
 
     // Once the job has ended, the same request makes a new one.
-    app.hold.store(false, Ordering::SeqCst);
+    app.faults.hold.store(false, Ordering::SeqCst);
     app.ready(&first, key).await;
     let later = app.submit(q, key).await;
     assert_ne!(later["id"], first["id"]);
@@ -1768,7 +1442,7 @@ async fn a_key_has_a_quota_of_active_jobs() {
     // Another key is not affected.
     app.submit(fifth, &app.keys.dept_a).await;
     // A finished job frees a slot.
-    app.hold.store(false, Ordering::SeqCst);
+    app.faults.hold.store(false, Ordering::SeqCst);
     app.ready(&jobs[0], key).await;
     app.submit(fifth, key).await;
 }
@@ -1833,7 +1507,7 @@ async fn a_cancelled_job_never_gets_a_file() {
     assert!(msg.contains("Cancelled"), "{msg}");
 
     // The workers run again: a later job finishes, the cancelled one stays so.
-    app.hold.store(false, Ordering::SeqCst);
+    app.faults.hold.store(false, Ordering::SeqCst);
     let later = app
         .submit("startTime=2025-11-01&endTime=2025-11-30", key)
         .await;
@@ -1868,7 +1542,7 @@ async fn a_running_job_stops_when_cancelled() {
     s.jobs.workers = 1;
     let app = spawn_app_with(s, false).await;
     let key = &app.keys.ent;
-    app.slow_scans.store(true, Ordering::SeqCst);
+    app.faults.slow_scans.store(true, Ordering::SeqCst);
     let job = app
         .submit(&format!("startTime={FIRST}&endTime={LAST}"), key)
         .await;
@@ -1891,13 +1565,18 @@ async fn a_running_job_stops_when_cancelled() {
         409,
         "Conflict",
     );
-    // Well past a second of running, so the worker beats (and sees the
-    // cancel) when it next writes: see bug_a_job_cancelled_while_running_leaves_no_file.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once the worker's heartbeat has reported progress, it is exporting and
+    // beating (and sees the cancel at its next beat): see
+    // a_job_cancelled_while_running_leaves_no_file for a cancel before that.
+    meterbook_testkit::eventually("a heartbeat with progress", PATIENCE, || async {
+        let j = app.get(&url, key).await.json();
+        (j["progress"]["rowsDone"].as_u64() > Some(0)).then_some(())
+    })
+    .await;
     let r = app.delete(&url, key).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], 8);
-    app.slow_scans.store(false, Ordering::SeqCst);
+    app.faults.slow_scans.store(false, Ordering::SeqCst);
 
     // The worker is free again; the cancelled job stays cancelled, without a file.
     let later = app
@@ -1938,21 +1617,24 @@ async fn jobs_and_files_go_when_retention_ends() {
     let blob = done["blobPath"].as_str().unwrap().to_string();
     let url = done["reportUrl"].as_str().unwrap().to_string();
 
-    let start = Instant::now();
-    loop {
+    // Not before its time: a second short of it, clean-up (every 1.5 s of
+    // real time with this retention) leaves the job alone.
+    app.clock
+        .set_millis((finished + chrono::Duration::seconds(5)).timestamp_millis());
+    let short = Instant::now();
+    while short.elapsed() < Duration::from_millis(3200) {
         let r = app.get(&url, key).await;
-        if r.status == 404 {
-            break;
-        }
-        assert_eq!(r.status, 200, "{}", r.text());
-        assert!(start.elapsed() < PATIENCE, "the job is still there");
+        assert_eq!(r.status, 200, "removed early: {}", r.text());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Not before its time (finishedOn is truncated to the second).
-    assert!(
-        chrono::Utc::now() >= finished + chrono::Duration::seconds(6),
-        "removed early"
-    );
+    // Then, once the clock has passed it (finishedOn is truncated to the
+    // second), the next clean-up removes it.
+    app.clock
+        .set_millis((finished + chrono::Duration::seconds(7)).timestamp_millis());
+    meterbook_testkit::eventually("the job goes when its retention ends", PATIENCE, || async {
+        (app.get(&url, key).await.status == 404).then_some(())
+    })
+    .await;
     let r = app.anon(reqwest::Method::GET, &blob, &[]).await;
     assert_error(&r, 410, "Gone");
     let r = app.get(&format!("{url}/download"), key).await;
@@ -2109,12 +1791,12 @@ async fn csv_gz_is_the_csv_compressed() {
 async fn a_failed_job_says_why() {
     let app = spawn_app().await;
     let key = &app.keys.ent;
-    app.fail_scans.store(true, Ordering::SeqCst);
+    app.faults.fail_scans.store(true, Ordering::SeqCst);
     let job = app
         .submit("startTime=2025-11-01&endTime=2025-11-30", key)
         .await;
     let done = app.wait(&job, key).await;
-    app.fail_scans.store(false, Ordering::SeqCst);
+    app.faults.fail_scans.store(false, Ordering::SeqCst);
     assert_eq!(
         (done["status"].as_u64(), done["statusName"].as_str()),
         (Some(4), Some("Failed")),
@@ -2240,7 +1922,7 @@ async fn a_job_cancelled_while_running_leaves_no_file() {
     let app = spawn_app_with(s, false).await;
     let key = &app.keys.ent;
     // The worker claims the job and waits in its preparation (reading rollups).
-    app.pause_rollups.store(true, Ordering::SeqCst);
+    app.faults.pause_rollups.store(true, Ordering::SeqCst);
     let job = app
         .submit("startTime=2025-12-01&endTime=2025-12-31", key)
         .await;
@@ -2252,7 +1934,7 @@ async fn a_job_cancelled_while_running_leaves_no_file() {
     }
     let r = app.delete(&url, key).await;
     assert_eq!(r.json()["status"], 8, "{}", r.text());
-    app.pause_rollups.store(false, Ordering::SeqCst);
+    app.faults.pause_rollups.store(false, Ordering::SeqCst);
     // With one worker, a later job runs only after the cancelled one stopped.
     let later = app
         .submit("startTime=2025-11-01&endTime=2025-11-30", key)
@@ -2273,7 +1955,7 @@ async fn a_slow_job_keeps_its_lease() {
     let app = spawn_app_with(s, false).await;
     let key = &app.keys.ent;
     // About 12 s of scanning (10 ms a row) for a file under 1 MiB.
-    app.slow_scans.store(true, Ordering::SeqCst);
+    app.faults.slow_scans.store(true, Ordering::SeqCst);
     let job = app
         .submit(&format!("startTime={FIRST}&endTime={LAST}"), key)
         .await;
@@ -2290,6 +1972,9 @@ async fn a_slow_job_keeps_its_lease() {
         saw_progress |= j["progress"]["rowsDone"].as_u64() > Some(0);
         assert!(start.elapsed() < PATIENCE, "{j}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+        // The server's clock keeps pace with real time (no faster: the
+        // worker beats once a real second), so the run spans several leases.
+        app.advance(Duration::from_millis(100));
     }
     assert!(saw_progress, "progress was reported while the job ran");
 }

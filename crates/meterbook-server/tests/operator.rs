@@ -2,17 +2,25 @@
 //! set up, fed and closed entirely over HTTP, then read with a customer key.
 
 use meterbook_core::access::{OperatorStore, OperatorToken};
-use meterbook_server::{keys, AppState, ServerSettings};
-use meterbook_sqlite::SqliteStore;
-use std::sync::Arc;
+use meterbook_server::{keys, ServerSettings};
 
+/// The shared harness, with an operator token.
 struct TestApp {
-    base: String,
+    app: meterbook_testkit::TestApp,
     token: String,
-    client: reqwest::Client,
-    _dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = meterbook_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.app
+    }
+}
+
+impl std::ops::DerefMut for TestApp {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.app
+    }
 }
 
 async fn spawn_app() -> TestApp {
@@ -20,33 +28,23 @@ async fn spawn_app() -> TestApp {
 }
 
 async fn spawn_app_with(settings: ServerSettings) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(dir.path().join("t.db")).unwrap());
-    let k = keys::generate_with(keys::OPERATOR_PREFIX).unwrap();
-    store
-        .put_operator_token(&OperatorToken {
-            id: k.id.clone(),
-            name: "test".into(),
-            secret_hash: k.secret_hash,
-            created_at: 0,
-            disabled: false,
+    let (app, token) = meterbook_testkit::spawn()
+        .settings(settings)
+        .seed(|store, _| {
+            let k = keys::generate_with(keys::OPERATOR_PREFIX).unwrap();
+            store
+                .put_operator_token(&OperatorToken {
+                    id: k.id.clone(),
+                    name: "test".into(),
+                    secret_hash: k.secret_hash,
+                    created_at: 0,
+                    disabled: false,
+                })
+                .unwrap();
+            k.token
         })
-        .unwrap();
-    let state = AppState::new(store, settings).expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(meterbook_server::serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    TestApp {
-        base,
-        token: k.token,
-        client: reqwest::Client::new(),
-        _dir: dir,
-        stop: Some(stop),
-        server: Some(server),
-    }
+        .await;
+    TestApp { app, token }
 }
 
 impl TestApp {
@@ -449,7 +447,7 @@ async fn shutdown_lets_a_download_in_flight_finish() {
     assert_eq!(res.status(), 200);
     // The first bytes are here: the download is in flight. Now shut down.
     let first = res.chunk().await.unwrap().expect("a first chunk");
-    let _ = app.stop.take().unwrap().send(());
+    app.begin_shutdown();
     let mut body = first.to_vec();
     while let Some(c) = res.chunk().await.unwrap() {
         body.extend_from_slice(&c);
@@ -459,13 +457,9 @@ async fn shutdown_lets_a_download_in_flight_finish() {
         .filter(|l| !l.is_empty())
         .count();
     assert_eq!(lines, 60_001, "header and every row");
-    let done = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        app.server.take().unwrap(),
-    )
-    .await
-    .expect("the server stops after the download");
-    done.unwrap().unwrap();
+    app.stopped(std::time::Duration::from_secs(10))
+        .await
+        .expect("the server stops after the download");
     // And it no longer accepts connections.
     assert!(app
         .client
@@ -849,7 +843,7 @@ async fn readiness_is_not_liveness() {
         "ready"
     );
     // The database file is replaced by one a newer build migrated further.
-    let db = app._dir.path().join("t.db");
+    let db = app.dir.path().join("meterbook.db");
     {
         let c = rusqlite::Connection::open(&db).unwrap();
         c.pragma_update(None, "user_version", 999).unwrap();

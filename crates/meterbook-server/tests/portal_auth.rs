@@ -19,21 +19,19 @@
 //! (Tests once named `bug_*` pinned bugs found here; all are fixed.)
 
 use meterbook_core::access::Scope;
-use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
-use meterbook_core::hierarchy::HierarchyRow;
-use meterbook_core::ingest::{ingest, IngestOptions, UsageSource};
-use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
+use meterbook_core::enrollment::ChargeVisibility;
+use meterbook_core::prices::MeterPrice;
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, MetadataStore};
-use meterbook_core::usage::{RawUsage, Reject};
 use meterbook_core::users::{Role, UserStore};
-use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period};
+use meterbook_core::{Day, Money, Period};
 use meterbook_server::portal::{password, session, PortalSettings};
-use meterbook_server::{AppState, ServerSettings};
+use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
-use reqwest::header::HeaderMap;
+use meterbook_testkit::seed::num;
+use meterbook_testkit::seed::{self, ingest_rows};
+use meterbook_testkit::{csrf_of, Browser, Clock, ManualClock};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 // ---------------------------------------------------------------------------
@@ -63,10 +61,6 @@ const DISABLED: &str = "disabled@example.com";
 /// Invited: a role, no password yet.
 const INVITED: &str = "invited@example.com";
 
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-
 /// The first period of the seeded term: three months before this one.
 fn first_period() -> Period {
     Day::today().period().prev().prev().prev()
@@ -78,55 +72,15 @@ fn last_period() -> Period {
 }
 
 fn price_sheet() -> Vec<MeterPrice> {
-    let row = |line: u64, id: &str, min: &str, price: &str| PriceRow {
-        line,
-        meter_id: id.into(),
-        meter_name: format!("{id} hours"),
-        meter_category: "Virtual Machines".into(),
-        meter_sub_category: "D2 v3".into(),
-        meter_region: "EU West".into(),
-        unit_of_measure: "1 Hour".into(),
-        part_number: format!("PN-{id}"),
-        unit_price: price.parse().expect("price"),
-        included_quantity: "0".parse().expect("included"),
-        tier_minimum_units: min.parse().expect("tier"),
-        charges_billed_separately: false,
-        publisher_name: String::new(),
-        offer_name: String::new(),
-        plan_name: String::new(),
-    };
-    build_price_sheet(&[
-        row(2, "TIER01", "0", "1.00"),
-        row(3, "TIER01", "100", "0.50"),
-        row(4, "FLAT01", "0", "0.25"),
+    seed::price_sheet(&[
+        ("TIER01", "0", "0", "1.00"),
+        ("TIER01", "0", "100", "0.50"),
+        ("FLAT01", "0", "0", "0.25"),
     ])
-    .expect("valid price sheet")
 }
 
 /// (record id, subscription, date, meter, quantity)
 type SeedRow = (String, &'static str, String, &'static str, String);
-
-struct Rows<'a>(std::slice::Iter<'a, SeedRow>, u64);
-
-impl UsageSource for Rows<'_> {
-    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
-        let (id, sub, date, meter, qty) = self.0.next()?;
-        self.1 += 1;
-        Some(Ok(RawUsage {
-            line: self.1 + 1,
-            record_id: id,
-            subscription_guid: sub,
-            date,
-            meter_id: meter,
-            consumed_quantity: qty,
-            instance_id: id,
-            resource_group: "rg-web",
-            resource_location: "westeurope",
-            consumed_service: "Microsoft.Compute",
-            ..Default::default()
-        }))
-    }
-}
 
 fn create_enrollment(store: &SqliteStore, n: &str, rows: &[(&str, &str, &str)]) {
     let first = first_period();
@@ -134,31 +88,16 @@ fn create_enrollment(store: &SqliteStore, n: &str, rows: &[(&str, &str, &str)]) 
     for _ in 0..12 {
         end = end.next();
     }
+    seed::enrollment(
+        store,
+        n,
+        "USD",
+        first.first_day(),
+        end.first_day().add_days(-1),
+    );
     store
-        .create_enrollment(&NewEnrollment {
-            number: num(n),
-            name: format!("Enrollment {n}"),
-            currency: Currency::parse("USD").expect("currency"),
-            start: first.first_day(),
-            end: end.first_day().add_days(-1),
-            visibility: ChargeVisibility::default(),
-        })
-        .expect("create enrollment");
-    let rows: Vec<HierarchyRow> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (dept, account, guid))| HierarchyRow {
-            line: i as u64 + 2,
-            department_name: dept.to_string(),
-            department_cost_center: String::new(),
-            account_name: account.to_string(),
-            account_owner_email: format!("{account}@example.com"),
-            account_cost_center: format!("CC-{account}"),
-            subscription_guid: guid.to_string(),
-            subscription_name: format!("sub-{account}"),
-        })
-        .collect();
-    store.upsert_hierarchy(&num(n), &rows).expect("hierarchy");
+        .upsert_hierarchy(&num(n), &seed::hierarchy(rows))
+        .expect("hierarchy");
     for p in first.through(Day::today().period()) {
         store
             .import_prices(&num(n), p, &price_sheet())
@@ -166,22 +105,10 @@ fn create_enrollment(store: &SqliteStore, n: &str, rows: &[(&str, &str, &str)]) 
     }
 }
 
-fn ingest_rows(store: &SqliteStore, n: &str, rows: &[SeedRow]) {
-    let sum = ingest(
-        store,
-        &num(n),
-        &mut Rows(rows.iter(), 0),
-        IngestOptions::default(),
-        &mut |_, _| {},
-    )
-    .expect("ingest");
-    assert_eq!(sum.stored, rows.len() as u64, "{sum:?}");
-}
-
 /// Users by e-mail: their ids.
 type Users = HashMap<&'static str, i64>;
 
-fn seed(store: &SqliteStore) -> Users {
+fn seed(store: &SqliteStore, clock: &ManualClock) -> Users {
     create_enrollment(
         store,
         N,
@@ -238,7 +165,7 @@ fn seed(store: &SqliteStore) -> Users {
     let research = h.department_by_name("Research").expect("Research").id;
     let o1 = h.account_by_name("o1").expect("account o1").id;
     let hash = password::hash(PW).expect("hash");
-    let now = chrono::Utc::now().timestamp();
+    let now = clock.now_unix();
     let role = |n: &str, scope: Scope, read_only: bool| Role {
         enrollment: num(n),
         scope,
@@ -264,13 +191,9 @@ fn seed(store: &SqliteStore) -> Users {
         ),
     ];
     for (email, with_password, r) in specs {
-        let u = store
-            .create_user(email, "", with_password.then_some(hash.as_str()), now)
-            .expect("create user");
-        if let Some(r) = r {
-            store.grant_role(u.id, &r).expect("grant role");
-        }
-        users.insert(email, u.id);
+        let pw = with_password.then_some(hash.as_str());
+        let id = seed::user(store, email, "", pw, now, r.as_slice());
+        users.insert(email, id);
     }
     store
         .set_user_disabled(users[DISABLED], true)
@@ -282,41 +205,29 @@ fn seed(store: &SqliteStore) -> Users {
 // The harness
 // ---------------------------------------------------------------------------
 
+/// The shared harness, with this file's users.
 struct TestApp {
-    /// `http://127.0.0.1:PORT`
-    base: String,
-    store: Arc<SqliteStore>,
+    app: meterbook_testkit::TestApp,
     users: Users,
-    /// No cookie jar, no redirects, no decompression.
-    client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+impl std::ops::Deref for TestApp {
+    type Target = meterbook_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.app
     }
 }
 
 fn settings(portal: PortalSettings) -> ServerSettings {
     ServerSettings {
-        rate_limit_per_sec: 100_000.0,
-        rate_limit_burst: 100_000.0,
         portal,
-        ..Default::default()
+        ..meterbook_testkit::roomy()
     }
 }
 
 /// Throttling out of reach of the tests that do not test it.
 fn roomy() -> PortalSettings {
-    PortalSettings {
-        max_failures_per_account: 1000,
-        max_failures_per_address: 1000,
-        ..Default::default()
-    }
+    meterbook_testkit::roomy().portal
 }
 
 async fn spawn_app() -> TestApp {
@@ -328,203 +239,58 @@ async fn spawn_app_with(portal: PortalSettings) -> TestApp {
 }
 
 async fn spawn_app_with_settings(settings: ServerSettings) -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
-    let s = store.clone();
-    let users = tokio::task::spawn_blocking(move || seed(&s))
-        .await
-        .expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let state = AppState::new(store.clone(), settings).expect("state");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        meterbook_server::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
-    TestApp {
-        base: format!("http://{addr}"),
-        store,
-        users,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_gzip()
-            .build()
-            .expect("client"),
-        shutdown: Some(tx),
-        _dir: dir,
-    }
+    let (app, users) = meterbook_testkit::spawn()
+        .settings(settings)
+        .no_redirects()
+        .seed(seed)
+        .await;
+    TestApp { app, users }
 }
 
-/// A response, read whole.
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-    fn location(&self) -> String {
-        self.header("location").unwrap_or_default()
-    }
-    /// The `mb_session` Set-Cookie line, if any.
-    fn session_cookie_line(&self) -> Option<String> {
-        self.headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("mb_session="))
-            .map(str::to_string)
-    }
-    /// Whether the body is one of the portal's pages (not the API's JSON).
-    fn is_html(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|c| c.starts_with("text/html"))
-    }
-    fn describe(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.status,
-            self.location(),
-            self.body.chars().take(400).collect::<String>()
-        )
-    }
-}
-
-/// A signed-in browser: the cookie's value and the session's form token.
-#[derive(Clone, Debug)]
-struct Browser {
-    token: String,
-    csrf: String,
-}
-
-impl Browser {
-    fn cookie(&self) -> String {
-        format!("{}={}", session::COOKIE, self.token)
-    }
-    fn hash(&self) -> [u8; 32] {
-        session::token_hash(&self.token)
-    }
-}
-
-/// The hidden `csrf` field's value in a page.
-fn csrf_of(page: &str) -> Option<String> {
-    let i = page.find("name=\"csrf\" value=\"")? + "name=\"csrf\" value=\"".len();
-    let rest = &page[i..];
-    Some(rest[..rest.find('"')?].to_string())
-}
+type Resp = meterbook_testkit::Resp<String>;
 
 impl TestApp {
     async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.text().await.expect("body");
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        self.app.send_text(req).await
+    }
+
+    /// A browser without a session when `b` is `None`.
+    fn as_browser(&self, b: Option<&Browser>) -> Browser {
+        b.cloned().unwrap_or_else(|| self.browser())
     }
 
     async fn get(&self, path: &str, b: Option<&Browser>) -> Resp {
-        let mut req = self.client.get(format!("{}{path}", self.base));
-        if let Some(b) = b {
-            req = req.header("cookie", b.cookie());
-        }
-        self.send(req).await
+        self.as_browser(b).get(path).await
     }
 
     async fn post(&self, path: &str, b: Option<&Browser>, form: &[(&str, &str)]) -> Resp {
-        let mut req = self.client.post(format!("{}{path}", self.base)).form(form);
-        if let Some(b) = b {
-            req = req.header("cookie", b.cookie());
-        }
-        self.send(req).await
+        self.as_browser(b).post(path, form).await
     }
 
     /// The sign-in form's token and its cookie, as a browser gets them.
     async fn sign_in_form(&self) -> (String, String) {
-        let page = self.get("/portal/sign-in", None).await;
-        let cookie = page
-            .headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("mb_signin="))
-            .and_then(|v| v.split(';').next())
-            .expect("a sign-in form cookie")
-            .to_string();
-        (
-            cookie,
-            csrf_of(&page.body).expect("a csrf field on the sign-in form"),
-        )
+        self.browser().sign_in_form().await
     }
 
     async fn sign_in_raw(&self, email: &str, pw: &str, headers: &[(&str, &str)]) -> Resp {
-        let (cookie, csrf) = self.sign_in_form().await;
-        let mut req = self
-            .client
-            .post(format!("{}/portal/sign-in", self.base))
-            .header("cookie", cookie)
-            .form(&[("email", email), ("password", pw), ("csrf", csrf.as_str())]);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        self.send(req).await
+        self.browser().sign_in_raw(email, pw, headers).await
     }
 
     /// Signs in (asserting it works) and reads the session's form token from
     /// the first page the user reaches (none for a user without roles).
     async fn sign_in(&self, email: &str) -> Browser {
-        self.sign_in_with(email, PW).await
+        self.app.sign_in(email, PW).await
     }
 
     async fn sign_in_with(&self, email: &str, pw: &str) -> Browser {
-        let r = self.sign_in_raw(email, pw, &[]).await;
-        assert_eq!(r.status, 303, "sign-in of {email}: {}", r.describe());
-        assert_eq!(r.location(), "/portal");
-        let line = r.session_cookie_line().expect("a session cookie");
-        let token = line["mb_session=".len()..]
-            .split(';')
-            .next()
-            .expect("value")
-            .to_string();
-        assert_eq!(token.len(), 64, "a 256-bit token in hex: {line}");
-        let mut b = Browser {
-            token,
-            csrf: String::new(),
-        };
-        let home = self.get("/portal", Some(&b)).await;
-        if home.status == 303 {
-            let page = self.get(&home.location(), Some(&b)).await;
-            assert_eq!(
-                page.status,
-                200,
-                "{email}'s first page: {}",
-                page.describe()
-            );
-            b.csrf = csrf_of(&page.body).expect("a csrf field in the layout");
-        }
-        b
+        self.app.sign_in(email, pw).await
     }
 
     /// Whether the session is still in the store.
     async fn session_exists(&self, b: &Browser) -> bool {
-        let (s, h) = (self.store.clone(), b.hash());
-        tokio::task::spawn_blocking(move || s.session(&h).expect("session lookup").is_some())
+        let h = b.hash();
+        self.blocking(move |s| s.session(&h).expect("session lookup").is_some())
             .await
-            .expect("join")
     }
 
     /// Whether the browser is still signed in (an enrollment page answers 200).
@@ -538,16 +304,6 @@ impl TestApp {
             }
             _ => panic!("unexpected {}", r.describe()),
         }
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
-    ) -> T {
-        let s = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&s))
-            .await
-            .expect("join")
     }
 }
 
@@ -647,10 +403,7 @@ async fn signed_out_requests_are_sent_to_sign_in() {
         assert!(r.session_cookie_line().is_none());
     }
     // A made-up cookie is no better than none.
-    let fake = Browser {
-        token: "0".repeat(64),
-        csrf: String::new(),
-    };
+    let fake = app.browser().with_token(&"0".repeat(64));
     let r = app.get(&format!("/portal/e/{N}"), Some(&fake)).await;
     assert_eq!(r.status, 303);
     let r = app
@@ -862,7 +615,7 @@ async fn the_lock_ends_with_the_throttle_window() {
         );
     }
     assert_eq!(app.sign_in_raw(ERIK, PW, &[]).await.status, 429);
-    tokio::time::sleep(Duration::from_millis(3100)).await;
+    app.advance(Duration::from_millis(3100));
     app.sign_in(ERIK).await;
 }
 
@@ -998,7 +751,7 @@ async fn an_idle_session_ends_and_is_deleted() {
     .await;
     let b = app.sign_in(ADMIN).await;
     assert!(app.session_exists(&b).await);
-    tokio::time::sleep(Duration::from_millis(2600)).await;
+    app.advance(Duration::from_millis(2600));
     let r = app.get(&format!("/portal/e/{N}"), Some(&b)).await;
     assert_eq!(r.status, 303, "{}", r.describe());
     assert_eq!(r.location(), "/portal/sign-in");
@@ -1020,9 +773,9 @@ async fn a_session_ends_at_its_absolute_timeout_even_when_used() {
     })
     .await;
     let b = app.sign_in(ADMIN).await;
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    app.advance(Duration::from_millis(900));
     assert!(app.signed_in(&b, N).await, "still within the limit");
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    app.advance(Duration::from_millis(2300));
     assert!(!app.signed_in(&b, N).await, "past the absolute timeout");
     assert!(
         !app.session_exists(&b).await,
@@ -1044,9 +797,9 @@ async fn a_session_in_use_is_not_idle() {
     })
     .await;
     let b = app.sign_in(ADMIN).await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    app.advance(Duration::from_millis(2000));
     assert!(app.signed_in(&b, N).await);
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    app.advance(Duration::from_millis(2000));
     assert!(
         app.signed_in(&b, N).await,
         "used 2 s ago, idle timeout 3 s: the session should still be there"
@@ -1196,8 +949,9 @@ async fn a_missing_form_token_is_a_403_page() {
 async fn password_token(app: &TestApp, email: &'static str, valid_secs: i64) -> String {
     let token = session::random_token();
     let (h, uid) = (session::token_hash(&token), app.users[email]);
+    let expires = app.now_unix() + valid_secs;
     app.blocking(move |s| {
-        s.put_password_token(&h, uid, chrono::Utc::now().timestamp() + valid_secs)
+        s.put_password_token(&h, uid, expires)
             .expect("password token")
     })
     .await;
@@ -1271,6 +1025,29 @@ async fn a_set_password_link_works_once_and_refuses_short_passwords() {
     }
     // The admin's password did not change.
     app.sign_in(ADMIN).await;
+}
+
+/// A set-password link expires by the server's clock.
+#[tokio::test]
+async fn a_set_password_link_expires_by_the_servers_clock() {
+    let app = spawn_app().await;
+    let new_pw = "a brand new passphrase";
+    let token = password_token(&app, INVITED, 3600).await;
+    let page = app
+        .get(&format!("/portal/set-password?token={token}"), None)
+        .await;
+    assert_eq!(page.status, 200);
+    app.advance(Duration::from_secs(3601));
+    let r = app
+        .post(
+            "/portal/set-password",
+            None,
+            &[("token", &token), ("password", new_pw), ("confirm", new_pw)],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.describe());
+    assert!(r.body.contains("expired or was already used"), "{}", r.body);
+    assert_eq!(app.sign_in_raw(INVITED, new_pw, &[]).await.status, 401);
 }
 
 #[tokio::test]

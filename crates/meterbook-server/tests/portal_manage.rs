@@ -14,22 +14,20 @@
 //! `mb_session` itself.
 
 use meterbook_core::access::Scope;
-use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
+use meterbook_core::enrollment::ChargeVisibility;
 use meterbook_core::hierarchy::HierarchyRow;
-use meterbook_core::ingest::{ingest, IngestOptions, UsageSource};
 use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::store::{MetadataStore, UsageSelection};
-use meterbook_core::usage::{RawUsage, Reject};
 use meterbook_core::users::{Role, UserStore};
-use meterbook_core::{Amount, Currency, Day, EnrollmentNumber, Period};
+use meterbook_core::{Amount, Day};
 use meterbook_io::report::usage::{ReportTotals, UsageFilter, UsageReport};
 use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
-use meterbook_server::portal::{password, session, PortalSettings};
-use meterbook_server::{AppState, ServerSettings};
+use meterbook_server::portal::password;
 use meterbook_sqlite::SqliteStore;
-use reqwest::header::HeaderMap;
+use meterbook_testkit::seed::{self, ingest_rows};
+use meterbook_testkit::seed::{day, num, period};
+use meterbook_testkit::{Browser, Clock, ManualClock};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 // ---------------------------------------------------------------------------
 // The seed
@@ -53,33 +51,10 @@ const DANA: &str = "dana@example.com";
 /// Account owner of o1.
 const ERIK: &str = "erik@example.com";
 
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
-
 fn price_sheet() -> Vec<MeterPrice> {
     let row = |line: u64, id: &str, cat: &str, min: &str, price: &str| PriceRow {
-        line,
-        meter_id: id.into(),
-        meter_name: format!("{id} hours"),
         meter_category: cat.into(),
-        meter_sub_category: "D2 v3".into(),
-        meter_region: "EU West".into(),
-        unit_of_measure: "1 Hour".into(),
-        part_number: format!("PN-{id}"),
-        unit_price: price.parse().expect("price"),
-        included_quantity: "5".parse().expect("included"),
-        tier_minimum_units: min.parse().expect("tier"),
-        charges_billed_separately: false,
-        publisher_name: String::new(),
-        offer_name: String::new(),
-        plan_name: String::new(),
+        ..seed::price_row(line, id, "5", min, price)
     };
     build_price_sheet(&[
         row(2, "TIER01", "Virtual Machines", "0", "1.00"),
@@ -92,59 +67,21 @@ fn price_sheet() -> Vec<MeterPrice> {
 /// (record id, subscription, date, meter, quantity)
 type SeedRow = (String, &'static str, String, &'static str, String);
 
-struct Rows<'a>(std::slice::Iter<'a, SeedRow>, u64);
-
-impl UsageSource for Rows<'_> {
-    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
-        let (id, sub, date, meter, qty) = self.0.next()?;
-        self.1 += 1;
-        Some(Ok(RawUsage {
-            line: self.1 + 1,
-            record_id: id,
-            subscription_guid: sub,
-            date,
-            meter_id: meter,
-            consumed_quantity: qty,
-            instance_id: id,
-            resource_group: "rg-web",
-            resource_location: "westeurope",
-            consumed_service: "Microsoft.Compute",
-            ..Default::default()
-        }))
-    }
-}
-
 fn create_enrollment(store: &SqliteStore, n: &str, rows: &[(&str, &str, &str)]) {
     create_enrollment_in(store, n, "USD", rows)
 }
 
 fn create_enrollment_in(store: &SqliteStore, n: &str, currency: &str, rows: &[(&str, &str, &str)]) {
-    store
-        .create_enrollment(&NewEnrollment {
-            number: num(n),
-            name: format!("Enrollment {n}"),
-            currency: Currency::parse(currency).expect("currency"),
-            start: day("2025-10-01"),
-            end: day("2026-09-30"),
-            visibility: ChargeVisibility::default(),
-        })
-        .expect("create enrollment");
-    let rows: Vec<HierarchyRow> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, (dept, account, guid))| HierarchyRow {
-            line: i as u64 + 2,
-            department_name: dept.to_string(),
-            department_cost_center: if dept.is_empty() {
+    seed::enrollment(store, n, currency, day("2025-10-01"), day("2026-09-30"));
+    let rows: Vec<HierarchyRow> = seed::hierarchy(rows)
+        .into_iter()
+        .map(|r| HierarchyRow {
+            department_cost_center: if r.department_name.is_empty() {
                 String::new()
             } else {
-                format!("DCC-{dept}")
+                format!("DCC-{}", r.department_name)
             },
-            account_name: account.to_string(),
-            account_owner_email: format!("{account}@example.com"),
-            account_cost_center: format!("CC-{account}"),
-            subscription_guid: guid.to_string(),
-            subscription_name: format!("sub-{account}"),
+            ..r
         })
         .collect();
     store.upsert_hierarchy(&num(n), &rows).expect("hierarchy");
@@ -171,21 +108,9 @@ fn seed_rows() -> Vec<SeedRow> {
         .collect()
 }
 
-fn ingest_rows(store: &SqliteStore, n: &str, rows: &[SeedRow]) {
-    let sum = ingest(
-        store,
-        &num(n),
-        &mut Rows(rows.iter(), 0),
-        IngestOptions::default(),
-        &mut |_, _| {},
-    )
-    .expect("ingest");
-    assert_eq!(sum.stored, rows.len() as u64, "{sum:?}");
-}
-
 type Users = HashMap<&'static str, i64>;
 
-fn seed(store: &SqliteStore) -> Users {
+fn seed(store: &SqliteStore, clock: &ManualClock) -> Users {
     create_enrollment(
         store,
         N,
@@ -207,7 +132,7 @@ fn seed(store: &SqliteStore) -> Users {
     let research = h.department_by_name("Research").expect("Research").id;
     let o1 = h.account_by_name("o1").expect("o1").id;
     let hash = password::hash(PW).expect("hash");
-    let now = chrono::Utc::now().timestamp();
+    let now = clock.now_unix();
     let role = |scope: Scope, read_only: bool| Role {
         enrollment: num(N),
         scope,
@@ -221,11 +146,7 @@ fn seed(store: &SqliteStore) -> Users {
         (DANA, role(Scope::Department(research), false)),
         (ERIK, role(Scope::Account(o1), false)),
     ] {
-        let u = store
-            .create_user(email, "", Some(&hash), now)
-            .expect("create user");
-        store.grant_role(u.id, &r).expect("grant role");
-        users.insert(email, u.id);
+        users.insert(email, seed::user(store, email, "", Some(&hash), now, &[r]));
     }
     users
 }
@@ -234,92 +155,32 @@ fn seed(store: &SqliteStore) -> Users {
 // The harness
 // ---------------------------------------------------------------------------
 
+/// The shared harness, with this file's users.
 struct TestApp {
-    base: String,
-    store: Arc<SqliteStore>,
+    app: meterbook_testkit::TestApp,
     users: Users,
-    client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+impl std::ops::Deref for TestApp {
+    type Target = meterbook_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.app
     }
 }
 
 async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
-    let s = store.clone();
-    let users = tokio::task::spawn_blocking(move || seed(&s))
-        .await
-        .expect("seed");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let settings = ServerSettings {
-        rate_limit_per_sec: 100_000.0,
-        rate_limit_burst: 100_000.0,
-        portal: PortalSettings {
-            max_failures_per_account: 1000,
-            max_failures_per_address: 1000,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let state = AppState::new(store.clone(), settings).expect("state");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        meterbook_server::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
-    TestApp {
-        base: format!("http://{addr}"),
-        store,
-        users,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_gzip()
-            .build()
-            .expect("client"),
-        shutdown: Some(tx),
-        _dir: dir,
-    }
+    let (app, users) = meterbook_testkit::spawn().no_redirects().seed(seed).await;
+    TestApp { app, users }
 }
 
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
+type Resp = meterbook_testkit::Resp<String>;
+
+/// A page's text between tags, HTML entities undone (good enough for asserts).
+trait PageText {
+    fn text(&self) -> String;
 }
 
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-    fn is_html(&self) -> bool {
-        self.header("content-type")
-            .is_some_and(|c| c.starts_with("text/html"))
-    }
-    fn describe(&self) -> String {
-        format!(
-            "{} {} {}",
-            self.status,
-            self.header("location").unwrap_or_default(),
-            self.body.chars().take(600).collect::<String>()
-        )
-    }
-    /// The page's text between tags, HTML entities undone (good enough for asserts).
+impl PageText for Resp {
     fn text(&self) -> String {
         let mut out = String::new();
         let mut in_tag = false;
@@ -395,103 +256,34 @@ fn attr(page: &str, name: &str) -> Option<String> {
     Some(unescape(&rest[..rest.find('"')?]))
 }
 
-#[derive(Clone, Debug)]
-struct Browser {
-    token: String,
-    csrf: String,
-}
-
-impl Browser {
-    fn cookie(&self) -> String {
-        format!("{}={}", session::COOKIE, self.token)
-    }
-}
-
 impl TestApp {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Resp {
-        let r = req.send().await.expect("request");
-        let status = r.status().as_u16();
-        let headers = r.headers().clone();
-        let body = r.text().await.expect("body");
-        Resp {
-            status,
-            headers,
-            body,
-        }
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        self.app.send_text(rb).await
     }
 
     async fn get(&self, path: &str, b: &Browser) -> Resp {
-        self.send(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .header("cookie", b.cookie()),
-        )
-        .await
+        b.get(path).await
     }
 
     async fn post(&self, path: &str, b: &Browser, form: &[(&str, &str)]) -> Resp {
-        self.send(
-            self.client
-                .post(format!("{}{path}", self.base))
-                .header("cookie", b.cookie())
-                .form(form),
-        )
-        .await
+        b.post(path, form).await
     }
 
     /// POSTs a form with the browser's CSRF token added.
     async fn submit(&self, path: &str, b: &Browser, form: &[(&str, &str)]) -> Resp {
-        let mut f = vec![("csrf", b.csrf.as_str())];
-        f.extend_from_slice(form);
-        self.post(path, b, &f).await
+        b.submit(path, form).await
     }
 
+    /// Signs in and reads the form token from the usage page.
     async fn sign_in_with(&self, email: &str, pw: &str) -> Browser {
-        let (cookie, csrf) = sign_in_form(&self.client, &self.base).await;
-        let r = self
-            .send(
-                self.client
-                    .post(format!("{}/portal/sign-in", self.base))
-                    .header("cookie", cookie)
-                    .form(&[("email", email), ("password", pw), ("csrf", csrf.as_str())]),
-            )
-            .await;
-        assert_eq!(r.status, 303, "sign-in of {email}: {}", r.describe());
-        let line = r
-            .headers
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|v| v.starts_with("mb_session="))
-            .expect("a session cookie")
-            .to_string();
-        let token = line["mb_session=".len()..]
-            .split(';')
-            .next()
-            .expect("value")
-            .to_string();
-        let mut b = Browser {
-            token,
-            csrf: String::new(),
-        };
-        let page = self.get(&format!("/portal/e/{N}/usage"), &b).await;
-        assert_eq!(page.status, 200, "{email}: {}", page.describe());
-        b.csrf = attr(&page.body, "name=\"csrf\" value").expect("a csrf field in the layout");
+        let mut b = self.browser();
+        b.sign_in(email, pw).await;
+        b.read_csrf(&format!("/portal/e/{N}/usage")).await;
         b
     }
 
     async fn sign_in(&self, email: &str) -> Browser {
         self.sign_in_with(email, PW).await
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
-    ) -> T {
-        let s = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&s))
-            .await
-            .expect("join")
     }
 
     fn e(&self, suffix: &str) -> String {
@@ -1232,10 +1024,7 @@ async fn manage_is_for_read_write_enterprise_administrators_only() {
     }
     assert_eq!(snapshot(&app).await, before, "nothing changed");
     // Signed out: to the sign-in page.
-    let nobody = Browser {
-        token: "0".repeat(64),
-        csrf: String::new(),
-    };
+    let nobody = app.browser().with_token(&"0".repeat(64));
     let r = app.get(&app.e("/manage"), &nobody).await;
     assert_eq!(r.status, 303);
 }
@@ -1395,6 +1184,51 @@ fn invite_link(page: &str) -> String {
     let start = rest.find('>').expect("tag end") + 1;
     let end = rest.find("</").expect("element end");
     unescape(rest[start..end].trim())
+}
+
+/// An invite's set-password link lasts the invite's days by the server's
+/// clock, and not a second longer.
+#[tokio::test]
+async fn an_invite_link_expires_after_its_days() {
+    let app = spawn_app().await;
+    // The server's clock a month behind the system's: the link's life is the server's.
+    app.clock
+        .set_millis(app.clock.now_millis() - 30 * 86_400_000);
+    let admin = app.sign_in(ADMIN).await;
+    let mut tokens = Vec::new();
+    for email in ["early@example.com", "late@example.com"] {
+        let r = app
+            .submit(
+                &app.e("/manage/users/invite"),
+                &admin,
+                &[("email", email), ("role", "enterprise-reader")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+        let link = invite_link(&r.body);
+        tokens.push(link.split("token=").nth(1).expect("a token").to_string());
+    }
+    let pw = "a brand new passphrase";
+    let browser = app.browser();
+    let set = |token: String| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .post(
+                    "/portal/set-password",
+                    &[("token", &token), ("password", pw), ("confirm", pw)],
+                )
+                .await
+        }
+    };
+    let days = meterbook_server::portal::manage::INVITE_DAYS as u64;
+    app.advance(std::time::Duration::from_secs(days * 86_400 - 1));
+    let r = set(tokens[0].clone()).await;
+    assert_eq!(r.status, 303, "a second before: {}", r.describe());
+    app.advance(std::time::Duration::from_secs(2));
+    let r = set(tokens[1].clone()).await;
+    assert_eq!(r.status, 400, "a second after: {}", r.describe());
+    assert!(r.body.contains("expired or was already used"), "{}", r.body);
 }
 
 #[tokio::test]
@@ -1984,29 +1818,6 @@ async fn departments_and_accounts_are_renamed_keeping_their_usage() {
     // The usage summary shows the new names.
     let usage = app.get(&app.e("/usage"), &admin).await.text();
     assert!(usage.contains("R&D"), "{usage}");
-}
-
-/// The sign-in form's token and cookie, as a browser gets them with the page.
-async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) {
-    let r = client
-        .get(format!("{base}/portal/sign-in"))
-        .send()
-        .await
-        .expect("sign-in page");
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("mb_signin="))
-        .and_then(|v| v.split(';').next())
-        .expect("a sign-in form cookie")
-        .to_string();
-    let body = r.text().await.expect("body");
-    let key = "name=\"csrf\" value=\"";
-    let i = body.find(key).expect("a csrf field on the sign-in form") + key.len();
-    let csrf = body[i..i + body[i..].find('"').expect("quote")].to_string();
-    (cookie, csrf)
 }
 
 /// An administrator cannot take over a user of another enrollment: inviting

@@ -10,27 +10,23 @@
 //! 2025; users of every role. The store is wrapped so a test can hold the
 //! report workers off the queue (a job stays queued until released).
 
-use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
-use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
-use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
-use meterbook_core::ingest::{ingest, IngestOptions, UsageSource};
-use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobStatus, JobStore};
+use meterbook_core::access::{KeyStore, Scope, Slot};
+use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
+use meterbook_core::hierarchy::HierarchyRow;
+use meterbook_core::jobs::{Job, JobStatus, JobStore};
 use meterbook_core::prices::{build_price_sheet, MeterPrice, PriceRow};
 use meterbook_core::statement::CommitmentEntry;
-use meterbook_core::store::{
-    EntryKind, Flow, HierarchySummary, MetadataStore, Rollup, Store, StoreError, StoreResult,
-    UsageFact, UsageSelection, UsageStore, UsageWriter,
-};
-use meterbook_core::usage::{RawUsage, Reject};
-use meterbook_core::users::{Role, UserStore};
-use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period, Price};
+use meterbook_core::store::{EntryKind, MetadataStore, UsageSelection};
+use meterbook_core::users::UserStore;
+use meterbook_core::{Currency, Day, Money, Period};
 use meterbook_io::report::usage::{UsageFilter, UsageReport};
 use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
-use meterbook_server::{AppState, ServerSettings};
+use meterbook_server::ServerSettings;
 use meterbook_sqlite::SqliteStore;
-use reqwest::header::HeaderMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use meterbook_testkit::seed::{self, ingest_rows};
+use meterbook_testkit::seed::{day, num, period};
+use meterbook_testkit::{Browser, Clock, ManualClock, Resp};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
@@ -52,17 +48,17 @@ const DEPT_A: &str = "dept-a@example.com";
 const DEPT_A_RO: &str = "dept-a-ro@example.com";
 const OWNER_B1: &str = "owner-b1@example.com";
 
-fn num(s: &str) -> EnrollmentNumber {
-    EnrollmentNumber::parse(s).expect("enrollment number")
-}
-fn day(s: &str) -> Day {
-    s.parse().expect("test date")
-}
-fn period(s: &str) -> Period {
-    s.parse().expect("test period")
-}
+/// (record id, subscription, date, meter, quantity, tags)
+type SeedRow = (
+    String,
+    &'static str,
+    String,
+    &'static str,
+    String,
+    &'static str,
+);
 
-type SeedRow = (String, &'static str, String, &'static str, String);
+const TAGS: &str = r#"{"env":"prod"}"#;
 
 fn rows() -> Vec<SeedRow> {
     const SUBS: [&str; 4] = [G1, G2, G3, G4];
@@ -79,61 +75,26 @@ fn rows() -> Vec<SeedRow> {
                     _ => "MKT01",
                 },
                 format!("{}.{:03}", 1 + i % 9, (i * 37) % 1000),
+                TAGS,
             )
         })
         .collect()
 }
 
-struct Rows<'a>(std::slice::Iter<'a, SeedRow>, u64);
-
-impl UsageSource for Rows<'_> {
-    fn next_record(&mut self) -> Option<Result<RawUsage<'_>, Reject>> {
-        let (id, sub, date, meter, qty) = self.0.next()?;
-        self.1 += 1;
-        Some(Ok(RawUsage {
-            line: self.1 + 1,
-            record_id: id,
-            subscription_guid: sub,
-            date,
-            meter_id: meter,
-            consumed_quantity: qty,
-            instance_id: id,
-            resource_group: "rg-web",
-            resource_location: "westeurope",
-            consumed_service: "Microsoft.Compute",
-            tags: r#"{"env":"prod"}"#,
-            ..Default::default()
-        }))
-    }
-}
-
 fn price_sheet() -> Vec<MeterPrice> {
-    let row =
-        |line: u64, id: &str, included: &str, min: &str, price: &str, publisher: &str| PriceRow {
-            line,
-            meter_id: id.into(),
-            meter_name: format!("{id} hours"),
-            meter_category: "Virtual Machines".into(),
-            meter_sub_category: "D2 v3".into(),
-            meter_region: "EU West".into(),
-            unit_of_measure: "1 Hour".into(),
-            part_number: format!("PN-{id}"),
-            unit_price: price.parse().expect("price"),
-            included_quantity: included.parse().expect("included"),
-            tier_minimum_units: min.parse().expect("tier"),
-            charges_billed_separately: false,
-            publisher_name: publisher.into(),
-            offer_name: if publisher.is_empty() {
-                String::new()
-            } else {
-                "Firewall".into()
-            },
-            plan_name: if publisher.is_empty() {
-                String::new()
-            } else {
-                "Standard".into()
-            },
+    let row = |line: u64, id: &str, included: &str, min: &str, price: &str, publisher: &str| {
+        let (offer, plan) = if publisher.is_empty() {
+            ("", "")
+        } else {
+            ("Firewall", "Standard")
         };
+        PriceRow {
+            publisher_name: publisher.into(),
+            offer_name: offer.into(),
+            plan_name: plan.into(),
+            ..seed::price_row(line, id, included, min, price)
+        }
+    };
     build_price_sheet(&[
         row(2, "TIER01", "10", "0", "1.00", ""),
         row(3, "TIER01", "10", "100", "0.50", ""),
@@ -143,7 +104,7 @@ fn price_sheet() -> Vec<MeterPrice> {
     .expect("valid price sheet")
 }
 
-fn seed(store: &SqliteStore) {
+fn seed(store: &SqliteStore, clock: &ManualClock) {
     let n = num(N);
     store
         .create_enrollment(&NewEnrollment {
@@ -155,23 +116,19 @@ fn seed(store: &SqliteStore) {
             visibility: ChargeVisibility::default(),
         })
         .expect("create enrollment");
-    let h: Vec<HierarchyRow> = [
+    let h: Vec<HierarchyRow> = seed::hierarchy(&[
         ("A", "a1", G1),
         ("A", "a2", G2),
         ("B", "b1", G3),
         ("", "c1", G4),
-    ]
-    .iter()
-    .enumerate()
-    .map(|(i, (dept, account, guid))| HierarchyRow {
-        line: i as u64 + 2,
-        department_name: dept.to_string(),
-        department_cost_center: String::new(),
-        account_name: account.to_string(),
-        account_owner_email: format!("{account}@example.com"),
-        account_cost_center: format!("CC-{account}"),
-        subscription_guid: guid.to_string(),
-        subscription_name: format!("sub-{}", &guid[guid.len() - 1..]),
+    ])
+    .into_iter()
+    .map(|r| HierarchyRow {
+        subscription_name: format!(
+            "sub-{}",
+            &r.subscription_guid[r.subscription_guid.len() - 1..]
+        ),
+        ..r
     })
     .collect();
     store.upsert_hierarchy(&n, &h).expect("hierarchy");
@@ -181,15 +138,8 @@ fn seed(store: &SqliteStore) {
             .expect("prices");
     }
     let rows = rows();
-    let sum = ingest(
-        store,
-        &n,
-        &mut Rows(rows.iter(), 0),
-        IngestOptions::default(),
-        &mut |_, _| {},
-    )
-    .expect("ingest");
-    assert_eq!(sum.stored, ROWS as u64, "{sum:?}");
+    assert_eq!(rows.len(), ROWS);
+    ingest_rows(store, N, &rows);
     store
         .add_entry(
             &n,
@@ -202,7 +152,7 @@ fn seed(store: &SqliteStore) {
         )
         .expect("purchase");
     for p in period("202501").through(period("202510")) {
-        meterbook_core::ledger::close_period(store, &n, p, Day::today()).expect("close period");
+        meterbook_core::ledger::close_period(store, &n, p, clock.today()).expect("close period");
     }
     // People of every role, all with the same password.
     let hash = meterbook_server::portal::password::hash(PASSWORD).expect("hash");
@@ -216,139 +166,14 @@ fn seed(store: &SqliteStore) {
         (DEPT_A_RO, Scope::Department(dept_a), true),
         (OWNER_B1, Scope::Account(b1), false),
     ] {
-        let u = store
-            .create_user(email, email, Some(&hash), 0)
-            .expect("create user");
-        store
-            .grant_role(
-                u.id,
-                &Role {
-                    enrollment: n.clone(),
-                    scope,
-                    read_only,
-                },
-            )
-            .expect("grant role");
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A store that can hold the workers off the queue
-// ---------------------------------------------------------------------------
-
-struct Gated {
-    inner: Arc<SqliteStore>,
-    /// While set, workers find no job to claim: submitted jobs stay queued.
-    hold: Arc<AtomicBool>,
-}
-
-macro_rules! forward {
-    ($($name:ident($($a:ident: $t:ty),*) -> $r:ty;)*) => {
-        $(fn $name(&self, $($a: $t),*) -> $r { self.inner.$name($($a),*) })*
-    };
-}
-
-impl MetadataStore for Gated {
-    forward! {
-        create_enrollment(e: &NewEnrollment) -> StoreResult<Enrollment>;
-        enrollment(n: &EnrollmentNumber) -> StoreResult<Enrollment>;
-        enrollments() -> StoreResult<Vec<Enrollment>>;
-        set_visibility(n: &EnrollmentNumber, v: ChargeVisibility) -> StoreResult<()>;
-        set_watermark(n: &EnrollmentNumber, through: Day) -> StoreResult<()>;
-        upsert_hierarchy(n: &EnrollmentNumber, rows: &[HierarchyRow]) -> StoreResult<HierarchySummary>;
-        move_subscription(n: &EnrollmentNumber, guid: &str, account: &str, effective: Day) -> StoreResult<()>;
-        rename(n: &EnrollmentNumber, what: meterbook_core::store::Renamed, old: &str, new: &str) -> StoreResult<()>;
-        hierarchy(n: &EnrollmentNumber) -> StoreResult<Hierarchy>;
-        import_prices(n: &EnrollmentNumber, period: Period, sheet: &[MeterPrice]) -> StoreResult<usize>;
-        price_sheet(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, MeterPrice)>>;
-        add_entry(n: &EnrollmentNumber, kind: EntryKind, e: &CommitmentEntry) -> StoreResult<()>;
-        entries(n: &EnrollmentNumber) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>>;
-        periods(n: &EnrollmentNumber) -> StoreResult<Vec<PeriodInfo>>;
-        close_period(n: &EnrollmentNumber, period: Period, rates: &[(i64, Price)]) -> StoreResult<()>;
-        locked_rates(n: &EnrollmentNumber, period: Period) -> StoreResult<Vec<(i64, Price)>>;
-    }
-}
-
-impl UsageStore for Gated {
-    forward! {
-        begin_usage(n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>>;
-        daily_usage(n: &EnrollmentNumber, from: Day, to: Day) -> StoreResult<Vec<meterbook_core::store::DailyUsage>>;
-        rollups(n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>>;
-    }
-    fn scan_usage(
-        &self,
-        n: &EnrollmentNumber,
-        sel: &UsageSelection,
-        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
-    ) -> StoreResult<()> {
-        self.inner.scan_usage(n, sel, visit)
-    }
-}
-
-impl KeyStore for Gated {
-    forward! {
-        put_key(k: &KeyRecord) -> StoreResult<()>;
-        key(id: &str) -> StoreResult<Option<KeyRecord>>;
-        keys(n: &EnrollmentNumber) -> StoreResult<Vec<KeyRecord>>;
-        set_key_disabled(n: &EnrollmentNumber, scope: Scope, slot: Slot, disabled: bool) -> StoreResult<bool>;
-        touch_key(id: &str, at: i64) -> StoreResult<()>;
-    }
-}
-
-impl OperatorStore for Gated {
-    forward! {
-        put_operator_token(t: &OperatorToken) -> StoreResult<()>;
-        operator_token(id: &str) -> StoreResult<Option<OperatorToken>>;
-        operator_tokens() -> StoreResult<Vec<OperatorToken>>;
-        set_operator_token_disabled(id: &str, disabled: bool) -> StoreResult<bool>;
-    }
-}
-
-impl UserStore for Gated {
-    forward! {
-        create_user(email: &str, name: &str, password_hash: Option<&str>, at: i64) -> StoreResult<meterbook_core::users::User>;
-        user_by_email(email: &str) -> StoreResult<Option<meterbook_core::users::User>>;
-        user(id: i64) -> StoreResult<Option<meterbook_core::users::User>>;
-        set_password(user_id: i64, password_hash: &str) -> StoreResult<()>;
-        set_user_disabled(user_id: i64, disabled: bool) -> StoreResult<()>;
-        grant_role(user_id: i64, role: &Role) -> StoreResult<()>;
-        revoke_role(user_id: i64, n: &EnrollmentNumber) -> StoreResult<()>;
-        roles(user_id: i64) -> StoreResult<Vec<Role>>;
-        enrollment_users(n: &EnrollmentNumber) -> StoreResult<Vec<(meterbook_core::users::User, Role)>>;
-        create_session(s: &meterbook_core::users::Session) -> StoreResult<()>;
-        session(token_hash: &[u8; 32]) -> StoreResult<Option<meterbook_core::users::Session>>;
-        touch_session(token_hash: &[u8; 32], at: i64) -> StoreResult<()>;
-        delete_session(token_hash: &[u8; 32]) -> StoreResult<()>;
-        delete_user_sessions(user_id: i64) -> StoreResult<()>;
-        put_password_token(token_hash: &[u8; 32], user_id: i64, expires_at: i64) -> StoreResult<()>;
-        take_password_token(token_hash: &[u8; 32], now: i64) -> StoreResult<Option<i64>>;
-        audit(n: &EnrollmentNumber, e: &meterbook_core::users::AuditEntry) -> StoreResult<()>;
-        audit_log(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<meterbook_core::users::AuditEntry>>;
-    }
-}
-
-impl JobStore for Gated {
-    forward! {
-        submit_job(job: &Job) -> StoreResult<(Job, bool)>;
-        job(id: &str) -> StoreResult<Option<Job>>;
-        jobs(n: &EnrollmentNumber) -> StoreResult<Vec<Job>>;
-        job_heartbeat(id: &str, attempt: u32, p: JobProgress, lease_until: i64) -> StoreResult<Option<JobStatus>>;
-        finish_job(id: &str, attempt: u32, at: i64, o: &JobOutcome) -> StoreResult<bool>;
-        cancel_job(id: &str, at: i64, reason: &str) -> StoreResult<Option<JobStatus>>;
-        expired_jobs(before: i64) -> StoreResult<Vec<Job>>;
-        delete_job(id: &str) -> StoreResult<()>;
-        secret(name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
-    }
-    fn claim_job(
-        &self,
-        now: i64,
-        lease_until: i64,
-        only: Option<&str>,
-    ) -> StoreResult<Option<Job>> {
-        if self.hold.load(Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.inner.claim_job(now, lease_until, only)
+        seed::user(
+            store,
+            email,
+            email,
+            Some(&hash),
+            0,
+            &[seed::role(N, scope, read_only)],
+        );
     }
 }
 
@@ -356,165 +181,51 @@ impl JobStore for Gated {
 // The harness
 // ---------------------------------------------------------------------------
 
+/// The shared harness (its store's `faults.hold` holds the workers off the queue).
 struct TestApp {
-    base: String,
-    store: Arc<SqliteStore>,
-    hold: Arc<AtomicBool>,
-    /// No redirects followed, no automatic decompression.
-    client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    app: meterbook_testkit::TestApp,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+impl std::ops::Deref for TestApp {
+    type Target = meterbook_testkit::TestApp;
+    fn deref(&self) -> &Self::Target {
+        &self.app
     }
 }
 
 async fn spawn_app() -> TestApp {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(SqliteStore::open(dir.path().join("meterbook.db")).expect("open store"));
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || seed(&s))
-        .await
-        .expect("seed");
-    let mut settings = ServerSettings {
-        rate_limit_per_sec: 100_000.0,
-        rate_limit_burst: 100_000.0,
-        report_dir: Some(dir.path().join("reports")),
-        ..Default::default()
-    };
-    settings.jobs.poll = Duration::from_millis(100);
-    let hold = Arc::new(AtomicBool::new(false));
-    let gated = Arc::new(Gated {
-        inner: store.clone(),
-        hold: hold.clone(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let state = AppState::new(gated as Arc<dyn Store>, settings).expect("state");
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        meterbook_server::serve(listener, state, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("serve");
-    });
-    TestApp {
-        base: format!("http://{addr}"),
-        store,
-        hold,
-        client: reqwest::Client::builder()
-            .no_gzip()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
-        shutdown: Some(tx),
-        _dir: dir,
-    }
-}
-
-struct Resp {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().expect("ascii header").to_string())
-    }
-}
-
-/// A signed-in browser: its session cookie and the session's form token.
-struct Browser {
-    cookie: String,
-    csrf: String,
+    let (app, ()) = meterbook_testkit::spawn().no_redirects().seed(seed).await;
+    TestApp { app }
 }
 
 impl TestApp {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     /// `/portal/e/{N}{suffix}`.
     fn e(&self, suffix: &str) -> String {
         format!("/portal/e/{N}{suffix}")
     }
 
-    async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
-        let r = rb.send().await.expect("request");
-        Resp {
-            status: r.status().as_u16(),
-            headers: r.headers().clone(),
-            body: r.bytes().await.expect("body").to_vec(),
-        }
-    }
-
+    /// Signs in and reads the form token from the reports page.
     async fn sign_in(&self, email: &str) -> Browser {
-        let (cookie, csrf) = sign_in_form(&self.client, &self.url("")).await;
-        let r = self
-            .send(
-                self.client
-                    .post(self.url("/portal/sign-in"))
-                    .header("cookie", cookie)
-                    .form(&[
-                        ("email", email),
-                        ("password", PASSWORD),
-                        ("csrf", csrf.as_str()),
-                    ]),
-            )
-            .await;
-        assert_eq!(r.status, 303, "sign-in of {email}: {}", r.text());
-        let set = r.header("set-cookie").expect("a session cookie");
-        let cookie = set.split(';').next().expect("cookie").trim().to_string();
-        assert!(cookie.starts_with("mb_session="), "{set}");
-        let mut b = Browser {
-            cookie,
-            csrf: String::new(),
-        };
-        let page = self.get(&b, &self.e("/reports")).await;
-        assert_eq!(page.status, 200, "{}", page.text());
-        b.csrf = csrf_of(&page.text());
+        let mut b = self.browser();
+        b.sign_in(email, PASSWORD).await;
+        b.read_csrf(&self.e("/reports")).await;
         b
     }
 
     async fn get(&self, b: &Browser, path: &str) -> Resp {
-        self.get_with(b, path, &[]).await
+        b.get_bytes(path, &[]).await
     }
 
     async fn get_with(&self, b: &Browser, path: &str, headers: &[(&str, &str)]) -> Resp {
-        let mut rb = self.client.get(self.url(path)).header("cookie", &b.cookie);
-        for (k, v) in headers {
-            rb = rb.header(*k, *v);
-        }
-        self.send(rb).await
+        b.get_bytes(path, headers).await
     }
 
     async fn head(&self, b: &Browser, path: &str) -> Resp {
-        self.send(self.client.head(self.url(path)).header("cookie", &b.cookie))
-            .await
+        b.head(path).await
     }
 
     async fn post(&self, b: &Browser, path: &str, form: &[(&str, &str)]) -> Resp {
-        self.send(
-            self.client
-                .post(self.url(path))
-                .header("cookie", &b.cookie)
-                .form(form),
-        )
-        .await
+        b.post_bytes(path, form).await
     }
 
     /// The CLI's `meterbook report <kind> --period P --format F` output for
@@ -612,13 +323,6 @@ impl TestApp {
     }
 }
 
-/// The value of the first `name="csrf"` hidden input of a page.
-fn csrf_of(html: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let at = html.find(marker).expect("a form with a CSRF token") + marker.len();
-    html[at..].split('"').next().expect("token").to_string()
-}
-
 /// JSON reports differ only in when they were generated.
 fn without_generated_at(b: &[u8]) -> String {
     let s = String::from_utf8(b.to_vec()).expect("utf-8");
@@ -660,6 +364,33 @@ fn job_of(location: &str) -> String {
 // Monthly reports
 // ---------------------------------------------------------------------------
 
+/// "The current period" is the one the server's clock is in: the monthly
+/// list ends there, and a download without a period is of that month.
+#[tokio::test]
+async fn the_current_period_follows_the_servers_clock() {
+    let app = spawn_app().await;
+    let noon = chrono::NaiveDate::from_ymd_opt(2025, 12, 15)
+        .and_then(|d| d.and_hms_opt(12, 0, 0))
+        .expect("a date")
+        .and_utc();
+    app.clock.set_millis(noon.timestamp_millis());
+    let admin = app.sign_in(ADMIN).await;
+    let html = app.get(&admin, &app.e("/reports")).await.text();
+    assert!(
+        html.contains("period=202512&amp;format=csv"),
+        "December listed"
+    );
+    assert!(
+        !html.contains("period=202601&amp;"),
+        "nothing after December"
+    );
+    let r = app.get(&admin, &app.e("/download/usage?format=csv")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dates = column(&r.body, "Date");
+    assert!(!dates.is_empty());
+    assert!(dates.iter().all(|d| d.starts_with("2025-12-")), "{dates:?}");
+}
+
 #[tokio::test]
 async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
     let app = spawn_app().await;
@@ -668,7 +399,7 @@ async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
     assert_eq!(page.status, 200);
     let html = page.text();
     // Newest first, up to the current period; October 2025 is closed.
-    let cur = Day::today().period().to_string();
+    let cur = app.clock.today().period().to_string();
     let (i_cur, i_nov, i_oct) = (
         html.find(&format!("period={cur}&amp;format=csv"))
             .expect("current period"),
@@ -676,7 +407,10 @@ async fn monthly_downloads_equal_the_cli_writers_for_an_administrator() {
         html.find("period=202510&amp;format=csv").expect("Oct 2025"),
     );
     assert!(i_cur < i_nov && i_nov < i_oct);
-    assert!(!html.contains(&format!("period={}&amp;", Day::today().period().next())));
+    assert!(!html.contains(&format!(
+        "period={}&amp;",
+        app.clock.today().period().next()
+    )));
     assert!(html.contains("Closed"));
     for kind in ["balance", "usage", "prices", "marketplace"] {
         assert!(
@@ -1060,7 +794,7 @@ async fn advanced_request_lists_the_job_and_downloads_its_file() {
 #[tokio::test]
 async fn a_queued_job_can_be_cancelled() {
     let app = spawn_app().await;
-    app.hold.store(true, Ordering::SeqCst);
+    app.faults.hold.store(true, Ordering::SeqCst);
     let owner = app.sign_in(OWNER_B1).await;
     let r = app
         .post(
@@ -1120,7 +854,7 @@ async fn a_queued_job_can_be_cancelled() {
         .audit_actions()
         .iter()
         .any(|(who, a, _)| who == OWNER_B1 && a == "report-cancelled"));
-    app.hold.store(false, Ordering::SeqCst);
+    app.faults.hold.store(false, Ordering::SeqCst);
 }
 
 #[tokio::test]
@@ -1450,34 +1184,11 @@ async fn read_only_roles_see_keys_but_cannot_change_them() {
     assert!(!keys[0].disabled);
 }
 
-/// The sign-in form's token and cookie, as a browser gets them with the page.
-async fn sign_in_form(client: &reqwest::Client, base: &str) -> (String, String) {
-    let r = client
-        .get(format!("{base}/portal/sign-in"))
-        .send()
-        .await
-        .expect("sign-in page");
-    let cookie = r
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("mb_signin="))
-        .and_then(|v| v.split(';').next())
-        .expect("a sign-in form cookie")
-        .to_string();
-    let body = r.text().await.expect("body");
-    let key = "name=\"csrf\" value=\"";
-    let i = body.find(key).expect("a csrf field on the sign-in form") + key.len();
-    let csrf = body[i..i + body[i..].find('"').expect("quote")].to_string();
-    (cookie, csrf)
-}
-
 /// A read-only administrator sees every job but may cancel only its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_role_cannot_cancel_someone_elses_job() {
     let app = spawn_app().await;
-    app.hold.store(true, Ordering::SeqCst);
+    app.faults.hold.store(true, Ordering::SeqCst);
     let admin = app.sign_in(ADMIN).await;
     let r = app
         .post(
@@ -1568,15 +1279,9 @@ async fn an_advanced_report_of_a_billing_period_is_its_usage_details() {
         "2025-10-20".into(),
         "FLAT01",
         "3.5".into(),
+        TAGS,
     )];
-    ingest(
-        app.store.as_ref(),
-        &num(N),
-        &mut Rows(late.iter(), 0),
-        IngestOptions::default(),
-        &mut |_, _| {},
-    )
-    .expect("ingest the correction");
+    ingest_rows(app.store.as_ref(), N, &late);
     let admin = app.sign_in(ADMIN).await;
     let html = app.get(&admin, &app.e("/reports")).await.text();
     for s in [
@@ -1644,7 +1349,7 @@ async fn an_advanced_report_of_a_billing_period_is_its_usage_details() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_report_quota_is_shown_on_the_page() {
     let app = spawn_app().await;
-    app.hold.store(true, Ordering::SeqCst);
+    app.faults.hold.store(true, Ordering::SeqCst);
     let owner = app.sign_in(OWNER_B1).await;
     let request = |end: &'static str| {
         let owner = &owner;

@@ -10,7 +10,6 @@
 //! second key and silently killed the one just copied).
 
 use super::{render, Nav, Page, PageResult, Tab, Viewer};
-use crate::auth::now_unix;
 use crate::{keys, ApiError, AppState};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -267,7 +266,7 @@ async fn keys_page(
     let settings = state.settings();
     Ok(render(&KeysPage {
         nav: page.nav(Tab::Keys),
-        rows: rows(&h, page.n.as_str(), page.scope(), &all, now_unix()),
+        rows: rows(&h, page.n.as_str(), page.scope(), &all, state.now_unix()),
         can_change: can_change(&page),
         default_days: settings.key_default_days.min(settings.key_max_days),
         max_days: settings.key_max_days,
@@ -366,7 +365,7 @@ async fn generate(
         },
     };
     let new = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = now_unix();
+    let now = state.now_unix();
     let rec = KeyRecord {
         id: new.id.clone(),
         enrollment: page.n.clone(),
@@ -415,10 +414,11 @@ async fn new_key_page(
     Path(n): Path<String>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    match state
-        .key_flashes()
-        .take(page.viewer.session.token_hash, page.n.as_str(), now_unix())
-    {
+    match state.key_flashes().take(
+        page.viewer.session.token_hash,
+        page.n.as_str(),
+        state.now_unix(),
+    ) {
         Some(key) => Ok(render(&NewKeyPage {
             nav: page.nav(Tab::Keys),
             key,

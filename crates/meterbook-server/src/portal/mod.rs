@@ -185,6 +185,8 @@ pub struct Page {
     pub n: EnrollmentNumber,
     pub e: Enrollment,
     pub access: Access,
+    /// The server's clock ("now" for this page).
+    pub clock: std::sync::Arc<dyn meterbook_core::clock::Clock>,
 }
 
 impl Page {
@@ -203,6 +205,7 @@ impl Page {
             n: access.number().clone(),
             e: access.enrollment().clone(),
             access,
+            clock: state.clock().clone(),
         })
     }
 

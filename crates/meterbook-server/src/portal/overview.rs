@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use meterbook_core::figures::{self, Focus, Group, Grouping};
 use meterbook_core::summary::usage_summary;
-use meterbook_core::{Day, Period};
+use meterbook_core::Period;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -49,8 +49,12 @@ struct OverviewPage {
 }
 
 /// The current period, kept inside the term.
-pub fn current_period(e: &meterbook_core::Enrollment) -> Period {
-    Day::today()
+pub fn current_period(
+    e: &meterbook_core::Enrollment,
+    clock: &dyn meterbook_core::clock::Clock,
+) -> Period {
+    clock
+        .today()
         .period()
         .clamp(e.first_period(), e.last_period())
 }
@@ -65,7 +69,7 @@ async fn overview(
     let by_service = q.by.as_deref() == Some("service");
     let e = page.e.clone();
     let exp = e.currency.exponent();
-    let cur = current_period(&e);
+    let cur = current_period(&e, page.clock.as_ref());
     let first = e.first_period().max(prev_n(cur, 11));
     let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
     let sees_balance = scope.sees_balance();
@@ -293,7 +297,7 @@ async fn overview(
         "Usage complete through {}; generated {}",
         e.watermark
             .map_or("(not set)".to_string(), |d| d.to_string()),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        page.clock.now().format("%Y-%m-%d %H:%M UTC")
     );
     Ok(render(&OverviewPage {
         nav: page.nav(Tab::Overview),

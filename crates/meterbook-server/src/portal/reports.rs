@@ -176,7 +176,7 @@ async fn show(
     notice: Option<String>,
 ) -> PageResult {
     let number = page.n.clone();
-    let cur = current_period(&page.e);
+    let cur = current_period(&page.e, page.clock.as_ref());
     let first = page.e.first_period();
     let scope = page.scope();
     let infos = state
@@ -248,7 +248,7 @@ async fn show(
         "Usage complete through {}; generated {}",
         e.watermark
             .map_or("(not set)".to_string(), |d| d.to_string()),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        page.clock.now().format("%Y-%m-%d %H:%M UTC")
     );
     let failed = message.is_some();
     let mut r = render(&ReportsPage {
@@ -453,7 +453,7 @@ async fn download(
     }
     let e = page.e.clone();
     let period: Period = match q.period.as_deref().filter(|p| !p.is_empty()) {
-        None => current_period(&e),
+        None => current_period(&e, page.clock.as_ref()),
         Some(p) => p
             .parse()
             .map_err(|err: meterbook_core::calendar::DateError| ApiError::BadRequest(err.0))?,
@@ -479,7 +479,7 @@ async fn download(
     let meta = ReportMeta {
         enrollment: page.n.to_string(),
         scope: ReportScope::Period(period.to_string()),
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: page.clock.now_rfc3339(),
         watermark: e.watermark.map(|d| d.to_string()),
         currency: e.currency.code().to_string(),
     };
@@ -862,7 +862,7 @@ fn billing_period(page: &Page, v: Option<&str>) -> Result<(Option<Period>, Day, 
             })?,
     };
     let e = &page.e;
-    let last = current_period(e);
+    let last = page.access.current_period();
     if p < e.first_period() || p > last {
         return Err(format!(
             "Billing period {} is not inside the enrollment's term up to the current period: choose one from {} to {}.",
@@ -925,8 +925,9 @@ async fn cancel(
             job.id.clone(),
             format!("cancelled by {}", page.viewer.user.email),
         );
+        let now_ms = state.clock().now_millis();
         let after = state
-            .blocking(move |s| Ok(s.cancel_job(&jid, meterbook_jobs::now_ms(), &reason)?))
+            .blocking(move |s| Ok(s.cancel_job(&jid, now_ms, &reason)?))
             .await?;
         // The job may have ended on its own meanwhile: say what happened.
         if after == Some(JobStatus::Cancelled) {

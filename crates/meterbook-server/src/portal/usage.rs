@@ -10,7 +10,7 @@
 //! month they are booked in).
 
 use super::chart::{self, Stacked};
-use super::overview::{current_period, label, short};
+use super::overview::{label, short};
 use super::{format, render, Page, PageResult, Tab, Viewer};
 use crate::{ApiError, AppState};
 use askama::Template;
@@ -149,7 +149,7 @@ type SpanError = (&'static str, String);
 /// `from` ≤ `to`; the current month by default.
 fn span(page: &Page, q: &UsageQuery) -> Result<(Period, Period), SpanError> {
     let e = &page.e;
-    let cur = current_period(e);
+    let cur = page.access.current_period();
     let field = |what: &'static str| move |err: ApiError| (what, err.to_string());
     let from = if q.from.is_empty() {
         None
@@ -298,7 +298,7 @@ async fn usage(
     let page = Page::load(&state, viewer, &n).await?;
     // A refused choice shows the page again (the current month's figures)
     // with the months as entered and the reason next to the field.
-    let cur = current_period(&page.e);
+    let cur = page.access.current_period();
     let (from, to, span_error) = match span(&page, &q) {
         Ok((f, t)) => (f, t, None),
         Err(e) => (cur, cur, Some(e)),
@@ -687,7 +687,7 @@ async fn usage(
         "Usage complete through {}; generated {}",
         e.watermark
             .map_or("(not set)".to_string(), |d| d.to_string()),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        page.clock.now().format("%Y-%m-%d %H:%M UTC")
     );
     let refused = span_error.is_some();
     let mut r = render(&UsagePage {
@@ -843,7 +843,7 @@ async fn details_csv(
     let meta = ReportMeta {
         enrollment: page.n.to_string(),
         scope: scope_meta,
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: page.clock.now_rfc3339(),
         watermark: e.watermark.map(|d| d.to_string()),
         currency: e.currency.code().to_string(),
     };

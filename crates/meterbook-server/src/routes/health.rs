@@ -38,9 +38,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
     crate::auth::operator(&parts, &state).await?;
-    let snap = state
-        .blocking(|s| Snapshot::read(s, meterbook_jobs::now_ms()))
-        .await?;
+    let now = state.clock().now_millis();
+    let snap = state.blocking(move |s| Snapshot::read(s, now)).await?;
     let body = metrics::render(state.metrics(), snap);
     Ok((
         StatusCode::OK,

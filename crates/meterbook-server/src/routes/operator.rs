@@ -4,7 +4,7 @@
 //! read by the same ingest loop as the CLI (flat memory, idempotent by
 //! RecordId): the store's write connection is never held while waiting on a client.
 
-use crate::auth::{now_unix, Operator};
+use crate::auth::Operator;
 use crate::error::ApiJson;
 use crate::error::ApiPath;
 use crate::params::Params;
@@ -323,15 +323,9 @@ pub async fn close_period(
     let p: Period = p
         .parse()
         .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
+    let today = state.clock().today();
     state
-        .blocking(move |s| {
-            Ok(meterbook_core::ledger::close_period(
-                s,
-                &n,
-                p,
-                Day::today(),
-            )?)
-        })
+        .blocking(move |s| Ok(meterbook_core::ledger::close_period(s, &n, p, today)?))
         .await?;
     Ok(Json(json!({"billingPeriodId": p.to_string(), "closed": true})).into_response())
 }
@@ -370,7 +364,7 @@ pub async fn enterprise_key(
     };
     let k = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
     let token = k.token.clone();
-    let now = now_unix();
+    let now = state.now_unix();
     let rec = KeyRecord {
         id: k.id,
         enrollment: n,
