@@ -25,10 +25,13 @@
 pub mod access;
 pub mod credentials;
 pub mod error;
+pub mod feeds;
 pub mod jobs;
 pub mod keys;
+pub mod operator;
 pub mod reads;
 pub mod span;
+pub mod users;
 
 pub use access::{Access, Actor, Admin, Enterprise, Operator, Writer};
 pub use error::{AppError, AppResult};
