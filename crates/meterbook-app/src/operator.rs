@@ -174,11 +174,7 @@ impl Operator {
     /// Disables (or re-enables) operator token `id`; `NotFound` when there
     /// is none.
     pub fn set_operator_token_disabled(&self, id: &str, disabled: bool) -> AppResult<()> {
-        if self
-            .app
-            .store()
-            .set_operator_token_disabled(id, disabled)?
-        {
+        if self.app.store().set_operator_token_disabled(id, disabled)? {
             Ok(())
         } else {
             Err(AppError::NotFound(format!("no operator token {id}")))

@@ -50,9 +50,7 @@ impl Operator {
     /// yet; returns whether it did.
     pub fn invite(&self, user_id: i64, token_hash: &[u8; 32]) -> AppResult<bool> {
         let s = self.app.store();
-        let needs = s
-            .user(user_id)?
-            .is_some_and(|u| u.password_hash.is_none());
+        let needs = s.user(user_id)?.is_some_and(|u| u.password_hash.is_none());
         if needs {
             let until = self.app.clock().now_unix() + INVITE_LINK_SECS;
             s.put_password_token(token_hash, user_id, until)?;

@@ -2,7 +2,7 @@
 //! answers), readiness (`/readyz`: it can serve) and `/metrics`. None of them
 //! counts against a key's rate limit.
 
-use crate::metrics::{self, Snapshot};
+use crate::metrics;
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -16,7 +16,7 @@ pub async fn healthz() -> Response {
 /// 200 when the store answers a read with the schema this build knows and
 /// the report workers run; else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let store = state.blocking(|s| Ok(s.check_ready())).await;
+    let store = state.run(|app| Ok(app.check_ready())).await;
     let reason = match store {
         Err(e) => Some(format!("the store cannot be reached: {e}")),
         Ok(Err(e)) => Some(format!("the store is not ready: {e}")),
@@ -37,10 +37,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// The Prometheus exposition; it names enrollments, so it needs an operator token.
 pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    crate::auth::operator(&parts, &state).await?;
-    let snap = state
-        .blocking(|s| Snapshot::read(s, meterbook_jobs::now_ms()))
-        .await?;
+    let op = crate::auth::operator(&parts, &state).await?.handle;
+    let snap = state.run(move |_| op.monitoring()).await?;
     let body = metrics::render(state.metrics(), snap);
     Ok((
         StatusCode::OK,
