@@ -55,7 +55,8 @@ fn periods_close_by_the_clocks_today() {
     f.op.close_period(&n(), period("202501")).unwrap();
     assert!(f.op.periods(&n()).unwrap()[0].closed);
     // Through a later period: only those that have ended by today close.
-    f.clock.set_millis(f.clock.now_millis() + 40 * 86_400 * 1000);
+    f.clock
+        .set_millis(f.clock.now_millis() + 40 * 86_400 * 1000);
     let closed = f.op.close_periods_through(&n(), period("202502")).unwrap();
     assert_eq!(closed, vec![period("202502")]);
 }
@@ -91,18 +92,16 @@ fn a_bad_price_sheet_is_refused_naming_its_source_and_line() {
         plan_name: String::new(),
     };
     // A meter must have a tier from zero.
-    let err = f
-        .op
-        .import_prices(&n(), period("202501"), "sheet.csv", &[row(2, "10")])
-        .unwrap_err();
+    let err =
+        f.op.import_prices(&n(), period("202501"), "sheet.csv", &[row(2, "10")])
+            .unwrap_err();
     assert!(
         matches!(&err, AppError::Invalid(m) if m.starts_with("sheet.csv:2:")),
         "{err}"
     );
-    let count = f
-        .op
-        .import_prices(&n(), period("202501"), "sheet.csv", &[row(2, "0")])
-        .unwrap();
+    let count =
+        f.op.import_prices(&n(), period("202501"), "sheet.csv", &[row(2, "0")])
+            .unwrap();
     assert_eq!(count, 1);
 }
 
@@ -115,12 +114,12 @@ fn operator_tokens_are_made_listed_and_disabled() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].name, "billing feed");
     assert_eq!(list[0].created_at, f.clock.now_unix());
-    f.op.set_operator_token_disabled(&t.record.id, true).unwrap();
+    f.op.set_operator_token_disabled(&t.record.id, true)
+        .unwrap();
     assert!(f.op.operator_tokens().unwrap()[0].disabled);
-    let err = f
-        .op
-        .set_operator_token_disabled("0000000000000000", true)
-        .unwrap_err();
+    let err =
+        f.op.set_operator_token_disabled("0000000000000000", true)
+            .unwrap_err();
     assert!(matches!(err, AppError::NotFound(_)), "{err}");
 }
 
@@ -132,16 +131,14 @@ fn a_user_without_a_password_gets_an_invitation_once_they_have_one_not() {
         scope: Scope::Enrollment,
         read_only: true,
     };
-    let (u, created) = f
-        .op
-        .ensure_user("ann@example.com", "Ann", None, &role)
-        .unwrap();
+    let (u, created) =
+        f.op.ensure_user("ann@example.com", "Ann", None, &role)
+            .unwrap();
     assert!(created);
     assert!(f.op.invite(u.id, &[7; 32]).unwrap());
-    let (again, created) = f
-        .op
-        .ensure_user("ann@example.com", "", Some("$argon2id$stub"), &role)
-        .unwrap();
+    let (again, created) =
+        f.op.ensure_user("ann@example.com", "", Some("$argon2id$stub"), &role)
+            .unwrap();
     assert_eq!((again.id, created), (u.id, false));
     assert!(!f.op.invite(u.id, &[8; 32]).unwrap());
     // A role in an enrollment that does not exist makes no user.
@@ -149,10 +146,9 @@ fn a_user_without_a_password_gets_an_invitation_once_they_have_one_not() {
         enrollment: meterbook_core::EnrollmentNumber::parse("E999").unwrap(),
         ..role
     };
-    let err = f
-        .op
-        .ensure_user("bob@example.com", "Bob", None, &missing)
-        .unwrap_err();
+    let err =
+        f.op.ensure_user("bob@example.com", "Bob", None, &missing)
+            .unwrap_err();
     assert!(matches!(err, AppError::NotFound(_)), "{err}");
 }
 
