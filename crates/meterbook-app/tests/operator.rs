@@ -162,3 +162,26 @@ fn monitoring_ages_the_watermark_by_the_clock() {
     assert!(m.jobs_by_status.iter().all(|(_, c)| *c == 0));
     assert_eq!(m.jobs_by_status.len(), 8);
 }
+
+#[test]
+fn a_key_made_into_a_full_slot_says_which_it_replaced() {
+    use meterbook_core::access::Slot;
+    let f = fixture("2025-03-01");
+    let h = f.op.enrollment(&n()).unwrap().hierarchy().unwrap();
+    let dept = Scope::Department(h.department_by_name("A").unwrap().id);
+    let (first, replaced) = f.op.scope_key(&n(), dept, Slot::Primary, 30, true).unwrap();
+    assert!(replaced.is_none());
+    assert!(first.record.read_only);
+    assert_eq!(
+        first.record.expires_at - first.record.created_at,
+        30 * 86_400
+    );
+    // The other slot, or another scope, replaces nothing.
+    let (_, replaced) =
+        f.op.scope_key(&n(), dept, Slot::Secondary, 30, false)
+            .unwrap();
+    assert!(replaced.is_none());
+    let (second, replaced) = f.op.scope_key(&n(), dept, Slot::Primary, 7, false).unwrap();
+    assert_eq!(replaced.map(|k| k.id), Some(first.record.id));
+    assert_ne!(second.token, first.token);
+}

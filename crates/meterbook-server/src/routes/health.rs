@@ -19,6 +19,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.run(|app| Ok(app.check_ready())).await;
     let reason = match store {
         Err(e) => Some(format!("the store cannot be reached: {e}")),
+        // The store's own words (not the layer's "internal error" wrapping).
+        Ok(Err(meterbook_app::AppError::Internal(m))) => {
+            Some(format!("the store is not ready: {m}"))
+        }
         Ok(Err(e)) => Some(format!("the store is not ready: {e}")),
         Ok(Ok(())) if !state.reports().workers.is_running() => {
             Some("the report workers are not running".to_string())
