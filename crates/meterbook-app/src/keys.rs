@@ -174,7 +174,7 @@ impl Writer<'_> {
     }
 }
 
-fn put_new_key(
+pub(crate) fn put_new_key(
     a: &Access,
     scope: Scope,
     slot: Slot,

@@ -25,9 +25,11 @@
 pub mod access;
 pub mod credentials;
 pub mod error;
+pub mod feeds;
 pub mod hierarchy;
 pub mod jobs;
 pub mod keys;
+pub mod operator;
 pub mod password;
 pub mod reads;
 pub mod sessions;

@@ -71,6 +71,25 @@ impl UsageDetails {
             .write_page(self.store.as_ref(), self.access.number(), limit, out)?)
     }
 
+    /// Streams the whole report as an export (`csv.gz`, Parquet, FOCUS);
+    /// returns what it wrote.
+    pub fn export(
+        &self,
+        format: meterbook_io::report::export::ExportFormat,
+        focus: &meterbook_io::report::focus::FocusSettings,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> AppResult<ReportTotals> {
+        Ok(meterbook_io::report::export::export(
+            self.store.as_ref(),
+            self.access.number(),
+            &self.report,
+            format,
+            focus,
+            out,
+            &mut |_| true,
+        )?)
+    }
+
     pub fn report(&self) -> &UsageReport {
         &self.report
     }
@@ -227,6 +246,16 @@ impl Enterprise<'_> {
             a.app.store(),
             a.number(),
             through,
+        )?)
+    }
+
+    /// The charges of `period` by kind, exact (the statement rounds them).
+    pub fn charges(&self, period: Period) -> AppResult<ChargeTotals> {
+        let a = self.access();
+        Ok(meterbook_core::ledger::charges(
+            a.app.store(),
+            a.number(),
+            period,
         )?)
     }
 

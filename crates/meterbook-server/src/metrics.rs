@@ -142,65 +142,8 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// What the store says at scrape time.
-pub struct Snapshot {
-    /// (status name, jobs), every status listed.
-    pub jobs_by_status: Vec<(&'static str, u64)>,
-    /// (job id, finished at in Unix ms, seconds run) of every finished job
-    /// the store still holds.
-    pub finished: Vec<(String, i64, f64)>,
-    /// (enrollment, seconds since the end of its complete-through day).
-    pub watermark_age: Vec<(String, i64)>,
-}
-
-impl Snapshot {
-    pub fn read(
-        s: &dyn meterbook_core::store::Store,
-        now_ms: i64,
-    ) -> Result<Snapshot, crate::ApiError> {
-        use meterbook_core::jobs::JobStatus;
-        let all = [
-            JobStatus::Queued,
-            JobStatus::InProgress,
-            JobStatus::Completed,
-            JobStatus::Failed,
-            JobStatus::NoDataFound,
-            JobStatus::ReadyToDownload,
-            JobStatus::TimedOut,
-            JobStatus::Cancelled,
-        ];
-        let mut counts: BTreeMap<u8, u64> = all.iter().map(|s| (s.code(), 0)).collect();
-        let (mut finished, mut watermark_age) = (Vec::new(), Vec::new());
-        for e in s.enrollments()? {
-            for j in s.jobs(&e.number)? {
-                *counts.entry(j.status.code()).or_default() += 1;
-                if let (true, Some(a), Some(b)) = (j.status.is_final(), j.started_at, j.finished_at)
-                {
-                    finished.push((j.id, b, (b - a).max(0) as f64 / 1000.0));
-                }
-            }
-            if let Some(d) = e.watermark {
-                // Complete through `d`: the data is whole up to the day's end.
-                let end = d
-                    .succ()
-                    .naive()
-                    .and_time(chrono::NaiveTime::MIN)
-                    .and_utc()
-                    .timestamp();
-                watermark_age.push((e.number.to_string(), now_ms / 1000 - end));
-            }
-        }
-        let jobs_by_status = all
-            .iter()
-            .map(|s| (s.name(), counts.get(&s.code()).copied().unwrap_or(0)))
-            .collect();
-        Ok(Snapshot {
-            jobs_by_status,
-            finished,
-            watermark_age,
-        })
-    }
-}
+/// What the exposition reads from the store (through the use-case layer).
+pub use meterbook_app::operator::Monitoring as Snapshot;
 
 /// The whole exposition.
 pub fn render(m: &Metrics, snap: Snapshot) -> String {

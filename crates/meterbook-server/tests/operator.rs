@@ -918,3 +918,45 @@ async fn a_range_refusal_names_line_and_meter_over_http() {
         "nothing of the refused file"
     );
 }
+
+/// A price sheet that would take the period's charges past the supported
+/// range is refused over HTTP as by the CLI: naming the meter's line in the
+/// body, with the old prices kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_price_sheet_past_the_range_names_line_and_meter_over_http() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    set_up(&app, "720").await;
+    let usage = "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity\n\
+                 big,aaaaaaaa-0000-4000-8000-000000000001,2025-01-02,vm,100000000000\n";
+    let r = app
+        .op(Method::POST, "/720/usage")
+        .body(usage)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // 1e11 units at 10000 is 1e15: past the enrollment's charges range.
+    let r = app
+        .op(Method::PUT, "/720/prices/202501")
+        .body(PRICES.replace(",0.5,", ",10000,"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("body:2: meter vm: the enrollment's charges exceed the supported range"),
+        "{body}"
+    );
+    // The old sheet still prices the period.
+    let r = app
+        .op(Method::PUT, "/720/prices/202501")
+        .body(PRICES)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -7,12 +7,13 @@ use crate::cli::BenchArgs;
 use crate::commands::ingest_file;
 use crate::demo::{generate, load};
 use anyhow::{Context, Result};
+use meterbook_app::reads::Details;
+use meterbook_app::Span;
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
-use meterbook_core::store::{MetadataStore, UsageSelection};
 use meterbook_core::{Currency, Day, EnrollmentNumber};
-use meterbook_io::report::usage::{UsageFilter, UsageReport};
-use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
+use meterbook_io::report::ReportFormat;
 use meterbook_sqlite::SqliteStore;
+use std::sync::Arc;
 use std::time::Instant;
 
 pub(crate) fn peak_rss_mb() -> Option<f64> {
@@ -46,9 +47,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     for ext in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db_path.display()));
     }
-    let store = SqliteStore::open(&db_path)?;
+    let store = Arc::new(SqliteStore::open(&db_path)?);
+    // The operator's path, as `meterbook` commands take it.
+    let op = crate::commands::operator_over(store.clone());
     let n = EnrollmentNumber::parse("100001").map_err(anyhow::Error::msg)?;
-    store.create_enrollment(&NewEnrollment {
+    op.create_enrollment(&NewEnrollment {
         number: n.clone(),
         name: "Bench".into(),
         currency: Currency::parse("USD").map_err(anyhow::Error::msg)?,
@@ -56,48 +59,25 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         end: "2027-12-31".parse().expect("date"),
         visibility: ChargeVisibility::default(),
     })?;
-    load(&store, &n, &g)?;
+    load(&op, &n, &g)?;
 
     let t = Instant::now();
-    let sum = ingest_file(&store, &n, &usage.display().to_string(), None, false, None)?;
+    let sum = ingest_file(&op, &n, &usage.display().to_string(), None, false, None)?;
     let ingest_secs = t.elapsed().as_secs_f64();
     let rows = sum.stored;
 
     let export = dir.join("export.csv");
     let t = Instant::now();
-    let meta = ReportMeta {
-        enrollment: n.to_string(),
-        scope: ReportScope::Range {
-            from: first.to_string(),
-            to: last.to_string(),
-        },
-        generated_at: crate::commands::now_rfc3339(),
-        watermark: None,
-        currency: "USD".into(),
-    };
-    let report = UsageReport::prepare(
-        &store,
-        &n,
-        UsageFilter {
-            selection: UsageSelection {
-                booked: None,
-                from: Some(first),
-                to: Some(last),
-                after: None,
-            },
-            show_costs: true,
-            ..Default::default()
-        },
-        meta,
-    )?;
+    let access = op.enrollment(&n)?;
+    let report = access.usage_details(Span::Range(first, last), &Details::default())?;
     let mut f = std::fs::File::create(&export)?;
-    let totals = report.write(&store, &n, ReportFormat::Csv, &mut f)?;
+    let totals = report.write(ReportFormat::Csv, &mut f)?;
     drop(f);
     let export_secs = t.elapsed().as_secs_f64();
     let export_bytes = std::fs::metadata(&export)?.len();
     // The same report into a sink: what encoding costs without the file system.
     let t = Instant::now();
-    let sink_totals = report.write(&store, &n, ReportFormat::Csv, &mut std::io::sink())?;
+    let sink_totals = report.write(ReportFormat::Csv, &mut std::io::sink())?;
     let sink_secs = t.elapsed().as_secs_f64();
     assert_eq!(sink_totals, totals);
 
@@ -105,7 +85,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let mut lat = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();
-        let st = meterbook_core::ledger::statement(&store, &n, p)?;
+        // Computed each time (not the layer's cache): what a first request costs.
+        let st = access
+            .enterprise()?
+            .statements(p)?
+            .pop()
+            .context("no statement")?;
         std::hint::black_box(st);
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }

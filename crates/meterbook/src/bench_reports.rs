@@ -5,11 +5,11 @@
 
 use crate::cli::BenchReportsArgs;
 use anyhow::{bail, Context, Result};
+use meterbook_app::jobs::ReportRequest;
+use meterbook_app::{App, Span};
 use meterbook_core::access::{Scope, Slot};
-use meterbook_core::jobs::{JobSpec, JobStore};
-use meterbook_core::store::Store;
 use meterbook_core::{Day, EnrollmentNumber};
-use meterbook_jobs::{DirReportFiles, JobSettings, Runner};
+use meterbook_jobs::{DirReportFiles, JobSettings};
 use meterbook_sqlite::SqliteStore;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,29 +37,27 @@ pub fn run(settings: &crate::settings::Settings, a: &BenchReportsArgs) -> Result
     let dir = a.dir.join("reports");
     let _ = std::fs::remove_dir_all(&dir);
     let files = Arc::new(DirReportFiles::new(&dir)?);
-    let runner = Runner::new(
-        store.clone(),
+    let app = App::new(
+        store,
         files,
         JobSettings {
             workers: 1,
             focus: settings.focus.clone(),
             ..Default::default()
         },
+        meterbook_core::clock::system(),
     );
-    let spec = JobSpec {
-        scope: Scope::Enrollment,
-        billing_period: None,
-        from,
-        to,
+    let op = app.local_operator();
+    let (job, _) = op.enrollment(&n)?.submit_report(ReportRequest {
+        span: Span::Range(from, to),
         accounts: vec![],
         departments: vec![],
         format: a.format.clone(),
-    };
-    let (job, _) = runner.submit(&n, spec, "bench")?;
+    })?;
     let t = Instant::now();
-    runner.run_next(Some(&job.id))?;
+    app.runner().run_next(Some(&job.id))?;
     let secs = t.elapsed().as_secs_f64();
-    let j = store.job(&job.id)?.context("job")?;
+    let j = op.report_job(&job.id)?;
     if !j.status.has_file() {
         bail!("the job ended {}: {:?}", j.status.name(), j.error);
     }
@@ -186,14 +184,15 @@ fn api_under_load(
     to: Day,
     a: &BenchReportsArgs,
 ) -> Result<()> {
-    let (key, _) =
-        crate::commands::create_key(&store, n, Scope::Enrollment, Slot::Secondary, 30, false)?;
+    let op = crate::commands::operator_over(store.clone());
+    let (key, _, _) =
+        crate::commands::create_key(&op, n, Scope::Enrollment, Slot::Secondary, 30, false)?;
     let report_dir = a.dir.join("reports-api");
     let _ = std::fs::remove_dir_all(&report_dir);
     let mut jobs = settings.jobs.clone();
     jobs.workers = 4;
     let state = meterbook_server::AppState::new(
-        store.clone() as Arc<dyn Store>,
+        store,
         meterbook_server::ServerSettings {
             rate_limit_per_sec: 1e9,
             rate_limit_burst: 1e9,
@@ -242,7 +241,7 @@ fn api_under_load(
         loop {
             std::thread::sleep(Duration::from_millis(200));
             let finished = ids.iter().all(|id| {
-                store.job(id).ok().flatten().is_some_and(|j| {
+                op.report_job(id).ok().is_some_and(|j| {
                     j.status != meterbook_core::jobs::JobStatus::Queued
                         && j.status != meterbook_core::jobs::JobStatus::InProgress
                 })
@@ -266,7 +265,7 @@ fn api_under_load(
         percentiles(loaded)
     );
     for id in &ids {
-        let j = store.job(id)?.context("job")?;
+        let j = op.report_job(id)?;
         println!(
             "  report {:<14} {:<15} {} rows, {:.1} MB",
             j.spec.format,

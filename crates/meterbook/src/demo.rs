@@ -2,15 +2,14 @@
 //! same paths an operator uses. Also the data set of `meterbook bench`.
 
 use crate::cli::DemoArgs;
-use crate::commands::{ingest_file, open};
+use crate::commands::ingest_file;
 use crate::settings::Settings;
 use anyhow::Result;
+use meterbook_app::{AppError, Operator};
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
-use meterbook_core::prices::build_price_sheet;
 use meterbook_core::statement::CommitmentEntry;
-use meterbook_core::store::{EntryKind, MetadataStore, StoreError};
+use meterbook_core::store::EntryKind;
 use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period};
-use meterbook_sqlite::SqliteStore;
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -490,46 +489,43 @@ fn push_csv(out: &mut String, s: &str) {
 }
 
 /// Loads generated files into a new enrollment with the operator's code paths.
-pub fn load(store: &SqliteStore, n: &EnrollmentNumber, g: &Generated) -> Result<()> {
+pub fn load(op: &Operator, n: &EnrollmentNumber, g: &Generated) -> Result<()> {
     let rows =
         meterbook_io::input::hierarchy::read("hierarchy.csv", std::fs::File::open(&g.hierarchy)?)?;
-    store.upsert_hierarchy(n, &rows)?;
+    op.import_hierarchy(n, &rows)?;
     for (p, path) in &g.prices {
-        let rows = meterbook_io::input::prices::read(
-            &path.display().to_string(),
-            std::fs::File::open(path)?,
-        )?;
-        let sheet = build_price_sheet(&rows).map_err(|(l, m)| anyhow::anyhow!("line {l}: {m}"))?;
-        store.import_prices(n, *p, &sheet)?;
+        let name = path.display().to_string();
+        let rows = meterbook_io::input::prices::read(&name, std::fs::File::open(path)?)?;
+        op.import_prices(n, *p, &name, &rows)?;
     }
     Ok(())
 }
 
 pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
-    let store = open(settings)?;
+    let op = crate::commands::operator(settings)?;
     let n = crate::commands::enrollment_number(&a.enrollment)?;
-    match store.enrollment(&n) {
+    match op.enrollment(&n) {
         Ok(_) => {
             println!(
                 "Demo enrollment {n} is already in {}; not seeding it again.",
                 settings.db.display()
             );
         }
-        Err(StoreError::NotFound(_)) => seed(&store, &n, a.rows)?,
+        Err(AppError::NotFound(_)) => seed(&op, &n, a.rows)?,
         Err(e) => return Err(e.into()),
     }
     print_next_steps(settings, &n);
-    let users = demo_users(&store, &n)?;
+    let users = demo_users(&op, &n)?;
     // An enterprise administrator's key for the API (regenerated on every run).
-    let (key, _) = crate::commands::create_key(
-        &store,
+    let (key, _, _) = crate::commands::create_key(
+        &op,
         &n,
         meterbook_core::access::Scope::Enrollment,
         meterbook_core::access::Slot::Primary,
         183,
         false,
     )?;
-    drop(store);
+    drop(op);
     if a.no_serve {
         println!("\nEnterprise-admin API key (primary): {key}");
         println!("{}", second_key_hint(settings, &n));
@@ -559,7 +555,7 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
     crate::commands::serve(settings, &a.serve, Some(&banner))
 }
 
-fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
+fn seed(op: &Operator, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     let today = Day::today();
     let this = today.period();
     // A year of usage: the term began twelve months ago.
@@ -574,7 +570,7 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     }
     let end = end_period.first_day().add_days(-1);
     let last_usage = today.add_days(-1);
-    store.create_enrollment(&NewEnrollment {
+    op.create_enrollment(&NewEnrollment {
         number: n.clone(),
         name: "Northwind Traders".into(),
         currency: Currency::parse("USD").map_err(anyhow::Error::msg)?,
@@ -588,10 +584,10 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     let dir = tempfile::tempdir()?;
     println!("Generating about {rows} usage rows from {start} to {last_usage} ...");
     let g = generate(dir.path(), rows, start, last_usage, 8608480)?;
-    load(store, n, &g)?;
+    load(op, n, &g)?;
     let t = std::time::Instant::now();
     let usage = g.usage.display().to_string();
-    let sum = ingest_file(store, n, &usage, None, false, None)?;
+    let sum = ingest_file(op, n, &usage, None, false, None)?;
     println!(
         "Ingested {} rows in {:.1} s ({:.0} rows/s).",
         sum.stored,
@@ -603,8 +599,10 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     // balance through today (about a third of it left). A credit and a debit
     // on the way.
     let mut cents = Vec::new();
+    let access = op.enrollment(n)?;
+    let enterprise = access.enterprise()?;
     for p in first.through(this) {
-        let c = meterbook_core::ledger::charges(store, n, p)?.commitment;
+        let c = enterprise.charges(p)?.commitment;
         cents.push((p, c.round_to_minor(2)?.0));
     }
     let (credit, debit) = (250_000, -40_000);
@@ -621,19 +619,19 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
         amount: Money(cents),
         description: d.into(),
     };
-    store.add_entry(
+    op.add_entry(
         n,
         EntryKind::Purchase,
         &entry(start, commit, "Monetary commitment, year 1"),
     )?;
     if let Some(p) = top_up_period {
-        store.add_entry(
+        op.add_entry(
             n,
             EntryKind::Purchase,
             &entry(p.first_day(), top_up, "Commitment top-up"),
         )?;
     }
-    store.add_entry(
+    op.add_entry(
         n,
         EntryKind::Adjustment,
         &entry(
@@ -642,7 +640,7 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
             "Service credit: regional outage",
         ),
     )?;
-    store.add_entry(
+    op.add_entry(
         n,
         EntryKind::Adjustment,
         &entry(
@@ -654,7 +652,7 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     // Close every period but the last three, then feed late usage for a closed month.
     let close_through = this.prev().prev().prev();
     for p in first.through(close_through) {
-        meterbook_core::ledger::close_period(store, n, p, today)?;
+        op.close_period(n, p)?;
     }
     let late = g.usage.with_file_name("late.csv");
     let mut w = BufWriter::new(std::fs::File::create(&late)?);
@@ -671,8 +669,8 @@ fn seed(store: &SqliteStore, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     )?;
     w.flush()?;
     drop(w);
-    ingest_file(store, n, &late.display().to_string(), None, false, None)?;
-    store.set_watermark(n, last_usage)?;
+    ingest_file(op, n, &late.display().to_string(), None, false, None)?;
+    op.set_watermark(n, last_usage)?;
     println!(
         "Created enrollment {n} (Northwind Traders, USD, {start} to {end}): {} departments, {} accounts, {} subscriptions, {} meters,",
         4,
@@ -736,11 +734,11 @@ const DEMO_USERS: &[DemoUser] = &[
 /// The password of every demo user (demo data only; printed at start).
 pub const DEMO_PASSWORD: &str = "meterbook-demo";
 
-fn demo_users(store: &SqliteStore, n: &EnrollmentNumber) -> Result<Vec<(String, String)>> {
+fn demo_users(op: &Operator, n: &EnrollmentNumber) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (email, role, title, dept, acct) in DEMO_USERS {
-        let r = crate::commands::users::role(store, n, role, *dept, *acct)?;
-        crate::commands::users::ensure_user(store, email, "", Some(DEMO_PASSWORD), &r)?;
+        let r = crate::commands::users::role(op, n, role, *dept, *acct)?;
+        crate::commands::users::ensure_user(op, email, "", Some(DEMO_PASSWORD), &r)?;
         out.push((email.to_string(), title.to_string()));
     }
     Ok(out)

@@ -2,7 +2,7 @@
 //! answers), readiness (`/readyz`: it can serve) and `/metrics`. None of them
 //! counts against a key's rate limit.
 
-use crate::metrics::{self, Snapshot};
+use crate::metrics;
 use crate::{ApiError, AppState};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -16,9 +16,13 @@ pub async fn healthz() -> Response {
 /// 200 when the store answers a read with the schema this build knows and
 /// the report workers run; else 503 with the reason.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let store = state.blocking(|s| Ok(s.check_ready())).await;
+    let store = state.run(|app| Ok(app.check_ready())).await;
     let reason = match store {
         Err(e) => Some(format!("the store cannot be reached: {e}")),
+        // The store's own words (not the layer's "internal error" wrapping).
+        Ok(Err(meterbook_app::AppError::Internal(m))) => {
+            Some(format!("the store is not ready: {m}"))
+        }
         Ok(Err(e)) => Some(format!("the store is not ready: {e}")),
         Ok(Ok(())) if !state.reports().workers.is_running() => {
             Some("the report workers are not running".to_string())
@@ -37,9 +41,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// The Prometheus exposition; it names enrollments, so it needs an operator token.
 pub async fn metrics(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, _) = req.into_parts();
-    crate::auth::operator(&parts, &state).await?;
-    let now = state.clock().now_millis();
-    let snap = state.blocking(move |s| Snapshot::read(s, now)).await?;
+    let op = crate::auth::operator(&parts, &state).await?.handle;
+    let snap = state.run(move |_| op.monitoring()).await?;
     let body = metrics::render(state.metrics(), snap);
     Ok((
         StatusCode::OK,

@@ -8,15 +8,16 @@ use crate::auth::Operator;
 use crate::error::ApiJson;
 use crate::error::ApiPath;
 use crate::params::Params;
-use crate::{keys, ApiError, AppState};
+use crate::{ApiError, AppState};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use meterbook_core::access::{KeyRecord, Scope, Slot};
+use meterbook_app::AppError;
+use meterbook_core::access::Slot;
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
-use meterbook_core::ingest::{ingest, IngestError, IngestOptions};
+use meterbook_core::ingest::{IngestError, IngestOptions};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::EntryKind;
 use meterbook_core::{Currency, Day, EnrollmentNumber, Money, Period};
@@ -50,7 +51,7 @@ pub struct EnrollmentBody {
 
 pub async fn create_enrollment(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiJson(b): ApiJson<EnrollmentBody>,
 ) -> Result<Response, ApiError> {
     let e = NewEnrollment {
@@ -64,9 +65,8 @@ pub async fn create_enrollment(
             account_owners_view_charges: b.account_owners_view_charges,
         },
     };
-    let e = state
-        .blocking(move |s| Ok(s.create_enrollment(&e)?))
-        .await?;
+    let op = op.handle;
+    let e = state.run(move |_| op.create_enrollment(&e)).await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -86,24 +86,19 @@ pub struct SettingsBody {
 
 pub async fn settings(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<SettingsBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
+    let op = op.handle;
     let v = state
-        .blocking(move |s| {
-            let cur = s.enrollment(&n)?.visibility;
-            let v = ChargeVisibility {
-                department_admins_view_charges: b
-                    .department_admins_view_charges
-                    .unwrap_or(cur.department_admins_view_charges),
-                account_owners_view_charges: b
-                    .account_owners_view_charges
-                    .unwrap_or(cur.account_owners_view_charges),
-            };
-            s.set_visibility(&n, v)?;
-            Ok(v)
+        .run(move |_| {
+            op.set_visibility(
+                &n,
+                b.department_admins_view_charges,
+                b.account_owners_view_charges,
+            )
         })
         .await?;
     Ok(Json(
@@ -115,17 +110,18 @@ pub async fn settings(
 
 pub async fn hierarchy(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let body = crate::spool::receive(body, &state.settings().limits).await?;
+    let op = op.handle;
     let sum = state
-        .blocking(move |s| {
+        .run(move |_| {
             let rows = meterbook_io::input::hierarchy::read("body", std::io::BufReader::new(body))
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            Ok(s.upsert_hierarchy(&n, &rows)?)
+                .map_err(|e| AppError::Invalid(e.to_string()))?;
+            op.import_hierarchy(&n, &rows)
         })
         .await?;
     Ok(Json(
@@ -138,7 +134,7 @@ pub async fn hierarchy(
 
 pub async fn prices(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath((n, p)): ApiPath<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -147,13 +143,12 @@ pub async fn prices(
         .parse()
         .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
     let body = crate::spool::receive(body, &state.settings().limits).await?;
+    let op = op.handle;
     let count = state
-        .blocking(move |s| {
+        .run(move |_| {
             let rows = meterbook_io::input::prices::read("body", std::io::BufReader::new(body))
-                .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            let sheet = meterbook_core::prices::build_price_sheet(&rows)
-                .map_err(|(line, m)| ApiError::BadRequest(format!("body:{line}: {m}")))?;
-            Ok(s.import_prices(&n, p, &sheet)?)
+                .map_err(|e| AppError::Invalid(e.to_string()))?;
+            op.import_prices(&n, p, "body", &rows)
         })
         .await?;
     Ok(Json(json!({"billingPeriodId": p.to_string(), "meters": count})).into_response())
@@ -164,7 +159,7 @@ pub async fn prices(
 /// rejected line.
 pub async fn usage(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     uri: Uri,
     body: Body,
@@ -182,13 +177,13 @@ pub async fn usage(
     let skip_invalid = q.choice("skipinvalid", &["true", "false"], "false")? == "true";
     let started = std::time::Instant::now();
     let body = crate::spool::receive(body, &state.settings().limits).await?;
+    let op = op.handle;
     let result = state
-        .blocking(move |s| {
+        .run(move |_| {
             let mut src = UsageReader::open(body, format)
-                .map_err(|r| ApiError::BadRequest(format!("body:{}: {}", r.line, r.reason)))?;
+                .map_err(|r| AppError::Invalid(format!("body:{}: {}", r.line, r.reason)))?;
             let mut rejects = Vec::new();
-            let outcome = ingest(
-                s,
+            let outcome = op.ingest(
                 &n,
                 &mut src,
                 IngestOptions {
@@ -246,24 +241,26 @@ pub struct EntryBody {
 
 async fn entry(
     state: AppState,
+    op: Operator,
     n: String,
     kind: EntryKind,
     b: EntryBody,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let date = day(&b.date, "date")?;
+    let op = op.handle;
     state
-        .blocking(move |s| {
-            let e = s.enrollment(&n)?;
+        .run(move |_| {
+            let e = op.enrollment(&n)?.enrollment().clone();
             let amount = Money::parse(&b.amount, e.currency.exponent()).map_err(|err| {
-                ApiError::BadRequest(format!("`amount` {}: {err} for {}", b.amount, e.currency))
+                AppError::Invalid(format!("`amount` {}: {err} for {}", b.amount, e.currency))
             })?;
             let entry = CommitmentEntry {
                 date,
                 amount,
                 description: b.description,
             };
-            s.add_entry(&n, kind, &entry)?;
+            op.add_entry(&n, kind, &entry)?;
             // What was recorded, as the other operator endpoints answer.
             Ok(json!({
                 "enrollmentNumber": n.as_str(),
@@ -280,20 +277,20 @@ async fn entry(
 
 pub async fn purchase(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<EntryBody>,
 ) -> Result<Response, ApiError> {
-    entry(state, n, EntryKind::Purchase, b).await
+    entry(state, op, n, EntryKind::Purchase, b).await
 }
 
 pub async fn adjustment(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<EntryBody>,
 ) -> Result<Response, ApiError> {
-    entry(state, n, EntryKind::Adjustment, b).await
+    entry(state, op, n, EntryKind::Adjustment, b).await
 }
 
 #[derive(Deserialize)]
@@ -304,29 +301,28 @@ pub struct WatermarkBody {
 
 pub async fn watermark(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<WatermarkBody>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let d = day(&b.date, "date")?;
-    state.blocking(move |s| Ok(s.set_watermark(&n, d)?)).await?;
+    let op = op.handle;
+    state.run(move |_| op.set_watermark(&n, d)).await?;
     Ok(Json(json!({"usageCompleteThrough": d.to_string()})).into_response())
 }
 
 pub async fn close_period(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath((n, p)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let n = number(&n)?;
     let p: Period = p
         .parse()
         .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
-    let today = state.clock().today();
-    state
-        .blocking(move |s| Ok(meterbook_core::ledger::close_period(s, &n, p, today)?))
-        .await?;
+    let op = op.handle;
+    state.run(move |_| op.close_period(&n, p)).await?;
     Ok(Json(json!({"billingPeriodId": p.to_string(), "closed": true})).into_response())
 }
 
@@ -344,7 +340,7 @@ pub struct OperatorKeyBody {
 /// An enterprise administrator's key, made by the operator for a customer.
 pub async fn enterprise_key(
     State(state): State<AppState>,
-    _op: Operator,
+    op: Operator,
     ApiPath(n): ApiPath<String>,
     ApiJson(b): ApiJson<OperatorKeyBody>,
 ) -> Result<Response, ApiError> {
@@ -362,22 +358,11 @@ pub async fn enterprise_key(
         Some(s) => Slot::parse(s)
             .ok_or_else(|| ApiError::BadRequest("`slot` must be primary or secondary".into()))?,
     };
-    let k = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let token = k.token.clone();
-    let now = state.now_unix();
-    let rec = KeyRecord {
-        id: k.id,
-        enrollment: n,
-        scope: Scope::Enrollment,
-        slot,
-        read_only: b.read_only,
-        secret_hash: k.secret_hash,
-        created_at: now,
-        expires_at: now + days as i64 * 86_400,
-        disabled: false,
-        last_used_at: None,
-    };
-    state.blocking(move |s| Ok(s.put_key(&rec)?)).await?;
+    let op = op.handle;
+    let new = state
+        .run(move |_| op.enterprise_key(&n, slot, days, b.read_only))
+        .await?;
+    let token = new.token;
     Ok((
         StatusCode::CREATED,
         Json(json!({"key": token, "slot": slot.as_str(), "expiresInDays": days})),

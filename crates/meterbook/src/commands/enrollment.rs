@@ -2,12 +2,10 @@
 
 use super::{day, enrollment_number, period};
 use crate::cli::{EnrollmentCmd, HierarchyCmd, PricesCmd, SubscriptionCmd};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use meterbook_app::Operator;
 use meterbook_core::enrollment::{ChargeVisibility, NewEnrollment};
-use meterbook_core::prices::build_price_sheet;
-use meterbook_core::store::MetadataStore;
 use meterbook_core::Currency;
-use meterbook_sqlite::SqliteStore;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -16,7 +14,7 @@ fn open_input(path: &Path) -> Result<File> {
     File::open(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
+pub fn enrollment(op: &Operator, c: EnrollmentCmd) -> Result<()> {
     match c {
         EnrollmentCmd::Create {
             number,
@@ -25,7 +23,7 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
             start,
             end,
         } => {
-            let e = s.create_enrollment(&NewEnrollment {
+            let e = op.create_enrollment(&NewEnrollment {
                 number: enrollment_number(&number)?,
                 name,
                 currency: Currency::parse(&currency).map_err(anyhow::Error::msg)?,
@@ -44,14 +42,11 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
             account_owners_view_charges,
         } => {
             let n = enrollment_number(&number)?;
-            let cur = s.enrollment(&n)?.visibility;
-            let v = ChargeVisibility {
-                department_admins_view_charges: department_admins_view_charges
-                    .unwrap_or(cur.department_admins_view_charges),
-                account_owners_view_charges: account_owners_view_charges
-                    .unwrap_or(cur.account_owners_view_charges),
-            };
-            s.set_visibility(&n, v)?;
+            let v = op.set_visibility(
+                &n,
+                department_admins_view_charges,
+                account_owners_view_charges,
+            )?;
             println!(
                 "enrollment {n}: DepartmentAdminsViewCharges={} AccountOwnersViewCharges={}",
                 v.department_admins_view_charges, v.account_owners_view_charges
@@ -63,7 +58,7 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
                 out,
                 "number\tname\tcurrency\tstart\tend\tusage complete through"
             )?;
-            for e in s.enrollments()? {
+            for e in op.enrollments()? {
                 writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}\t{}",
@@ -80,13 +75,13 @@ pub fn enrollment(s: &SqliteStore, c: EnrollmentCmd) -> Result<()> {
     Ok(())
 }
 
-pub fn hierarchy(s: &SqliteStore, c: HierarchyCmd) -> Result<()> {
+pub fn hierarchy(op: &Operator, c: HierarchyCmd) -> Result<()> {
     let HierarchyCmd::Import { enrollment, file } = c;
     let n = enrollment_number(&enrollment)?;
     let name = file.display().to_string();
     let rows = meterbook_io::input::hierarchy::read(&name, open_input(&file)?)?;
-    let sum = s
-        .upsert_hierarchy(&n, &rows)
+    let sum = op
+        .import_hierarchy(&n, &rows)
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
     println!(
         "{name}: {} rows; {} departments, {} accounts, {} subscriptions created, {} updated",
@@ -99,7 +94,7 @@ pub fn hierarchy(s: &SqliteStore, c: HierarchyCmd) -> Result<()> {
     Ok(())
 }
 
-pub fn subscription(s: &SqliteStore, c: SubscriptionCmd) -> Result<()> {
+pub fn subscription(op: &Operator, c: SubscriptionCmd) -> Result<()> {
     let SubscriptionCmd::Move {
         enrollment,
         subscription,
@@ -108,12 +103,12 @@ pub fn subscription(s: &SqliteStore, c: SubscriptionCmd) -> Result<()> {
     } = c;
     let n = enrollment_number(&enrollment)?;
     let eff = day(&effective, "--effective")?;
-    s.move_subscription(&n, &subscription, &account, eff)?;
+    op.move_subscription(&n, &subscription, &account, eff)?;
     println!("subscription {subscription} belongs to account {account} from {eff}");
     Ok(())
 }
 
-pub fn prices(s: &SqliteStore, c: PricesCmd) -> Result<()> {
+pub fn prices(op: &Operator, c: PricesCmd) -> Result<()> {
     let PricesCmd::Import {
         enrollment,
         period: p,
@@ -123,17 +118,7 @@ pub fn prices(s: &SqliteStore, c: PricesCmd) -> Result<()> {
     let p = period(&p)?;
     let name = file.display().to_string();
     let rows = meterbook_io::input::prices::read(&name, open_input(&file)?)?;
-    let sheet =
-        build_price_sheet(&rows).map_err(|(line, msg)| anyhow::anyhow!("{name}:{line}: {msg}"))?;
-    // The store refuses prices that take the period's usage out of range; asking
-    // first names the line of the meter that does.
-    if let Err((meter, e)) = meterbook_core::ledger::check_prices(s, &n, p, &sheet)? {
-        match rows.iter().find(|r| r.meter_id == meter) {
-            Some(r) => bail!("{name}:{}: meter {meter}: {e}", r.line),
-            None => bail!("{name}: {e}"),
-        }
-    }
-    let count = s.import_prices(&n, p, &sheet)?;
+    let count = op.import_prices(&n, p, &name, &rows)?;
     println!(
         "{name}: price sheet {p}: {count} meters, {} rows",
         rows.len()

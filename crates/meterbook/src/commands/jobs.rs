@@ -4,30 +4,14 @@
 
 use super::{day, enrollment_number};
 use crate::cli::RequestArgs;
-use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
-use meterbook_core::access::Scope;
-use meterbook_core::jobs::{Job, JobSpec, JobStore};
-use meterbook_jobs::{DirReportFiles, Manifest, Runner};
-use meterbook_sqlite::SqliteStore;
+use meterbook_app::jobs::ReportRequest;
+use meterbook_app::{App, Operator, Span};
+use meterbook_core::jobs::Job;
+use meterbook_jobs::Manifest;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::Path;
-use std::sync::Arc;
-
-fn runner(s: SqliteStore, settings: &Settings) -> Result<Runner> {
-    let files = DirReportFiles::new(&settings.report_dir).with_context(|| {
-        format!(
-            "cannot use the report directory {}",
-            settings.report_dir.display()
-        )
-    })?;
-    Ok(Runner::new(
-        Arc::new(s),
-        Arc::new(files),
-        settings.jobs.clone(),
-    ))
-}
 
 fn job_line(j: &Job) -> String {
     let progress = match j.rows_expected {
@@ -49,19 +33,16 @@ fn job_line(j: &Job) -> String {
     )
 }
 
-pub fn request(s: SqliteStore, settings: &Settings, a: &RequestArgs) -> Result<()> {
+pub fn request(app: &App, a: &RequestArgs) -> Result<()> {
     let n = enrollment_number(&a.enrollment)?;
-    let spec = JobSpec {
-        scope: Scope::Enrollment,
-        billing_period: None,
-        from: day(&a.from, "--from")?,
-        to: day(&a.to, "--to")?,
+    let request = ReportRequest {
+        span: Span::Range(day(&a.from, "--from")?, day(&a.to, "--to")?),
         accounts: a.account.clone(),
         departments: a.department.clone(),
         format: a.format.clone(),
     };
-    let r = runner(s, settings)?;
-    let (job, created) = r.submit(&n, spec, "cli")?;
+    let access = app.local_operator().enrollment(&n)?;
+    let (job, created) = access.submit_report(request)?;
     out(&job.id)?;
     if !created {
         eprintln!(
@@ -76,7 +57,7 @@ pub fn request(s: SqliteStore, settings: &Settings, a: &RequestArgs) -> Result<(
         );
         return Ok(());
     }
-    let done = r.run_until_done(&job.id)?;
+    let done = app.runner().run_until_done(&job.id)?;
     eprintln!("{}", job_line(&done));
     if !done.status.has_file() {
         bail!("report job {} ended {}", done.id, done.status.name());
@@ -84,12 +65,8 @@ pub fn request(s: SqliteStore, settings: &Settings, a: &RequestArgs) -> Result<(
     Ok(())
 }
 
-fn load(s: &SqliteStore, id: &str) -> Result<Job> {
-    s.job(id)?.with_context(|| format!("no report job {id}"))
-}
-
-pub fn status(s: &SqliteStore, id: &str) -> Result<()> {
-    let j = load(s, id)?;
+pub fn status(op: &Operator, id: &str) -> Result<()> {
+    let j = op.report_job(id)?;
     let manifest: serde_json::Value = j
         .manifest
         .as_deref()
@@ -113,8 +90,8 @@ pub fn status(s: &SqliteStore, id: &str) -> Result<()> {
     out(&serde_json::to_string_pretty(&v)?)
 }
 
-pub fn fetch(s: &SqliteStore, settings: &Settings, id: &str, output: &Path) -> Result<()> {
-    let j = load(s, id)?;
+pub fn fetch(app: &App, id: &str, output: &Path) -> Result<()> {
+    let j = app.local_operator().report_job(id)?;
     if !j.status.has_file() {
         bail!(
             "report job {id} has no file: it is {}{}",
@@ -129,8 +106,10 @@ pub fn fetch(s: &SqliteStore, settings: &Settings, id: &str, output: &Path) -> R
         .as_deref()
         .and_then(Manifest::parse)
         .context("the job's manifest is unreadable")?;
-    let files = DirReportFiles::new(&settings.report_dir)?;
-    let mut f = meterbook_jobs::ReportFiles::open(&files, &m.file)?
+    let mut f = app
+        .runner()
+        .files()
+        .open(&m.file)?
         .with_context(|| format!("the file of report job {id} is gone"))?;
     let mut tmp = super::temp_beside(output)?;
     let mut sha = Sha256::new();
@@ -162,18 +141,15 @@ pub fn fetch(s: &SqliteStore, settings: &Settings, id: &str, output: &Path) -> R
     Ok(())
 }
 
-pub fn cancel(s: &SqliteStore, id: &str) -> Result<()> {
-    load(s, id)?;
-    let st = s
-        .cancel_job(id, meterbook_jobs::now_ms(), "cancelled from the CLI")?
-        .with_context(|| format!("no report job {id}"))?;
+pub fn cancel(op: &Operator, id: &str) -> Result<()> {
+    let st = op.cancel_report(id, "cancelled from the CLI")?;
     eprintln!("report job {id}: {}", st.name());
     Ok(())
 }
 
-pub fn list(s: &SqliteStore, enrollment: &str) -> Result<()> {
+pub fn list(op: &Operator, enrollment: &str) -> Result<()> {
     let n = enrollment_number(enrollment)?;
-    let lines: Vec<String> = s.jobs(&n)?.iter().map(job_line).collect();
+    let lines: Vec<String> = op.report_jobs(&n)?.iter().map(job_line).collect();
     out(&lines.join("\n"))
 }
 

@@ -3,13 +3,11 @@
 use super::enrollment_number;
 use crate::cli::{KeysCmd, OperatorTokenCmd};
 use anyhow::{Context, Result};
-use meterbook_core::access::KeyStore;
+use meterbook_app::Operator;
 use meterbook_core::access::{KeyRecord, Scope, Slot};
-use meterbook_core::store::MetadataStore;
 use meterbook_core::EnrollmentNumber;
-use meterbook_sqlite::SqliteStore;
 
-pub fn run(s: &SqliteStore, c: KeysCmd) -> Result<()> {
+pub fn run(op: &Operator, c: KeysCmd) -> Result<()> {
     let KeysCmd::Create {
         enrollment,
         department,
@@ -19,7 +17,7 @@ pub fn run(s: &SqliteStore, c: KeysCmd) -> Result<()> {
         read_only,
     } = c;
     let n = enrollment_number(&enrollment)?;
-    let h = s.hierarchy(&n)?;
+    let h = op.enrollment(&n)?.hierarchy()?;
     let scope = match (department, account) {
         (Some(d), _) => Scope::Department(
             h.department_by_name(&d)
@@ -34,11 +32,7 @@ pub fn run(s: &SqliteStore, c: KeysCmd) -> Result<()> {
         _ => Scope::Enrollment,
     };
     let slot = Slot::parse(&slot).context("--slot must be primary or secondary")?;
-    let replaced = s
-        .keys(&n)?
-        .into_iter()
-        .find(|k| k.scope == scope && k.slot == slot);
-    let (token, rec) = create_key(s, &n, scope, slot, expires_in_days, read_only)?;
+    let (token, rec, replaced) = create_key(op, &n, scope, slot, expires_in_days, read_only)?;
     println!("{token}");
     if let Some(old) = replaced {
         // Regenerating is how a slot is rotated, but it silently breaks whoever
@@ -70,55 +64,32 @@ fn date(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Generates and stores a key; returns the key string (shown once) and its record.
+/// Generates and stores a key; returns the key string (shown once), its
+/// record, and the key it replaced.
 pub fn create_key(
-    s: &SqliteStore,
+    op: &Operator,
     n: &EnrollmentNumber,
     scope: Scope,
     slot: Slot,
     days: u32,
     read_only: bool,
-) -> Result<(String, KeyRecord)> {
+) -> Result<(String, KeyRecord, Option<KeyRecord>)> {
     anyhow::ensure!(days >= 1, "--expires-in-days must be at least 1");
-    let k =
-        meterbook_server::keys::generate().map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    let now = chrono::Utc::now().timestamp();
-    let rec = KeyRecord {
-        id: k.id,
-        enrollment: n.clone(),
-        scope,
-        slot,
-        read_only,
-        secret_hash: k.secret_hash,
-        created_at: now,
-        expires_at: now + days as i64 * 86_400,
-        disabled: false,
-        last_used_at: None,
-    };
-    s.put_key(&rec)?;
-    Ok((k.token, rec))
+    let (new, replaced) = op.scope_key(n, scope, slot, days, read_only)?;
+    Ok((new.token, new.record, replaced))
 }
 
 /// Generates an operator token (for the operator API); prints it once.
-pub fn operator_token(s: &SqliteStore, c: OperatorTokenCmd) -> Result<()> {
-    use meterbook_core::access::OperatorStore;
+pub fn operator_token(op: &Operator, c: OperatorTokenCmd) -> Result<()> {
     match c {
         OperatorTokenCmd::Create { name } => {
-            let k = meterbook_server::keys::generate_with(meterbook_server::keys::OPERATOR_PREFIX)
-                .map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-            s.put_operator_token(&meterbook_core::access::OperatorToken {
-                id: k.id,
-                name: name.clone(),
-                secret_hash: k.secret_hash,
-                created_at: chrono::Utc::now().timestamp(),
-                disabled: false,
-            })?;
+            let k = op.create_operator_token(&name)?;
             println!("{}", k.token);
             eprintln!("operator token \"{name}\"; shown once, stored only as a hash");
         }
         OperatorTokenCmd::List => {
             println!("id\tcreated\tstate\tname");
-            for t in s.operator_tokens()? {
+            for t in op.operator_tokens()? {
                 let created = chrono::DateTime::from_timestamp(t.created_at, 0)
                     .map(|d| d.format("%Y-%m-%d %H:%M:%SZ").to_string())
                     .unwrap_or_default();
@@ -130,17 +101,22 @@ pub fn operator_token(s: &SqliteStore, c: OperatorTokenCmd) -> Result<()> {
             anyhow::bail!("give the token's id (see `operator-token list`)")
         }
         OperatorTokenCmd::Disable { id } => {
-            if !s.set_operator_token_disabled(&id, true)? {
-                anyhow::bail!("no operator token {id} (see `operator-token list`)");
-            }
+            token_disabled(op, &id, true)?;
             println!("operator token {id} disabled");
         }
         OperatorTokenCmd::Enable { id } => {
-            if !s.set_operator_token_disabled(&id, false)? {
-                anyhow::bail!("no operator token {id} (see `operator-token list`)");
-            }
+            token_disabled(op, &id, false)?;
             println!("operator token {id} enabled");
         }
     }
     Ok(())
+}
+
+fn token_disabled(op: &Operator, id: &str, disabled: bool) -> Result<()> {
+    match op.set_operator_token_disabled(id, disabled) {
+        Err(meterbook_app::AppError::NotFound(_)) => {
+            anyhow::bail!("no operator token {id} (see `operator-token list`)")
+        }
+        r => Ok(r?),
+    }
 }

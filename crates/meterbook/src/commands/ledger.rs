@@ -3,13 +3,13 @@
 use super::{day, enrollment_number};
 use crate::cli::{EntryCmd, PeriodCmd};
 use anyhow::Result;
+use meterbook_app::Operator;
 use meterbook_core::statement::CommitmentEntry;
-use meterbook_core::store::{EntryKind, MetadataStore};
-use meterbook_core::{Day, Money};
-use meterbook_sqlite::SqliteStore;
+use meterbook_core::store::EntryKind;
+use meterbook_core::Money;
 use std::io::Write;
 
-pub fn entry(s: &SqliteStore, kind: EntryKind, c: EntryCmd) -> Result<()> {
+pub fn entry(op: &Operator, kind: EntryKind, c: EntryCmd) -> Result<()> {
     let EntryCmd::Add {
         enrollment,
         date,
@@ -17,12 +17,13 @@ pub fn entry(s: &SqliteStore, kind: EntryKind, c: EntryCmd) -> Result<()> {
         description,
     } = c;
     let n = enrollment_number(&enrollment)?;
-    let e = s.enrollment(&n)?;
+    let a = op.enrollment(&n)?;
+    let e = a.enrollment();
     let exp = e.currency.exponent();
     let amount = Money::parse(&amount, exp)
         .map_err(|err| anyhow::anyhow!("--amount `{amount}`: {err} for {}", e.currency))?;
     let date = day(&date, "--date")?;
-    s.add_entry(
+    op.add_entry(
         &n,
         kind,
         &CommitmentEntry {
@@ -43,7 +44,7 @@ pub fn entry(s: &SqliteStore, kind: EntryKind, c: EntryCmd) -> Result<()> {
     Ok(())
 }
 
-pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
+pub fn period(op: &Operator, c: PeriodCmd) -> Result<()> {
     match c {
         PeriodCmd::Close {
             enrollment,
@@ -55,20 +56,19 @@ pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
                 (Some(p), _) => {
                     let p = super::period(&p)?;
                     // Periods close in order: point at the command that does that.
-                    if let Some(open) = s.periods(&n)?.iter().find(|i| !i.closed && i.period < p) {
+                    if let Some(open) = op.periods(&n)?.iter().find(|i| !i.closed && i.period < p) {
                         anyhow::bail!(
                             "period {} is still open; periods close in order \
                              (`period close --enrollment {n} --through {p}` closes every open period up to {p})",
                             open.period
                         );
                     }
-                    meterbook_core::ledger::close_period(s, &n, p, Day::today())?;
+                    op.close_period(&n, p)?;
                     println!("period {p} closed; its rates are locked");
                 }
                 (None, Some(t)) => {
                     let t = super::period_flag(&t, "--through")?;
-                    let closed =
-                        meterbook_core::ledger::close_periods_through(s, &n, t, Day::today())?;
+                    let closed = op.close_periods_through(&n, t)?;
                     for p in &closed {
                         println!("period {p} closed; its rates are locked");
                     }
@@ -81,7 +81,7 @@ pub fn period(s: &SqliteStore, c: PeriodCmd) -> Result<()> {
         }
         PeriodCmd::List { enrollment } => {
             let n = enrollment_number(&enrollment)?;
-            let periods = s.periods(&n)?;
+            let periods = op.periods(&n)?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "period\tstatus\trates\tprice sheet")?;
             for i in periods {

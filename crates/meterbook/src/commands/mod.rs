@@ -1,5 +1,7 @@
 //! One module per resource; each turns parsed arguments into calls on the
-//! store and the ledger, and prints what happened.
+//! use-case layer (as the operator: whoever can open the database file), and
+//! prints what happened. Only storage administration (migrate, backup,
+//! restore) works on the database itself.
 
 mod backup;
 mod enrollment;
@@ -14,8 +16,11 @@ pub mod users;
 use crate::cli::Command;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
+use meterbook_app::{App, Operator};
 use meterbook_core::{Day, EnrollmentNumber, Period};
+use meterbook_jobs::{PendingFile, ReportFile, ReportFiles};
 use meterbook_sqlite::SqliteStore;
+use std::sync::Arc;
 
 pub use keys::create_key;
 pub use serve::run as serve;
@@ -25,6 +30,64 @@ pub fn open(settings: &Settings) -> Result<SqliteStore> {
     SqliteStore::open(&settings.db).with_context(|| format!("opening {}", settings.db.display()))
 }
 
+/// The use-case layer over the database, keeping advanced reports in
+/// `files`.
+pub fn app_with(settings: &Settings, files: Arc<dyn ReportFiles>) -> Result<App> {
+    Ok(App::new(
+        Arc::new(open(settings)?),
+        files,
+        settings.jobs.clone(),
+        meterbook_core::clock::system(),
+    ))
+}
+
+/// The operator's handle over an open database (the benchmarks' own), for
+/// work that makes no report files.
+pub fn operator_over(store: Arc<SqliteStore>) -> Operator {
+    App::new(
+        store,
+        Arc::new(NoReportFiles),
+        meterbook_jobs::JobSettings::default(),
+        meterbook_core::clock::system(),
+    )
+    .local_operator()
+}
+
+/// The use-case layer over the database, with the configured report directory.
+pub fn app_with_reports(settings: &Settings) -> Result<App> {
+    let files = meterbook_jobs::DirReportFiles::new(&settings.report_dir).with_context(|| {
+        format!(
+            "cannot use the report directory {}",
+            settings.report_dir.display()
+        )
+    })?;
+    app_with(settings, Arc::new(files))
+}
+
+/// The operator's handle over the database, for commands that make no
+/// report files.
+pub fn operator(settings: &Settings) -> Result<Operator> {
+    Ok(app_with(settings, Arc::new(NoReportFiles))?.local_operator())
+}
+
+/// The report files of a command that makes none: there are none to open.
+struct NoReportFiles;
+
+impl ReportFiles for NoReportFiles {
+    fn create(&self, _: &str) -> std::io::Result<Box<dyn PendingFile>> {
+        Err(std::io::Error::other("this command keeps no report files"))
+    }
+    fn open(&self, _: &str) -> std::io::Result<Option<ReportFile>> {
+        Ok(None)
+    }
+    fn remove(&self, _: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn sweep_partial(&self) -> std::io::Result<usize> {
+        Ok(0)
+    }
+}
+
 pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
     match cmd {
         Command::Migrate => {
@@ -32,27 +95,27 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
             println!("schema at version {}", s.schema_version()?);
             Ok(())
         }
-        Command::Enrollment(c) => enrollment::enrollment(&open(settings)?, c),
-        Command::Hierarchy(c) => enrollment::hierarchy(&open(settings)?, c),
-        Command::Subscription(c) => enrollment::subscription(&open(settings)?, c),
-        Command::Prices(c) => enrollment::prices(&open(settings)?, c),
-        Command::Usage(c) => usage::usage(&open(settings)?, c),
+        Command::Enrollment(c) => enrollment::enrollment(&operator(settings)?, c),
+        Command::Hierarchy(c) => enrollment::hierarchy(&operator(settings)?, c),
+        Command::Subscription(c) => enrollment::subscription(&operator(settings)?, c),
+        Command::Prices(c) => enrollment::prices(&operator(settings)?, c),
+        Command::Usage(c) => usage::usage(&operator(settings)?, c),
         Command::Purchase(c) => ledger::entry(
-            &open(settings)?,
+            &operator(settings)?,
             meterbook_core::store::EntryKind::Purchase,
             c,
         ),
         Command::Adjustment(c) => ledger::entry(
-            &open(settings)?,
+            &operator(settings)?,
             meterbook_core::store::EntryKind::Adjustment,
             c,
         ),
-        Command::Period(c) => ledger::period(&open(settings)?, c),
+        Command::Period(c) => ledger::period(&operator(settings)?, c),
         Command::Report(c) => report::run(settings, c),
         Command::Serve(a) => serve::run(settings, &a, None),
-        Command::Keys(c) => keys::run(&open(settings)?, c),
-        Command::User(c) => users::run(&open(settings)?, c),
-        Command::OperatorToken(c) => keys::operator_token(&open(settings)?, c),
+        Command::Keys(c) => keys::run(&operator(settings)?, c),
+        Command::User(c) => users::run(&operator(settings)?, c),
+        Command::OperatorToken(c) => keys::operator_token(&operator(settings)?, c),
         Command::Backup { to } => backup::backup(settings, &to),
         Command::Restore { from } => backup::restore(&settings.db, &from),
         Command::Demo(a) => crate::demo::run(settings, &a),

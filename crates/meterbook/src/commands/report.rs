@@ -1,25 +1,16 @@
 //! report balance|usage|prices|marketplace (synchronous), and the advanced
 //! report jobs' commands (in `jobs`).
 
-use super::{day, enrollment_number, now_rfc3339, period};
+use super::{day, enrollment_number, period};
 use crate::cli::{OutputFormat, ReportArgs, ReportCmd, ReportKind};
 use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
+use meterbook_app::reads::Details;
+use meterbook_app::{Access, Span};
 use meterbook_core::fixed::Amount;
-use meterbook_core::ledger;
-use meterbook_core::store::{MetadataStore, UsageSelection};
-use meterbook_core::{Day, Enrollment, EnrollmentNumber, Money, Period};
-use meterbook_io::report::export;
-use meterbook_io::report::usage::{UsageFilter, UsageReport};
-use meterbook_io::report::{balance, prices, ReportFormat, ReportMeta, ReportScope};
-use meterbook_sqlite::SqliteStore;
+use meterbook_core::{Enrollment, Money};
+use meterbook_io::report::{balance, prices, ReportFormat, ReportScope};
 use std::io::Write;
-
-/// What a report covers: one billing period or a date range.
-enum Span {
-    Period(Period),
-    Range(Day, Day),
-}
 
 fn span(a: &ReportArgs, e: &Enrollment) -> Result<Span> {
     let s = match (&a.period, &a.from, &a.to) {
@@ -79,29 +70,28 @@ impl Output {
 }
 
 pub fn run(settings: &Settings, c: ReportCmd) -> Result<()> {
-    let s = super::open(settings)?;
     match c {
-        ReportCmd::Balance(a) => run_report(&s, settings, ReportKind::Balance, &a),
-        ReportCmd::Usage(a) => run_report(&s, settings, ReportKind::Usage, &a.report),
-        ReportCmd::Prices(a) => run_report(&s, settings, ReportKind::Prices, &a),
-        ReportCmd::Marketplace(a) => run_report(&s, settings, ReportKind::Marketplace, &a),
-        ReportCmd::Request(a) => super::jobs::request(s, settings, &a),
-        ReportCmd::Status { id } => super::jobs::status(&s, &id),
-        ReportCmd::Fetch { id, output, .. } => super::jobs::fetch(&s, settings, &id, &output),
-        ReportCmd::Cancel { id } => super::jobs::cancel(&s, &id),
-        ReportCmd::Jobs { enrollment } => super::jobs::list(&s, &enrollment),
+        ReportCmd::Balance(a) => run_report(settings, ReportKind::Balance, &a),
+        ReportCmd::Usage(a) => run_report(settings, ReportKind::Usage, &a.report),
+        ReportCmd::Prices(a) => run_report(settings, ReportKind::Prices, &a),
+        ReportCmd::Marketplace(a) => run_report(settings, ReportKind::Marketplace, &a),
+        ReportCmd::Request(a) => super::jobs::request(&super::app_with_reports(settings)?, &a),
+        ReportCmd::Status { id } => super::jobs::status(&super::operator(settings)?, &id),
+        ReportCmd::Fetch { id, output, .. } => {
+            super::jobs::fetch(&super::app_with_reports(settings)?, &id, &output)
+        }
+        ReportCmd::Cancel { id } => super::jobs::cancel(&super::operator(settings)?, &id),
+        ReportCmd::Jobs { enrollment } => {
+            super::jobs::list(&super::operator(settings)?, &enrollment)
+        }
     }
 }
 
-fn run_report(
-    s: &SqliteStore,
-    settings: &Settings,
-    kind: ReportKind,
-    a: &ReportArgs,
-) -> Result<()> {
+fn run_report(settings: &Settings, kind: ReportKind, a: &ReportArgs) -> Result<()> {
     let n = enrollment_number(&a.enrollment)?;
-    let e = s.enrollment(&n)?;
-    let sp = span(a, &e)?;
+    let access = super::operator(settings)?.enrollment(&n)?;
+    let e = access.enrollment();
+    let sp = span(a, e)?;
     let export_format = a.format.export();
     let format = match a.format {
         OutputFormat::Json => ReportFormat::Json,
@@ -110,19 +100,7 @@ fn run_report(
     if export_format.is_some() && kind != ReportKind::Usage {
         bail!("--format {:?} is for usage reports only", a.format);
     }
-    let meta = ReportMeta {
-        enrollment: n.to_string(),
-        scope: match sp {
-            Span::Period(p) => ReportScope::Period(p.to_string()),
-            Span::Range(f, t) => ReportScope::Range {
-                from: f.to_string(),
-                to: t.to_string(),
-            },
-        },
-        generated_at: now_rfc3339(),
-        watermark: e.watermark.map(|d| d.to_string()),
-        currency: e.currency.code().to_string(),
-    };
+    let meta = access.report_meta(sp);
     let exp = e.currency.exponent();
     let mut out = Output::new(a.output.as_deref())?;
     let summary = match kind {
@@ -135,7 +113,7 @@ fn run_report(
                 Span::Range(f, t) => (f.period(), t.period()),
             };
             let last = last.min(e.last_period());
-            let all = ledger::statements(s, &n, last)?;
+            let all = access.enterprise()?.statements(last)?;
             let sts: Vec<_> = all
                 .into_iter()
                 .map(|(st, _)| st)
@@ -156,43 +134,28 @@ fn run_report(
                 Span::Period(p) => p,
                 Span::Range(..) => bail!("the price list is per billing period: use --period"),
             };
-            let sheet: Vec<_> = s.price_sheet(&n, p)?.into_iter().map(|(_, m)| m).collect();
+            let sheet: Vec<_> = access
+                .enterprise()?
+                .price_sheet(p)?
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect();
             prices::write(&meta, &sheet, format, &mut out.writer())?;
             format!("prices: {} meters in {p}", sheet.len())
         }
         ReportKind::Usage | ReportKind::Marketplace => {
-            let selection = match sp {
-                Span::Period(p) => UsageSelection {
-                    booked: Some(p),
+            let details = access.usage_details(
+                sp,
+                &Details {
+                    marketplace: kind == ReportKind::Marketplace,
+                    accounts: a.account.clone(),
+                    departments: a.department.clone(),
                     ..Default::default()
                 },
-                Span::Range(f, t) => UsageSelection {
-                    booked: None,
-                    from: Some(f),
-                    to: Some(t),
-                    after: None,
-                },
-            };
-            let filter = UsageFilter {
-                selection,
-                accounts: a.account.clone(),
-                departments: a.department.clone(),
-                show_costs: true,
-                marketplace_only: kind == ReportKind::Marketplace,
-                ..Default::default()
-            };
-            let report = UsageReport::prepare(s, &n, filter, meta.clone())?;
+            )?;
             let t = match export_format {
-                None => report.write(s, &n, format, &mut out.writer())?,
-                Some(f) => export::export(
-                    s,
-                    &n,
-                    &report,
-                    f,
-                    &settings.focus,
-                    &mut out.writer(),
-                    &mut |_| true,
-                )?,
+                None => details.write(format, &mut out.writer())?,
+                Some(f) => details.export(f, &settings.focus, &mut out.writer())?,
             };
             format!(
                 "{}: {} rows, cost {} {} (exact {})",
@@ -202,7 +165,7 @@ fn run_report(
                     "marketplace"
                 },
                 t.rows,
-                shown_cost(s, &n, sp, kind, a, t.cost, exp)?.format(exp),
+                shown_cost(&access, sp, kind, a, t.cost, exp)?.format(exp),
                 meta.currency,
                 exact(t.cost)
             )
@@ -226,8 +189,7 @@ fn run_report(
 /// summary line agrees with `report balance` to the cent; otherwise the
 /// report's exact total rounded once.
 fn shown_cost(
-    s: &SqliteStore,
-    n: &EnrollmentNumber,
+    access: &Access,
     span: Span,
     kind: ReportKind,
     a: &ReportArgs,
@@ -237,7 +199,7 @@ fn shown_cost(
     let range = || anyhow::anyhow!("the report's total cost exceeds the supported range");
     match span {
         Span::Period(p) if a.account.is_empty() && a.department.is_empty() => {
-            let c = ledger::charges(s, n, p)?;
+            let c = access.enterprise()?.charges(p)?;
             let figure = if kind == ReportKind::Marketplace {
                 c.marketplace.round_to_minor(exp)
             } else {

@@ -3,17 +3,16 @@
 use super::{day, enrollment_number, now_rfc3339};
 use crate::cli::{InputFormat, UsageCmd};
 use anyhow::{bail, Context, Result};
-use meterbook_core::ingest::{ingest, IngestError, IngestOptions, IngestSummary};
-use meterbook_core::store::MetadataStore;
+use meterbook_app::Operator;
+use meterbook_core::ingest::{IngestError, IngestOptions, IngestSummary};
 use meterbook_core::usage::{RawUsage, Reject, USAGE_COLUMNS};
 use meterbook_core::EnrollmentNumber;
 use meterbook_io::input::usage::{Format, UsageReader};
-use meterbook_sqlite::SqliteStore;
 use std::io::{BufWriter, Read, Write};
 use std::path::Path;
 use std::time::Instant;
 
-pub fn usage(s: &SqliteStore, c: UsageCmd) -> Result<()> {
+pub fn usage(op: &Operator, c: UsageCmd) -> Result<()> {
     match c {
         UsageCmd::Ingest {
             enrollment,
@@ -28,9 +27,10 @@ pub fn usage(s: &SqliteStore, c: UsageCmd) -> Result<()> {
                 InputFormat::Ndjson => Format::Ndjson,
             });
             let started = Instant::now();
-            let sum = ingest_file(s, &n, &file, format, skip_invalid, rejects.as_deref())?;
+            let sum = ingest_file(op, &n, &file, format, skip_invalid, rejects.as_deref())?;
             let secs = started.elapsed().as_secs_f64();
-            let e = s.enrollment(&n)?;
+            let a = op.enrollment(&n)?;
+            let e = a.enrollment();
             let name = if file == "-" {
                 "<stdin>"
             } else {
@@ -52,7 +52,7 @@ pub fn usage(s: &SqliteStore, c: UsageCmd) -> Result<()> {
         UsageCmd::CompleteThrough { enrollment, date } => {
             let n = enrollment_number(&enrollment)?;
             let d = day(&date, "date")?;
-            s.set_watermark(&n, d)?;
+            op.set_watermark(&n, d)?;
             println!("enrollment {n}: usage complete through {d}");
             Ok(())
         }
@@ -61,7 +61,7 @@ pub fn usage(s: &SqliteStore, c: UsageCmd) -> Result<()> {
 
 /// Ingests one file (or `-` for stdin). All-or-nothing unless `skip_invalid`.
 pub fn ingest_file(
-    s: &SqliteStore,
+    op: &Operator,
     n: &EnrollmentNumber,
     file: &str,
     format: Option<Format>,
@@ -105,8 +105,7 @@ pub fn ingest_file(
                 reject_lines.push(r.clone());
             }
         };
-        ingest(
-            s,
+        op.ingest(
             n,
             &mut reader,
             IngestOptions {

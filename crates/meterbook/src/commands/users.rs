@@ -3,23 +3,22 @@
 use super::enrollment_number;
 use crate::cli::UserCmd;
 use anyhow::{bail, Context, Result};
+use meterbook_app::Operator;
 use meterbook_core::access::Scope;
-use meterbook_core::store::{MetadataStore, StoreError};
-use meterbook_core::users::{Role, UserStore};
+use meterbook_core::users::Role;
 use meterbook_core::EnrollmentNumber;
 use meterbook_server::portal::{password, session};
-use meterbook_sqlite::SqliteStore;
 use std::io::Read;
 
 /// The role a CLI role name and department/account stand for.
 pub fn role(
-    s: &SqliteStore,
+    op: &Operator,
     n: &EnrollmentNumber,
     name: &str,
     department: Option<&str>,
     account: Option<&str>,
 ) -> Result<Role> {
-    let h = s.hierarchy(n)?;
+    let h = op.enrollment(n)?.hierarchy()?;
     let dept = || -> Result<i64> {
         let d = department.context("--department is needed for a department role")?;
         Ok(h.department_by_name(d)
@@ -49,33 +48,21 @@ pub fn role(
 /// Creates the user if new (with `password`, or none) and grants `role`.
 /// Returns the user id and whether it was created.
 pub fn ensure_user(
-    s: &SqliteStore,
+    op: &Operator,
     email: &str,
     name: &str,
     password: Option<&str>,
     role: &Role,
 ) -> Result<(i64, bool)> {
-    let now = chrono::Utc::now().timestamp();
     let hash = password
         .map(password::hash)
         .transpose()
         .map_err(anyhow::Error::msg)?;
-    let (id, created) = match s.create_user(email, name, hash.as_deref(), now) {
-        Ok(u) => (u.id, true),
-        Err(StoreError::Conflict(_)) => {
-            let u = s.user_by_email(email)?.context("user vanished")?;
-            if let Some(h) = &hash {
-                s.set_password(u.id, h)?;
-            }
-            (u.id, false)
-        }
-        Err(e) => return Err(e.into()),
-    };
-    s.grant_role(id, role)?;
-    Ok((id, created))
+    let (user, created) = op.ensure_user(email, name, hash.as_deref(), role)?;
+    Ok((user.id, created))
 }
 
-pub fn run(s: &SqliteStore, c: UserCmd) -> Result<()> {
+pub fn run(op: &Operator, c: UserCmd) -> Result<()> {
     let UserCmd::Create {
         email,
         name,
@@ -86,7 +73,7 @@ pub fn run(s: &SqliteStore, c: UserCmd) -> Result<()> {
         password_stdin,
     } = c;
     let n = enrollment_number(&enrollment)?;
-    let role = role(s, &n, &r, department.as_deref(), account.as_deref())?;
+    let role = role(op, &n, &r, department.as_deref(), account.as_deref())?;
     let pw = if password_stdin {
         let mut p = String::new();
         std::io::stdin().read_to_string(&mut p)?;
@@ -94,19 +81,14 @@ pub fn run(s: &SqliteStore, c: UserCmd) -> Result<()> {
     } else {
         None
     };
-    let (id, created) = ensure_user(s, &email, &name, pw.as_deref(), &role)?;
+    let (id, created) = ensure_user(op, &email, &name, pw.as_deref(), &role)?;
     eprintln!(
         "{} {email}: {} in enrollment {n}",
         if created { "created" } else { "updated" },
         role.title()
     );
-    if pw.is_none() && s.user(id)?.is_some_and(|u| u.password_hash.is_none()) {
-        let token = session::random_token();
-        s.put_password_token(
-            &session::token_hash(&token),
-            id,
-            chrono::Utc::now().timestamp() + 7 * 86_400,
-        )?;
+    let token = session::random_token();
+    if pw.is_none() && op.invite(id, &session::token_hash(&token))? {
         println!("/portal/set-password?token={token}");
         eprintln!("(a one-time link, valid 7 days: prefix it with the server's address)");
     }
