@@ -2,12 +2,13 @@
 //! command line. The CLI acts as the provider's operator: its jobs have the
 //! enterprise scope.
 
-use super::{day, enrollment_number};
+use super::{day, enrollment_number, period_flag};
 use crate::cli::RequestArgs;
 use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
 use meterbook_core::access::Scope;
 use meterbook_core::jobs::{Job, JobSpec, JobStore};
+use meterbook_core::store::MetadataStore;
 use meterbook_jobs::{DirReportFiles, Manifest, Runner};
 use meterbook_sqlite::SqliteStore;
 use sha2::{Digest, Sha256};
@@ -34,13 +35,16 @@ fn job_line(j: &Job) -> String {
         Some(e) => format!("{}/{} rows", j.rows_done, e),
         None => format!("{} rows", j.rows_done),
     };
+    let span = match j.spec.billing_period {
+        Some(p) => format!("billing period {p}"),
+        None => format!("{} to {}", j.spec.from, j.spec.to),
+    };
     format!(
-        "{}  {:<15} {} {} to {}  {}  {} bytes{}",
+        "{}  {:<15} {} {}  {}  {} bytes{}",
         j.id,
         j.status.name(),
         j.spec.format,
-        j.spec.from,
-        j.spec.to,
+        span,
         progress,
         j.bytes,
         j.error
@@ -51,11 +55,22 @@ fn job_line(j: &Job) -> String {
 
 pub fn request(s: SqliteStore, settings: &Settings, a: &RequestArgs) -> Result<()> {
     let n = enrollment_number(&a.enrollment)?;
+    // A billing period: the rows booked in it; its days inside the term are
+    // the job's span, for display (the runner checks the period lies in the term).
+    let (billing_period, from, to) = match (&a.billing_period, &a.from, &a.to) {
+        (Some(p), None, None) => {
+            let p = period_flag(p, "--billing-period")?;
+            let e = s.enrollment(&n)?;
+            (Some(p), p.first_day().max(e.start), p.last_day().min(e.end))
+        }
+        (None, Some(from), Some(to)) => (None, day(from, "--from")?, day(to, "--to")?),
+        _ => bail!("give --from YYYY-MM-DD --to YYYY-MM-DD, or --billing-period YYYYMM"),
+    };
     let spec = JobSpec {
         scope: Scope::Enrollment,
-        billing_period: None,
-        from: day(&a.from, "--from")?,
-        to: day(&a.to, "--to")?,
+        billing_period,
+        from,
+        to,
         accounts: a.account.clone(),
         departments: a.department.clone(),
         format: a.format.clone(),
@@ -100,6 +115,8 @@ pub fn status(s: &SqliteStore, id: &str) -> Result<()> {
         "enrollmentNumber": j.enrollment.as_str(),
         "status": j.status.code(),
         "statusName": j.status.name(),
+        "kind": j.spec.kind(),
+        "billingPeriod": j.spec.billing_period.map(|p| p.to_string()),
         "startDate": j.spec.from.to_string(),
         "endDate": j.spec.to.to_string(),
         "format": j.spec.format,
