@@ -1104,6 +1104,26 @@ async fn a_report_request_body_takes_a_billing_period() {
         );
         assert_eq!(done["manifest"]["filters"]["billingPeriod"], "202511");
     }
+
+    // The OpenAPI document offers the body's two shapes, exactly one at a time.
+    let r = app
+        .anon(
+            reqwest::Method::GET,
+            &format!("{}/openapi.json", app.base),
+            &[],
+        )
+        .await;
+    let spec = r.json();
+    let body = &spec["paths"]["/v3/enrollments/{enrollmentNumber}/reports"]["post"]["requestBody"]
+        ["content"]["application/json"]["schema"];
+    let shapes: Vec<&Value> = body["oneOf"].as_array().expect("oneOf").iter().collect();
+    let required: Vec<Value> = shapes.iter().map(|s| s["required"].clone()).collect();
+    assert_eq!(
+        required,
+        vec![json!(["startDate", "endDate"]), json!(["billingPeriod"])],
+        "{body}"
+    );
+    assert!(shapes.iter().all(|s| s["additionalProperties"] == false));
 }
 
 // ---------------------------------------------------------------------------
