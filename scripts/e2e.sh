@@ -2,7 +2,9 @@
 # End-to-end test of the portal in a real headless Chromium: seeds a demo
 # database, serves it, and drives the browser over the DevTools protocol
 # (scripts/e2e/run.py): sign-in through the form for each role, the overview's
-# figures per role, monthly downloads compared with the CLI's output, an
+# figures per role, this month's figure alike on the overview, the Usage page,
+# the usage download and (enterprise) the statement for each role, monthly
+# downloads compared with the CLI's output, an
 # advanced report, an API key generated on the keys page and used on the API,
 # and what each role must not see. Exits non-zero on any failure.
 #

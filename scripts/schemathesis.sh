@@ -69,7 +69,7 @@ cat > "$work/st.toml" <<TOML
 "query.endTime" = "${last:0:4}-${last:4:2}-10"
 "query.month" = "${last:0:4}-${last:4:2}"
 TOML
-ST_START_DATE=${last:0:4}-${last:4:2}-01 ST_END_DATE=${last:0:4}-${last:4:2}-10 \
+ST_START_DATE=${last:0:4}-${last:4:2}-01 ST_END_DATE=${last:0:4}-${last:4:2}-10 ST_BILLING_PERIOD=$last \
   SCHEMATHESIS_HOOKS=scripts/schemathesis_hooks.py \
   fuzz "Reporting API (customer key)" "$work/st.toml" "$key" \
   --exclude-path-regex '^/(operator|downloads)|/keys'

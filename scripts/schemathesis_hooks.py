@@ -3,7 +3,8 @@
 Report requests get a date range inside the demo enrollment's term: the fuzzer
 draws startDate and endDate from years 1 to 9999, and the server rightly refuses
 a range outside the term (or longer than 36 months), so nearly no generated
-request would reach the report code; made-up account and department names
+request would reach the report code; a request for a billing period (the
+body's other shape) gets one inside the term likewise; made-up account and department names
 are refused alike, so they become names the demo has. The shape of the body
 (which fields, how many names, the format) stays generated.
 """
@@ -14,6 +15,7 @@ import schemathesis
 
 START = os.environ["ST_START_DATE"]
 END = os.environ["ST_END_DATE"]
+PERIOD = os.environ["ST_BILLING_PERIOD"]
 DEPARTMENTS = ["Research", "Operations", "Marketing", "Finance"]
 ACCOUNTS = ["lab-analytics", "ops-web", "mk-campaigns", "fin-apps", "shared-it"]
 
@@ -29,7 +31,10 @@ def known(names, pool):
 def map_body(context, body):
     op = context.operation
     if op is not None and op.method.upper() == "POST" and op.path.endswith("/reports") and isinstance(body, dict):
-        body = dict(body, startDate=START, endDate=END)
+        if "billingPeriod" in body:
+            body = dict(body, billingPeriod=PERIOD)
+        else:
+            body = dict(body, startDate=START, endDate=END)
         if "departments" in body:
             body["departments"] = known(body["departments"], DEPARTMENTS)
         if "accounts" in body:

@@ -8,6 +8,7 @@ Prints one line per check (PASS / FAIL / SKIPPED) and a closing count; exits
 import argparse
 import csv
 import datetime
+from decimal import ROUND_HALF_EVEN, Decimal
 import io
 import json
 import os
@@ -472,6 +473,108 @@ class Run:
                     self.check(off[0] <= off[1] and off[2], "the job list fits at 1400 px with Download on screen", repr(off))
         t.viewport(1280, 900)
 
+    def month_figures(self, email):
+        """This month's figures as `email`'s pages show them: the overview's
+        tile, the last bar of its history chart and its table's last column,
+        and the Usage page's (default: this month) chart bar, table rows and
+        Total row, with its download link. Charges where the role sees them,
+        usage records where it does not."""
+        t = self.tab(email)
+        t.goto(self.url())
+        tiles = dict(t.eval("Array.from(document.querySelectorAll('.figure')).map(f => [f.querySelector('h2').textContent.trim(), f.querySelector('.value').textContent.trim()])") or [])
+        bars = "(() => { const svg = Array.from(document.querySelectorAll('svg.chart')).find(s => /^(Charges|Usage records) by/.test(s.getAttribute('aria-label') || '')); if (!svg) return []; const out = []; let total = null; for (const e of svg.querySelectorAll(':scope > text')) { if (e.getAttribute('fill') === '#333') { total = e.textContent; } else { out.push([e.textContent, total]); total = null; } } return out; })()"
+        overview_bars = t.eval(bars) or []
+        history = t.eval("Array.from(document.querySelectorAll('details table tbody tr')).map(r => { const c = r.querySelectorAll('td'); return c.length ? c[c.length - 1].textContent.trim() : null; })") or []
+        t.goto(self.url("/usage"))
+        usage_bars = t.eval(bars) or []
+        usage = t.eval("(() => { const f = document.querySelector('table.usage tfoot tr.total'); if (!f) return null; const cells = Array.from(f.querySelectorAll('td.num')).map(c => c.textContent.trim()); const rows = Array.from(document.querySelectorAll('table.usage tbody tr')).map(r => Array.from(r.querySelectorAll('td.num')).map(c => c.textContent.trim())); const a = document.querySelector('a.download[href*=\"/download/usage?\"]'); return {rows: f.dataset.rows, cost: f.dataset.cost || null, cells: cells, parts: rows, download: a ? a.getAttribute('href') : null}; })()")
+        return tiles, overview_bars, history, usage_bars, usage
+
+    def figures_agree(self):
+        """For every role, this month's figure reads the same on every page and
+        in the month's usage download. The enterprise's is the statement's
+        (each kind of charge rounded on its own); a department's or account's
+        is its download's exact cost rounded once. A role that does not see
+        charges reads this month's usage records the same way instead."""
+        if not self.require_page(self.path("/usage"), "Usage"):
+            return
+        for email in ROLES:
+            tiles, overview_bars, history, usage_bars, usage = self.month_figures(email)
+            if not self.check(usage is not None and usage["download"], f"{email}: the Usage page has a Total row and a download", repr(usage)):
+                continue
+            period = re.search(r"period=(\d{6})", usage["download"]).group(1)
+            status, _, body = self.http(usage["download"].replace("&amp;", "&"), self.cookie(email))
+            if not self.check(status == 200, f"{email}: downloads this month's usage ({period})", str(status)):
+                continue
+            rows = list(csv.DictReader(io.StringIO(body.decode())))
+            self.check(
+                str(len(rows)) == usage["rows"],
+                f"{email}: the download has the Usage page's {usage['rows']} records",
+                f"{len(rows)} rows",
+            )
+            sees_costs = "Charges this month" in tiles
+            self.check(sees_costs == (email != ERIK), f"{email}: charges {'shown' if sees_costs else 'hidden'} (the demo's setting)")
+            if not sees_costs:
+                # Usage records: the tile, the chart, the history, the Usage page, the download.
+                shown = {
+                    "overview tile": tiles.get("Usage records this month"),
+                    "overview chart's last bar": (overview_bars or [[None, None]])[-1][1],
+                    "overview history's last column": f"{sum(int(v.replace(',', '')) for v in history if v):,}",
+                    "Usage page chart": (usage_bars or [[None, None]])[-1][1],
+                    "Usage page Total": usage["cells"][0] if usage["cells"] else None,
+                    "usage download": f"{len(rows):,}",
+                }
+                self.check(len(set(shown.values())) == 1 and None not in shown.values(), f"{email}: this month's usage records read the same everywhere ({shown['overview tile']})", repr(shown))
+                nonzero = [r["Cost"] for r in rows if Decimal(r["Cost"] or 0) != 0]
+                self.check(not nonzero, f"{email}: the download's costs read 0", repr(nonzero[:3]))
+                self.check(usage["cost"] is None, f"{email}: the page carries no exact cost", repr(usage["cost"]))
+                continue
+            figure = tiles["Charges this month"]
+            exp = len(figure.split()[0].partition(".")[2])
+            unit = Decimal(1).scaleb(-exp)
+            money = lambda v: Decimal(v.split()[0].replace(",", ""))  # noqa: E731
+            text = lambda d: f"{d:,.{exp}f}"  # noqa: E731
+            exact = sum((Decimal(r["Cost"]) for r in rows), Decimal(0))
+            self.check(usage["cost"] is not None and Decimal(usage["cost"]) == exact, f"{email}: the download's cost column adds up to the page's exact cost", f"{exact} vs {usage['cost']}")
+            if email in (ADMIN, AUDITOR):
+                st = json.loads(self.cli("report", "balance", "--enrollment", self.n, "--period", period, "--format", "json"), parse_float=Decimal)["data"][0]
+                statement = st["totalUsage"] + st["azureMarketplaceServiceCharges"]
+                # The statement's rule over the download: each kind rounded on its own.
+                mp = list(csv.DictReader(io.StringIO(self.cli("report", "marketplace", "--enrollment", self.n, "--period", period).decode())))
+                mp_keys = {(r["Date"], r["RecordId"]) for r in mp}
+                kinds = {"marketplace": Decimal(0), "separately": Decimal(0), "commitment": Decimal(0)}
+                for r in rows:
+                    k = "marketplace" if (r["Date"], r["RecordId"]) in mp_keys else "separately" if r["ChargesBilledSeparately"] == "true" else "commitment"
+                    kinds[k] += Decimal(r["Cost"])
+                rounded = {k: v.quantize(unit, rounding=ROUND_HALF_EVEN) for k, v in kinds.items()}
+                self.check(
+                    rounded["marketplace"] == st["azureMarketplaceServiceCharges"]
+                    and rounded["commitment"] + rounded["separately"] == st["totalUsage"],
+                    f"{email}: the download, each kind rounded, is the statement's charges",
+                    f"{rounded} vs {st['totalUsage']} + {st['azureMarketplaceServiceCharges']}",
+                )
+                from_download = sum(rounded.values(), Decimal(0))
+            else:
+                statement = None
+                from_download = exact.quantize(unit, rounding=ROUND_HALF_EVEN)
+            parts = lambda cells: sum((money(c) for c in cells if c), Decimal(0))  # noqa: E731
+            shown = {
+                "overview tile": money(figure),
+                "overview chart's last bar": money((overview_bars or [[None, "0"]])[-1][1] or "0"),
+                "overview history's last column": parts(history),
+                "Usage page chart": money((usage_bars or [[None, "0"]])[-1][1] or "0"),
+                "Usage page Total": money(usage["cells"][-1]),
+                "Usage page rows": parts([r[-1] for r in usage["parts"] if r]),
+                "usage download": from_download,
+            }
+            if statement is not None:
+                shown["statement"] = statement
+            self.check(
+                len(set(shown.values())) == 1,
+                f"{email}: this month's charges read {text(shown['overview tile'])} everywhere ({', '.join(shown)})",
+                repr({k: str(v) for k, v in shown.items()}),
+            )
+
     def manage_page(self):
         if not self.require_page(self.path("/manage"), "Manage"):
             return
@@ -538,6 +641,7 @@ class Run:
             self.scenario("sign in through the form, each role", self.sign_in_each_role)
             self.scenario("overview figures per role", self.overview)
             self.scenario("usage page per role", self.usage_page)
+            self.scenario("this month's figures agree on every page, each role", self.figures_agree)
             self.scenario("reports page per role", self.reports_pages)
             self.scenario("monthly downloads equal the CLI's reports", self.monthly_downloads)
             self.scenario("scoped downloads (dana, erik)", self.scoped_downloads)

@@ -200,7 +200,8 @@ pub fn ingest_ok<S: Store>(s: &S, rows: &[Row]) -> IngestSummary {
     try_ingest(s, rows, false).expect("ingest")
 }
 
-fn meta(scope: ReportScope) -> ReportMeta {
+/// The meta data of the fixture's reports (a fixed generation time).
+pub fn meta(scope: ReportScope) -> ReportMeta {
     ReportMeta {
         enrollment: n().to_string(),
         scope,

@@ -16,7 +16,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("get", "/v3/enrollments/{enrollmentNumber}/usagedetails/download", "Usage details as CSV", &["billingPeriod", "startTime", "endTime"], "Streamed; gzip with Accept-Encoding: gzip."),
     ("post", "/v3/enrollments/{enrollmentNumber}/usagedetails/submit", "Request a usage report prepared in the background", &["billingPeriod", "startTime", "endTime", "format"], "202 with the job: {id, enrollmentNumber, requestedOn, status, blobPath, reportUrl, startDate, endDate, ...}; poll reportUrl. Status: 1 Queued, 2 InProgress, 3 Completed, 4 Failed, 5 NoDataFound, 6 ReadyToDownload, 7 TimedOut, 8 Cancelled. An identical request while one is queued or running shares it (200). billingPeriod=P selects the rows booked in P, as usagedetails/download?billingPeriod=P does (corrections booked in P included, P's own days booked later left out; the job says kind billingPeriod and billingPeriod P); startTime/endTime select rows by usage date (kind dateRange)."),
     ("get", "/v3/enrollments/{enrollmentNumber}/reports", "List report jobs", &[], "The caller's jobs (all of the enrollment's for an enterprise administrator), newest first, with progress (rows done, rows expected, bytes)."),
-    ("post", "/v3/enrollments/{enrollmentNumber}/reports", "Request a report with the full filter set", &[], "Body: {startDate, endDate, accounts: [names], departments: [names], format: csv|csv.gz|parquet|focus-csv|focus-parquet}. Up to 36 months inside the term; a filter outside the key's scope is a 403."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/reports", "Request a report with the full filter set", &[], "Body: {startDate, endDate, accounts: [names], departments: [names], format: csv|csv.gz|parquet|focus-csv|focus-parquet}, or billingPeriod (YYYYMM, inside the term) instead of startDate and endDate. A range selects rows by usage date, up to 36 months inside the term; a billing period selects the rows booked in it, as usagedetails/download?billingPeriod= does (corrections booked in it included). Both, or neither, is a 400; a filter outside the key's scope is a 403."),
     ("get", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}", "A report job", &[], "What polling reportUrl returns; blobPath is a fresh signed link once the file is ready and downloadable. fileState: none, available, withheld (it shows charges the enrollment now hides from the role) or expired (the file is gone); for the last two blobPath is empty and fileError says why."),
     ("delete", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}", "Cancel a report job", &[], "409 if it has already ended."),
     ("post", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/link", "A fresh download link", &["lifetimeHours"], "Signed and expiring; works without a key until it expires."),
@@ -263,14 +263,29 @@ pub fn spec() -> Value {
         });
         let bodiless = path.ends_with("/submit") || path.ends_with("/link") || *method == "delete";
         if *method != "get" && !bodiless && path.ends_with("/reports") {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
-                "type": "object", "required": ["startDate", "endDate"], "additionalProperties": false,
-                "properties": {
-                    "startDate": {"type": "string", "format": "date"},
-                    "endDate": {"type": "string", "format": "date"},
+            // A date range or a billing period, never both: two closed
+            // shapes, so a body matches exactly one.
+            let shape = |span: serde_json::Value, required: &[&str]| {
+                let mut properties = json!({
                     "accounts": {"type": "array", "items": {"type": "string"}},
                     "departments": {"type": "array", "items": {"type": "string"}},
-                    "format": {"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}}}}}});
+                    "format": {"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}});
+                if let (Some(p), Some(s)) = (properties.as_object_mut(), span.as_object()) {
+                    p.extend(s.clone());
+                }
+                json!({"type": "object", "required": required, "additionalProperties": false,
+                       "properties": properties})
+            };
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+            "oneOf": [
+                shape(json!({
+                    "startDate": {"type": "string", "format": "date"},
+                    "endDate": {"type": "string", "format": "date"}}),
+                    &["startDate", "endDate"]),
+                shape(json!({
+                    "billingPeriod": {"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"}}),
+                    &["billingPeriod"]),
+            ]}}}});
         } else if *method != "get" && !bodiless {
             op["requestBody"] = if let Some(body) = operator_body(path) {
                 body

@@ -716,6 +716,91 @@ async fn a_billing_period_report_holds_the_rows_booked_in_the_period() {
     assert_eq!(done["manifest"]["filters"]["kind"], "dateRange");
 }
 
+/// `POST reports` takes a billing period instead of a date range: the job is
+/// that period's Usage details report, for every role, a correction booked
+/// in the period included and the period's own late row (booked in the next
+/// one) left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_report_request_body_takes_a_billing_period() {
+    let app = spawn_app().await;
+    let s = app.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let n = num(N);
+        let close = |p: &str| {
+            meterbook_core::ledger::close_periods_through(s.as_ref(), &n, period(p), Day::today())
+                .expect("close periods")
+        };
+        let late = |id: &str, sub: &'static str, date: &str| -> SeedRow {
+            (id.into(), sub, date.into(), "FLAT01", "2.5".into(), "")
+        };
+        close("202510");
+        ingest_rows(&s, N, &[late("late-oct", G3, "2025-10-15")]);
+        close("202511");
+        ingest_rows(&s, N, &[late("late-nov", G3, "2025-11-20")]);
+    })
+    .await
+    .expect("close and correct");
+
+    // The late rows are b1's (department B): department A sees neither.
+    for (key, who, sees_late) in [
+        (&app.keys.ent, "enterprise", true),
+        (&app.keys.dept_a, "department A", false),
+        (&app.keys.acct_b1, "account b1", true),
+    ] {
+        let job = app.request(json!({"billingPeriod": "202511"}), key).await;
+        assert_eq!(job["billingPeriod"], "202511", "{who}: {job}");
+        assert_eq!(job["kind"], "billingPeriod", "{who}: {job}");
+        assert_eq!(
+            (job["startDate"].as_str(), job["endDate"].as_str()),
+            (Some("2025-11-01"), Some("2025-11-30")),
+            "{who}"
+        );
+        let done = app.ready(&job, key).await;
+        let file = app.fetch(&done).await;
+        let sync = app
+            .get(&app.e("/usagedetails/download?billingPeriod=202511"), key)
+            .await;
+        assert_eq!(sync.status, 200, "{who}: {}", sync.text());
+        assert_eq!(
+            file.text(),
+            sync.text(),
+            "{who}: the job's rows are exactly the period's Usage details"
+        );
+        let ids = column(&file.body, "RecordId");
+        assert!(!ids.is_empty(), "{who}");
+        assert_eq!(
+            ids.iter().any(|i| i == "late-oct"),
+            sees_late,
+            "{who}: the correction booked in November"
+        );
+        assert!(
+            !ids.iter().any(|i| i == "late-nov"),
+            "{who}: November's late row is booked in December"
+        );
+        assert_eq!(done["manifest"]["filters"]["billingPeriod"], "202511");
+    }
+
+    // The OpenAPI document offers the body's two shapes, exactly one at a time.
+    let r = app
+        .anon(
+            reqwest::Method::GET,
+            &format!("{}/openapi.json", app.base),
+            &[],
+        )
+        .await;
+    let spec = r.json();
+    let body = &spec["paths"]["/v3/enrollments/{enrollmentNumber}/reports"]["post"]["requestBody"]
+        ["content"]["application/json"]["schema"];
+    let shapes: Vec<&Value> = body["oneOf"].as_array().expect("oneOf").iter().collect();
+    let required: Vec<Value> = shapes.iter().map(|s| s["required"].clone()).collect();
+    assert_eq!(
+        required,
+        vec![json!(["startDate", "endDate"]), json!(["billingPeriod"])],
+        "{body}"
+    );
+    assert!(shapes.iter().all(|s| s["additionalProperties"] == false));
+}
+
 // ---------------------------------------------------------------------------
 // 2. HEAD, Range, ETag
 // ---------------------------------------------------------------------------
@@ -1304,7 +1389,28 @@ async fn invalid_requests_are_400_with_a_reason() {
         (base(json!({"departments": ["Z"]})), "Z"),
         (base(json!({"startDate": "2025-13-01"})), "startDate"),
         (base(json!({"endDate": "soon"})), "endDate"),
-        (json!({"startDate": "2025-11-01"}), ""),
+        (json!({"startDate": "2025-11-01"}), "endDate"),
+        (json!({"endDate": "2025-11-30"}), "startDate"),
+        (json!({}), "billingPeriod"),
+        (json!({"format": "csv"}), "billingPeriod"),
+        (base(json!({"billingPeriod": "202511"})), "not both"),
+        (
+            json!({"billingPeriod": "202511", "endDate": "2025-11-30"}),
+            "not both",
+        ),
+        (json!({"billingPeriod": "202513"}), "billingPeriod"),
+        (json!({"billingPeriod": "2025-11"}), "billingPeriod"),
+        (json!({"billingPeriod": "202212"}), "term"),
+        (json!({"billingPeriod": "202701"}), "term"),
+        (json!({"billingPeriod": 202511}), ""),
+        (
+            json!({"billingPeriod": "202511", "format": "xlsx"}),
+            "format",
+        ),
+        (
+            json!({"billingPeriod": "202511", "accounts": ["nobody"]}),
+            "nobody",
+        ),
         (base(json!({"colour": "red"})), ""),
         (base(json!({"accounts": "a1"})), ""),
     ] {

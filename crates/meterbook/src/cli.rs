@@ -476,11 +476,12 @@ pub enum ReportCmd {
         after_help = "Example:\n  meterbook report marketplace --enrollment 8608480 --period 202503 --format json"
     )]
     Marketplace(ReportArgs),
-    /// Request an advanced report: any date range and accounts/departments, in
-    /// CSV, gzip CSV, Parquet or FOCUS. Prints the job id. Runs the job here and
-    /// waits, unless --detach leaves it to a running server's workers.
+    /// Request an advanced report: any date range or a billing period, and
+    /// accounts/departments, in CSV, gzip CSV, Parquet or FOCUS. Prints the job
+    /// id. Runs the job here and waits, unless --detach leaves it to a running
+    /// server's workers.
     #[command(
-        after_help = "Example:\n  id=$(meterbook report request --enrollment 8608480 --from 2025-01-01 --to 2025-03-31 --department Research --format parquet)"
+        after_help = "Examples:\n  id=$(meterbook report request --enrollment 8608480 --from 2025-01-01 --to 2025-03-31 --department Research --format parquet)\n  id=$(meterbook report request --enrollment 8608480 --billing-period 202503)"
     )]
     Request(RequestArgs),
     /// Show a report job: status, progress, manifest (JSON).
@@ -520,12 +521,16 @@ pub struct RequestArgs {
     /// The enrollment number.
     #[arg(long)]
     pub enrollment: String,
-    /// First day (YYYY-MM-DD), inclusive.
-    #[arg(long)]
-    pub from: String,
-    /// Last day (YYYY-MM-DD), inclusive.
-    #[arg(long)]
-    pub to: String,
+    /// First day (YYYY-MM-DD), inclusive: rows by usage date, with --to.
+    #[arg(long, required_unless_present = "billing_period", requires = "to")]
+    pub from: Option<String>,
+    /// Last day (YYYY-MM-DD), inclusive, with --from.
+    #[arg(long, required_unless_present = "billing_period", requires = "from")]
+    pub to: Option<String>,
+    /// Billing period (YYYYMM) instead of a range: the rows booked in it, as
+    /// `report usage --period` holds them (corrections booked in it included).
+    #[arg(long, value_name = "YYYYMM", conflicts_with_all = ["from", "to"])]
+    pub billing_period: Option<String>,
     /// Only these accounts (repeatable).
     #[arg(long)]
     pub account: Vec<String>,

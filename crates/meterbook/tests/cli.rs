@@ -2784,6 +2784,85 @@ fn period_reports(mb: &Mb, enrollment: &str, period: &str) -> Vec<String> {
     out
 }
 
+/// `report request --billing-period P` is P's Usage details report: a late
+/// row dated in the closed September is in October's job (booked there), not
+/// September's, exactly as `report usage --period` has it; a request needs a
+/// range or a period, not both, inside the term.
+#[test]
+fn a_billing_period_report_job_is_the_periods_usage_details() {
+    let mb = Mb::new();
+    let n = "L2";
+    mb.create(n, "USD", "2025-09-01", "2026-12-31");
+    mb.seed(n, &["202509", "202510"]);
+    let sept: String = USAGE_SAMPLE
+        .lines()
+        .map(|l| format!("{}\n", l.replace("2026-11-", "2025-09-")))
+        .collect();
+    let u09 = mb.file("u09.csv", &sept);
+    mb.ingest(n, &u09);
+    let u10 = mb.file(
+        "u10.csv",
+        usage_csv(&[row("oct-1", SUB_PROD, "2025-10-02", "blob-hot", "10")]),
+    );
+    mb.ingest(n, &u10);
+    mb.ok(&format!("period close --enrollment {n} --period 202509"));
+    let late = mb.file(
+        "late.csv",
+        usage_csv(&[row("late-1", SUB_PROD, "2025-09-20", "blob-hot", "100")]),
+    );
+    mb.ingest(n, &late);
+
+    for (p, has_late) in [("202509", false), ("202510", true)] {
+        let id = mb
+            .ok_args(&[
+                "report",
+                "request",
+                "--enrollment",
+                n,
+                "--billing-period",
+                p,
+            ])
+            .stdout
+            .trim()
+            .to_string();
+        let status = job_status(&mb, &id);
+        assert_eq!(status["statusName"], "ReadyToDownload", "{status}");
+        assert_eq!(status["kind"], "billingPeriod", "{status}");
+        assert_eq!(status["billingPeriod"], p, "{status}");
+        let out = mb.path(&format!("job-{p}.csv"));
+        mb.ok_args(&["report", "fetch", &id, "-o", out.to_str().unwrap()]);
+        let file = std::fs::read_to_string(&out).unwrap();
+        let sync = mb.ok(&format!("report usage --enrollment {n} --period {p}"));
+        assert_eq!(file, sync.stdout, "{p}: the job's rows are the period's");
+        let ids = Table::parse(&file).record_ids();
+        assert!(!ids.is_empty(), "{p}");
+        assert_eq!(
+            ids.contains(&"late-1".to_string()),
+            has_late,
+            "{p}: {ids:?}"
+        );
+        let jobs = mb.ok(&format!("report jobs --enrollment {n}")).stdout;
+        assert!(jobs.contains(&format!("billing period {p}")), "{jobs}");
+    }
+
+    mb.refuses(
+        &format!("report request --enrollment {n} --billing-period 202508"),
+        "term",
+    );
+    mb.refuses(
+        &format!("report request --enrollment {n} --billing-period 2025-10"),
+        "--billing-period",
+    );
+    for args in [
+        format!("report request --enrollment {n} --billing-period 202510 --from 2025-10-01 --to 2025-10-31"),
+        format!("report request --enrollment {n}"),
+        format!("report request --enrollment {n} --from 2025-10-01"),
+    ] {
+        let r = mb.run_args(&words(&args), None);
+        assert_eq!(r.status.code(), Some(2), "a usage error: {}", r.describe());
+    }
+}
+
 #[test]
 fn late_usage_after_close_is_a_correction_in_the_oldest_open_period() {
     let mb = Mb::new();

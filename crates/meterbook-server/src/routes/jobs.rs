@@ -171,8 +171,12 @@ pub async fn submit(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReportRequest {
-    start_date: String,
-    end_date: String,
+    /// A date range (by usage date): both of these, or `billing_period`.
+    start_date: Option<String>,
+    end_date: Option<String>,
+    /// `YYYYMM`: the rows booked in the period, as its Usage details report
+    /// holds them (corrections booked in it included).
+    billing_period: Option<String>,
     #[serde(default)]
     accounts: Vec<String>,
     #[serde(default)]
@@ -181,7 +185,8 @@ pub struct ReportRequest {
     format: Option<String>,
 }
 
-/// `POST reports` with `{startDate, endDate, accounts, departments, format}`.
+/// `POST reports` with `{startDate, endDate | billingPeriod, accounts,
+/// departments, format}`.
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -194,10 +199,27 @@ pub async fn create(
     let day = |v: &str, name: &str| -> Result<Day, ApiError> {
         super::parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
     };
-    let span = Span::Range(
-        day(&req.start_date, "startDate")?,
-        day(&req.end_date, "endDate")?,
-    );
+    let span = match (
+        req.billing_period.as_deref(),
+        req.start_date.as_deref(),
+        req.end_date.as_deref(),
+    ) {
+        (Some(p), None, None) => Span::Period(ctx.period(p).map_err(|e| match e {
+            ApiError::BadRequest(m) => ApiError::BadRequest(format!("`billingPeriod`: {m}")),
+            e => e,
+        })?),
+        (Some(_), _, _) => {
+            return Err(ApiError::BadRequest(
+                "give either `billingPeriod` or `startDate` and `endDate`, not both".into(),
+            ))
+        }
+        (None, Some(from), Some(to)) => Span::Range(day(from, "startDate")?, day(to, "endDate")?),
+        (None, _, _) => {
+            return Err(ApiError::BadRequest(
+                "give `startDate` and `endDate` (YYYY-MM-DD), or `billingPeriod` (YYYYMM)".into(),
+            ))
+        }
+    };
     let r = Request {
         span,
         accounts: req.accounts,

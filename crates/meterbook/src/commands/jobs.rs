@@ -2,7 +2,7 @@
 //! command line. The CLI acts as the provider's operator: its jobs have the
 //! enterprise scope.
 
-use super::{day, enrollment_number};
+use super::{day, enrollment_number, period_flag};
 use crate::cli::RequestArgs;
 use anyhow::{bail, Context, Result};
 use meterbook_app::jobs::ReportRequest;
@@ -18,13 +18,16 @@ fn job_line(j: &Job) -> String {
         Some(e) => format!("{}/{} rows", j.rows_done, e),
         None => format!("{} rows", j.rows_done),
     };
+    let span = match j.spec.billing_period {
+        Some(p) => format!("billing period {p}"),
+        None => format!("{} to {}", j.spec.from, j.spec.to),
+    };
     format!(
-        "{}  {:<15} {} {} to {}  {}  {} bytes{}",
+        "{}  {:<15} {} {}  {}  {} bytes{}",
         j.id,
         j.status.name(),
         j.spec.format,
-        j.spec.from,
-        j.spec.to,
+        span,
         progress,
         j.bytes,
         j.error
@@ -35,8 +38,13 @@ fn job_line(j: &Job) -> String {
 
 pub fn request(app: &App, a: &RequestArgs) -> Result<()> {
     let n = enrollment_number(&a.enrollment)?;
+    let span = match (&a.billing_period, &a.from, &a.to) {
+        (Some(p), None, None) => Span::Period(period_flag(p, "--billing-period")?),
+        (None, Some(from), Some(to)) => Span::Range(day(from, "--from")?, day(to, "--to")?),
+        _ => bail!("give --from YYYY-MM-DD --to YYYY-MM-DD, or --billing-period YYYYMM"),
+    };
     let request = ReportRequest {
-        span: Span::Range(day(&a.from, "--from")?, day(&a.to, "--to")?),
+        span,
         accounts: a.account.clone(),
         departments: a.department.clone(),
         format: a.format.clone(),
@@ -77,6 +85,8 @@ pub fn status(op: &Operator, id: &str) -> Result<()> {
         "enrollmentNumber": j.enrollment.as_str(),
         "status": j.status.code(),
         "statusName": j.status.name(),
+        "kind": j.spec.kind(),
+        "billingPeriod": j.spec.billing_period.map(|p| p.to_string()),
         "startDate": j.spec.from.to_string(),
         "endDate": j.spec.to.to_string(),
         "format": j.spec.format,
