@@ -36,6 +36,7 @@ pub mod sessions;
 pub mod settings;
 pub mod span;
 pub mod users;
+pub mod views;
 
 pub use access::{Access, Actor, Admin, Enterprise, Operator, Writer};
 pub use error::{AppError, AppResult};

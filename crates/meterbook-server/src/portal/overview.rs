@@ -8,11 +8,9 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::Router;
-use meterbook_core::figures::{self, Focus, Group, Grouping};
-use meterbook_core::summary::usage_summary;
+use meterbook_core::figures::{Group, Grouping};
 use meterbook_core::Period;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/portal/e/{n}", get(overview))
@@ -67,40 +65,18 @@ async fn overview(
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
     let by_service = q.by.as_deref() == Some("service");
+    let grouping = if by_service {
+        Grouping::Service
+    } else {
+        Grouping::Hierarchy
+    };
     let e = page.e.clone();
     let exp = e.currency.exponent();
-    let cur = current_period(&e, page.clock.as_ref());
-    let first = e.first_period().max(prev_n(cur, 11));
-    let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
-    let sees_balance = scope.sees_balance();
-    let term_first = e.first_period();
-    let (summary, statements, scope_totals, term) = state
-        .blocking(move |s| {
-            let sum = usage_summary(s, &number, scope, costs, first, cur)?;
-            // The names coloured (the same set on every page): the term's, up
-            // to the current month.
-            let term = if first == term_first {
-                None
-            } else {
-                Some(usage_summary(s, &number, scope, false, term_first, cur)?)
-            };
-            let sts = if sees_balance {
-                meterbook_core::ledger::statements(s, &number, cur)?
-                    .into_iter()
-                    .map(|(st, _)| st)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            // The figures every page shows (the statement's, for the enterprise).
-            let totals = if costs {
-                figures::scope_charges(s, &number, scope, &sum, first, cur, exp)?
-            } else {
-                Vec::new()
-            };
-            Ok((sum, sts, totals, term))
-        })
-        .await?;
+    let a = page.access.clone();
+    let view = state.run(move |_| a.overview(grouping)).await?;
+    let (cur, costs, statements) = (view.current, view.history.costs, &view.statements);
+    let periods = view.history.periods.clone();
+    let first = periods.first().copied().unwrap_or(cur);
     let ccy = e.currency.code().to_string();
     let mut tiles = Vec::new();
     if let Some(st) = statements.last() {
@@ -109,19 +85,21 @@ async fn overview(
             value: format::money(st.ending_balance, exp, &ccy),
             note: format!("end of {}", label(cur)),
         });
+    }
+    if let Some(charges) = view.charges_this_month {
         // The same figure every role reads: all charges, marketplace included
         // (the Usage page's total for the month).
         tiles.push(Figure {
             label: "Charges this month".into(),
-            value: format::money(
-                st.total_usage
-                    .checked_add(st.marketplace_charges)
-                    .map_err(out_of_range)?,
-                exp,
-                &ccy,
-            ),
-            note: format!("{} so far, marketplace included", label(cur)),
+            value: format::money(charges, exp, &ccy),
+            note: if statements.is_empty() {
+                format!("{} so far, your accounts, marketplace included", label(cur))
+            } else {
+                format!("{} so far, marketplace included", label(cur))
+            },
         });
+    }
+    if let Some(st) = statements.last() {
         tiles.push(Figure {
             label: "Overage this month".into(),
             value: format::money(st.total_overage, exp, &ccy),
@@ -137,62 +115,39 @@ async fn overview(
             note: "not drawn from the commitment".into(),
         });
     } else {
-        let this: Vec<_> = summary.iter().filter(|r| r.period == cur).collect();
-        if let Some(total) = scope_totals.last() {
-            tiles.push(Figure {
-                label: "Charges this month".into(),
-                value: format::money(*total, exp, &ccy),
-                note: format!("{} so far, your accounts, marketplace included", label(cur)),
-            });
-        }
         tiles.push(Figure {
             label: "Usage records this month".into(),
-            value: format::group(&this.iter().map(|r| r.rows).sum::<i64>().to_string()),
+            value: format::group(&view.records_this_month.to_string()),
             note: format!("{}, your accounts", label(cur)),
         });
     }
     // History: periods × (department or service), the bars' totals the
-    // periods' charges as billed, split into parts that add up to them.
-    let periods: Vec<Period> = first.through(cur).collect();
-    let grouping = if by_service {
-        Grouping::Service
-    } else {
-        Grouping::Hierarchy
-    };
-    let groups: BTreeMap<Group, Vec<i128>> = if costs {
-        figures::breakdown(
-            &summary,
-            &scope_totals,
-            &periods,
-            &Focus::Scope,
-            grouping,
-            exp,
-        )?
-        .groups
-        .into_iter()
-        .map(|(g, v)| (g, v.into_iter().map(|m| m.0 as i128).collect()))
-        .collect()
-    } else {
-        let mut counts: BTreeMap<Group, Vec<i128>> = BTreeMap::new();
-        for r in &summary {
-            let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
-            counts
-                .entry(figures::group_of(r, &Focus::Scope, grouping))
-                .or_insert_with(|| vec![0; periods.len()])[i] += r.rows as i128;
-        }
-        counts
-    };
+    // periods' charges as billed, split into parts that add up to them (in
+    // the layer's one order: charges, or records, descending, then name).
+    let groups: Vec<(Group, Vec<i128>)> = view
+        .history
+        .rows
+        .iter()
+        .map(|r| {
+            let v = if costs {
+                r.figures
+                    .charges_per_period
+                    .iter()
+                    .map(|m| i128::from(m.0))
+                    .collect()
+            } else {
+                r.figures
+                    .records_per_period
+                    .iter()
+                    .map(|n| i128::from(*n))
+                    .collect()
+            };
+            (r.group.clone(), v)
+        })
+        .collect();
     let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
     // Colours by name, from the names of the term (the same on every page).
-    let colour_slots =
-        chart::group_slots(term.as_ref().unwrap_or(&summary), &Focus::Scope, grouping);
-    // The Usage page's order: charges (records where charges are hidden)
-    // descending, then name.
-    let mut groups: Vec<(Group, Vec<i128>)> = groups.into_iter().collect();
-    groups.sort_by(|a, b| {
-        let (sa, sb) = (a.1.iter().sum::<i128>(), b.1.iter().sum::<i128>());
-        sb.cmp(&sa).then_with(|| a.0.name().cmp(b.0.name()))
-    });
+    let colour_slots = chart::slots(view.history.term_names.iter().map(String::as_str));
     let colours: Vec<usize> = groups
         .iter()
         .enumerate()
@@ -231,36 +186,21 @@ async fn overview(
     // The commitment: bought (purchases and adjustments) through the current
     // period, what is left at its end, and the share used.
     let mut commitment = Vec::new();
-    if let Some(last) = statements.last() {
-        let mut bought = meterbook_core::Money::ZERO;
-        for st in &statements {
-            bought = bought
-                .checked_add(st.new_purchases)
-                .and_then(|b| b.checked_add(st.adjustments))
-                .map_err(out_of_range)?;
-        }
-        let left = last.ending_balance.0.max(0) as i128;
-        let total = bought.0 as i128;
+    if let Some(c) = view.commitment {
         commitment.push(Figure {
             label: "Total commitment".into(),
-            value: format::money(bought, exp, &ccy),
+            value: format::money(c.total, exp, &ccy),
             note: format!("purchases and adjustments through {}", label(cur)),
         });
         commitment.push(Figure {
             label: "Used".into(),
-            value: if total > 0 {
-                // Tenths of a percent, rounded half-even; never past 100%.
-                let tenths = meterbook_core::fixed::div_round_half_even(
-                    (total - left.min(total)) * 1000,
-                    total,
-                );
-                format!("{}.{}%", tenths / 10, tenths % 10)
-            } else {
-                "–".into()
+            value: match c.used_tenths_percent {
+                Some(tenths) => format!("{}.{}%", tenths / 10, tenths % 10),
+                None => "–".into(),
             },
             note: format!(
                 "{} left at the end of {}",
-                format::money(last.ending_balance, exp, &ccy),
+                format::money(c.left, exp, &ccy),
                 label(cur)
             ),
         });
@@ -319,20 +259,6 @@ async fn overview(
     }))
 }
 
-fn prev_n(mut p: Period, k: u32) -> Period {
-    for _ in 0..k {
-        p = p.prev();
-    }
-    p
-}
-
-/// Figures here are parts of range-checked totals and cannot overflow; stored
-/// data out of range is an error rather than a wrapped figure.
-fn out_of_range(_: meterbook_core::fixed::Overflow) -> meterbook_core::store::StoreError {
-    meterbook_core::store::StoreError::Invalid("a figure exceeds the supported range".into())
-}
-
-/// `Nov 2026`.
 pub fn label(p: Period) -> String {
     format!("{} {}", short(p), p.year())
 }
