@@ -11,7 +11,7 @@ use meterbook_core::figures::{self, Focus, Group, Grouping};
 use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::statement::Statement;
 use meterbook_core::summary::SummaryRow;
-use meterbook_core::{Money, Period};
+use meterbook_core::{Amount, Money, Period};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Records, quantity and charges of one row of a view.
@@ -26,6 +26,9 @@ pub struct Figures {
     pub charges_per_period: Vec<Money>,
     /// Their sum.
     pub charges: Money,
+    /// The rows' exact cost (zero where the caller may not see costs): what
+    /// the usage-details download of the same selection adds up to.
+    pub cost_exact: Amount,
 }
 
 /// One meter of a service (the Usage page's detail rows).
@@ -107,13 +110,15 @@ fn out_of_range(_: meterbook_core::fixed::Overflow) -> AppError {
 }
 
 /// Adds one summary row to `f` at period index `i` of `n`.
-fn add(f: &mut Figures, i: usize, n: usize, r: &SummaryRow) {
+fn add(f: &mut Figures, i: usize, n: usize, r: &SummaryRow) -> AppResult<()> {
     if f.records_per_period.len() != n {
         f.records_per_period = vec![0; n];
     }
+    f.cost_exact = f.cost_exact.checked_add(r.cost).map_err(out_of_range)?;
     f.records += r.rows;
     f.quantity_micro += r.quantity_micro;
     f.records_per_period[i] += r.rows;
+    Ok(())
 }
 
 impl Access {
@@ -210,7 +215,7 @@ impl Access {
         let mut total = Figures::default();
         for r in &selected {
             let i = index(r.period);
-            add(&mut total, i, np, r);
+            add(&mut total, i, np, r)?;
             add(
                 groups
                     .entry(figures::group_of(r, focus, grouping))
@@ -218,13 +223,13 @@ impl Access {
                 i,
                 np,
                 r,
-            );
+            )?;
         }
         let mut rows = Vec::with_capacity(groups.len());
         for (group, mut f) in groups {
             f.charges_per_period = parts_of(&group);
-            f.charges = Money::checked_sum(f.charges_per_period.iter().copied())
-                .map_err(out_of_range)?;
+            f.charges =
+                Money::checked_sum(f.charges_per_period.iter().copied()).map_err(out_of_range)?;
             let meters = if meters {
                 self.meter_rows(&group, &f, &selected, &periods, focus, grouping, costs)?
             } else {

@@ -10,9 +10,7 @@
 //! Colours: a series is coloured by its name ([`slots`]), so the same
 //! department or service has the same colour on every page.
 
-use meterbook_core::figures::{self, Focus, Grouping};
-use meterbook_core::summary::SummaryRow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A stacked bar chart: one bar per label, one stack segment per series.
 pub struct Stacked {
@@ -65,21 +63,6 @@ pub fn slots<'a>(names: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, u
         out.insert(name.to_string(), slot);
     }
     out
-}
-
-/// The slots of the groups of `rows` in a view (`rows`: the viewer's usage
-/// over the term, so every page passes the same set).
-pub fn group_slots(
-    rows: &[SummaryRow],
-    focus: &Focus,
-    grouping: Grouping,
-) -> BTreeMap<String, usize> {
-    let names: BTreeSet<String> = rows
-        .iter()
-        .filter(|r| figures::in_focus(r, focus))
-        .map(|r| figures::group_of(r, focus, grouping).name().to_string())
-        .collect();
-    slots(names.iter().map(String::as_str))
 }
 
 /// The slot of series `name` at position `k` of a chart, from `slots`.

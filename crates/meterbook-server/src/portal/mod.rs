@@ -328,6 +328,12 @@ impl From<meterbook_core::store::StoreError> for PageError {
     }
 }
 
+impl From<meterbook_app::AppError> for PageError {
+    fn from(e: meterbook_app::AppError) -> Self {
+        PageError(e.into())
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         error_page(self.0)

@@ -14,24 +14,17 @@ use super::overview::{label, short};
 use super::{format, render, Page, PageResult, Tab, Viewer};
 use crate::{ApiError, AppState};
 use askama::Template;
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
-use meterbook_core::access::Scope;
-use meterbook_core::figures::{self, Focus, Group, Grouping};
-use meterbook_core::fixed::Overflow;
-use meterbook_core::hierarchy::Hierarchy;
-use meterbook_core::store::{StoreError, UsageSelection};
-use meterbook_core::summary::{usage_summary, SummaryRow};
-use meterbook_core::{Amount, Day, Money, Period};
-use meterbook_io::report::usage::{UsageFilter, UsageReport};
-use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
+use meterbook_app::reads::Details;
+use meterbook_app::Span;
+use meterbook_core::figures::{Focus, Group, Grouping};
+use meterbook_core::{Day, Money, Period};
+use meterbook_io::report::ReportFormat;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -195,100 +188,6 @@ fn span(page: &Page, q: &UsageQuery) -> Result<(Period, Period), SpanError> {
     Ok((from, to))
 }
 
-/// Departments the scope reaches (by name): all of them for an enterprise
-/// role, its own for a department role, its account's for an account owner.
-fn departments_in_scope(scope: Scope, h: &Hierarchy) -> Vec<String> {
-    let mut v: Vec<String> = h
-        .departments
-        .values()
-        .filter(|d| match scope {
-            Scope::Enrollment => true,
-            Scope::Department(id) => d.id == id,
-            Scope::Account(a) => h
-                .accounts
-                .get(&a)
-                .is_some_and(|a| a.department_id == Some(d.id)),
-        })
-        .map(|d| d.name.clone())
-        .collect();
-    v.sort();
-    v
-}
-
-fn accounts_in_scope(scope: Scope, h: &Hierarchy) -> Vec<String> {
-    let mut v: Vec<String> = h
-        .accounts
-        .values()
-        .filter(|a| scope.covers_account(Some(a)))
-        .map(|a| a.name.clone())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Checks the department/account filters against the scope: a name outside it
-/// reads as unknown (no existence leaks).
-fn checked_filters(
-    scope: Scope,
-    h: &Hierarchy,
-    department: &str,
-    account: &str,
-) -> Result<(Option<String>, Option<String>), ApiError> {
-    let account = if account.is_empty() {
-        None
-    } else {
-        match h.account_by_name(account) {
-            Some(a) if scope.covers_account(Some(a)) => Some(a.name.clone()),
-            _ => return Err(ApiError::NotFound(format!("no account {account} for you"))),
-        }
-    };
-    let department = if department.is_empty() {
-        None
-    } else if departments_in_scope(scope, h)
-        .iter()
-        .any(|d| d == department)
-    {
-        Some(department.to_string())
-    } else {
-        return Err(ApiError::NotFound(format!(
-            "no department {department} for you"
-        )));
-    };
-    Ok((department, account))
-}
-
-fn out_of_range(_: Overflow) -> StoreError {
-    StoreError::Invalid("the usage summed here exceeds the supported range".into())
-}
-
-#[derive(Default)]
-struct Agg {
-    rows: i64,
-    cost: Amount,
-    quantity: i128,
-    unit: String,
-    per_period: Vec<(i64, Amount)>,
-}
-
-impl Agg {
-    /// Parts of the summary's range-checked totals: the sums cannot
-    /// overflow, and are checked so stored data out of range is an error.
-    fn add(&mut self, i: usize, n: usize, r: &SummaryRow) -> Result<(), StoreError> {
-        if self.per_period.len() != n {
-            self.per_period = vec![(0, Amount::ZERO); n];
-        }
-        self.rows += r.rows;
-        self.cost = self.cost.checked_add(r.cost).map_err(out_of_range)?;
-        self.quantity += r.quantity_micro;
-        self.per_period[i].0 += r.rows;
-        self.per_period[i].1 = self.per_period[i]
-            .1
-            .checked_add(r.cost)
-            .map_err(out_of_range)?;
-        Ok(())
-    }
-}
-
 async fn usage(
     State(state): State<AppState>,
     viewer: Viewer,
@@ -310,37 +209,29 @@ async fn usage(
         (from, to)
     };
     let by_service = q.by == "service";
-    let (scope, costs, number) = (page.scope(), page.sees_costs(), page.n.clone());
+    let grouping = if by_service {
+        Grouping::Service
+    } else {
+        Grouping::Hierarchy
+    };
     let exp = page.e.currency.exponent();
-    let term_first = page.e.first_period();
-    let (h, summary, scope_totals, term) = state
-        .blocking(move |s| {
-            let h = s.hierarchy(&number)?;
-            let sum = usage_summary(s, &number, scope, costs, from, to)?;
-            // The names coloured (the same set on every page): the term's, up
-            // to the current month.
-            let term = if (from, to) == (term_first, cur) {
-                None
-            } else {
-                Some(usage_summary(s, &number, scope, false, term_first, cur)?)
-            };
-            // The figures every page shows (the statement's, for the enterprise).
-            let totals = if costs {
-                figures::scope_charges(s, &number, scope, &sum, from, to, exp)?
-            } else {
-                Vec::new()
-            };
-            Ok((h, sum, totals, term))
+    let a = page.access.clone();
+    let (dq, aq) = (q.department.clone(), q.account.clone());
+    let (focus, table) = state
+        .run(move |_| {
+            let focus = a.focus(Some(&dq), Some(&aq))?;
+            let table = a.usage_table(from, to, &focus, grouping, by_service)?;
+            Ok((focus, table))
         })
         .await?;
-    let (department, account) = checked_filters(scope, &h, &q.department, &q.account)?;
-    // An account's department comes from the account (the filter may not name it).
-    let department = match &account {
-        Some(a) => h
-            .account_by_name(a)
-            .and_then(|a| h.department(a.department_id))
-            .map(|d| d.name.clone()),
-        None => department,
+    let (costs, h) = (table.costs, &table.hierarchy);
+    let (department, account) = match &focus {
+        Focus::Scope => (None, None),
+        Focus::Department(d) => (Some(d.clone()), None),
+        Focus::Account {
+            department,
+            account,
+        } => (department.clone(), Some(account.clone())),
     };
     let level = match (&department, &account) {
         (_, Some(a)) => Level::Account(a.clone()),
@@ -354,89 +245,18 @@ async fn usage(
     let by_q = if by_service { "&by=service" } else { "" };
     let link = |extra: &str| format!("{base}?{span_q}{by_q}{extra}");
 
-    let periods: Vec<Period> = from.through(to).collect();
+    let periods = &table.periods;
     let np = periods.len();
-    let focus = match &level {
-        Level::Top => Focus::Scope,
-        Level::Department(d) => Focus::Department(d.clone()),
-        Level::Account(a) => Focus::Account {
-            department: department.clone(),
-            account: a.clone(),
-        },
-    };
-    let grouping = if by_service {
-        Grouping::Service
-    } else {
-        Grouping::Hierarchy
-    };
-    let selected: Vec<&SummaryRow> = summary
-        .iter()
-        .filter(|r| figures::in_focus(r, &focus))
-        .collect();
-
-    // Records and quantities per group (and, for services, per meter below).
-    let mut groups: BTreeMap<Group, Agg> = BTreeMap::new();
-    let mut meters: BTreeMap<(Group, String, String), Agg> = BTreeMap::new();
-    let mut total = Agg::default();
-    for r in &selected {
-        let i = periods.iter().position(|p| *p == r.period).unwrap_or(0);
-        total.add(i, np, r)?;
-        let g = figures::group_of(r, &focus, grouping);
-        if by_service {
-            let m = meters
-                .entry((g.clone(), r.meter_id.clone(), r.unit.clone()))
-                .or_default();
-            m.unit = r.unit.clone();
-            m.add(i, np, r)?;
-        }
-        groups.entry(g).or_default().add(i, np, r)?;
-    }
-    // Charges: the view's figures, split into parts that add up to them
-    // (the same split as the overview's chart).
-    let charges = if costs {
-        Some(figures::breakdown(
-            &summary,
-            &scope_totals,
-            &periods,
-            &focus,
-            grouping,
-            exp,
-        )?)
-    } else {
-        None
-    };
-    let parts_of = |g: &Group| -> Vec<Money> {
-        charges
-            .as_ref()
-            .and_then(|c| c.groups.get(g).cloned())
-            .unwrap_or_else(|| vec![Money::ZERO; np])
-    };
-    let sum = |v: &[Money]| Money::checked_sum(v.iter().copied()).map_err(out_of_range);
     // The table's heading names the currency: cells hold the figure alone.
     let money = |m: Money| format::group(&m.format(exp));
-
-    // One order for the table, the chart and its legend: charges (usage
-    // records where charges are hidden) descending, then name.
-    let weight = |g: &Group, agg: &Agg| -> Result<i128, StoreError> {
-        Ok(if costs {
-            sum(&parts_of(g))?.0 as i128
-        } else {
-            agg.rows as i128
-        })
-    };
-    let mut order: Vec<(&Group, &Agg, i128)> = Vec::with_capacity(groups.len());
-    for (g, agg) in &groups {
-        order.push((g, agg, weight(g, agg)?));
-    }
-    order.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.name().cmp(b.0.name())));
     // Colours: by name, from the names of the term (the same on every page).
-    let colour_slots = chart::group_slots(term.as_ref().unwrap_or(&summary), &focus, grouping);
+    let colour_slots = chart::slots(table.term_names.iter().map(String::as_str));
 
     let mut rows = Vec::new();
     // Each meter row's quantity, formatted once the column is known.
     let mut quantities: Vec<(usize, i128)> = Vec::new();
-    for (g, agg, _) in &order {
-        let g = *g;
+    for gr in &table.rows {
+        let g = &gr.group;
         let (kind, href) = match g {
             Group::Department(d) => ("Department", Some(link(&format!("&department={}", enc(d))))),
             Group::Account(a) => (
@@ -451,7 +271,6 @@ async fn usage(
             Group::Service(_) => ("Service", None),
             Group::Unassigned => ("", None),
         };
-        let parts = parts_of(g);
         rows.push(Row {
             name: g.name().to_string(),
             kind: kind.to_string(),
@@ -459,50 +278,25 @@ async fn usage(
             detail: false,
             quantity: String::new(),
             unit: String::new(),
-            records: format::group(&agg.rows.to_string()),
-            charges: money(sum(&parts)?),
+            records: format::group(&gr.figures.records.to_string()),
+            charges: money(gr.figures.charges),
         });
-        if by_service {
-            let by_meter = figures::split(
-                &parts,
-                &periods,
-                selected
-                    .iter()
-                    .copied()
-                    .filter(|r| figures::group_of(r, &focus, grouping) == *g),
-                |r| (r.meter_id.clone(), r.unit.clone()),
-                exp,
-            )?;
-            let mut meter_rows = Vec::new();
-            for ((_, meter, unit), m) in meters.iter().filter(|((svc, _, _), _)| svc == g) {
-                let part = by_meter
-                    .get(&(meter.clone(), unit.clone()))
-                    .map_or(Ok(Money::ZERO), |v| sum(v))?;
-                let w = if costs {
-                    part.0 as i128
+        for m in &gr.meters {
+            quantities.push((rows.len(), m.quantity_micro));
+            rows.push(Row {
+                name: if m.meter.is_empty() {
+                    "(unknown meter)".into()
                 } else {
-                    m.rows as i128
-                };
-                meter_rows.push((w, meter, m, part));
-            }
-            meter_rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-            for (_, meter, m, part) in meter_rows {
-                quantities.push((rows.len(), m.quantity));
-                rows.push(Row {
-                    name: if meter.is_empty() {
-                        "(unknown meter)".into()
-                    } else {
-                        meter.clone()
-                    },
-                    kind: "Meter".into(),
-                    href: None,
-                    detail: true,
-                    quantity: String::new(),
-                    unit: m.unit.clone(),
-                    records: format::group(&m.rows.to_string()),
-                    charges: money(part),
-                });
-            }
+                    m.meter.clone()
+                },
+                kind: "Meter".into(),
+                href: None,
+                detail: true,
+                quantity: String::new(),
+                unit: m.unit.clone(),
+                records: format::group(&m.records.to_string()),
+                charges: money(m.charges),
+            });
         }
     }
     let shown = format::quantities(&quantities.iter().map(|(_, q)| *q).collect::<Vec<_>>());
@@ -512,15 +306,27 @@ async fn usage(
 
     // The chart: one series per group in the table's order (the 7 largest,
     // the rest as "Other").
-    let mut series: Vec<(String, Vec<i128>, i128)> = Vec::with_capacity(order.len());
-    for (g, agg, w) in &order {
-        let vals: Vec<i128> = if costs {
-            parts_of(g).iter().map(|m| m.0 as i128).collect()
-        } else {
-            agg.per_period.iter().map(|(r, _)| *r as i128).collect()
-        };
-        series.push((g.name().to_string(), vals, *w));
-    }
+    let mut series: Vec<(String, Vec<i128>, i128)> = table
+        .rows
+        .iter()
+        .map(|r| {
+            let vals: Vec<i128> = if costs {
+                r.figures
+                    .charges_per_period
+                    .iter()
+                    .map(|m| i128::from(m.0))
+                    .collect()
+            } else {
+                r.figures
+                    .records_per_period
+                    .iter()
+                    .map(|n| i128::from(*n))
+                    .collect()
+            };
+            let w = vals.iter().sum();
+            (r.group.name().to_string(), vals, w)
+        })
+        .collect();
     if series.len() > 8 {
         let rest = series.split_off(7);
         let mut other = vec![0i128; np];
@@ -533,10 +339,8 @@ async fn usage(
         series.push(("Other".into(), other, s));
     }
     let series: Vec<(String, Vec<i128>)> = series.into_iter().map(|(n, v, _)| (n, v)).collect();
-    let total_charges = match &charges {
-        Some(c) => money(c.total().map_err(out_of_range)?),
-        None => money(Money::ZERO),
-    };
+    let total = &table.total;
+    let total_charges = money(if costs { total.charges } else { Money::ZERO });
     let span_label = if from == to {
         label(from)
     } else {
@@ -697,8 +501,8 @@ async fn usage(
         to_opts: period_opts(to_shown),
         span_error,
         by_service,
-        dept_opts: opts(departments_in_scope(scope, &h), department.as_deref()),
-        acct_opts: opts(accounts_in_scope(scope, &h), account.as_deref()),
+        dept_opts: opts(page.access.departments_in_reach(h), department.as_deref()),
+        acct_opts: opts(page.access.accounts_in_reach(h), account.as_deref()),
         crumbs,
         heading,
         span_label,
@@ -712,10 +516,10 @@ async fn usage(
             "Your role does not show charges in this enrollment: the chart counts usage records, and downloads show cost and rate as 0.".into()
         },
         rows,
-        total_records: format::group(&total.rows.to_string()),
+        total_records: format::group(&total.records.to_string()),
         total_charges,
-        total_rows_raw: total.rows,
-        total_cost_exact: total.cost.to_string(),
+        total_rows_raw: total.records,
+        total_cost_exact: total.cost_exact.to_string(),
         period_head,
         period_table,
         download_href,
@@ -742,24 +546,6 @@ pub struct DetailsQuery {
     department: String,
 }
 
-/// Bytes written on a blocking thread, sent to the response body through a
-/// bounded channel (memory stays flat; a client that leaves stops the report).
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-}
-
-impl std::io::Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.tx
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// `GET /portal/e/{n}/usage/details.csv?period=YYYYMM` or
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD`, with `account=` or `department=`: the
 /// usage-details CSV of a selection of the usage page, streamed.
@@ -770,7 +556,6 @@ async fn details_csv(
     Query(q): Query<DetailsQuery>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    let e = &page.e;
     let day = |v: &str, what: &str| -> Result<Day, ApiError> {
         v.trim().parse().map_err(|_| {
             ApiError::BadRequest(format!(
@@ -779,78 +564,42 @@ async fn details_csv(
             ))
         })
     };
-    let (selection, scope_meta, file_part, what) = if !q.period.is_empty() {
-        let p = parse_period(&q.period, "period")?;
-        if p < e.first_period() || p > e.last_period() {
-            return Err(ApiError::BadRequest(format!(
-                "period {p} is outside the enrollment's term"
-            ))
-            .into());
-        }
-        (
-            UsageSelection {
-                booked: Some(p),
-                ..Default::default()
-            },
-            ReportScope::Period(p.to_string()),
-            p.to_string(),
-            format!("period {p}"),
-        )
+    let a = page.access.clone();
+    let span = if !q.period.is_empty() {
+        Span::Period(a.check_period(parse_period(&q.period, "period")?)?)
     } else {
         let (f, t) = (day(&q.from, "from")?, day(&q.to, "to")?);
-        if t < f {
-            return Err(ApiError::BadRequest(format!("`to` {t} is before `from` {f}")).into());
-        }
-        if f < e.start || t > e.end {
-            return Err(ApiError::BadRequest(format!(
-                "the range {f} to {t} is outside the enrollment's term {} to {}",
-                e.start, e.end
-            ))
-            .into());
-        }
-        (
-            UsageSelection {
-                from: Some(f),
-                to: Some(t),
-                ..Default::default()
-            },
-            ReportScope::Range {
-                from: f.to_string(),
-                to: t.to_string(),
-            },
-            format!("{f}_{t}"),
-            format!("{f} to {t}"),
-        )
+        a.range(f, t, ("`from`", "`to`"))?
     };
-    let scope = page.scope();
-    let number = page.n.clone();
-    let h = state.blocking(move |s| Ok(s.hierarchy(&number)?)).await?;
-    let (department, account) = checked_filters(scope, &h, &q.department, &q.account)?;
-    let filter = UsageFilter {
-        selection,
-        accounts: account.iter().cloned().collect(),
-        // An account narrows further than its department: the report keeps a row
-        // matching either, so only one of them is passed.
-        departments: if account.is_some() {
-            Vec::new()
-        } else {
-            department.iter().cloned().collect()
-        },
-        show_costs: page.sees_costs(),
-        scope: Some(scope),
-        ..Default::default()
+    let what = match span {
+        Span::Period(p) => format!("period {p}"),
+        Span::Range(f, t) => format!("{f} to {t}"),
     };
-    let meta = ReportMeta {
-        enrollment: page.n.to_string(),
-        scope: scope_meta,
-        generated_at: page.clock.now_rfc3339(),
-        watermark: e.watermark.map(|d| d.to_string()),
-        currency: e.currency.code().to_string(),
-    };
-    let number = page.n.clone();
+    let (dq, aq) = (q.department.clone(), q.account.clone());
     // Prepare (and fail with a proper page) before the response starts.
-    let report = state
-        .blocking(move |s| Ok(UsageReport::prepare(s, &number, filter, meta)?))
+    let (report, department, account) = state
+        .run(move |_| {
+            let (department, account) = match a.focus(Some(&dq), Some(&aq))? {
+                Focus::Scope => (None, None),
+                Focus::Department(d) => (Some(d), None),
+                Focus::Account {
+                    department,
+                    account,
+                } => (department, Some(account)),
+            };
+            // An account narrows further than its department: the report
+            // keeps a row matching either, so only one of them is passed.
+            let details = Details {
+                accounts: account.iter().cloned().collect(),
+                departments: if account.is_some() {
+                    Vec::new()
+                } else {
+                    department.iter().cloned().collect()
+                },
+                ..Default::default()
+            };
+            Ok((a.usage_details(span, &details)?, department, account))
+        })
         .await?;
     let sel = match (&account, &department) {
         (Some(a), _) => format!(", account {a}"),
@@ -859,24 +608,20 @@ async fn details_csv(
     };
     page.audit(&state, "download", format!("usage details, {what}{sel}"))
         .await;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-    let store = state.store().clone();
-    let number = page.n.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut w = ChannelWriter { tx: tx.clone() };
-        if let Err(e) = report.write(store.as_ref(), &number, ReportFormat::Csv, &mut w) {
-            tracing::warn!(error = %e, "usage details download ended early");
-            let _ = tx.blocking_send(Err(std::io::Error::other("report failed")));
-        }
+    let body = crate::streaming::body("usage details download", move |w| {
+        report.write(ReportFormat::Csv, w).map(|_| ())
     });
-    let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let sel_part = match (&account, &department) {
         (Some(a), _) => format!("_{}", file_safe(a)),
         (None, Some(d)) => format!("_{}", file_safe(d)),
         _ => String::new(),
     };
-    let file = format!("usage-details_{}_{file_part}{sel_part}.csv", page.n);
-    let mut res = Body::from_stream(stream).into_response();
+    let file = format!(
+        "usage-details_{}_{}{sel_part}.csv",
+        page.n,
+        span.file_part()
+    );
+    let mut res = body.into_response();
     let hd = res.headers_mut();
     hd.insert(
         header::CONTENT_TYPE,

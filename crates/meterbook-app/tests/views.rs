@@ -1,0 +1,295 @@
+//! The figures pages show, through the use-case layer exactly as the portal
+//! calls it, tie out: over generated enrollments (tiered meters, marketplace
+//! and separately billed ones, a correction booked in a later period, a moved
+//! subscription, USD/JPY/CLF), for every role's reach and both groupings,
+//!
+//! - the overview tile, the overview chart's bar for the month and the Usage
+//!   page's total are one figure, and for the enterprise it is the statement's;
+//! - every view's rows add up to its total per period, and a service's meters
+//!   to the service;
+//! - drilling down never changes a figure (a department's page total is its
+//!   row one level up);
+//! - the usage-details download of the same selection has the page's exact
+//!   cost, and for a department or account rounds to the page's figure.
+
+use meterbook_app::reads::Details;
+use meterbook_app::{Access, App, Span};
+use meterbook_conformance::fixture::{self, close, day, ingest_ok, n, period, row, Row, M};
+use meterbook_core::access::{Scope, Slot};
+use meterbook_core::clock::ManualClock;
+use meterbook_core::figures::{Focus, Group, Grouping};
+use meterbook_core::statement::CommitmentEntry;
+use meterbook_core::store::{EntryKind, MetadataStore};
+use meterbook_core::{Amount, Money};
+use meterbook_io::report::ReportFormat;
+use meterbook_sqlite::SqliteStore;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use std::sync::Arc;
+
+const SUBS: [&str; 4] = [fixture::G1, fixture::G2, fixture::G3, fixture::G4];
+
+/// (included, tiers as (minimum, price in 10^-4), kind: 0 commitment, 1 billed separately, 2 marketplace)
+type GenMeter = (u32, Vec<(u32, u32)>, u8);
+
+fn meter() -> impl Strategy<Value = GenMeter> {
+    (
+        0u32..50,
+        prop::collection::btree_map(1u32..500, 1u32..50_000, 0..3),
+        1u32..50_000,
+        0u8..3,
+    )
+        .prop_map(|(included, more, first, kind)| {
+            let mut tiers = vec![(0, first)];
+            tiers.extend(more);
+            (included, tiers, kind)
+        })
+}
+
+fn rows(prefix: &'static str, days: std::ops::Range<i32>) -> impl Strategy<Value = Vec<Row>> {
+    prop::collection::vec((0usize..4, 0usize..3, days, 0u64..200_000_000), 1..30).prop_map(
+        move |v| {
+            v.into_iter()
+                .enumerate()
+                .map(|(i, (sub, m, d, q))| {
+                    row(
+                        &format!("{prefix}-{i:03}"),
+                        SUBS[sub],
+                        &day("2025-01-01").add_days(d).to_string(),
+                        &format!("m{m}"),
+                        &format!("{}.{:06}", q / 1_000_000, q % 1_000_000),
+                    )
+                })
+                .collect()
+        },
+    )
+}
+
+/// A generated meter as price-sheet text: id, included, tiers, kind.
+type MeterText = (String, String, Vec<(String, String)>, u8);
+
+struct Setup {
+    app: App,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(meters: &[GenMeter], currency: &str, early: &[Row], late: &[Row], moved: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    fixture::enrollment(&store, currency);
+    let text: Vec<MeterText> = meters
+        .iter()
+        .enumerate()
+        .map(|(i, (inc, tiers, kind))| {
+            (
+                format!("m{i}"),
+                inc.to_string(),
+                tiers
+                    .iter()
+                    .map(|(min, p)| (min.to_string(), format!("{}.{:04}", p / 10_000, p % 10_000)))
+                    .collect(),
+                *kind,
+            )
+        })
+        .collect();
+    let tiers: Vec<Vec<(&str, &str)>> = text
+        .iter()
+        .map(|(_, _, t, _)| t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
+        .collect();
+    let sheet: Vec<M<'_>> = text
+        .iter()
+        .zip(&tiers)
+        .map(|((id, inc, _, kind), t)| M {
+            id,
+            included: inc,
+            tiers: t,
+            separately: *kind == 1,
+            publisher: if *kind == 2 { "Pub" } else { "" },
+        })
+        .collect();
+    fixture::prices(&store, "202501", &sheet);
+    fixture::prices(&store, "202502", &sheet);
+    store
+        .add_entry(
+            &n(),
+            EntryKind::Purchase,
+            &CommitmentEntry {
+                date: day("2025-01-01"),
+                amount: Money(50_000),
+                description: "commitment".into(),
+            },
+        )
+        .unwrap();
+    if moved {
+        store
+            .move_subscription(&n(), fixture::G2, "b1", day("2025-02-01"))
+            .unwrap();
+    }
+    ingest_ok(&store, early);
+    close(&store, "202501");
+    ingest_ok(&store, late);
+    let noon = day("2025-02-20")
+        .naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis();
+    let app = App::new(
+        Arc::new(store),
+        Arc::new(meterbook_jobs::DirReportFiles::new(dir.path().join("r")).unwrap()),
+        meterbook_jobs::JobSettings::default(),
+        Arc::new(ManualClock::at_millis(noon)),
+    );
+    let op = app.local_operator();
+    op.set_visibility(&n(), Some(true), Some(true)).unwrap();
+    Setup { app, _dir: dir }
+}
+
+/// Every role's access: the enterprise, departments A and B, accounts a1, b1, c1.
+fn accesses(app: &App) -> Vec<Access> {
+    let op = app.local_operator();
+    let ent = op.enrollment(&n()).unwrap();
+    let h = ent.hierarchy().unwrap();
+    let mut out = vec![ent];
+    let scopes = [
+        Scope::Department(h.department_by_name("A").unwrap().id),
+        Scope::Department(h.department_by_name("B").unwrap().id),
+        Scope::Account(h.account_by_name("a1").unwrap().id),
+        Scope::Account(h.account_by_name("b1").unwrap().id),
+        Scope::Account(h.account_by_name("c1").unwrap().id),
+    ];
+    for scope in scopes {
+        let (key, _) = op.scope_key(&n(), scope, Slot::Primary, 30, false).unwrap();
+        out.push(app.key(&key.token).unwrap());
+    }
+    out
+}
+
+/// The usage download's exact cost of a selection.
+fn download_cost(a: &Access, p: &str, d: &Details) -> Amount {
+    let report = a.usage_details(Span::Period(period(p)), d).unwrap();
+    let mut out = Vec::new();
+    report.write(ReportFormat::Csv, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let mut rdr = csv::ReaderBuilder::new()
+        .comment(Some(b'#'))
+        .from_reader(text.as_bytes());
+    let cost = rdr
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "Cost")
+        .expect("a Cost column");
+    let mut sum = Amount::ZERO;
+    for r in rdr.records() {
+        let v: Amount = r.unwrap()[cost].parse().expect("a cost");
+        sum = sum.checked_add(v).unwrap();
+    }
+    sum
+}
+
+fn check(a: &Access, exp: u32) -> Result<(), TestCaseError> {
+    let (jan, feb) = (period("202501"), period("202502"));
+    for grouping in [Grouping::Hierarchy, Grouping::Service] {
+        let ov = a.overview(grouping).unwrap();
+        let what = format!("{:?} {grouping:?}", a.scope());
+        // The tile is the chart's bar for the month and the Usage page's total.
+        let bar = *ov.history.total.charges_per_period.last().unwrap();
+        prop_assert_eq!(ov.charges_this_month, Some(bar), "tile vs bar, {}", &what);
+        let page = a
+            .usage_table(feb, feb, &Focus::Scope, grouping, true)
+            .unwrap();
+        prop_assert_eq!(page.total.charges, bar, "Usage page vs tile, {}", &what);
+        for (p, table) in [
+            (
+                "202501",
+                a.usage_table(jan, jan, &Focus::Scope, grouping, true)
+                    .unwrap(),
+            ),
+            ("202502", page),
+        ] {
+            // The enterprise's figure is the statement's.
+            if a.scope() == Scope::Enrollment {
+                let st = a.enterprise().unwrap().statement(period(p)).unwrap();
+                let want = st.total_usage.checked_add(st.marketplace_charges).unwrap();
+                prop_assert_eq!(table.total.charges, want, "statement {} {}", p, &what);
+            }
+            // Rows add up to the total; meters to their service.
+            let rows: i64 = table.rows.iter().map(|r| r.figures.charges.0).sum();
+            prop_assert_eq!(rows, table.total.charges.0, "rows {} {}", p, &what);
+            for r in &table.rows {
+                if !r.meters.is_empty() {
+                    let m: i64 = r.meters.iter().map(|m| m.charges.0).sum();
+                    prop_assert_eq!(m, r.figures.charges.0, "meters {} {}", p, &what);
+                }
+            }
+            // The download has the page's exact cost; a department's or an
+            // account's figure is it, rounded once.
+            let exact = download_cost(a, p, &Details::default());
+            prop_assert_eq!(exact, table.total.cost_exact, "download {} {}", p, &what);
+            if a.scope() != Scope::Enrollment {
+                prop_assert_eq!(
+                    exact.round_to_minor(exp).unwrap(),
+                    table.total.charges,
+                    "rounded download {} {}",
+                    p,
+                    &what
+                );
+            }
+            // Drilling down keeps the figure.
+            if grouping == Grouping::Hierarchy {
+                for r in &table.rows {
+                    if let Group::Department(d) = &r.group {
+                        let focus = a.focus(Some(d), None).unwrap();
+                        let below = a
+                            .usage_table(period(p), period(p), &focus, grouping, false)
+                            .unwrap();
+                        prop_assert_eq!(below.total.charges, r.figures.charges, "{} {}", d, &what);
+                        let rows: i64 = below.rows.iter().map(|r| r.figures.charges.0).sum();
+                        prop_assert_eq!(rows, below.total.charges.0, "below {} {}", d, &what);
+                    }
+                }
+            }
+        }
+        // History parts add up to each month's bar.
+        for i in 0..ov.history.periods.len() {
+            let parts: i64 = ov
+                .history
+                .rows
+                .iter()
+                .map(|r| r.figures.charges_per_period[i].0)
+                .sum();
+            prop_assert_eq!(parts, ov.history.total.charges_per_period[i].0, "{}", &what);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn every_page_figure_ties_out_for_every_role() {
+    let cases = std::env::var("MB_VIEW_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(48);
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    let strategy = (
+        prop::collection::vec(meter(), 3),
+        rows("rec", 0..59),
+        rows("late", 0..31),
+        0usize..3,
+        any::<bool>(),
+    );
+    runner
+        .run(&strategy, |(meters, early, late, currency, moved)| {
+            let (currency, exp) = [("USD", 2), ("JPY", 0), ("CLF", 4)][currency];
+            let s = setup(&meters, currency, &early, &late, moved);
+            for a in accesses(&s.app) {
+                check(&a, exp)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+}
