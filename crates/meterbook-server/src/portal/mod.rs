@@ -210,21 +210,23 @@ impl Page {
     }
 
     pub fn scope(&self) -> Scope {
-        self.role.scope
+        self.access.scope()
     }
 
+    /// The rights below are the use-case layer's: pages only show or hide
+    /// what the layer would allow or refuse anyway.
     pub fn sees_costs(&self) -> bool {
-        self.role.scope.sees_costs(self.e.visibility)
+        self.access.sees_charges()
     }
 
     /// Read-write enterprise administrators manage users, settings and the hierarchy.
     pub fn can_manage(&self) -> bool {
-        self.sees_manage() && !self.role.read_only
+        self.access.admin().is_ok()
     }
 
     /// Enterprise administrators, read-only ones included, see Manage.
     pub fn sees_manage(&self) -> bool {
-        self.role.scope == Scope::Enrollment
+        self.access.enterprise().is_ok()
     }
 
     pub fn nav(&self, tab: Tab) -> Nav {
@@ -242,7 +244,7 @@ impl Page {
                 .filter(|r| r.enrollment != self.n)
                 .map(|r| (r.enrollment.to_string(), r.title()))
                 .collect(),
-            sees_balance: self.role.scope.sees_balance(),
+            sees_balance: self.access.sees_balance(),
             sees_manage: self.sees_manage(),
             can_manage: self.can_manage(),
         }
