@@ -361,16 +361,15 @@ fn page_meta(p: &str) -> meterbook_io::report::ReportMeta {
 
 /// What a key of `scope` gets for booked period `p`: its rows, with costs.
 fn scoped_filter(p: &str, scope: Scope, after: Option<ScanCursor>) -> UsageFilter {
-    UsageFilter {
-        selection: UsageSelection {
+    UsageFilter::within(
+        scope,
+        true,
+        UsageSelection {
             booked: Some(period(p)),
             after,
             ..Default::default()
         },
-        show_costs: true,
-        scope: Some(scope),
-        ..Default::default()
-    }
+    )
 }
 
 /// A JSON value as the CSV writes the same cell: strings unquoted, `null` empty,

@@ -173,13 +173,11 @@ pub fn overage_billed_separately_and_marketplace<S: Store>(s: &S) {
     assert_eq!(feb.adjustment_details.len(), 1);
     // The marketplace report holds just the marketplace row.
     let filter = UsageFilter {
-        selection: UsageSelection {
+        marketplace_only: true,
+        ..UsageFilter::operator(UsageSelection {
             booked: Some(period("202501")),
             ..Default::default()
-        },
-        show_costs: true,
-        marketplace_only: true,
-        ..Default::default()
+        })
     };
     let (csv, t) = report(s, filter, ReportScope::Period("202501".into()));
     assert_eq!(column(&csv, "RecordId"), ["m1"]);
@@ -557,14 +555,10 @@ pub fn paging_is_stable_while_usage_arrives<S: Store>(s: &S) {
     let expected = column(&all, "RecordId");
     assert_eq!(expected.len(), 45);
     let mut seen: Vec<String> = Vec::new();
-    let mut filter = UsageFilter {
-        selection: UsageSelection {
-            booked: Some(period("202502")),
-            ..Default::default()
-        },
-        show_costs: true,
+    let mut filter = UsageFilter::operator(UsageSelection {
+        booked: Some(period("202502")),
         ..Default::default()
-    };
+    });
     let mut extra = 0;
     loop {
         let report = meterbook_io::report::usage::UsageReport::prepare(

@@ -391,13 +391,13 @@ impl Runner {
                 expected_rows_seen.store(x, Ordering::Relaxed);
             }
             let filter = UsageFilter {
-                selection: selection(spec),
                 accounts: spec.accounts.clone(),
                 departments: spec.departments.clone(),
-                show_costs: spec.scope.sees_costs(e.visibility),
-                marketplace_only: false,
-                scope: Some(spec.scope),
-                legacy: false,
+                ..UsageFilter::within(
+                    spec.scope,
+                    spec.scope.sees_costs(e.visibility),
+                    selection(spec),
+                )
             };
             let meta = ReportMeta {
                 enrollment: n.to_string(),

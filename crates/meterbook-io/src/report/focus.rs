@@ -50,7 +50,7 @@
 
 use super::export::ProgressFn;
 use super::table::{Cell, ColType, Column, TableSink};
-use super::usage::{DetailRow, ReportError, ReportTotals, UsageFilter, UsageReport};
+use super::usage::{DetailRow, Reach, ReportError, ReportTotals, UsageFilter, UsageReport};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, Flow, MetadataStore, UsageSelection, UsageStore};
 use meterbook_core::{Day, EnrollmentNumber, Money, Period, Quantity};
@@ -391,7 +391,7 @@ fn includes_entries(f: &UsageFilter) -> bool {
     f.accounts.is_empty()
         && f.departments.is_empty()
         && !f.marketplace_only
-        && !matches!(f.scope, Some(s) if !s.sees_balance())
+        && !matches!(f.reach, Reach::Scope(s) if !s.sees_balance())
 }
 
 /// Whether a purchase or adjustment dated `d` falls in the report's span: its

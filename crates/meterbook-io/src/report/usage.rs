@@ -257,8 +257,20 @@ pub const LEGACY_DETAIL_COLUMNS: [Col; 31] = {
     ]
 };
 
-/// What to include.
-#[derive(Clone, Debug, Default)]
+/// Whose rows a report may show (design §5). There is no default: every
+/// report states whether a viewer's scope bounds it or it is an operator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    /// Only rows within this scope.
+    Scope(meterbook_core::access::Scope),
+    /// Every row of the enrollment: operators only.
+    Everything,
+}
+
+/// What to include. There is no `Default`: a filter is made by
+/// [`UsageFilter::within`] (a viewer's scope) or [`UsageFilter::operator`]
+/// (everything), so no report sees everything by accident.
+#[derive(Clone, Debug)]
 pub struct UsageFilter {
     pub selection: UsageSelection,
     /// Account names; with `departments`, a row is kept if either matches. Both empty: all rows.
@@ -268,10 +280,39 @@ pub struct UsageFilter {
     pub show_costs: bool,
     /// Only marketplace meters (the Marketplace charges report).
     pub marketplace_only: bool,
-    /// Rows outside this scope are left out (design §5); `None` for operators.
-    pub scope: Option<meterbook_core::access::Scope>,
+    /// Rows outside this reach are left out (design §5).
+    pub reach: Reach,
     /// The legacy layout (overrides `marketplace_only`'s columns, not its rows).
     pub legacy: bool,
+}
+
+impl UsageFilter {
+    /// The rows of `selection` within `scope`, costs shown only if
+    /// `show_costs`; no account or department filter, usage details layout.
+    pub fn within(
+        scope: meterbook_core::access::Scope,
+        show_costs: bool,
+        selection: UsageSelection,
+    ) -> UsageFilter {
+        UsageFilter::new(Reach::Scope(scope), show_costs, selection)
+    }
+
+    /// Every row of `selection`, costs shown: the operator's view.
+    pub fn operator(selection: UsageSelection) -> UsageFilter {
+        UsageFilter::new(Reach::Everything, true, selection)
+    }
+
+    fn new(reach: Reach, show_costs: bool, selection: UsageSelection) -> UsageFilter {
+        UsageFilter {
+            selection,
+            accounts: Vec::new(),
+            departments: Vec::new(),
+            show_costs,
+            marketplace_only: false,
+            reach,
+            legacy: false,
+        }
+    }
 }
 
 /// Sums of what a report wrote.
@@ -615,7 +656,7 @@ impl UsageReport {
     fn row<'a>(&'a self, f: &'a UsageFact<'a>) -> Result<Option<DetailRow<'a>>, StoreError> {
         let account = self.hierarchy.account_on(f.subscription, f.day);
         let dept = account.and_then(|a| self.hierarchy.department(a.department_id));
-        if let Some(scope) = self.filter.scope {
+        if let Reach::Scope(scope) = self.filter.reach {
             if !scope.covers_account(account) {
                 return Ok(None);
             }

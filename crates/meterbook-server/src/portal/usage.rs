@@ -827,7 +827,6 @@ async fn details_csv(
     let h = state.blocking(move |s| Ok(s.hierarchy(&number)?)).await?;
     let (department, account) = checked_filters(scope, &h, &q.department, &q.account)?;
     let filter = UsageFilter {
-        selection,
         accounts: account.iter().cloned().collect(),
         // An account narrows further than its department: the report keeps a row
         // matching either, so only one of them is passed.
@@ -836,9 +835,7 @@ async fn details_csv(
         } else {
             department.iter().cloned().collect()
         },
-        show_costs: page.sees_costs(),
-        scope: Some(scope),
-        ..Default::default()
+        ..UsageFilter::within(scope, page.sees_costs(), selection)
     };
     let meta = ReportMeta {
         enrollment: page.n.to_string(),
