@@ -3,7 +3,6 @@
 pub mod balance;
 pub mod export;
 pub mod focus;
-#[path = "parquet/writer.rs"]
 pub mod parquet;
 pub mod prices;
 pub mod table;
