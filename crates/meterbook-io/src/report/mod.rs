@@ -2,6 +2,7 @@
 
 pub mod balance;
 pub mod export;
+#[path = "focus/write.rs"]
 pub mod focus;
 pub mod parquet;
 pub mod prices;
