@@ -2,7 +2,6 @@
 
 pub mod balance;
 pub mod export;
-#[path = "focus/write.rs"]
 pub mod focus;
 pub mod parquet;
 pub mod prices;
