@@ -6,7 +6,6 @@ pub mod focus;
 pub mod parquet;
 pub mod prices;
 pub mod table;
-#[path = "usage/report.rs"]
 pub mod usage;
 
 /// Output format of a report.
