@@ -11,7 +11,5 @@
 #![forbid(unsafe_code)]
 
 pub mod fixture;
-#[path = "properties/tie_out.rs"]
 pub mod properties;
-#[path = "scenarios/booking.rs"]
 pub mod scenarios;
