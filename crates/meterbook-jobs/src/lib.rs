@@ -12,7 +12,6 @@
 
 pub mod availability;
 pub mod files;
-#[path = "runner/run.rs"]
 pub mod runner;
 
 pub use availability::{file_state, FileState};
