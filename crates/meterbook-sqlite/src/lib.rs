@@ -15,6 +15,7 @@
 mod backup;
 mod jobs;
 mod keys;
+#[path = "metadata/store.rs"]
 mod metadata;
 mod profile;
 mod usage;
