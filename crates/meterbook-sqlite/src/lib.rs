@@ -15,7 +15,6 @@
 mod backup;
 mod jobs;
 mod keys;
-#[path = "metadata/store.rs"]
 mod metadata;
 mod profile;
 mod usage;
