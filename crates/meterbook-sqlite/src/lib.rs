@@ -17,6 +17,7 @@ mod jobs;
 mod keys;
 mod metadata;
 mod profile;
+#[path = "usage/writer.rs"]
 mod usage;
 mod users;
 
