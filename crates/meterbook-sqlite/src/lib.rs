@@ -17,7 +17,6 @@ mod jobs;
 mod keys;
 mod metadata;
 mod profile;
-#[path = "usage/writer.rs"]
 mod usage;
 mod users;
 

@@ -10,7 +10,7 @@ use parquet::file::properties::WriterPropertiesPtr;
 use parquet::file::statistics::{Statistics, ValueStatistics};
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
-use std::io::{self};
+use std::io;
 
 /// Days from 0001-01-01 (what [`meterbook_core::Day::raw`] counts) to 1970-01-01.
 pub(super) const UNIX_EPOCH_DAY_CE: i32 = 719_163;

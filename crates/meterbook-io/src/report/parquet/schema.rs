@@ -3,7 +3,7 @@
 use crate::report::table::{ColType, Column};
 use parquet::basic::{LogicalType, Repetition, TimeUnit, Type as PhysicalType};
 use parquet::schema::types::{Type, TypePtr};
-use std::io::{self};
+use std::io;
 use std::sync::Arc;
 
 use super::column::*;
