@@ -4,8 +4,10 @@
 
 mod bench;
 mod bench_reports;
+#[path = "cli/commands.rs"]
 mod cli;
 mod commands;
+#[path = "demo/run.rs"]
 mod demo;
 mod logging;
 mod settings;
