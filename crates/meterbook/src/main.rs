@@ -4,10 +4,8 @@
 
 mod bench;
 mod bench_reports;
-#[path = "cli/commands.rs"]
 mod cli;
 mod commands;
-#[path = "demo/run.rs"]
 mod demo;
 mod logging;
 mod settings;
