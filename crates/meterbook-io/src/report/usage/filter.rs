@@ -59,3 +59,25 @@ impl UsageFilter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meterbook_core::access::Scope;
+
+    /// A filter names its reach: a viewer's scope (costs as the viewer may
+    /// see them) or, for operators only, everything with costs shown.
+    #[test]
+    fn constructors_state_the_reach() {
+        let within = UsageFilter::within(Scope::Account(7), false, UsageSelection::default());
+        assert_eq!(within.reach, Reach::Scope(Scope::Account(7)));
+        assert!(!within.show_costs);
+        let operator = UsageFilter::operator(UsageSelection::default());
+        assert_eq!(operator.reach, Reach::Everything);
+        assert!(operator.show_costs);
+        for f in [within, operator] {
+            assert!(f.accounts.is_empty() && f.departments.is_empty());
+            assert!(!f.marketplace_only && !f.legacy);
+        }
+    }
+}
