@@ -169,13 +169,11 @@ impl Access {
         let mut selection = span.selection();
         selection.after = d.after.clone();
         UsageFilter {
-            selection,
             accounts: d.accounts.clone(),
             departments: d.departments.clone(),
-            show_costs: self.sees_charges(),
             marketplace_only: d.marketplace,
-            scope: Some(self.scope()),
             legacy: d.legacy,
+            ..UsageFilter::within(self.scope(), self.sees_charges(), selection)
         }
     }
 

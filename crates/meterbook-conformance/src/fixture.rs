@@ -219,15 +219,12 @@ pub fn usage_csv<S: Store>(
     departments: &[&str],
 ) -> (String, ReportTotals) {
     let filter = UsageFilter {
-        selection: UsageSelection {
-            booked: Some(period(p)),
-            ..Default::default()
-        },
         accounts: accounts.iter().map(|a| a.to_string()).collect(),
         departments: departments.iter().map(|a| a.to_string()).collect(),
-        show_costs: true,
-        marketplace_only: false,
-        ..Default::default()
+        ..UsageFilter::operator(UsageSelection {
+            booked: Some(period(p)),
+            ..Default::default()
+        })
     };
     report(s, filter, ReportScope::Period(p.into()))
 }

@@ -12,7 +12,7 @@ use meterbook_core::store::{EntryKind, MetadataStore, UsageSelection};
 use meterbook_core::{Amount, Day, Money, Price, Quantity};
 use meterbook_io::report::export::{export, ExportFormat};
 use meterbook_io::report::focus::FocusSettings;
-use meterbook_io::report::usage::{UsageFilter, UsageReport};
+use meterbook_io::report::usage::{Reach, UsageFilter, UsageReport};
 use meterbook_io::report::{ReportFormat, ReportMeta, ReportScope};
 use meterbook_sqlite::SqliteStore;
 use std::collections::HashMap;
@@ -98,15 +98,11 @@ fn meta(scope: ReportScope) -> ReportMeta {
 }
 
 fn range() -> UsageFilter {
-    UsageFilter {
-        selection: UsageSelection {
-            from: Some(day("2025-01-01")),
-            to: Some(day("2025-02-28")),
-            ..Default::default()
-        },
-        show_costs: true,
+    UsageFilter::operator(UsageSelection {
+        from: Some(day("2025-01-01")),
+        to: Some(day("2025-02-28")),
         ..Default::default()
-    }
+    })
 }
 
 /// The FOCUS CSV of a report, as rows of column → value.
@@ -168,14 +164,10 @@ fn usage_rows_add_up_to_the_usage_report() {
     let s = seeded(&dir);
     for filter in [
         range(),
-        UsageFilter {
-            selection: UsageSelection {
-                booked: Some(period("202502")),
-                ..Default::default()
-            },
-            show_costs: true,
+        UsageFilter::operator(UsageSelection {
+            booked: Some(period("202502")),
             ..Default::default()
-        },
+        }),
     ] {
         let (_, rows) = focus(&s, filter.clone());
         let usage = category(&rows, "Usage");
@@ -282,14 +274,10 @@ fn purchases_and_adjustments_with_focus_signs() {
     // A booked period holds the entries dated in it.
     let (_, feb) = focus(
         &s,
-        UsageFilter {
-            selection: UsageSelection {
-                booked: Some(period("202502")),
-                ..Default::default()
-            },
-            show_costs: true,
+        UsageFilter::operator(UsageSelection {
+            booked: Some(period("202502")),
             ..Default::default()
-        },
+        }),
     );
     assert!(category(&feb, "Purchase").is_empty());
     assert_eq!(category(&feb, "Credit").len(), 1);
@@ -306,7 +294,7 @@ fn purchases_and_adjustments_with_focus_signs() {
     let cases = [
         (
             UsageFilter {
-                scope: Some(Scope::Enrollment),
+                reach: Reach::Scope(Scope::Enrollment),
                 ..range()
             },
             true,
@@ -327,7 +315,7 @@ fn purchases_and_adjustments_with_focus_signs() {
         ),
         (
             UsageFilter {
-                scope: Some(Scope::Department(dept_a)),
+                reach: Reach::Scope(Scope::Department(dept_a)),
                 ..range()
             },
             false,
@@ -354,12 +342,12 @@ fn hidden_costs_read_zero() {
         .account_by_name("a1")
         .expect("account a1")
         .id;
-    for scope in [None, Some(Scope::Account(a1))] {
+    for reach in [Reach::Everything, Reach::Scope(Scope::Account(a1))] {
         let (_, rows) = focus(
             &s,
             UsageFilter {
                 show_costs: false,
-                scope,
+                reach,
                 ..range()
             },
         );

@@ -122,15 +122,11 @@ fn random_ranges_and_filters_select_exactly_the_stored_rows() {
     // Each row's cost, from the usage-details report of the whole span.
     let (all, _) = report(
         store.as_ref(),
-        UsageFilter {
-            selection: UsageSelection {
-                from: Some(day("2025-01-01")),
-                to: Some(day("2025-12-31")),
-                ..Default::default()
-            },
-            show_costs: true,
+        UsageFilter::operator(UsageSelection {
+            from: Some(day("2025-01-01")),
+            to: Some(day("2025-12-31")),
             ..Default::default()
-        },
+        }),
         ReportScope::Range {
             from: "2025-01-01".into(),
             to: "2025-12-31".into(),

@@ -973,12 +973,7 @@ fn range(from: &str, to: &str) -> UsageSelection {
 
 /// What an enterprise administrator's report holds.
 fn enterprise(selection: UsageSelection) -> UsageFilter {
-    UsageFilter {
-        selection,
-        show_costs: true,
-        scope: Some(Scope::Enrollment),
-        ..Default::default()
-    }
+    UsageFilter::within(Scope::Enrollment, true, selection)
 }
 
 fn record_ids(rows: &[Obj]) -> Vec<String> {

@@ -307,11 +307,8 @@ impl TestApp {
                 currency: "USD".into(),
             };
             let f = UsageFilter {
-                selection: sel,
                 accounts,
-                show_costs,
-                scope: Some(scope),
-                ..Default::default()
+                ..UsageFilter::within(scope, show_costs, sel)
             };
             let r = UsageReport::prepare(s, &num(N), f, meta).expect("prepare");
             let mut sink: Vec<u8> = Vec::new();

@@ -272,15 +272,17 @@ impl TestApp {
                 prices::write(&meta, &sheet, format, &mut out).expect("write");
             }
             _ => {
-                let filter = UsageFilter {
-                    selection: UsageSelection {
-                        booked: Some(p),
-                        ..Default::default()
-                    },
-                    show_costs,
-                    marketplace_only: kind == "marketplace",
-                    scope,
+                let selection = UsageSelection {
+                    booked: Some(p),
                     ..Default::default()
+                };
+                let filter = UsageFilter {
+                    marketplace_only: kind == "marketplace",
+                    show_costs,
+                    ..match scope {
+                        Some(scope) => UsageFilter::within(scope, show_costs, selection),
+                        None => UsageFilter::operator(selection),
+                    }
                 };
                 let report = UsageReport::prepare(s, &n, filter, meta).expect("prepare");
                 report.write(s, &n, format, &mut out).expect("write");

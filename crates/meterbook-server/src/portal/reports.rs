@@ -505,14 +505,15 @@ async fn download(
                 ),
                 Kind::Usage | Kind::Marketplace => {
                     let filter = UsageFilter {
-                        selection: UsageSelection {
-                            booked: Some(period),
-                            ..Default::default()
-                        },
-                        show_costs,
                         marketplace_only: kind == Kind::Marketplace,
-                        scope: Some(scope),
-                        ..Default::default()
+                        ..UsageFilter::within(
+                            scope,
+                            show_costs,
+                            UsageSelection {
+                                booked: Some(period),
+                                ..Default::default()
+                            },
+                        )
                     };
                     Prepared::Usage(Box::new(UsageReport::prepare(s, &number, filter, pmeta)?))
                 }

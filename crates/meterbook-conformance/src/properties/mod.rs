@@ -1,0 +1,10 @@
+//! Property tests over generated data, run against any backend: rows add up
+//! exactly to charges, and the order, batching and repetition of ingestion
+//! never change a report.
+
+mod charges;
+mod generated;
+mod tie_out;
+
+pub use charges::*;
+pub use tie_out::*;

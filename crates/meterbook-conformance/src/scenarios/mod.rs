@@ -1,0 +1,12 @@
+//! Hand-computed golden scenarios for rating, the statement, booking and
+//! ingestion. Each takes a fresh, empty store.
+
+mod admin;
+mod booking;
+mod rating;
+mod reads;
+
+pub use admin::*;
+pub use booking::*;
+pub use rating::*;
+pub use reads::*;

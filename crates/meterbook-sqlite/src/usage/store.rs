@@ -1,0 +1,221 @@
+//! [`UsageStore`] on SQLite, with the rates, catalog and rollups it reads.
+
+use crate::metadata::{last_closed, load_sheet};
+use crate::{backend, i128_from_sql, SqliteStore};
+use meterbook_core::fixed::Amount;
+use meterbook_core::store::{
+    DailyUsage, Flow, Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
+    UsageWriter,
+};
+use meterbook_core::usage::{Catalog, SheetIndex};
+use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
+use rusqlite::{params, Connection};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::scan::*;
+use super::writer::*;
+
+pub(crate) fn locked_rates(
+    conn: &Connection,
+    eid: i64,
+    period: Option<Period>,
+) -> StoreResult<Vec<((Period, i64), Price)>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT period, meter_key, rate FROM locked_rate WHERE enrollment_id = ?1 \
+             AND (?2 IS NULL OR period = ?2) ORDER BY period, meter_key",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![eid, period.map(|p| p.id())], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (p, m, rate) = row.map_err(backend)?;
+        let p = Period::from_id(p).ok_or_else(|| StoreError::Backend("corrupt period".into()))?;
+        out.push(((p, m), Price(i128_from_sql(&rate)?)));
+    }
+    Ok(out)
+}
+
+pub(crate) fn load_catalog(conn: &Connection, eid: i64) -> StoreResult<Catalog> {
+    let (start, end) = crate::metadata::term(conn, eid)?;
+    let mut cat = Catalog {
+        term_start: Some(Day::from_raw(start)),
+        term_end: Some(Day::from_raw(end)),
+        last_closed: last_closed(conn, eid)?,
+        ..Default::default()
+    };
+    let mut st = conn
+        .prepare("SELECT guid, id FROM subscription WHERE enrollment_id = ?1")
+        .map_err(backend)?;
+    for r in st
+        .query_map([eid], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .map_err(backend)?
+    {
+        let (g, id) = r.map_err(backend)?;
+        cat.subscriptions.insert(g, id);
+    }
+    let mut st = conn
+        .prepare("SELECT DISTINCT period FROM price WHERE enrollment_id = ?1")
+        .map_err(backend)?;
+    let periods: Vec<u32> = st
+        .query_map([eid], |r| r.get(0))
+        .map_err(backend)?
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    for p in periods.into_iter().filter_map(Period::from_id) {
+        let sheet: SheetIndex = load_sheet(conn, eid, p)?
+            .into_iter()
+            .map(|(k, m)| (m.info.meter_id.clone(), (k, Arc::new(m))))
+            .collect();
+        cat.sheets.insert(p, sheet);
+    }
+    cat.locked_rates = locked_rates(conn, eid, None)?.into_iter().collect();
+    Ok(cat)
+}
+
+/// The rollups of one booked period, or of all periods.
+pub(crate) fn read_rollups(
+    conn: &Connection,
+    eid: i64,
+    booked: Option<Period>,
+) -> StoreResult<Vec<Rollup>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT booked, meter_key, rate_period, correction, quantity, fixed_cost, rows \
+             FROM usage_rollup WHERE enrollment_id = ?1 AND (?2 IS NULL OR booked = ?2) \
+             ORDER BY booked, meter_key, rate_period, correction",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![eid, booked.map(|p| p.id())], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })
+        .map_err(backend)?;
+    let period =
+        |id| Period::from_id(id).ok_or_else(|| StoreError::Backend("corrupt period".into()));
+    let mut out = Vec::new();
+    for row in rows {
+        let (b, meter, rp, correction, q, cost, n) = row.map_err(backend)?;
+        out.push(Rollup {
+            booked: period(b)?,
+            meter,
+            rate_period: period(rp)?,
+            correction,
+            quantity: Quantity(q),
+            fixed_cost: Amount(i128_from_sql(&cost)?),
+            rows: n,
+        });
+    }
+    Ok(out)
+}
+
+impl UsageStore for SqliteStore {
+    fn begin_usage(&self, n: &EnrollmentNumber) -> StoreResult<Box<dyn UsageWriter + '_>> {
+        let conn = self.write_conn();
+        let eid = Self::enrollment_id(&conn, n)?;
+        // IMMEDIATE: take the write lock now, so the catalog cannot change under the ingest.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
+        let mut w = SqliteUsageWriter {
+            conn,
+            eid,
+            catalog: Arc::default(),
+            profiles: ProfileEncoder::default(),
+            rollups: HashMap::new(),
+            daily: HashMap::new(),
+            open: true,
+        };
+        w.catalog = Arc::new(load_catalog(&w.conn, eid)?);
+        Ok(Box::new(w))
+    }
+
+    fn daily_usage(
+        &self,
+        n: &EnrollmentNumber,
+        from: Day,
+        to: Day,
+    ) -> StoreResult<Vec<DailyUsage>> {
+        let conn = self.read_conn()?;
+        let eid = Self::enrollment_id(&conn, n)?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT day, subscription_id, meter_key, booked, correction_rate, quantity, rows \
+                 FROM usage_daily WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day",
+            )
+            .map_err(backend)?;
+        let rows = st
+            .query_map(params![eid, from.raw(), to.raw()], |r| {
+                Ok((
+                    r.get::<_, i32>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, u32>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (day, sub, meter, booked, rate, q, n) = row.map_err(backend)?;
+            let day = Day::from_raw(day);
+            out.push(DailyUsage {
+                day,
+                subscription: sub,
+                meter,
+                booked: if booked == 0 {
+                    day.period()
+                } else {
+                    Period::from_id(booked)
+                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?
+                },
+                correction_rate: if rate.is_empty() {
+                    None
+                } else {
+                    Some(Price(i128_from_sql(&rate)?))
+                },
+                quantity: Quantity(q),
+                rows: n,
+            });
+        }
+        Ok(out)
+    }
+
+    fn rollups(&self, n: &EnrollmentNumber, booked: Period) -> StoreResult<Vec<Rollup>> {
+        let conn = self.read_conn()?;
+        let eid = Self::enrollment_id(&conn, n)?;
+        read_rollups(&conn, eid, Some(booked))
+    }
+
+    fn scan_usage(
+        &self,
+        n: &EnrollmentNumber,
+        sel: &UsageSelection,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+    ) -> StoreResult<()> {
+        let conn = self.read_conn()?;
+        let eid = Self::enrollment_id(&conn, n)?;
+        // One read transaction: the scan sees one consistent snapshot.
+        conn.execute_batch("BEGIN").map_err(backend)?;
+        let result = scan_in_tx(&conn, eid, sel, visit);
+        let _ = conn.execute_batch("COMMIT");
+        result
+    }
+}
