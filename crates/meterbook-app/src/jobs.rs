@@ -92,11 +92,17 @@ impl Access {
         Ok((job, f))
     }
 
+    /// Whether this caller may cancel `job`: a caller who may change
+    /// things, or whoever requested it.
+    pub fn may_cancel(&self, job: &Job) -> bool {
+        !self.read_only() || job.requested_by == self.actor().requester()
+    }
+
     /// Cancels a queued or running job. Read-only callers may cancel only
     /// the jobs they requested.
     pub fn cancel_report(&self, id: &str) -> AppResult<JobStatus> {
         let (job, _) = self.report_job(id)?;
-        if self.read_only() && job.requested_by != self.actor().requester() {
+        if !self.may_cancel(&job) {
             return Err(AppError::Forbidden(
                 "a read-only caller may cancel only the reports it requested".into(),
             ));
