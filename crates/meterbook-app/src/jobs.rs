@@ -4,7 +4,7 @@
 //! and the CLI.
 
 use crate::{Access, AppError, AppResult, Span};
-use meterbook_core::jobs::{Job, JobSpec, JobStatus};
+use meterbook_core::jobs::{ExportFormat, Job, JobSpec, JobStatus};
 use meterbook_jobs::{FileState, ReportFile};
 
 /// What a caller asks an advanced report for.
@@ -16,8 +16,8 @@ pub struct ReportRequest {
     /// Both empty: the caller's whole reach.
     pub accounts: Vec<String>,
     pub departments: Vec<String>,
-    /// An export format name (`csv`, `csv.gz`, `parquet`, `focus-csv`, `focus-parquet`).
-    pub format: String,
+    /// The file's format (front ends read it with [`ExportFormat::requested`]).
+    pub format: ExportFormat,
 }
 
 impl Access {
@@ -41,7 +41,7 @@ impl Access {
             to,
             accounts: r.accounts,
             departments: r.departments,
-            format: r.format.to_ascii_lowercase(),
+            format: r.format,
         })
     }
 

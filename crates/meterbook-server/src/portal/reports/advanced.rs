@@ -14,7 +14,7 @@ use meterbook_app::jobs::ReportRequest;
 use meterbook_app::{AppError, Span};
 use meterbook_core::access::Scope;
 use meterbook_core::hierarchy::Hierarchy;
-use meterbook_core::jobs::{Job, JobStatus};
+use meterbook_core::jobs::{ExportFormat, Job, JobStatus};
 use meterbook_core::{Day, Period};
 use meterbook_jobs::FileState;
 use serde::Deserialize;
@@ -103,12 +103,12 @@ pub(super) fn job_rows(jobs: &[(Job, FileState)], page: &Page, h: &Hierarchy) ->
                 id: j.id.clone(),
                 short_id: short(&j.id),
                 requested: ms_text(j.requested_at),
-                requested_by: j.requested_by.clone(),
+                requested_by: j.requested_by.to_string(),
                 range: match j.spec.billing_period {
                     Some(p) => format!("Billing period {} (as billed)", label(p)),
                     None => format!("{} to {} (usage dates)", j.spec.from, j.spec.to),
                 },
-                format: format_label(&j.spec.format).to_string(),
+                format: format_label(j.spec.format).to_string(),
                 filters: filters.join("; "),
                 status: match file {
                     FileState::Withheld => {
@@ -203,7 +203,12 @@ pub(super) async fn request(
             ),
         )),
     };
-    let span = match span {
+    let span_format = span.and_then(|s| {
+        ExportFormat::requested(&form.format)
+            .map(|f| (s, f))
+            .map_err(|m| ("", sentence(&m)))
+    });
+    let (span, format) = match span_format {
         Ok(v) => v,
         Err((field, m)) => {
             form.field = field;
@@ -214,7 +219,7 @@ pub(super) async fn request(
         span,
         accounts: form.accounts.clone(),
         departments: form.departments.clone(),
-        format: form.format.clone(),
+        format,
     };
     let detail = format!(
         "{}, {}{}{}",

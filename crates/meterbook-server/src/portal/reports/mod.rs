@@ -18,8 +18,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use meterbook_core::access::Scope;
 use meterbook_core::hierarchy::Hierarchy;
+use meterbook_core::jobs::ExportFormat;
 use meterbook_core::Day;
-use meterbook_io::report::export::ExportFormat;
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -200,7 +200,7 @@ async fn show(
         .iter()
         .map(|f| Choice {
             value: f.name().to_string(),
-            label: format_label(f.name()).to_string(),
+            label: format_label(*f).to_string(),
             selected: f.name() == fmt,
         })
         .collect();
@@ -326,14 +326,13 @@ fn choices(h: &Hierarchy, scope: Scope, form: &FormState) -> (Vec<Choice>, Vec<C
     (accounts, departments)
 }
 
-fn format_label(name: &str) -> &'static str {
-    match name {
-        "csv" => "CSV",
-        "csv.gz" => "CSV, gzip-compressed",
-        "parquet" => "Parquet",
-        "focus-csv" => "FOCUS 1.2 CSV",
-        "focus-parquet" => "FOCUS 1.2 Parquet",
-        _ => "Other",
+fn format_label(f: ExportFormat) -> &'static str {
+    match f {
+        ExportFormat::Csv => "CSV",
+        ExportFormat::CsvGzip => "CSV, gzip-compressed",
+        ExportFormat::Parquet => "Parquet",
+        ExportFormat::FocusCsv => "FOCUS 1.2 CSV",
+        ExportFormat::FocusParquet => "FOCUS 1.2 Parquet",
     }
 }
 
