@@ -4,7 +4,7 @@
 //! and the CLI.
 
 use crate::{Access, AppError, AppResult, Span};
-use meterbook_core::jobs::{Job, JobSpec, JobStatus};
+use meterbook_core::jobs::{ExportFormat, Job, JobSpec, JobStatus};
 use meterbook_jobs::{FileState, ReportFile};
 
 /// What a caller asks an advanced report for.
@@ -16,8 +16,8 @@ pub struct ReportRequest {
     /// Both empty: the caller's whole reach.
     pub accounts: Vec<String>,
     pub departments: Vec<String>,
-    /// An export format name (`csv`, `csv.gz`, `parquet`, `focus-csv`, `focus-parquet`).
-    pub format: String,
+    /// The file's format (front ends read it with [`ExportFormat::requested`]).
+    pub format: ExportFormat,
 }
 
 impl Access {
@@ -41,7 +41,7 @@ impl Access {
             to,
             accounts: r.accounts,
             departments: r.departments,
-            format: r.format.to_ascii_lowercase(),
+            format: r.format,
         })
     }
 
@@ -92,11 +92,17 @@ impl Access {
         Ok((job, f))
     }
 
+    /// Whether this caller may cancel `job`: a caller who may change
+    /// things, or whoever requested it.
+    pub fn may_cancel(&self, job: &Job) -> bool {
+        !self.read_only() || job.requested_by == self.actor().requester()
+    }
+
     /// Cancels a queued or running job. Read-only callers may cancel only
     /// the jobs they requested.
     pub fn cancel_report(&self, id: &str) -> AppResult<JobStatus> {
         let (job, _) = self.report_job(id)?;
-        if self.read_only() && job.requested_by != self.actor().requester() {
+        if !self.may_cancel(&job) {
             return Err(AppError::Forbidden(
                 "a read-only caller may cancel only the reports it requested".into(),
             ));

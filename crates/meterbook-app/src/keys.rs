@@ -113,8 +113,18 @@ impl Access {
 }
 
 impl Writer<'_> {
-    /// Checks that `scope` is one this caller may make keys for.
+    /// Checks that `scope` exists and is one this caller may make keys for.
     fn within(&self, h: &Hierarchy, scope: Scope) -> AppResult<()> {
+        let known = match scope {
+            Scope::Enrollment => true,
+            Scope::Department(d) => h.departments.contains_key(&d),
+            Scope::Account(a) => h.accounts.contains_key(&a),
+        };
+        if !known {
+            return Err(AppError::NotFound(
+                "there is no such department or account".into(),
+            ));
+        }
         if self.access().scope().covers(scope, h) {
             Ok(())
         } else {

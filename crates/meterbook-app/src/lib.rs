@@ -29,6 +29,7 @@ pub mod feeds;
 pub mod hierarchy;
 pub mod jobs;
 pub mod keys;
+pub mod monthly;
 pub mod operator;
 pub mod password;
 pub mod reads;

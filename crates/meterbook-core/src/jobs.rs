@@ -71,6 +71,128 @@ impl JobStatus {
     }
 }
 
+/// File formats of a usage export (an advanced report's file, or the CLI's
+/// `report usage --format`). Stored and shown by [`ExportFormat::name`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExportFormat {
+    /// Usage details (design §4) as CSV.
+    Csv,
+    /// The same, gzip-compressed.
+    CsvGzip,
+    /// Usage details with typed columns.
+    Parquet,
+    /// The FinOps FOCUS 1.2 cost and usage dataset as CSV.
+    FocusCsv,
+    /// FOCUS 1.2 as typed Parquet.
+    FocusParquet,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 5] = [
+        ExportFormat::Csv,
+        ExportFormat::CsvGzip,
+        ExportFormat::Parquet,
+        ExportFormat::FocusCsv,
+        ExportFormat::FocusParquet,
+    ];
+
+    /// The name used on the CLI, in the API, in manifests and in the store.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportFormat::Csv => "csv",
+            ExportFormat::CsvGzip => "csv.gz",
+            ExportFormat::Parquet => "parquet",
+            ExportFormat::FocusCsv => "focus-csv",
+            ExportFormat::FocusParquet => "focus-parquet",
+        }
+    }
+
+    /// The format named exactly `s`.
+    pub fn parse(s: &str) -> Option<ExportFormat> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    /// The format a request names (in any case), or why there is none: how
+    /// every front end reads a requested format.
+    pub fn requested(s: &str) -> Result<ExportFormat, String> {
+        let lower = s.to_ascii_lowercase();
+        Self::parse(&lower).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|f| f.name()).collect();
+            format!(
+                "unknown format \"{}\": use one of {}",
+                crate::quote::quote(&lower),
+                names.join(", ")
+            )
+        })
+    }
+
+    /// File extension, without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportFormat::Csv | ExportFormat::FocusCsv => "csv",
+            ExportFormat::CsvGzip => "csv.gz",
+            ExportFormat::Parquet | ExportFormat::FocusParquet => "parquet",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ExportFormat::Csv | ExportFormat::FocusCsv => "text/csv; charset=utf-8",
+            ExportFormat::CsvGzip => "application/gzip",
+            ExportFormat::Parquet | ExportFormat::FocusParquet => "application/vnd.apache.parquet",
+        }
+    }
+}
+
+impl std::fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Who asked for a job, as it is recorded: an API key's id, a portal
+/// user's e-mail, or an operator's name (`cli` for the command line). A
+/// requester's quota counts its jobs; a read-only caller may cancel only its
+/// own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Requester(pub String);
+
+impl Requester {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Requester {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+impl PartialEq<str> for Requester {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Requester {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<&str> for Requester {
+    fn from(s: &str) -> Requester {
+        Requester(s.to_string())
+    }
+}
+
+impl From<String> for Requester {
+    fn from(s: String) -> Requester {
+        Requester(s)
+    }
+}
+
 /// What was asked for. Two requests with the same spec from the same scope
 /// share one job while it is queued or running.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,8 +210,8 @@ pub struct JobSpec {
     /// Account names; with `departments`, a row is kept if either matches. Both empty: the whole scope.
     pub accounts: Vec<String>,
     pub departments: Vec<String>,
-    /// An export format name (`csv`, `csv.gz`, `parquet`, `focus-csv`, `focus-parquet`).
-    pub format: String,
+    /// The file's format.
+    pub format: ExportFormat,
 }
 
 impl JobSpec {
@@ -120,7 +242,7 @@ impl JobSpec {
             self.to,
             a.join("\u{1f}"),
             d.join("\u{1f}"),
-            self.format
+            self.format.name()
         )
     }
 }
@@ -153,8 +275,8 @@ pub struct Job {
     pub id: String,
     pub enrollment: EnrollmentNumber,
     pub spec: JobSpec,
-    /// Who asked: a key id, `cli`, or `operator:<token id>`.
-    pub requested_by: String,
+    /// Who asked (see [`Requester`]).
+    pub requested_by: Requester,
     pub requested_at: i64,
     pub status: JobStatus,
     pub started_at: Option<i64>,
@@ -222,4 +344,37 @@ pub trait JobStore {
     fn delete_job(&self, id: &str) -> StoreResult<()>;
     /// A named server secret, created (from `fresh`) the first time it is asked for.
     fn secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExportFormat;
+
+    /// Stored jobs hold these names: they must not change.
+    #[test]
+    fn format_names_round_trip() {
+        let names: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(
+            names,
+            ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]
+        );
+        for f in ExportFormat::ALL {
+            assert_eq!(ExportFormat::parse(f.name()), Some(f));
+            assert_eq!(ExportFormat::requested(&f.name().to_uppercase()), Ok(f));
+        }
+        assert_eq!(format!("[{:<6}]", ExportFormat::Csv), "[csv   ]");
+    }
+
+    #[test]
+    fn an_unknown_format_names_the_known_ones() {
+        assert_eq!(
+            ExportFormat::requested("XLSX"),
+            Err(
+                "unknown format \"xlsx\": use one of csv, csv.gz, parquet, focus-csv, focus-parquet"
+                    .to_string()
+            )
+        );
+        assert!(ExportFormat::requested("").is_err());
+        assert_eq!(ExportFormat::parse("CSV"), None);
+    }
 }

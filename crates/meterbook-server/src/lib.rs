@@ -5,9 +5,12 @@
 //! A library with a thin caller: `meterbook serve` builds an [`AppState`] and
 //! calls [`serve`]; tests do the same on port 0.
 //!
-//! The store is synchronous (SQLite); handlers run store work on the blocking
-//! pool, and downloads stream from a blocking task through a bounded channel,
-//! so memory stays flat and the async workers never block.
+//! Handlers reach data only through the use-case layer (`meterbook-app`): a
+//! caller is resolved once into a scoped handle, and the handler translates
+//! the request and renders the answer. The layer is synchronous (so is the
+//! store); handlers run it on the blocking pool ([`AppState::run`]), and
+//! downloads stream from a blocking task through a bounded channel
+//! ([`streaming`]), so memory stays flat and the async workers never block.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -107,8 +110,6 @@ pub struct AppState {
 struct Inner {
     /// The use-case layer: the only way handlers reach data.
     app: meterbook_app::App,
-    /// The raw store, for the parts not yet moved into the use-case layer.
-    store: Arc<dyn Store>,
     settings: ServerSettings,
     limiter: auth::RateLimiter,
     reports: Reports,
@@ -173,7 +174,6 @@ impl AppState {
                     settings.rate_limit_burst,
                 ),
                 app,
-                store,
                 settings,
             }),
         })
@@ -193,10 +193,6 @@ impl AppState {
 
     pub(crate) fn reports(&self) -> &Reports {
         &self.inner.reports
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
     }
 
     pub fn settings(&self) -> &ServerSettings {
@@ -230,18 +226,6 @@ impl AppState {
             .await
             .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
             .map_err(ApiError::from)
-    }
-
-    /// Runs store work on the blocking pool.
-    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&dyn Store) -> Result<T, ApiError> + Send + 'static,
-    {
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
     }
 }
 

@@ -1119,6 +1119,18 @@ async fn keys_only_for_scopes_the_maker_covers() {
             .await;
         assert_eq!(r.status, 403, "{scope}");
     }
+    // A department or account that does not exist: 404, for any maker.
+    let admin = app.sign_in(ADMIN).await;
+    for (b, scope) in [(&dept, "account:999999"), (&admin, "department:999999")] {
+        let r = app
+            .post(
+                b,
+                &app.e("/keys/generate"),
+                &[("csrf", &b.csrf), ("scope", scope), ("slot", "primary")],
+            )
+            .await;
+        assert_eq!(r.status, 404, "{scope}: {}", r.text());
+    }
     let r = app
         .post(
             &dept,

@@ -2,7 +2,8 @@
 
 use crate::{backend, SqliteStore};
 use meterbook_core::jobs::{
-    parse_scope_text, scope_text, Job, JobOutcome, JobProgress, JobSpec, JobStatus, JobStore,
+    parse_scope_text, scope_text, ExportFormat, Job, JobOutcome, JobProgress, JobSpec, JobStatus,
+    JobStore, Requester,
 };
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::{Day, EnrollmentNumber, Period};
@@ -41,9 +42,10 @@ fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
             to: Day::from_raw(r.get(4)?),
             accounts: names(5)?,
             departments: names(6)?,
-            format: r.get(7)?,
+            format: ExportFormat::parse(&r.get::<_, String>(7)?)
+                .ok_or_else(|| bad("job format"))?,
         },
-        requested_by: r.get(8)?,
+        requested_by: Requester(r.get(8)?),
         requested_at: r.get(9)?,
         status: JobStatus::from_code(r.get(10)?).ok_or_else(|| bad("job status"))?,
         started_at: r.get(11)?,
@@ -102,9 +104,9 @@ impl JobStore for SqliteStore {
                 job.spec.to.raw(),
                 json(&job.spec.accounts),
                 json(&job.spec.departments),
-                job.spec.format,
+                job.spec.format.name(),
                 key,
-                job.requested_by,
+                job.requested_by.as_str(),
                 job.requested_at,
                 JobStatus::Queued as i64,
                 job.spec.billing_period.map(|p| p.id()),

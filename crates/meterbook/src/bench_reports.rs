@@ -52,7 +52,8 @@ pub fn run(settings: &crate::settings::Settings, a: &BenchReportsArgs) -> Result
         span: Span::Range(from, to),
         accounts: vec![],
         departments: vec![],
-        format: a.format.clone(),
+        format: meterbook_core::jobs::ExportFormat::requested(&a.format)
+            .map_err(anyhow::Error::msg)?,
     })?;
     let t = Instant::now();
     app.runner().run_next(Some(&job.id))?;

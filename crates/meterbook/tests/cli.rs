@@ -3687,3 +3687,189 @@ fn demo_says_how_to_put_meterbook_on_the_path() {
         assert_eq!(text.contains(&export), hint, "PATH {path:?}:\n{text}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The CLI and the portal make the same monthly reports.
+// ---------------------------------------------------------------------------
+
+/// A `meterbook serve` child, stopped when dropped (also when a test fails).
+struct Served {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    fn start(mb: &Mb) -> Served {
+        let mut child = mb
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serve");
+        // Its log is read to the end (a closed pipe would fail its writes).
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let banner = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server's first line");
+        let at = banner.find("http://").expect("an address in the banner") + "http://".len();
+        let rest = &banner[at..];
+        let addr = rest[..rest
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '/')
+            .unwrap_or(rest.len())]
+            .to_string();
+        Served { child, addr }
+    }
+
+    /// One HTTP/1.1 request on its own connection: the head and the body
+    /// (de-chunked).
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[String],
+        body: &str,
+    ) -> (String, Vec<u8>) {
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n",
+            self.addr
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        if !body.is_empty() {
+            req.push_str("content-type: application/x-www-form-urlencoded\r\n");
+            req.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        s.write_all(req.as_bytes()).expect("send");
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut s, &mut all).expect("read");
+        let split = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{method} {path}: no answer head in {:?}",
+                    String::from_utf8_lossy(&all)
+                )
+            });
+        let head = String::from_utf8_lossy(&all[..split]).into_owned();
+        let mut body = all[split + 4..].to_vec();
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            body = dechunk(&body);
+        }
+        (head, body)
+    }
+}
+
+/// A chunked body's bytes.
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_text = String::from_utf8_lossy(&b[..eol]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("a chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+/// The value of cookie `name` set in a response head.
+fn set_cookie(head: &str, name: &str) -> Option<String> {
+    head.lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .filter_map(|l| l.split_once(':').map(|(_, v)| v.trim()))
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+}
+
+/// A portal download of Balance and charges, Usage details, Price list or
+/// Marketplace charges is what `meterbook report <kind>` writes for the same
+/// period, byte for byte but for `generatedAt`: both are made by one
+/// use-case function, so a figure cannot differ between them.
+#[test]
+fn portal_monthly_downloads_are_the_clis_reports() {
+    let mb = northwind();
+    let u = mb.file("usage.csv", USAGE_SAMPLE);
+    mb.ingest(NW, &u);
+    mb.entry("purchase", NW, "2026-01-01", "1000.00", "Prepayment");
+    mb.ok_stdin(
+        &format!(
+            "user create --enrollment {NW} --email cfo@example.com --role enterprise-admin --password-stdin"
+        ),
+        b"a long enough passphrase\n",
+    );
+    let server = Served::start(&mb);
+
+    // Sign in as a browser does: the form's cookie and token, then the form.
+    let (head, page) = server.request("GET", "/portal/sign-in", &[], "");
+    let form_cookie = set_cookie(&head, "mb_signin").expect("a sign-in cookie");
+    let page = String::from_utf8_lossy(&page).into_owned();
+    let marker = r#"name="csrf" value=""#;
+    let at = page.find(marker).expect("a csrf field") + marker.len();
+    let csrf = &page[at..at + page[at..].find('"').expect("end of the token")];
+    let (head, _) = server.request(
+        "POST",
+        "/portal/sign-in",
+        &[format!("cookie: {form_cookie}")],
+        &format!("email=cfo%40example.com&password=a+long+enough+passphrase&csrf={csrf}"),
+    );
+    assert!(head.starts_with("HTTP/1.1 303"), "{head}");
+    let session = set_cookie(&head, "mb_session").expect("a session cookie");
+
+    for kind in ["balance", "usage", "prices", "marketplace"] {
+        for format in ["csv", "json"] {
+            let (head, body) = server.request(
+                "GET",
+                &format!("/portal/e/{NW}/download/{kind}?period=202611&format={format}"),
+                &[format!("cookie: {session}")],
+                "",
+            );
+            assert!(head.starts_with("HTTP/1.1 200"), "{kind} {format}: {head}");
+            let portal = String::from_utf8(body).expect("utf-8");
+            let cli = mb
+                .ok(&format!(
+                    "report {kind} --enrollment {NW} --period 202611 --format {format}"
+                ))
+                .stdout;
+            assert!(portal.len() > 50, "{kind} {format}: {portal}");
+            if format == "json" {
+                assert_eq!(
+                    without_generated_at(&portal),
+                    without_generated_at(&cli),
+                    "{kind} {format}"
+                );
+            } else {
+                assert_eq!(portal, cli, "{kind} {format}");
+            }
+        }
+    }
+}

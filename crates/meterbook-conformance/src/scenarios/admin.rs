@@ -39,7 +39,7 @@ pub fn report_jobs_lifecycle<S: Store>(s: &S) {
         to: day("2025-01-31"),
         accounts: vec!["b".into(), "a".into()],
         departments: vec![],
-        format: "csv".into(),
+        format: meterbook_core::jobs::ExportFormat::Csv,
     };
     let (j1, new) = s.submit_job(&job("j1", &spec, 1_000)).unwrap();
     assert!(new);
@@ -53,7 +53,7 @@ pub fn report_jobs_lifecycle<S: Store>(s: &S) {
     assert_eq!(again.id, "j1");
     // Another scope or format: a job of its own.
     let mut other = spec.clone();
-    other.format = "parquet".into();
+    other.format = meterbook_core::jobs::ExportFormat::Parquet;
     assert!(s.submit_job(&job("j3", &other, 3_000)).unwrap().1);
 
     // The oldest is claimed first; then nothing else is claimable but j3.

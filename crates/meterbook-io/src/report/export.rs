@@ -11,62 +11,9 @@ use meterbook_core::store::{Flow, MetadataStore, UsageStore};
 use meterbook_core::EnrollmentNumber;
 use std::io::Write;
 
-/// File formats of a usage export.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExportFormat {
-    /// Usage details (design §4) as CSV.
-    Csv,
-    /// The same, gzip-compressed.
-    CsvGzip,
-    /// Usage details with typed columns.
-    Parquet,
-    /// The FinOps FOCUS 1.2 cost and usage dataset as CSV.
-    FocusCsv,
-    /// FOCUS 1.2 as typed Parquet.
-    FocusParquet,
-}
-
-impl ExportFormat {
-    pub const ALL: [ExportFormat; 5] = [
-        ExportFormat::Csv,
-        ExportFormat::CsvGzip,
-        ExportFormat::Parquet,
-        ExportFormat::FocusCsv,
-        ExportFormat::FocusParquet,
-    ];
-
-    /// The name used on the CLI, in the API and in manifests.
-    pub fn name(self) -> &'static str {
-        match self {
-            ExportFormat::Csv => "csv",
-            ExportFormat::CsvGzip => "csv.gz",
-            ExportFormat::Parquet => "parquet",
-            ExportFormat::FocusCsv => "focus-csv",
-            ExportFormat::FocusParquet => "focus-parquet",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<ExportFormat> {
-        Self::ALL.into_iter().find(|f| f.name() == s)
-    }
-
-    /// File extension, without the dot.
-    pub fn extension(self) -> &'static str {
-        match self {
-            ExportFormat::Csv | ExportFormat::FocusCsv => "csv",
-            ExportFormat::CsvGzip => "csv.gz",
-            ExportFormat::Parquet | ExportFormat::FocusParquet => "parquet",
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            ExportFormat::Csv | ExportFormat::FocusCsv => "text/csv; charset=utf-8",
-            ExportFormat::CsvGzip => "application/gzip",
-            ExportFormat::Parquet | ExportFormat::FocusParquet => "application/vnd.apache.parquet",
-        }
-    }
-}
+/// File formats of a usage export (defined beside the report jobs that
+/// store them).
+pub use meterbook_core::jobs::ExportFormat;
 
 /// Calls `progress` with the rows written so far, every few thousand rows
 /// scanned; returning `false` stops the export (cancel, time limit).

@@ -4,7 +4,6 @@ use meterbook_core::access::Scope;
 use meterbook_core::jobs::JobSpec;
 use meterbook_core::store::{Store, StoreError};
 use meterbook_core::{Day, EnrollmentNumber};
-use meterbook_io::report::export::ExportFormat;
 use meterbook_io::report::focus::FocusSettings;
 use std::time::Duration;
 
@@ -73,14 +72,6 @@ pub fn validate(
     n: &EnrollmentNumber,
     spec: &JobSpec,
 ) -> Result<(), RequestError> {
-    if ExportFormat::parse(&spec.format).is_none() {
-        let names: Vec<&str> = ExportFormat::ALL.iter().map(|f| f.name()).collect();
-        return Err(RequestError::Invalid(format!(
-            "unknown format {:?}: use one of {}",
-            spec.format,
-            names.join(", ")
-        )));
-    }
     let e = store.enrollment(n)?;
     if let Some(p) = spec.billing_period {
         if p < e.first_period() || p > e.last_period() {

@@ -116,7 +116,7 @@ impl Runner {
             id: crate::new_job_id(),
             enrollment: n.clone(),
             spec,
-            requested_by: requested_by.to_string(),
+            requested_by: requested_by.into(),
             requested_at: self.now_ms(),
             status: JobStatus::Queued,
             started_at: None,

@@ -10,12 +10,13 @@
 //! second key and silently killed the one just copied).
 
 use super::{render, Nav, Page, PageResult, Tab, Viewer};
-use crate::{keys, ApiError, AppState};
+use crate::{ApiError, AppState};
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use meterbook_app::credentials::PREFIX;
 use meterbook_core::access::{KeyRecord, Scope, Slot};
 use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::jobs::{parse_scope_text, scope_text};
@@ -226,7 +227,7 @@ fn rows(h: &Hierarchy, n: &str, viewer: Scope, keys: &[KeyRecord], now: i64) -> 
                 slot: slot.as_str(),
                 slot_label: slot_label(slot),
                 exists: k.is_some(),
-                id: k.map_or(String::new(), |k| format!("{}{}", keys::PREFIX, k.id)),
+                id: k.map_or(String::new(), |k| format!("{PREFIX}{}", k.id)),
                 created: k.map_or(String::new(), |k| date(k.created_at)),
                 expires: k.map_or(String::new(), |k| date(k.expires_at)),
                 last_used: k
@@ -244,7 +245,7 @@ fn rows(h: &Hierarchy, n: &str, viewer: Scope, keys: &[KeyRecord], now: i64) -> 
 
 /// Read-write roles manage keys; read-only roles only see them.
 fn can_change(page: &Page) -> bool {
-    !page.role.read_only
+    page.access.writer().is_ok()
 }
 
 #[derive(Deserialize, Default)]
@@ -259,10 +260,8 @@ async fn keys_page(
     Query(q): Query<KeysQ>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    let number = page.n.clone();
-    let (h, all) = state
-        .blocking(move |s| Ok((s.hierarchy(&number)?, s.keys(&number)?)))
-        .await?;
+    let a = page.access.clone();
+    let (h, all) = state.run(move |_| a.keys()).await?;
     let settings = state.settings();
     Ok(render(&KeysPage {
         nav: page.nav(Tab::Keys),
@@ -294,8 +293,10 @@ pub struct KeyForm {
     days: String,
 }
 
-/// The checks every change makes: the form's token, a read-write role, a
-/// known scope the viewer covers, a slot. Returns the scope, slot and hierarchy.
+/// What every change checks here: the form's token, a read-write role, a
+/// scope and a slot that parse. The use-case layer checks the rest (the
+/// scope exists and the viewer covers it). Returns the scope, slot and
+/// hierarchy (for labels).
 async fn checked(
     state: &AppState,
     page: &Page,
@@ -319,24 +320,8 @@ async fn checked(
             meterbook_core::quote::quote(&f.slot)
         ))
     })?;
-    let number = page.n.clone();
-    let h = state.blocking(move |s| Ok(s.hierarchy(&number)?)).await?;
-    let known = match scope {
-        Scope::Enrollment => true,
-        Scope::Department(d) => h.departments.contains_key(&d),
-        Scope::Account(a) => h.accounts.contains_key(&a),
-    };
-    if !known {
-        return Err(ApiError::NotFound(
-            "there is no such department or account".into(),
-        ));
-    }
-    if !page.scope().covers(scope, &h) {
-        return Err(ApiError::Forbidden(
-            "your role does not include that scope: you can make keys only for what you can see"
-                .into(),
-        ));
-    }
+    let a = page.access.clone();
+    let h = state.run(move |_| a.hierarchy()).await?;
     Ok((scope, slot, h))
 }
 
@@ -364,31 +349,14 @@ async fn generate(
             }
         },
     };
-    let new = keys::generate().map_err(|e| ApiError::Internal(e.to_string()))?;
-    let now = state.now_unix();
-    let rec = KeyRecord {
-        id: new.id.clone(),
-        enrollment: page.n.clone(),
-        scope,
-        slot,
-        read_only: false,
-        secret_hash: new.secret_hash,
-        created_at: now,
-        expires_at: now + days as i64 * DAY,
-        disabled: false,
-        last_used_at: None,
-    };
+    let a = page.access.clone();
+    let new = state
+        .run(move |_| a.writer()?.generate_key(scope, slot, days))
+        .await?;
+    let (rec, now) = (&new.record, state.now_unix());
     let expires = date(rec.expires_at);
-    let stored = rec.clone();
-    state.blocking(move |s| Ok(s.put_key(&stored)?)).await?;
     let label = scope_label(&h, page.n.as_str(), scope);
-    let id = format!("{}{}", keys::PREFIX, new.id);
-    page.audit(
-        &state,
-        "key-generated",
-        format!("{label}, {} key {id}, expires {expires}", slot.as_str()),
-    )
-    .await;
+    let id = format!("{PREFIX}{}", rec.id);
     state.key_flashes().put(
         page.viewer.session.token_hash,
         page.n.as_str(),
@@ -435,35 +403,11 @@ async fn disable(
     Form(f): Form<KeyForm>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    let (scope, slot, h) = checked(&state, &page, &f).await?;
-    let number = page.n.clone();
-    let found = state
-        .blocking(move |s| {
-            let id = s
-                .keys(&number)?
-                .into_iter()
-                .find(|k| k.scope == scope && k.slot == slot)
-                .map(|k| k.id);
-            if id.is_some() {
-                s.set_key_disabled(&number, scope, slot, true)?;
-            }
-            Ok(id)
-        })
+    let (scope, slot, _) = checked(&state, &page, &f).await?;
+    let a = page.access.clone();
+    state
+        .run(move |_| a.writer()?.set_key_disabled(scope, slot, true))
         .await?;
-    let Some(id) = found else {
-        return Err(ApiError::NotFound("there is no key in that slot".into()).into());
-    };
-    page.audit(
-        &state,
-        "key-disabled",
-        format!(
-            "{}, {} key {}{id}",
-            scope_label(&h, page.n.as_str(), scope),
-            slot.as_str(),
-            keys::PREFIX
-        ),
-    )
-    .await;
     Ok(Redirect::to(&format!("/portal/e/{}/keys?done=disabled", page.n)).into_response())
 }
 

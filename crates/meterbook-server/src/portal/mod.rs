@@ -324,12 +324,6 @@ impl From<ApiError> for PageError {
     }
 }
 
-impl From<meterbook_core::store::StoreError> for PageError {
-    fn from(e: meterbook_core::store::StoreError) -> Self {
-        PageError(e.into())
-    }
-}
-
 impl From<meterbook_app::AppError> for PageError {
     fn from(e: meterbook_app::AppError) -> Self {
         PageError(e.into())

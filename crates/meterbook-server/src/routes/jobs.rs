@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use meterbook_app::jobs::ReportRequest as Request;
 use meterbook_app::Span;
-use meterbook_core::jobs::{scope_text, Job};
+use meterbook_core::jobs::{scope_text, ExportFormat, Job};
 use meterbook_core::Day;
 use meterbook_jobs::{FileState, Manifest};
 use serde::Deserialize;
@@ -77,7 +77,7 @@ fn job_json(state: &AppState, base: &str, job: &Job, file: FileState) -> Value {
         "billingPeriod": job.spec.billing_period.map(|p| p.to_string()),
         "startDate": job.spec.from.to_string(),
         "endDate": job.spec.to.to_string(),
-        "format": job.spec.format,
+        "format": job.spec.format.name(),
         "accounts": job.spec.accounts,
         "departments": job.spec.departments,
         "scope": scope_text(job.spec.scope),
@@ -138,8 +138,9 @@ async fn submit_spec(
     Ok(accepted(state, &base_url(headers), &job, created, file))
 }
 
-fn format_param(v: Option<&str>) -> String {
-    v.unwrap_or("csv").to_ascii_lowercase()
+/// The requested format (`csv` when none is named).
+fn format_param(v: Option<&str>) -> Result<ExportFormat, ApiError> {
+    ExportFormat::requested(v.unwrap_or("csv")).map_err(ApiError::BadRequest)
 }
 
 /// `POST usagedetails/submit?billingPeriod=` or `?startTime=&endTime=`
@@ -163,7 +164,7 @@ pub async fn submit(
         span,
         accounts: vec![],
         departments: vec![],
-        format: format_param(q.get("format")),
+        format: format_param(q.get("format"))?,
     };
     submit_spec(&state, &ctx, r, &headers).await
 }
@@ -224,7 +225,7 @@ pub async fn create(
         span,
         accounts: req.accounts,
         departments: req.departments,
-        format: format_param(req.format.as_deref()),
+        format: format_param(req.format.as_deref())?,
     };
     submit_spec(&state, &ctx, r, &headers).await
 }

@@ -7,7 +7,7 @@ use crate::cli::RequestArgs;
 use anyhow::{bail, Context, Result};
 use meterbook_app::jobs::ReportRequest;
 use meterbook_app::{App, Operator, Span};
-use meterbook_core::jobs::Job;
+use meterbook_core::jobs::{ExportFormat, Job};
 use meterbook_jobs::Manifest;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -47,7 +47,7 @@ pub fn request(app: &App, a: &RequestArgs) -> Result<()> {
         span,
         accounts: a.account.clone(),
         departments: a.department.clone(),
-        format: a.format.clone(),
+        format: ExportFormat::requested(&a.format).map_err(anyhow::Error::msg)?,
     };
     let access = app.local_operator().enrollment(&n)?;
     let (job, created) = access.submit_report(request)?;
@@ -89,7 +89,7 @@ pub fn status(op: &Operator, id: &str) -> Result<()> {
         "billingPeriod": j.spec.billing_period.map(|p| p.to_string()),
         "startDate": j.spec.from.to_string(),
         "endDate": j.spec.to.to_string(),
-        "format": j.spec.format,
+        "format": j.spec.format.name(),
         "accounts": j.spec.accounts,
         "departments": j.spec.departments,
         "progress": {"rowsDone": j.rows_done, "rowsExpected": j.rows_expected, "bytes": j.bytes},

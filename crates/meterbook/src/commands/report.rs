@@ -5,11 +5,10 @@ use super::{day, enrollment_number, period};
 use crate::cli::{OutputFormat, ReportArgs, ReportCmd, ReportKind};
 use crate::settings::Settings;
 use anyhow::{bail, Context, Result};
-use meterbook_app::reads::Details;
-use meterbook_app::{Access, Span};
-use meterbook_core::fixed::Amount;
-use meterbook_core::{Enrollment, Money};
-use meterbook_io::report::{balance, prices, ReportFormat, ReportScope};
+use meterbook_app::monthly::{MonthlyKind, Stated, Within};
+use meterbook_app::Span;
+use meterbook_core::Enrollment;
+use meterbook_io::report::{ReportFormat, ReportScope};
 use std::io::Write;
 
 fn span(a: &ReportArgs, e: &Enrollment) -> Result<Span> {
@@ -100,78 +99,50 @@ fn run_report(settings: &Settings, kind: ReportKind, a: &ReportArgs) -> Result<(
     if export_format.is_some() && kind != ReportKind::Usage {
         bail!("--format {:?} is for usage reports only", a.format);
     }
-    let meta = access.report_meta(sp);
-    let exp = e.currency.exponent();
+    let kind = match kind {
+        ReportKind::Balance => MonthlyKind::Balance,
+        ReportKind::Usage => MonthlyKind::Usage,
+        ReportKind::Prices => MonthlyKind::Prices,
+        ReportKind::Marketplace => MonthlyKind::Marketplace,
+    };
+    if kind == MonthlyKind::Balance && (!a.account.is_empty() || !a.department.is_empty()) {
+        bail!("the balance report covers the whole enrollment; --account and --department do not apply");
+    }
+    if kind == MonthlyKind::Prices && matches!(sp, Span::Range(..)) {
+        bail!("the price list is per billing period: use --period");
+    }
+    let within = Within {
+        accounts: a.account.clone(),
+        departments: a.department.clone(),
+    };
+    let report = access.monthly_report(kind, sp, &within)?;
     let mut out = Output::new(a.output.as_deref())?;
-    let summary = match kind {
-        ReportKind::Balance => {
-            if !a.account.is_empty() || !a.department.is_empty() {
-                bail!("the balance report covers the whole enrollment; --account and --department do not apply");
-            }
-            let (first, last) = match sp {
-                Span::Period(p) => (p, p),
-                Span::Range(f, t) => (f.period(), t.period()),
-            };
-            let last = last.min(e.last_period());
-            let all = access.enterprise()?.statements(last)?;
-            let sts: Vec<_> = all
-                .into_iter()
-                .map(|(st, _)| st)
-                .filter(|st| st.period >= first)
-                .collect();
-            balance::write(&meta, &sts, exp, format, &mut out.writer())?;
-            let last = sts.last().context("no statement")?;
-            format!(
-                "balance: {} period(s); ending balance {} {}, total usage {}",
-                sts.len(),
-                last.ending_balance.format(exp),
-                meta.currency,
-                last.total_usage.format(exp)
-            )
-        }
-        ReportKind::Prices => {
-            let p = match sp {
-                Span::Period(p) => p,
-                Span::Range(..) => bail!("the price list is per billing period: use --period"),
-            };
-            let sheet: Vec<_> = access
-                .enterprise()?
-                .price_sheet(p)?
-                .into_iter()
-                .map(|(_, m)| m)
-                .collect();
-            prices::write(&meta, &sheet, format, &mut out.writer())?;
-            format!("prices: {} meters in {p}", sheet.len())
-        }
-        ReportKind::Usage | ReportKind::Marketplace => {
-            let details = access.usage_details(
-                sp,
-                &Details {
-                    marketplace: kind == ReportKind::Marketplace,
-                    accounts: a.account.clone(),
-                    departments: a.department.clone(),
-                    ..Default::default()
-                },
-            )?;
-            let t = match export_format {
-                None => details.write(format, &mut out.writer())?,
-                Some(f) => details.export(f, &settings.focus, &mut out.writer())?,
-            };
-            format!(
-                "{}: {} rows, cost {} {} (exact {})",
-                if kind == ReportKind::Usage {
-                    "usage"
-                } else {
-                    "marketplace"
-                },
-                t.rows,
-                shown_cost(&access, sp, kind, a, t.cost, exp)?.format(exp),
-                meta.currency,
-                exact(t.cost)
-            )
-        }
+    let stated = match export_format {
+        None => report.write(format, &mut out.writer())?,
+        Some(f) => report.export(f, &settings.focus, &mut out.writer())?,
     };
     out.commit()?;
+    let meta = report.meta();
+    let exp = e.currency.exponent();
+    let summary = match stated {
+        Stated::Balance {
+            periods,
+            ending_balance,
+            total_usage,
+        } => format!(
+            "balance: {periods} period(s); ending balance {} {}, total usage {}",
+            ending_balance.format(exp),
+            meta.currency,
+            total_usage.format(exp)
+        ),
+        Stated::Prices { period, meters } => format!("prices: {meters} meters in {period}"),
+        Stated::Usage { rows, cost, exact } => format!(
+            "{}: {rows} rows, cost {} {} (exact {exact})",
+            kind.name(),
+            cost.format(exp),
+            meta.currency,
+        ),
+    };
     let scope = match &meta.scope {
         ReportScope::Period(p) => format!("period {p}"),
         ReportScope::Range { from, to } => format!("{from} to {to}"),
@@ -182,35 +153,4 @@ fn run_report(settings: &Settings, kind: ReportKind, a: &ReportArgs) -> Result<(
         meta.generated_at
     );
     Ok(())
-}
-
-/// The cost a usage or marketplace report states: for a whole billing period,
-/// the statement's own figure (each charge kind rounded, then added), so the
-/// summary line agrees with `report balance` to the cent; otherwise the
-/// report's exact total rounded once.
-fn shown_cost(
-    access: &Access,
-    span: Span,
-    kind: ReportKind,
-    a: &ReportArgs,
-    exact_total: Amount,
-    exp: u32,
-) -> Result<Money> {
-    let range = || anyhow::anyhow!("the report's total cost exceeds the supported range");
-    match span {
-        Span::Period(p) if a.account.is_empty() && a.department.is_empty() => {
-            let c = access.enterprise()?.charges(p)?;
-            let figure = if kind == ReportKind::Marketplace {
-                c.marketplace.round_to_minor(exp)
-            } else {
-                c.billed(exp)
-            };
-            figure.map_err(|_| range())
-        }
-        _ => exact_total.round_to_minor(exp).map_err(|_| range()),
-    }
-}
-
-fn exact(a: Amount) -> String {
-    a.to_string()
 }
