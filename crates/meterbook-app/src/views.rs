@@ -31,6 +31,24 @@ pub struct Figures {
     pub cost_exact: Amount,
 }
 
+impl Figures {
+    /// What a chart draws per period: charges in minor units, or records
+    /// where charges are hidden.
+    pub fn per_period(&self, costs: bool) -> Vec<i128> {
+        if costs {
+            self.charges_per_period
+                .iter()
+                .map(|m| i128::from(m.0))
+                .collect()
+        } else {
+            self.records_per_period
+                .iter()
+                .map(|n| i128::from(*n))
+                .collect()
+        }
+    }
+}
+
 /// One meter of a service (the Usage page's detail rows).
 #[derive(Clone, Debug)]
 pub struct MeterRow {

@@ -14,112 +14,30 @@
 
 use meterbook_app::reads::Details;
 use meterbook_app::{Access, App, Span};
-use meterbook_conformance::fixture::{self, close, day, ingest_ok, n, period, row, Row, M};
+use meterbook_conformance::fixture::{self, close, day, ingest_ok, n, period, Row};
+use meterbook_conformance::properties::generated::{
+    late_rows_strategy, meter_strategy, rows_strategy, setup_in, Meter,
+};
 use meterbook_core::access::{Scope, Slot};
 use meterbook_core::clock::ManualClock;
 use meterbook_core::figures::{Focus, Group, Grouping};
-use meterbook_core::statement::CommitmentEntry;
-use meterbook_core::store::{EntryKind, MetadataStore};
-use meterbook_core::{Amount, Money};
+use meterbook_core::store::MetadataStore;
+use meterbook_core::Amount;
 use meterbook_io::report::ReportFormat;
 use meterbook_sqlite::SqliteStore;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::sync::Arc;
 
-const SUBS: [&str; 4] = [fixture::G1, fixture::G2, fixture::G3, fixture::G4];
-
-/// (included, tiers as (minimum, price in 10^-4), kind: 0 commitment, 1 billed separately, 2 marketplace)
-type GenMeter = (u32, Vec<(u32, u32)>, u8);
-
-fn meter() -> impl Strategy<Value = GenMeter> {
-    (
-        0u32..50,
-        prop::collection::btree_map(1u32..500, 1u32..50_000, 0..3),
-        1u32..50_000,
-        0u8..3,
-    )
-        .prop_map(|(included, more, first, kind)| {
-            let mut tiers = vec![(0, first)];
-            tiers.extend(more);
-            (included, tiers, kind)
-        })
-}
-
-fn rows(prefix: &'static str, days: std::ops::Range<i32>) -> impl Strategy<Value = Vec<Row>> {
-    prop::collection::vec((0usize..4, 0usize..3, days, 0u64..200_000_000), 1..30).prop_map(
-        move |v| {
-            v.into_iter()
-                .enumerate()
-                .map(|(i, (sub, m, d, q))| {
-                    row(
-                        &format!("{prefix}-{i:03}"),
-                        SUBS[sub],
-                        &day("2025-01-01").add_days(d).to_string(),
-                        &format!("m{m}"),
-                        &format!("{}.{:06}", q / 1_000_000, q % 1_000_000),
-                    )
-                })
-                .collect()
-        },
-    )
-}
-
-/// A generated meter as price-sheet text: id, included, tiers, kind.
-type MeterText = (String, String, Vec<(String, String)>, u8);
-
 struct Setup {
     app: App,
     _dir: tempfile::TempDir,
 }
 
-fn setup(meters: &[GenMeter], currency: &str, early: &[Row], late: &[Row], moved: bool) -> Setup {
+fn setup(meters: &[Meter], currency: &str, early: &[Row], late: &[Row], moved: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
-    fixture::enrollment(&store, currency);
-    let text: Vec<MeterText> = meters
-        .iter()
-        .enumerate()
-        .map(|(i, (inc, tiers, kind))| {
-            (
-                format!("m{i}"),
-                inc.to_string(),
-                tiers
-                    .iter()
-                    .map(|(min, p)| (min.to_string(), format!("{}.{:04}", p / 10_000, p % 10_000)))
-                    .collect(),
-                *kind,
-            )
-        })
-        .collect();
-    let tiers: Vec<Vec<(&str, &str)>> = text
-        .iter()
-        .map(|(_, _, t, _)| t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect())
-        .collect();
-    let sheet: Vec<M<'_>> = text
-        .iter()
-        .zip(&tiers)
-        .map(|((id, inc, _, kind), t)| M {
-            id,
-            included: inc,
-            tiers: t,
-            separately: *kind == 1,
-            publisher: if *kind == 2 { "Pub" } else { "" },
-        })
-        .collect();
-    fixture::prices(&store, "202501", &sheet);
-    fixture::prices(&store, "202502", &sheet);
-    store
-        .add_entry(
-            &n(),
-            EntryKind::Purchase,
-            &CommitmentEntry {
-                date: day("2025-01-01"),
-                amount: Money(50_000),
-                description: "commitment".into(),
-            },
-        )
-        .unwrap();
+    setup_in(&store, meters, currency);
     if moved {
         store
             .move_subscription(&n(), fixture::G2, "b1", day("2025-02-01"))
@@ -276,9 +194,9 @@ fn every_page_figure_ties_out_for_every_role() {
         ..Config::default()
     });
     let strategy = (
-        prop::collection::vec(meter(), 3),
-        rows("rec", 0..59),
-        rows("late", 0..31),
+        prop::collection::vec(meter_strategy(), 3),
+        rows_strategy(),
+        late_rows_strategy(),
         0usize..3,
         any::<bool>(),
     );

@@ -6,17 +6,17 @@ use meterbook_core::store::{EntryKind, Store};
 use meterbook_core::Money;
 use proptest::prelude::*;
 
-pub(super) const SUBS: [&str; 4] = [G1, G2, G3, G4];
+pub const SUBS: [&str; 4] = [G1, G2, G3, G4];
 
 #[derive(Clone, Debug)]
-pub(super) struct Meter {
+pub struct Meter {
     included: u32,
     /// (minimum, price in 10^-4)
     tiers: Vec<(u32, u32)>,
-    pub(super) kind: u8,
+    pub kind: u8,
 }
 
-pub(super) fn meter_strategy() -> impl Strategy<Value = Meter> {
+pub fn meter_strategy() -> impl Strategy<Value = Meter> {
     (
         0u32..50,
         prop::collection::btree_map(1u32..500, 1u32..50_000, 0..3),
@@ -34,7 +34,7 @@ pub(super) fn meter_strategy() -> impl Strategy<Value = Meter> {
         })
 }
 
-pub(super) fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
+pub fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
     prop::collection::vec((0usize..4, 0usize..3, 0i32..59, 0u64..200_000_000), 1..40).prop_map(
         |v| {
             v.into_iter()
@@ -57,11 +57,11 @@ pub(super) fn rows_strategy() -> impl Strategy<Value = Vec<Row>> {
 /// (id, included, tiers as (minimum, price) text, kind) of a generated meter.
 type OwnedMeter = (String, String, Vec<(String, String)>, u8);
 
-pub(super) fn setup<S: Store>(s: &S, meters: &[Meter]) {
+pub fn setup<S: Store>(s: &S, meters: &[Meter]) {
     setup_in(s, meters, "USD")
 }
 
-pub(super) fn setup_in<S: Store>(s: &S, meters: &[Meter], currency: &str) {
+pub fn setup_in<S: Store>(s: &S, meters: &[Meter], currency: &str) {
     enrollment(s, currency);
     let owned: Vec<OwnedMeter> = meters
         .iter()
@@ -109,7 +109,7 @@ pub(super) fn setup_in<S: Store>(s: &S, meters: &[Meter], currency: &str) {
 
 /// Usage quantities near the range: whole fractions of it, the range itself,
 /// and small ones.
-pub(super) fn quantity_near_the_range() -> impl Strategy<Value = String> {
+pub fn quantity_near_the_range() -> impl Strategy<Value = String> {
     prop_oneof![
         (1u64..=4).prop_map(|k| format!("{}", 250_000_000_000 * k)),
         (0u64..=1_000_000_000_000).prop_map(|q| q.to_string()),
@@ -120,7 +120,7 @@ pub(super) fn quantity_near_the_range() -> impl Strategy<Value = String> {
 
 /// Late rows: dated in January, ingested after it closed, so booked in
 /// February as corrections.
-pub(super) fn late_rows_strategy() -> impl Strategy<Value = Vec<Row>> {
+pub fn late_rows_strategy() -> impl Strategy<Value = Vec<Row>> {
     prop::collection::vec((0usize..4, 0usize..3, 0i32..31, 0u64..90_000_000), 0..6).prop_map(|v| {
         v.into_iter()
             .enumerate()

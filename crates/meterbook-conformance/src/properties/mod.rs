@@ -3,7 +3,8 @@
 //! never change a report.
 
 mod charges;
-mod generated;
+/// The generators, public so other crates' property tests draw the same data.
+pub mod generated;
 mod tie_out;
 
 pub use charges::*;

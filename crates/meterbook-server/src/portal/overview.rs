@@ -128,22 +128,7 @@ async fn overview(
         .history
         .rows
         .iter()
-        .map(|r| {
-            let v = if costs {
-                r.figures
-                    .charges_per_period
-                    .iter()
-                    .map(|m| i128::from(m.0))
-                    .collect()
-            } else {
-                r.figures
-                    .records_per_period
-                    .iter()
-                    .map(|n| i128::from(*n))
-                    .collect()
-            };
-            (r.group.clone(), v)
-        })
+        .map(|r| (r.group.clone(), r.figures.per_period(costs)))
         .collect();
     let labels: Vec<String> = periods.iter().map(|p| short(*p)).collect();
     // Colours by name, from the names of the term (the same on every page).

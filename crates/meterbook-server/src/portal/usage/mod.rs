@@ -307,19 +307,7 @@ async fn usage(
         .rows
         .iter()
         .map(|r| {
-            let vals: Vec<i128> = if costs {
-                r.figures
-                    .charges_per_period
-                    .iter()
-                    .map(|m| i128::from(m.0))
-                    .collect()
-            } else {
-                r.figures
-                    .records_per_period
-                    .iter()
-                    .map(|n| i128::from(*n))
-                    .collect()
-            };
+            let vals = r.figures.per_period(costs);
             let w = vals.iter().sum();
             (r.group.name().to_string(), vals, w)
         })
