@@ -1,5 +1,6 @@
 //! Routes, grouped by resource; shared response helpers.
 
+mod files;
 mod health;
 mod jobs;
 mod keys;
