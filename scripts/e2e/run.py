@@ -481,7 +481,7 @@ class Run:
         usage records where it does not."""
         t = self.tab(email)
         t.goto(self.url())
-        tiles = dict(t.eval("Array.from(document.querySelectorAll('.figure')).map(f => [f.querySelector('h2').textContent.trim(), f.querySelector('.value').textContent.trim()])") or [])
+        tiles = dict(t.eval("Array.from(document.querySelectorAll('section.figures > .figure')).map(f => [f.querySelector('h2').textContent.trim(), f.querySelector('.value').textContent.trim()])") or [])
         bars = "(() => { const svg = Array.from(document.querySelectorAll('svg.chart')).find(s => /^(Charges|Usage records) by/.test(s.getAttribute('aria-label') || '')); if (!svg) return []; const out = []; let total = null; for (const e of svg.querySelectorAll(':scope > text')) { if (e.getAttribute('fill') === '#333') { total = e.textContent; } else { out.push([e.textContent, total]); total = null; } } return out; })()"
         overview_bars = t.eval(bars) or []
         history = t.eval("Array.from(document.querySelectorAll('details table tbody tr')).map(r => { const c = r.querySelectorAll('td'); return c.length ? c[c.length - 1].textContent.trim() : null; })") or []
