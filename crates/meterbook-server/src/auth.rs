@@ -32,12 +32,6 @@ impl Caller {
     }
 }
 
-/// The system clock's Unix seconds (for the code that does not have the
-/// state's clock at hand).
-pub fn now_unix() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
 /// `Authorization: bearer <token>`'s token, or the 401 that says what is wrong.
 fn bearer<'a>(
     parts: &'a Parts,
