@@ -349,7 +349,7 @@ impl Plan {
     }
 
     fn write_usage(&self, path: &Path) -> Result<()> {
-        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x5eed_0f_0a7a);
+        let mut rng = fastrand::Rng::with_seed(self.seed ^ 0x5eed_5eed);
         let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
         writeln!(w, "RecordId,SubscriptionGuid,Date,MeterId,ConsumedQuantity,InstanceId,ResourceGroup,ResourceLocation,ConsumedService,Tags,AdditionalInfo,ServiceInfo1,ServiceInfo2")?;
         let mut line = String::with_capacity(512);
