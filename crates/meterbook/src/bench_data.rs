@@ -168,10 +168,10 @@ struct Meter {
 }
 
 struct Resource {
-    /// Everything from SubscriptionGuid through ServiceInfo2 except Date,
-    /// MeterId and ConsumedQuantity, CSV-encoded: `sub` and `rest`.
+    /// Index into the plan's subscriptions and meters.
     sub: usize,
     meter: usize,
+    /// The row from InstanceId through ServiceInfo2, CSV-encoded.
     rest: String,
     start: u32,
     end: u32,
