@@ -1,9 +1,11 @@
-//! `meterbook bench`: generates a data set, then measures the real paths —
-//! CSV ingest, usage-details CSV export, statement latency — and reports bytes
-//! on disk per row and peak memory. `scripts/bench-duckdb.py` runs DuckDB on
-//! the same CSV for comparison.
+//! `meterbook bench`: generates a data set (realistic by default, see
+//! `bench_data`; `--shape ordered` for the demo's ordered one), then measures
+//! the real paths — CSV ingest, re-ingest of the same file, usage-details CSV
+//! export, statement latency — and reports bytes on disk per row and peak
+//! memory. `scripts/bench-duckdb.py` runs DuckDB on the same CSV for comparison.
 
-use crate::cli::BenchArgs;
+use crate::bench_data;
+use crate::cli::{BenchArgs, BenchShape};
 use crate::commands::ingest_file;
 use crate::demo::{generate, load};
 use anyhow::{Context, Result};
@@ -16,6 +18,9 @@ use meterbook_sqlite::SqliteStore;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The generator's seed: every run draws the same data, so runs compare.
+const SEED: u64 = 42;
+
 pub(crate) fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -26,21 +31,28 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
 pub fn run(a: &BenchArgs) -> Result<()> {
     let dir = &a.dir;
     std::fs::create_dir_all(dir)?;
-    let first: Day = "2025-01-01".parse().expect("date");
-    let last: Day = "2025-12-31".parse().expect("date");
+    let (first, last) = match a.shape {
+        BenchShape::Realistic => (bench_data::first_day(), bench_data::last_day()),
+        BenchShape::Ordered => (
+            "2025-01-01".parse().expect("date"),
+            "2025-12-31".parse().expect("date"),
+        ),
+    };
     let marker = dir.join("rows.txt");
     let usage = dir.join("usage.csv");
+    let stamp = format!("{} {:?} seed {SEED}", a.rows, a.shape);
     let t = Instant::now();
-    let g = if std::fs::read_to_string(&marker).ok().as_deref() == Some(&a.rows.to_string())
-        && usage.exists()
-    {
-        // Same size as last time: the generator is deterministic, reuse the files.
-        generate_meta_only(dir, first, last)?
-    } else {
-        let g = generate(dir, a.rows, first, last, 42)?;
-        std::fs::write(&marker, a.rows.to_string())?;
-        g
+    // Same size and shape as last time: the generator is deterministic, reuse the files.
+    let reuse =
+        std::fs::read_to_string(&marker).ok().as_deref() == Some(stamp.as_str()) && usage.exists();
+    let g = match a.shape {
+        BenchShape::Realistic => bench_data::plan(a.rows, SEED).write(dir, !reuse)?,
+        BenchShape::Ordered if reuse => generate_meta_only(dir, first, last)?,
+        BenchShape::Ordered => generate(dir, a.rows, first, last, SEED)?,
     };
+    if !reuse {
+        std::fs::write(&marker, &stamp)?;
+    }
     let gen_secs = t.elapsed().as_secs_f64();
     let csv_bytes = std::fs::metadata(&usage)?.len();
     let db_path = dir.join("bench.db");
@@ -55,7 +67,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         number: n.clone(),
         name: "Bench".into(),
         currency: Currency::parse("USD").map_err(anyhow::Error::msg)?,
-        start: first,
+        // The year's start whatever the shape: `bench-reports` asks for all of 2025.
+        start: "2025-01-01".parse().expect("date"),
         end: "2027-12-31".parse().expect("date"),
         visibility: ChargeVisibility::default(),
     })?;
@@ -65,6 +78,19 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let sum = ingest_file(&op, &n, &usage.display().to_string(), None, false, None)?;
     let ingest_secs = t.elapsed().as_secs_f64();
     let rows = sum.stored;
+    anyhow::ensure!(
+        sum.rejected == 0 && sum.duplicates == 0,
+        "the generated file should ingest whole: {sum:?}"
+    );
+
+    // The same file again: every record a duplicate, nothing stored.
+    let t = Instant::now();
+    let again = ingest_file(&op, &n, &usage.display().to_string(), None, false, None)?;
+    let reingest_secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        again.stored == 0 && again.duplicates == rows,
+        "re-ingest should find only duplicates: {again:?}"
+    );
 
     let export = dir.join("export.csv");
     let t = Instant::now();
@@ -100,12 +126,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let peak = peak_rss_mb().unwrap_or(f64::NAN);
 
     println!(
-        "meterbook bench: {rows} usage rows ({:.1} MB CSV), generated in {gen_secs:.1} s",
+        "meterbook bench: {rows} usage rows, {:?} shape, {first} to {last} ({:.1} MB CSV), generated in {gen_secs:.1} s",
+        a.shape,
         csv_bytes as f64 / 1e6
     );
     println!(
         "ingest            {ingest_secs:>8.2} s   {:>10.0} rows/s",
         rows as f64 / ingest_secs
+    );
+    println!(
+        "re-ingest (dups)  {reingest_secs:>8.2} s   {:>10.0} rows/s   ({:.2}× the first ingest)",
+        rows as f64 / reingest_secs,
+        ingest_secs / reingest_secs
     );
     println!(
         "export usage CSV  {export_secs:>8.2} s   {:>10.0} rows/s   {:.1} MB/s   ({} rows, {:.1} MB)",
@@ -141,9 +173,10 @@ fn generate_meta_only(
     last: Day,
 ) -> Result<crate::demo::Generated> {
     let tmp = dir.join("meta");
-    let mut g = generate(&tmp, 0, first, first, 42).context("regenerating hierarchy and prices")?;
+    let mut g =
+        generate(&tmp, 0, first, first, SEED).context("regenerating hierarchy and prices")?;
     // Price sheets cover every period of the usage.
-    let full = generate(&tmp, 0, first, last, 42)?;
+    let full = generate(&tmp, 0, first, last, SEED)?;
     g.prices = full.prices;
     g.usage = dir.join("usage.csv");
     Ok(g)

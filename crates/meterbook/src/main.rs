@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_data;
 mod bench_reports;
 mod cli;
 mod commands;

@@ -233,4 +233,16 @@ pub struct BenchArgs {
     /// Directory for the generated CSV, database and export (kept for comparison runs).
     #[arg(long, default_value = "bench-data")]
     pub dir: PathBuf,
+    /// The data set's shape: `realistic` (random UUID record ids, about 30k
+    /// resources per million rows, 72 subscriptions, 40 meters, six months) or
+    /// `ordered` (the demo's ordered ids, 19 subscriptions, few resources, a year).
+    #[arg(long, value_enum, default_value_t = BenchShape::Realistic)]
+    pub shape: BenchShape,
+}
+
+/// The shape of `meterbook bench`'s generated usage (docs/benchmarks.md).
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum BenchShape {
+    Realistic,
+    Ordered,
 }
