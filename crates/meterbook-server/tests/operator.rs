@@ -620,6 +620,11 @@ async fn a_stalled_or_oversized_upload_is_refused_and_stores_nothing() {
         .unwrap()
         .unwrap();
     assert_eq!(r.status(), 408);
+    // The connection carries an unread body: the client must not reuse it.
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "RequestTimeout", "{v}");
     drop(tx);
@@ -634,6 +639,10 @@ async fn a_stalled_or_oversized_upload_is_refused_and_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "PayloadTooLarge", "{v}");
     assert_eq!(stored_rows(&app, &key, "711").await, 0);
