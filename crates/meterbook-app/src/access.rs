@@ -137,12 +137,6 @@ impl Access {
         self.writer()?;
         Ok(Admin(self))
     }
-
-    /// The same caller over the enrollment as it is now (after a change).
-    pub fn refreshed(&self) -> AppResult<Access> {
-        let e = self.app.store().enrollment(&self.e.number)?;
-        Ok(Access { e, ..self.clone() })
-    }
 }
 
 /// An enterprise administrator's view (read-only ones included).

@@ -5,7 +5,7 @@
 
 use crate::{Access, AppError, AppResult, Span};
 use meterbook_core::jobs::{ExportFormat, Job, JobSpec, JobStatus};
-use meterbook_jobs::{FileState, ReportFile};
+use meterbook_jobs::FileState;
 
 /// What a caller asks an advanced report for.
 #[derive(Clone, Debug)]
@@ -120,12 +120,6 @@ impl Access {
             .cancel_job(&job.id, now, &reason)?
             .ok_or_else(|| AppError::NotFound(format!("no report job {id}")))
     }
-
-    /// The finished file of one of the caller's jobs, open for reading.
-    pub fn report_file(&self, id: &str) -> AppResult<(Job, ReportFile)> {
-        let (job, state) = self.report_job(id)?;
-        self.app.open_report_file(job, state)
-    }
 }
 
 impl crate::App {
@@ -139,45 +133,5 @@ impl crate::App {
         let visibility = self.store().enrollment(&job.enrollment)?.visibility;
         let f = meterbook_jobs::file_state(&job, visibility, self.runner().files());
         Ok((job, f))
-    }
-
-    /// Opens a job's finished file: `Gone` when it expired, was withheld or
-    /// was removed; `Conflict` while it is not ready.
-    pub fn open_report_file(&self, job: Job, state: FileState) -> AppResult<(Job, ReportFile)> {
-        match state {
-            FileState::Available => {}
-            FileState::NoFile => {
-                return Err(AppError::Conflict(format!(
-                    "the report has no file ({})",
-                    job.status.name()
-                )))
-            }
-            other => {
-                return Err(AppError::Gone(
-                    other.reason().unwrap_or("the file is gone").into(),
-                ))
-            }
-        }
-        let m = job
-            .manifest
-            .as_deref()
-            .and_then(meterbook_jobs::Manifest::parse)
-            .ok_or_else(|| {
-                AppError::Internal(format!("job {} has no readable manifest", job.id))
-            })?;
-        let file = self
-            .runner()
-            .files()
-            .open(&m.file)
-            .map_err(|e| AppError::Internal(format!("cannot open report file: {e}")))?
-            .ok_or_else(|| {
-                AppError::Gone(
-                    FileState::Gone
-                        .reason()
-                        .unwrap_or("the file is gone")
-                        .into(),
-                )
-            })?;
-        Ok((job, file))
     }
 }

@@ -46,17 +46,6 @@ struct OverviewPage {
     table: Vec<(String, Vec<String>)>,
 }
 
-/// The current period, kept inside the term.
-pub fn current_period(
-    e: &meterbook_core::Enrollment,
-    clock: &dyn meterbook_core::clock::Clock,
-) -> Period {
-    clock
-        .today()
-        .period()
-        .clamp(e.first_period(), e.last_period())
-}
-
 async fn overview(
     State(state): State<AppState>,
     viewer: Viewer,

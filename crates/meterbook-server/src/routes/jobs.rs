@@ -152,7 +152,7 @@ pub async fn submit(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     let q = Params::parse(uri.query())?;
     // A billing period selects the rows booked in it (the period's Usage
     // details report); a range selects rows by usage date.
@@ -196,7 +196,7 @@ pub async fn create(
     uri: Uri,
     ApiJson(req): ApiJson<ReportRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     let day = |v: &str, name: &str| -> Result<Day, ApiError> {
         super::parse_day_or_time(v).map_err(|e| ApiError::BadRequest(format!("`{name}`: {e}")))
     };

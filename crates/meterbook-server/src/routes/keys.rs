@@ -68,7 +68,7 @@ pub async fn list(
     ApiPath(n): ApiPath<String>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     let a = ctx.a.clone();
     let (h, keys) = state.run(move |_| a.keys()).await?;
     let now = state.app().clock().now_unix();

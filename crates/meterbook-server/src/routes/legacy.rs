@@ -19,7 +19,7 @@ pub async fn usage_report(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     let q = Params::parse(uri.query())?;
     let month = q
         .get("month")

@@ -169,12 +169,7 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    pub async fn load(
-        _state: &AppState,
-        caller: &Caller,
-        path_n: &str,
-        uri: &Uri,
-    ) -> Result<Ctx, ApiError> {
+    pub fn load(caller: &Caller, path_n: &str, uri: &Uri) -> Result<Ctx, ApiError> {
         let a = caller.access(path_n)?.clone();
         let e = a.enrollment().clone();
         let mut h = Sha256::new();

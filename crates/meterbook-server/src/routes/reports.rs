@@ -18,7 +18,7 @@ pub async fn billing_periods(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     if let Some(r) = ctx.not_modified(&headers) {
         return Ok(r);
     }
@@ -65,7 +65,7 @@ async fn balance(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     ctx.a.enterprise()?;
     let period = match p {
         Some(p) => ctx.period(&p)?,
@@ -121,7 +121,7 @@ async fn prices(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     ctx.a.enterprise()?;
     let period = match p {
         Some(p) => ctx.period(&p)?,

@@ -73,7 +73,7 @@ async fn page(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     let q = Params::parse(uri.query())?;
     let span = if custom {
         ctx.range(&q)?
@@ -280,7 +280,7 @@ pub async fn download(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&state, &caller, &n, &uri).await?;
+    let ctx = Ctx::load(&caller, &n, &uri)?;
     let q = Params::parse(uri.query())?;
     let span = match q.get("billingperiod") {
         Some(p) => Span::Period(ctx.period(p)?),
