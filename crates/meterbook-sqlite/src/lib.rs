@@ -28,14 +28,24 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Embedded migrations, applied in order at open; `PRAGMA user_version` records progress.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/0001_init.sql"),
-    include_str!("../migrations/0002_api_keys.sql"),
-    include_str!("../migrations/0003_operator_tokens.sql"),
-    include_str!("../migrations/0004_report_jobs.sql"),
-    include_str!("../migrations/0005_users.sql"),
-    include_str!("../migrations/0006_usage_daily.sql"),
-    include_str!("../migrations/0007_report_job_period.sql"),
+/// Each is a script, and for a change of layout the code that converts the
+/// rows, run after the script in the same transaction.
+type Migration = (&'static str, Option<fn(&Connection) -> StoreResult<()>>);
+const MIGRATIONS: &[Migration] = &[
+    (include_str!("../migrations/0001_init.sql"), None),
+    (include_str!("../migrations/0002_api_keys.sql"), None),
+    (include_str!("../migrations/0003_operator_tokens.sql"), None),
+    (include_str!("../migrations/0004_report_jobs.sql"), None),
+    (include_str!("../migrations/0005_users.sql"), None),
+    (include_str!("../migrations/0006_usage_daily.sql"), None),
+    (
+        include_str!("../migrations/0007_report_job_period.sql"),
+        None,
+    ),
+    (
+        include_str!("../migrations/0008_usage_blocks.sql"),
+        Some(usage::to_blocks),
+    ),
 ];
 
 /// The schema version once every migration is applied.
@@ -159,10 +169,14 @@ fn migrate(conn: &Connection) -> StoreResult<()> {
     let current: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(backend)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+    for (i, (sql, convert)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.unchecked_transaction().map_err(backend)?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Backend(format!("migration {} failed: {e}", i + 1)))?;
+        if let Some(convert) = convert {
+            convert(&tx)
+                .map_err(|e| StoreError::Backend(format!("migration {} failed: {e}", i + 1)))?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(backend)?;
         tx.commit().map_err(backend)?;

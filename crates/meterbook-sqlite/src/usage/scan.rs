@@ -1,48 +1,30 @@
-//! Ordered scans of stored usage, profiles decoded with a bounded cache.
+//! Ordered scans of stored usage: a day's blocks decoded and merged in
+//! RecordId order, profiles decoded with a bounded cache.
 
-use crate::profile::Profile;
-use crate::{backend, i128_from_sql};
+use super::codec::{cmp_keys, format_uuid, merged_order, Block, KeyRef, RecordKey};
+use super::profiles::ProfileDecoder;
+use crate::backend;
 use meterbook_core::store::{Flow, StoreError, StoreResult, UsageFact, UsageSelection};
 use meterbook_core::{Day, Period, Price, Quantity};
-use rusqlite::Connection;
-use std::collections::HashMap;
+use rusqlite::{params, Connection};
+use std::cmp::Ordering;
 
-use super::writer::*;
-
-/// Decodes profile ids while scanning, with a bounded cache.
-struct ProfileDecoder {
-    cache: HashMap<i64, Profile, foldhash::fast::RandomState>,
-    cached_bytes: usize,
-    empty: Profile,
+/// Which rows of a day a phase of the scan yields.
+#[derive(Clone, Copy)]
+enum Rows {
+    All,
+    /// Rows booked in their own day's period (not corrections).
+    Own,
+    /// Corrections booked in this period.
+    BookedIn(u32),
 }
 
-impl ProfileDecoder {
-    fn load(&mut self, conn: &Connection, id: i64) -> StoreResult<()> {
-        if id == 0 || self.cache.contains_key(&id) {
-            return Ok(());
-        }
-        if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
-            self.cache.clear();
-            self.cached_bytes = 0;
-        }
-        let v: String = conn
-            .prepare_cached("SELECT value FROM usage_profile WHERE id = ?1")
-            .map_err(backend)?
-            .query_row([id], |r| r.get(0))
-            .map_err(backend)?;
-        self.cached_bytes += v.len();
-        let p = Profile::decode(v)
-            .ok_or_else(|| StoreError::Backend(format!("corrupt usage profile {id}")))?;
-        self.cache.insert(id, p);
-        Ok(())
-    }
-    fn get(&self, id: i64) -> &Profile {
-        self.cache.get(&id).unwrap_or(&self.empty)
-    }
+struct Phase {
+    correction: bool,
+    rows: Rows,
+    from: i32,
+    to: i32,
 }
-
-const FACT_COLUMNS: &str =
-    "record_id, subscription_id, day, meter_key, quantity, profile_id, booked, correction_rate";
 
 pub(super) fn scan_in_tx(
     conn: &Connection,
@@ -50,127 +32,173 @@ pub(super) fn scan_in_tx(
     sel: &UsageSelection,
     visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
 ) -> StoreResult<()> {
-    let mut profiles = ProfileDecoder {
-        cache: HashMap::default(),
-        cached_bytes: 0,
-        empty: Profile::empty(),
-    };
-    let from = sel.from.map_or(i32::MIN, |d| d.raw()) as i64;
-    let to = sel.to.map_or(i32::MAX, |d| d.raw()) as i64;
+    let from = sel.from.map_or(i32::MIN, |d| d.raw());
+    let to = sel.to.map_or(i32::MAX, |d| d.raw());
     // A booked period reads its own days (rows not booked elsewhere), then the
-    // corrections booked into it through the small partial index. A cursor
-    // resumes strictly after its row: `(day, record_id) > (cursor)`.
-    let after = sel.after.as_ref();
-    let resume = |phase_is_correction: bool| -> Option<(bool, i64, String)> {
-        match after {
-            None => None,
-            Some(c) if c.correction_phase == phase_is_correction => {
-                Some((true, c.day.raw() as i64, c.record_id.clone()))
-            }
-            // Resuming in the corrections: the own-days phase is done.
-            Some(c) if c.correction_phase => Some((false, 0, String::new())),
-            Some(_) => None,
-        }
+    // corrections booked into it, from the days that hold some.
+    let phases = match sel.booked {
+        Some(p) => vec![
+            Phase {
+                correction: false,
+                rows: Rows::Own,
+                from: from.max(p.first_day().raw()),
+                to: to.min(p.last_day().raw()),
+            },
+            Phase {
+                correction: true,
+                rows: Rows::BookedIn(p.id()),
+                from,
+                to,
+            },
+        ],
+        None => vec![Phase {
+            correction: false,
+            rows: Rows::All,
+            from,
+            to,
+        }],
     };
-    let mut queries: Vec<(String, Vec<rusqlite::types::Value>)> = Vec::new();
-    let cursor_sql = " AND (day, record_id) > (?8, ?9)";
-    let mut push = |base: &str, mut args: Vec<rusqlite::types::Value>, phase: bool| {
-        let sql = match resume(phase) {
-            Some((false, _, _)) => return,
-            Some((true, d, r)) => {
-                // Start the day range at the cursor's day so the index seek skips
-                // what earlier pages read (the row-value test alone would not).
-                if let rusqlite::types::Value::Integer(from) = args[1] {
-                    args[1] = from.max(d).into();
+    let mut profiles = ProfileDecoder::new();
+    let cursor = sel
+        .after
+        .as_ref()
+        .map(|c| (c.correction_phase, c.day.raw(), KeyRef::of(&c.record_id)));
+    for phase in phases {
+        // A cursor resumes strictly after its row, in its phase.
+        let mut after = None;
+        let mut from = phase.from;
+        if let Some((cphase, cday, ckey)) = &cursor {
+            match (*cphase, phase.correction) {
+                (true, false) => continue,
+                (c, p) if c == p => {
+                    from = from.max(*cday);
+                    after = Some((*cday, ckey.clone()));
                 }
-                // The cursor binds as ?8 and ?9 whatever the query's own parameters.
-                args.resize(7, rusqlite::types::Value::Null);
-                args.push(d.into());
-                args.push(r.into());
-                format!("{base}{cursor_sql}")
+                _ => {}
             }
-            None => base.to_string(),
-        };
-        queries.push((format!("{sql} ORDER BY day, record_id"), args));
-    };
-    match sel.booked {
-        Some(p) => {
-            push(
-                &format!(
-                    "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 \
-                     AND booked IS NULL"
-                ),
-                vec![
-                    eid.into(),
-                    from.max(p.first_day().raw() as i64).into(),
-                    to.min(p.last_day().raw() as i64).into(),
-                ],
-                false,
-            );
-            push(
-                &format!(
-                    "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND booked = ?4 \
-                     AND day BETWEEN ?2 AND ?3"
-                ),
-                vec![eid.into(), from.into(), to.into(), (p.id() as i64).into()],
-                true,
-            );
         }
-        None => push(
-            &format!(
-                "SELECT {FACT_COLUMNS} FROM usage_fact WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3"
-            ),
-            vec![eid.into(), from.into(), to.into()],
-            false,
-        ),
-    }
-    for (sql, args) in queries {
-        let mut st = conn.prepare(&sql).map_err(backend)?;
-        let mut rows = st
-            .query(rusqlite::params_from_iter(args.iter()))
-            .map_err(backend)?;
-        while let Some(r) = rows.next().map_err(backend)? {
-            let profile_id: i64 = r.get(5).map_err(backend)?;
-            profiles.load(conn, profile_id)?;
-            let p = profiles.get(profile_id);
-            let day = Day::from_raw(r.get(2).map_err(backend)?);
-            let booked = match r.get::<_, Option<u32>>(6).map_err(backend)? {
-                Some(b) => Period::from_id(b)
-                    .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
-                None => day.period(),
-            };
-            let correction_rate = match r.get_ref(7).map_err(backend)?.as_str_or_null() {
-                Ok(Some(s)) => Some(Price(i128_from_sql(s)?)),
-                Ok(None) => None,
-                Err(e) => return Err(StoreError::Backend(e.to_string())),
-            };
-            let record_id = r
-                .get_ref(0)
-                .map_err(backend)?
-                .as_str()
-                .map_err(|e| StoreError::Backend(e.to_string()))?;
-            let fact = UsageFact {
-                record_id,
-                subscription: r.get(1).map_err(backend)?,
-                day,
-                meter: r.get(3).map_err(backend)?,
-                quantity: Quantity(r.get(4).map_err(backend)?),
-                booked,
-                rate_period: day.period(),
-                correction_rate,
-                instance_id: p.field(0),
-                resource_group: p.field(1),
-                resource_location: p.field(2),
-                consumed_service: p.field(3),
-                tags: p.field(4),
-                additional_info: p.field(5),
-                service_info1: p.field(6),
-                service_info2: p.field(7),
-            };
-            if visit(&fact)? == Flow::Stop {
-                return Ok(());
+        if from > phase.to {
+            continue;
+        }
+        let booked = match phase.rows {
+            Rows::BookedIn(p) => p,
+            _ => 0,
+        };
+        let mut st = blocks_query(conn, &phase)?;
+        let mut days = Days {
+            rows: st
+                .query(params![eid, from, phase.to, booked])
+                .map_err(backend)?,
+            pending: None,
+        };
+        while let Some((day, blocks)) = days.next()? {
+            let day = Day::from_raw(day);
+            for (b, i) in merged_order(&blocks) {
+                let blk = &blocks[b as usize];
+                let i = i as usize;
+                let correction = blk.correction(i);
+                let keep = match phase.rows {
+                    Rows::All => true,
+                    Rows::Own => correction.is_none(),
+                    Rows::BookedIn(p) => correction.is_some_and(|c| c.0 == p),
+                };
+                if !keep {
+                    continue;
+                }
+                let key = blk.key(i);
+                if let Some((cday, ckey)) = &after {
+                    if day.raw() == *cday && cmp_keys(&key, ckey) != Ordering::Greater {
+                        continue;
+                    }
+                }
+                let mut buf = [0u8; 36];
+                let record_id = match &key {
+                    RecordKey::Uuid(u) => format_uuid(u, &mut buf),
+                    RecordKey::Text(t) => t,
+                };
+                let profile_id = blk.profile[i];
+                profiles.load(conn, profile_id)?;
+                let p = profiles.get(profile_id);
+                let booked = match correction {
+                    Some((b, _)) => Period::from_id(b)
+                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
+                    None => day.period(),
+                };
+                let fact = UsageFact {
+                    record_id,
+                    subscription: blk.subscription[i],
+                    day,
+                    meter: blk.meter[i],
+                    quantity: Quantity(blk.quantity[i]),
+                    booked,
+                    rate_period: day.period(),
+                    correction_rate: correction.map(|c| Price(c.1)),
+                    instance_id: p.field(0),
+                    resource_group: p.field(1),
+                    resource_location: p.field(2),
+                    consumed_service: p.field(3),
+                    tags: p.field(4),
+                    additional_info: p.field(5),
+                    service_info1: p.field(6),
+                    service_info2: p.field(7),
+                };
+                if visit(&fact)? == Flow::Stop {
+                    return Ok(());
+                }
             }
         }
     }
     Ok(())
+}
+
+/// The blocks of a phase's days, a day at a time.
+struct Days<'c> {
+    rows: rusqlite::Rows<'c>,
+    pending: Option<(i32, Vec<u8>)>,
+}
+
+/// The query of a phase's blocks, in (day, block) order.
+fn blocks_query<'c>(
+    conn: &'c Connection,
+    phase: &Phase,
+) -> StoreResult<rusqlite::CachedStatement<'c>> {
+    match phase.rows {
+        Rows::BookedIn(_) => conn.prepare_cached(
+            "SELECT b.day, b.data FROM usage_correction_day c \
+             JOIN usage_block b ON b.enrollment_id = c.enrollment_id AND b.day = c.day \
+             WHERE c.enrollment_id = ?1 AND c.booked = ?4 AND c.day BETWEEN ?2 AND ?3 \
+             ORDER BY b.day, b.id",
+        ),
+        _ => conn.prepare_cached(
+            "SELECT day, data FROM usage_block WHERE enrollment_id = ?1 \
+             AND day BETWEEN ?2 AND ?3 AND ?4 IS NOT NULL ORDER BY day, id",
+        ),
+    }
+    .map_err(backend)
+}
+
+impl<'c> Days<'c> {
+    fn next(&mut self) -> StoreResult<Option<(i32, Vec<Block>)>> {
+        let mut day = None;
+        let mut blocks = Vec::new();
+        if let Some((d, data)) = self.pending.take() {
+            day = Some(d);
+            blocks.push(Block::decode(data)?);
+        }
+        while let Some(r) = self.rows.next().map_err(backend)? {
+            let d: i32 = r.get(0).map_err(backend)?;
+            let data: Vec<u8> = r.get(1).map_err(backend)?;
+            match day {
+                Some(cur) if cur != d => {
+                    self.pending = Some((d, data));
+                    break;
+                }
+                _ => {
+                    day = Some(d);
+                    blocks.push(Block::decode(data)?);
+                }
+            }
+        }
+        Ok(day.map(|d| (d, blocks)))
+    }
 }

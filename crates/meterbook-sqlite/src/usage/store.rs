@@ -10,9 +10,11 @@ use meterbook_core::store::{
 use meterbook_core::usage::{Catalog, SheetIndex};
 use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
 use rusqlite::{params, Connection};
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::codec::decode_day;
+use super::keys::{seed, KeySet};
+use super::profiles::ProfileEncoder;
 use super::scan::*;
 use super::writer::*;
 
@@ -132,16 +134,13 @@ impl UsageStore for SqliteStore {
         let eid = Self::enrollment_id(&conn, n)?;
         // IMMEDIATE: take the write lock now, so the catalog cannot change under the ingest.
         conn.execute_batch("BEGIN IMMEDIATE").map_err(backend)?;
-        let mut w = SqliteUsageWriter {
-            conn,
-            eid,
-            catalog: Arc::default(),
-            profiles: ProfileEncoder::default(),
-            rollups: HashMap::new(),
-            daily: HashMap::new(),
-            open: true,
-        };
+        // The transaction is open: dropping the writer on an error rolls it back.
+        let keys = KeySet::empty();
+        let mut w = SqliteUsageWriter::new(conn, eid, Arc::default(), 0, keys);
         w.catalog = Arc::new(load_catalog(&w.conn, eid)?);
+        w.seed = seed(&w.conn)?;
+        w.profiles = ProfileEncoder::new(w.seed);
+        w.keys = KeySet::load(&w.conn, eid)?;
         Ok(Box::new(w))
     }
 
@@ -155,45 +154,37 @@ impl UsageStore for SqliteStore {
         let eid = Self::enrollment_id(&conn, n)?;
         let mut st = conn
             .prepare_cached(
-                "SELECT day, subscription_id, meter_key, booked, correction_rate, quantity, rows \
-                 FROM usage_daily WHERE enrollment_id = ?1 AND day BETWEEN ?2 AND ?3 ORDER BY day",
+                "SELECT day, data FROM usage_day WHERE enrollment_id = ?1 \
+                 AND day BETWEEN ?2 AND ?3 ORDER BY day",
             )
             .map_err(backend)?;
-        let rows = st
-            .query_map(params![eid, from.raw(), to.raw()], |r| {
-                Ok((
-                    r.get::<_, i32>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, u32>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, i64>(5)?,
-                    r.get::<_, i64>(6)?,
-                ))
-            })
+        let mut rows = st
+            .query(params![eid, from.raw(), to.raw()])
             .map_err(backend)?;
         let mut out = Vec::new();
-        for row in rows {
-            let (day, sub, meter, booked, rate, q, n) = row.map_err(backend)?;
-            let day = Day::from_raw(day);
-            out.push(DailyUsage {
-                day,
-                subscription: sub,
-                meter,
-                booked: if booked == 0 {
-                    day.period()
-                } else {
-                    Period::from_id(booked)
-                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?
-                },
-                correction_rate: if rate.is_empty() {
-                    None
-                } else {
-                    Some(Price(i128_from_sql(&rate)?))
-                },
-                quantity: Quantity(q),
-                rows: n,
-            });
+        while let Some(r) = rows.next().map_err(backend)? {
+            let day = Day::from_raw(r.get(0).map_err(backend)?);
+            let data = r
+                .get_ref(1)
+                .map_err(backend)?
+                .as_blob()
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            for s in decode_day(data)? {
+                out.push(DailyUsage {
+                    day,
+                    subscription: s.subscription,
+                    meter: s.meter,
+                    booked: if s.booked == 0 {
+                        day.period()
+                    } else {
+                        Period::from_id(s.booked)
+                            .ok_or_else(|| StoreError::Backend("corrupt period".into()))?
+                    },
+                    correction_rate: s.rate.map(Price),
+                    quantity: Quantity(s.quantity),
+                    rows: s.rows,
+                });
+            }
         }
         Ok(out)
     }

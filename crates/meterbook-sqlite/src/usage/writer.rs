@@ -1,85 +1,275 @@
-//! The ingest transaction: usage rows with their profiles, daily sums and
-//! rollups, written in one transaction.
+//! The ingest transaction: usage rows buffered per day and written as fact
+//! blocks, the key index, daily sums and rollups, all in one transaction.
 
-use super::store::*;
-use crate::profile;
+use super::codec::{
+    cmp_keys, decode_day, encode_block, encode_day, merged_order, Block, DaySum, FactRow, KeyRef,
+    OwnedKey,
+};
+use super::keys::{code_day, day_code, hash_id, KeySet, ANY_DAY};
+use super::profiles::ProfileEncoder;
+use super::store::read_rollups;
 use crate::{backend, i128_from_sql, i128_to_sql};
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{Rollup, StoreError, StoreResult, UsageWriter, Written};
 use meterbook_core::usage::{Catalog, Classified, OwnedUsage};
-use meterbook_core::Period;
+use meterbook_core::{Day, Period};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, MutexGuard};
 
-/// Profile caches are dropped when they reach this many entries, keeping memory flat…
-pub(super) const CACHE_LIMIT: usize = 200_000;
-/// …or this many bytes of profile text (a profile may be 75 KB: InstanceId,
-/// Tags and AdditionalInfo at their limits).
-pub(super) const CACHE_BYTES: usize = 32 << 20;
-
-/// Profile text → id, inserting unseen profiles.
-#[derive(Default)]
-pub(super) struct ProfileEncoder {
-    cache: HashMap<Box<str>, i64, foldhash::fast::RandomState>,
-    cached_bytes: usize,
-    key: String,
-}
-
-impl ProfileEncoder {
-    fn id(&mut self, conn: &Connection, fields: &[&str; 8]) -> StoreResult<i64> {
-        if fields.iter().all(|f| f.is_empty()) {
-            return Ok(0);
-        }
-        self.key.clear();
-        profile::encode(fields, &mut self.key);
-        if let Some(id) = self.cache.get(self.key.as_str()) {
-            return Ok(*id);
-        }
-        let found: Option<i64> = conn
-            .prepare_cached("SELECT id FROM usage_profile WHERE value = ?1")
-            .map_err(backend)?
-            .query_row([&self.key], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        let id = match found {
-            Some(id) => id,
-            None => {
-                conn.prepare_cached("INSERT INTO usage_profile (value) VALUES (?1)")
-                    .map_err(backend)?
-                    .execute([&self.key])
-                    .map_err(backend)?;
-                conn.last_insert_rowid()
-            }
-        };
-        if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
-            self.cache.clear();
-            self.cached_bytes = 0;
-        }
-        self.cached_bytes += self.key.len();
-        self.cache.insert(self.key.as_str().into(), id);
-        Ok(id)
-    }
-}
+/// Rows a block holds at most.
+pub(super) const BLOCK_ROWS: usize = 16_384;
+/// Rows buffered across days before the largest days are written out.
+const MAX_BUFFERED: usize = 1 << 18;
+/// Blocks a day may gather before a commit merges them.
+const MAX_DAY_BLOCKS: usize = 8;
+/// Decoded days kept for confirming ids.
+const CACHED_DAYS: usize = 8;
 
 type RollupKey = (Period, i64, Period, bool);
+/// (day, subscription, meter, booked period id or 0, correction rate or none).
+type DailyKey = (i32, i64, i64, u32, Option<i128>);
+
+/// The rows of one day not written yet, with their ids' hashes.
+#[derive(Default)]
+struct DayBuffer {
+    rows: Vec<FactRow>,
+    by_hash: HashMap<u64, u32, foldhash::fast::RandomState>,
+    /// Rows whose hash another row of the day already has.
+    clash: Vec<u32>,
+}
+
+/// What a stored row is compared on to tell a duplicate from a conflict.
+#[derive(PartialEq, Eq)]
+struct Content {
+    day: i32,
+    subscription: i64,
+    meter: i64,
+    quantity: i64,
+    profile: i64,
+}
 
 pub(super) struct SqliteUsageWriter<'a> {
     pub(super) conn: MutexGuard<'a, Connection>,
     pub(super) eid: i64,
     pub(super) catalog: Arc<Catalog>,
     pub(super) profiles: ProfileEncoder,
+    pub(super) seed: i64,
+    pub(super) keys: KeySet,
+    buffers: HashMap<i32, DayBuffer>,
+    buffered: usize,
+    /// Recently decoded days (their stored blocks), newest last.
+    cache: Vec<(i32, Vec<Block>)>,
+    /// Days given a block by this ingest.
+    touched: BTreeSet<i32>,
     /// Pending sums of this transaction. Quantities are summed in i128 so a
     /// batch cannot overflow before the ingest's range check names the row.
-    pub(super) rollups: HashMap<RollupKey, (i128, Amount, i64)>,
-    pub(super) daily: HashMap<DailyKey, (i128, i64)>,
+    rollups: HashMap<RollupKey, (i128, Amount, i64)>,
+    daily: HashMap<DailyKey, (i128, i64)>,
+    candidates: Vec<u16>,
+    block_buf: Vec<u8>,
     pub(super) open: bool,
 }
 
-/// (day, subscription, meter, booked period id or 0, correction rate or none).
-type DailyKey = (i32, i64, i64, u32, Option<i128>);
+impl<'a> SqliteUsageWriter<'a> {
+    pub(super) fn new(
+        conn: MutexGuard<'a, Connection>,
+        eid: i64,
+        catalog: Arc<Catalog>,
+        seed: i64,
+        keys: KeySet,
+    ) -> Self {
+        SqliteUsageWriter {
+            conn,
+            eid,
+            catalog,
+            profiles: ProfileEncoder::new(seed),
+            seed,
+            keys,
+            buffers: HashMap::new(),
+            buffered: 0,
+            cache: Vec::new(),
+            touched: BTreeSet::new(),
+            rollups: HashMap::new(),
+            daily: HashMap::new(),
+            candidates: Vec::new(),
+            block_buf: Vec::new(),
+            open: true,
+        }
+    }
 
-impl SqliteUsageWriter<'_> {
+    /// The stored content of record `id` if day `day` holds it.
+    fn find_on(&mut self, day: i32, id: &str, hash: u64) -> StoreResult<Option<Content>> {
+        let key = KeyRef::of(id);
+        if let Some(buf) = self.buffers.get(&day) {
+            let hits = buf.by_hash.get(&hash).into_iter().chain(buf.clash.iter());
+            for &i in hits {
+                let r = &buf.rows[i as usize];
+                if r.key.as_ref() == key {
+                    return Ok(Some(Content {
+                        day,
+                        subscription: r.subscription,
+                        meter: r.meter,
+                        quantity: r.quantity,
+                        profile: r.profile,
+                    }));
+                }
+            }
+        }
+        let at = match self.cache.iter().position(|(d, _)| *d == day) {
+            Some(at) => at,
+            None => {
+                let blocks = load_blocks(&self.conn, self.eid, day)?;
+                if self.cache.len() == CACHED_DAYS {
+                    self.cache.remove(0);
+                }
+                self.cache.push((day, blocks));
+                self.cache.len() - 1
+            }
+        };
+        for b in &self.cache[at].1 {
+            if let Some(i) = b.find(&key) {
+                return Ok(Some(Content {
+                    day,
+                    subscription: b.subscription[i],
+                    meter: b.meter[i],
+                    quantity: b.quantity[i],
+                    profile: b.profile[i],
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The stored content of record `id`, wherever the key index points.
+    fn find(&mut self, id: &str, hash: u64) -> StoreResult<Option<Content>> {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        self.keys.days(hash, &mut candidates);
+        let mut found = None;
+        for &code in &candidates {
+            let days = match code_day(code) {
+                Some(d) => vec![d.raw()],
+                None => self.uncoded_days()?,
+            };
+            for day in days {
+                found = self.find_on(day, id, hash)?;
+                if found.is_some() {
+                    break;
+                }
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        self.candidates = candidates;
+        Ok(found)
+    }
+
+    /// Days whose keys carry no day code (outside 2000–2179), stored or buffered.
+    fn uncoded_days(&self) -> StoreResult<Vec<i32>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT day FROM usage_block WHERE enrollment_id = ?1")
+            .map_err(backend)?;
+        let stored = st
+            .query_map([self.eid], |r| r.get::<_, i32>(0))
+            .map_err(backend)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend)?;
+        let days: BTreeSet<i32> = stored
+            .into_iter()
+            .chain(self.buffers.keys().copied())
+            .filter(|d| day_code(Day::from_raw(*d)) == ANY_DAY)
+            .collect();
+        Ok(days.into_iter().collect())
+    }
+
+    fn buffer(&mut self, day: i32, hash: u64, row: FactRow) -> StoreResult<()> {
+        let buf = self.buffers.entry(day).or_default();
+        let i = buf.rows.len() as u32;
+        buf.rows.push(row);
+        match buf.by_hash.entry(hash) {
+            Entry::Vacant(v) => {
+                v.insert(i);
+            }
+            // Another id of the day has the same hash: kept aside.
+            Entry::Occupied(_) => buf.clash.push(i),
+        }
+        self.buffered += 1;
+        if buf.rows.len() >= BLOCK_ROWS {
+            self.flush_day(day)?;
+        }
+        if self.buffered > MAX_BUFFERED {
+            // Write the largest days until half the budget is free.
+            let mut sizes: Vec<(usize, i32)> = self
+                .buffers
+                .iter()
+                .map(|(d, b)| (b.rows.len(), *d))
+                .collect();
+            sizes.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, d) in sizes {
+                if self.buffered <= MAX_BUFFERED / 2 {
+                    break;
+                }
+                self.flush_day(d)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a day's buffered rows as one block.
+    fn flush_day(&mut self, day: i32) -> StoreResult<()> {
+        let Some(buf) = self.buffers.remove(&day) else {
+            return Ok(());
+        };
+        self.buffered -= buf.rows.len();
+        let mut rows = buf.rows;
+        rows.sort_unstable_by(|a, b| cmp_keys(&a.key.as_ref(), &b.key.as_ref()));
+        self.write_block(day, &rows)?;
+        self.cache.retain(|(d, _)| *d != day);
+        self.touched.insert(day);
+        Ok(())
+    }
+
+    fn write_block(&mut self, day: i32, rows: &[FactRow]) -> StoreResult<()> {
+        write_block(&self.conn, self.eid, day, rows, &mut self.block_buf)
+    }
+
+    /// Merges the blocks of days that gathered too many into sorted blocks.
+    fn compact(&mut self) -> StoreResult<()> {
+        for day in std::mem::take(&mut self.touched) {
+            let (count, rows): (usize, i64) = self
+                .conn
+                .prepare_cached(
+                    "SELECT COUNT(*), COALESCE(SUM(rows), 0) FROM usage_block \
+                     WHERE enrollment_id = ?1 AND day = ?2",
+                )
+                .map_err(backend)?
+                .query_row(params![self.eid, day], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(backend)?;
+            let needed = (rows as usize).div_ceil(BLOCK_ROWS);
+            if count <= MAX_DAY_BLOCKS || count <= needed + 1 {
+                continue;
+            }
+            let blocks = load_blocks(&self.conn, self.eid, day)?;
+            let order = merged_order(&blocks);
+            self.conn
+                .prepare_cached("DELETE FROM usage_block WHERE enrollment_id = ?1 AND day = ?2")
+                .map_err(backend)?
+                .execute(params![self.eid, day])
+                .map_err(backend)?;
+            for chunk in order.chunks(BLOCK_ROWS) {
+                let rows: Vec<FactRow> = chunk
+                    .iter()
+                    .map(|&(b, i)| blocks[b as usize].row(i as usize))
+                    .collect();
+                self.write_block(day, &rows)?;
+            }
+        }
+        Ok(())
+    }
+
     fn flush_rollups(&mut self) -> StoreResult<()> {
         let mut read = self
             .conn
@@ -128,39 +318,113 @@ impl SqliteUsageWriter<'_> {
         }
         Ok(())
     }
-}
 
-impl SqliteUsageWriter<'_> {
+    /// Adds this ingest's daily sums into each day's stored sums.
     fn flush_daily(&mut self) -> StoreResult<()> {
-        let mut write = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO usage_daily (enrollment_id, day, subscription_id, meter_key, booked, \
-                 correction_rate, quantity, rows) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT DO UPDATE SET quantity = quantity + excluded.quantity, \
-                 rows = rows + excluded.rows",
-            )
-            .map_err(backend)?;
+        let mut by_day: HashMap<i32, Vec<DaySum>> = HashMap::new();
         for ((day, sub, meter, booked, rate), (q, rows)) in self.daily.drain() {
             // Within its rollup's total, which was checked before.
-            let q = i64::try_from(q).map_err(|_| {
+            let quantity = i64::try_from(q).map_err(|_| {
                 StoreError::Invalid("a day's quantity exceeds the supported range".into())
             })?;
-            write
-                .execute(params![
-                    self.eid,
-                    day,
-                    sub,
-                    meter,
-                    booked,
-                    rate.map_or(String::new(), i128_to_sql),
-                    q,
-                    rows
-                ])
+            by_day.entry(day).or_default().push(DaySum {
+                subscription: sub,
+                meter,
+                booked,
+                rate,
+                quantity,
+                rows,
+            });
+        }
+        for (day, new) in by_day {
+            let stored: Option<Vec<u8>> = self
+                .conn
+                .prepare_cached("SELECT data FROM usage_day WHERE enrollment_id = ?1 AND day = ?2")
+                .map_err(backend)?
+                .query_row(params![self.eid, day], |r| r.get(0))
+                .optional()
+                .map_err(backend)?;
+            let mut sums = match stored {
+                Some(d) => decode_day(&d)?,
+                None => Vec::new(),
+            };
+            let sums = add_sums(&mut sums, new)?;
+            encode_day(&sums, &mut self.block_buf);
+            self.conn
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO usage_day (enrollment_id, day, data) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(backend)?
+                .execute(params![self.eid, day, self.block_buf])
                 .map_err(backend)?;
         }
         Ok(())
     }
+}
+
+/// Stored sums plus new ones, in the sums' order.
+pub(super) fn add_sums(stored: &mut Vec<DaySum>, new: Vec<DaySum>) -> StoreResult<Vec<DaySum>> {
+    let mut all = std::mem::take(stored);
+    all.extend(new);
+    all.sort_by(|a, b| a.cmp_key(b));
+    let mut out: Vec<DaySum> = Vec::with_capacity(all.len());
+    for s in all {
+        match out.last_mut() {
+            Some(last) if last.cmp_key(&s).is_eq() => {
+                last.quantity = last.quantity.checked_add(s.quantity).ok_or_else(|| {
+                    StoreError::Invalid("a day's quantity exceeds the supported range".into())
+                })?;
+                last.rows += s.rows;
+            }
+            _ => out.push(s),
+        }
+    }
+    Ok(out)
+}
+
+/// The stored blocks of one day, oldest first.
+pub(super) fn load_blocks(conn: &Connection, eid: i64, day: i32) -> StoreResult<Vec<Block>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT data FROM usage_block WHERE enrollment_id = ?1 AND day = ?2 ORDER BY id",
+        )
+        .map_err(backend)?;
+    let mut rows = st.query(params![eid, day]).map_err(backend)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        out.push(Block::decode(r.get(0).map_err(backend)?)?);
+    }
+    Ok(out)
+}
+
+/// Writes rows sorted by id as one block, noting the days that hold corrections.
+pub(super) fn write_block(
+    conn: &Connection,
+    eid: i64,
+    day: i32,
+    rows: &[FactRow],
+    buf: &mut Vec<u8>,
+) -> StoreResult<()> {
+    encode_block(rows, buf);
+    conn.prepare_cached(
+        "INSERT INTO usage_block (enrollment_id, day, rows, data) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(backend)?
+    .execute(params![eid, day, rows.len() as i64, &buf[..]])
+    .map_err(backend)?;
+    let booked: BTreeSet<u32> = rows
+        .iter()
+        .filter_map(|r| r.correction.map(|c| c.0))
+        .collect();
+    for p in booked {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO usage_correction_day (enrollment_id, booked, day) VALUES (?1, ?2, ?3)",
+        )
+        .map_err(backend)?
+        .execute(params![eid, p, day])
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 impl UsageWriter for SqliteUsageWriter<'_> {
@@ -178,53 +442,20 @@ impl UsageWriter for SqliteUsageWriter<'_> {
         rows: &[(OwnedUsage, Classified)],
         out: &mut Vec<Written>,
     ) -> StoreResult<()> {
-        let conn: &Connection = &self.conn;
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO usage_fact (enrollment_id, day, record_id, subscription_id, meter_key, \
-                 quantity, profile_id, booked, correction_rate) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .map_err(backend)?;
         for (owned, c) in rows {
             let raw = owned.as_raw();
-            let profile = self.profiles.id(conn, &raw.dimensions())?;
-            let inserted = insert
-                .execute(params![
-                    self.eid,
-                    c.day.raw(),
-                    raw.record_id,
-                    c.subscription,
-                    c.meter,
-                    c.quantity.raw(),
-                    profile,
-                    c.correction_rate.map(|_| c.booked.id()),
-                    c.correction_rate.map(|r| i128_to_sql(r.raw())),
-                ])
-                .map_err(backend)?;
-            if inserted == 0 {
+            let profile = self.profiles.id(&self.conn, &raw.dimensions())?;
+            let hash = hash_id(self.seed, raw.record_id);
+            if let Some(stored) = self.find(raw.record_id, hash)? {
                 // Same RecordId stored: a duplicate if the content (as sent) matches.
-                let same: bool = conn
-                    .prepare_cached(
-                        "SELECT day = ?3 AND subscription_id = ?4 AND meter_key = ?5 AND quantity = ?6 \
-                         AND profile_id = ?7 FROM usage_fact WHERE enrollment_id = ?1 AND record_id = ?2",
-                    )
-                    .map_err(backend)?
-                    .query_row(
-                        params![
-                            self.eid,
-                            raw.record_id,
-                            c.day.raw(),
-                            c.subscription,
-                            c.meter,
-                            c.quantity.raw(),
-                            profile
-                        ],
-                        |r| r.get(0),
-                    )
-                    .map_err(backend)?;
-                out.push(if same {
+                let sent = Content {
+                    day: c.day.raw(),
+                    subscription: c.subscription,
+                    meter: c.meter,
+                    quantity: c.quantity.raw(),
+                    profile,
+                };
+                out.push(if stored == sent {
                     Written::Duplicate
                 } else {
                     Written::Conflict
@@ -248,22 +479,40 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 })?;
             }
             e.2 += 1;
+            let correction = c.correction_rate.map(|r| (c.booked.id(), r.raw()));
             let dkey = (
                 c.day.raw(),
                 c.subscription,
                 c.meter,
-                c.correction_rate.map_or(0, |_| c.booked.id()),
-                c.correction_rate.map(|r| r.raw()),
+                correction.map_or(0, |c| c.0),
+                correction.map(|c| c.1),
             );
             let d = self.daily.entry(dkey).or_insert((0, 0));
             d.0 += c.quantity.raw() as i128;
             d.1 += 1;
+            self.keys.add(hash, day_code(c.day));
+            let row = FactRow {
+                key: OwnedKey::of(raw.record_id),
+                subscription: c.subscription,
+                meter: c.meter,
+                quantity: c.quantity.raw(),
+                profile,
+                correction,
+            };
+            self.buffer(c.day.raw(), hash, row)?;
             out.push(Written::Stored);
         }
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        let days: Vec<i32> = self.buffers.keys().copied().collect();
+        for day in days {
+            self.flush_day(day)?;
+        }
+        self.compact()?;
+        let keys = std::mem::replace(&mut self.keys, KeySet::empty());
+        keys.store(&self.conn, self.eid)?;
         self.flush_rollups()?;
         self.flush_daily()?;
         crate::metadata::bump_version(&self.conn, self.eid)?;
@@ -278,33 +527,6 @@ impl Drop for SqliteUsageWriter<'_> {
         if self.open {
             // Nothing of an uncommitted ingest may remain.
             let _ = self.conn.execute_batch("ROLLBACK");
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Distinct profiles near their size limit do not grow the cache past its byte budget.
-    #[test]
-    fn the_profile_cache_is_bounded_in_bytes() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE usage_profile (id INTEGER PRIMARY KEY, value TEXT NOT NULL UNIQUE)",
-        )
-        .unwrap();
-        let mut enc = ProfileEncoder::default();
-        let tags = "t".repeat(64 * 1024);
-        for i in 0..(CACHE_BYTES / tags.len()) * 2 {
-            let id = i.to_string();
-            enc.id(&conn, &[&id, "", "", "", &tags, "", "", ""])
-                .unwrap();
-            let held: usize = enc.cache.keys().map(|k| k.len()).sum();
-            assert!(
-                held <= CACHE_BYTES + 2 * tags.len(),
-                "{held} bytes after {i}"
-            );
         }
     }
 }
