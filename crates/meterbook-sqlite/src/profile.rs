@@ -1,12 +1,22 @@
 //! Usage profiles: the eight descriptive fields of a usage record, stored once
 //! per distinct combination as length-prefixed text (`len:value` × 8).
 
-use std::fmt::Write as _;
-
-/// Appends the encoding of `fields` to `out`.
+/// Appends the encoding of `fields` to `out` (once per ingested row: the
+/// length is written by hand, not through `fmt`).
 pub fn encode(fields: &[&str; 8], out: &mut String) {
     for f in fields {
-        let _ = write!(out, "{}:", f.len());
+        let mut digits = [0u8; 20];
+        let (mut n, mut at) = (f.len(), digits.len());
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+        out.push(':');
         out.push_str(f);
     }
 }
@@ -69,6 +79,7 @@ mod tests {
         ];
         let mut s = String::new();
         encode(&f, &mut s);
+        assert!(s.starts_with("6:/sub/x4:rg:10:7:Compute11:"), "{s}");
         let p = Profile::decode(s).unwrap();
         for (i, v) in f.iter().enumerate() {
             assert_eq!(p.field(i), *v);

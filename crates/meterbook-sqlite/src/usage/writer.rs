@@ -28,6 +28,7 @@ const MAX_DAY_BLOCKS: usize = 8;
 const CACHED_DAYS: usize = 8;
 
 type RollupKey = (Period, i64, Period, bool);
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// (day, subscription, meter, booked period id or 0, correction rate or none).
 type DailyKey = (i32, i64, i64, u32, Option<i128>);
 
@@ -35,7 +36,7 @@ type DailyKey = (i32, i64, i64, u32, Option<i128>);
 #[derive(Default)]
 struct DayBuffer {
     rows: Vec<FactRow>,
-    by_hash: HashMap<u64, u32, foldhash::fast::RandomState>,
+    by_hash: Map<u64, u32>,
     /// Rows whose hash another row of the day already has.
     clash: Vec<u32>,
 }
@@ -57,7 +58,7 @@ pub(super) struct SqliteUsageWriter<'a> {
     pub(super) profiles: ProfileEncoder,
     pub(super) seed: i64,
     pub(super) keys: KeySet,
-    buffers: HashMap<i32, DayBuffer>,
+    buffers: Map<i32, DayBuffer>,
     buffered: usize,
     /// Recently decoded days (their stored blocks), newest last.
     cache: Vec<(i32, Vec<Block>)>,
@@ -65,8 +66,8 @@ pub(super) struct SqliteUsageWriter<'a> {
     touched: BTreeSet<i32>,
     /// Pending sums of this transaction. Quantities are summed in i128 so a
     /// batch cannot overflow before the ingest's range check names the row.
-    rollups: HashMap<RollupKey, (i128, Amount, i64)>,
-    daily: HashMap<DailyKey, (i128, i64)>,
+    rollups: Map<RollupKey, (i128, Amount, i64)>,
+    daily: Map<DailyKey, (i128, i64)>,
     candidates: Vec<u16>,
     block_buf: Vec<u8>,
     pub(super) open: bool,
@@ -87,12 +88,12 @@ impl<'a> SqliteUsageWriter<'a> {
             profiles: ProfileEncoder::new(seed),
             seed,
             keys,
-            buffers: HashMap::new(),
+            buffers: Map::default(),
             buffered: 0,
             cache: Vec::new(),
             touched: BTreeSet::new(),
-            rollups: HashMap::new(),
-            daily: HashMap::new(),
+            rollups: Map::default(),
+            daily: Map::default(),
             candidates: Vec::new(),
             block_buf: Vec::new(),
             open: true,
