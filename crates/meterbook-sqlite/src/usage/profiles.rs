@@ -8,6 +8,7 @@ use crate::profile::{self, Profile};
 use meterbook_core::store::{StoreError, StoreResult};
 use rusqlite::{params, Connection};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Profile caches are dropped when they reach this many entries, keeping memory flat…
 pub(super) const CACHE_LIMIT: usize = 200_000;
@@ -72,11 +73,12 @@ impl ProfileEncoder {
     }
 }
 
-/// Decodes profile ids while scanning, with a bounded cache.
+/// Decodes profile ids while scanning, with a bounded cache; profiles are
+/// shared with the thread that reads the rows.
 pub(super) struct ProfileDecoder {
-    cache: HashMap<i64, Profile, foldhash::fast::RandomState>,
+    cache: HashMap<i64, Arc<Profile>, foldhash::fast::RandomState>,
     cached_bytes: usize,
-    empty: Profile,
+    empty: Arc<Profile>,
 }
 
 impl ProfileDecoder {
@@ -84,13 +86,17 @@ impl ProfileDecoder {
         ProfileDecoder {
             cache: HashMap::default(),
             cached_bytes: 0,
-            empty: Profile::empty(),
+            empty: Arc::new(Profile::empty()),
         }
     }
 
-    pub(super) fn load(&mut self, conn: &Connection, id: i64) -> StoreResult<()> {
-        if id == 0 || self.cache.contains_key(&id) {
-            return Ok(());
+    /// The profile of `id`, read on first use.
+    pub(super) fn get(&mut self, conn: &Connection, id: i64) -> StoreResult<Arc<Profile>> {
+        if id == 0 {
+            return Ok(self.empty.clone());
+        }
+        if let Some(p) = self.cache.get(&id) {
+            return Ok(p.clone());
         }
         if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
             self.cache.clear();
@@ -104,12 +110,9 @@ impl ProfileDecoder {
         self.cached_bytes += v.len();
         let p = Profile::decode(v)
             .ok_or_else(|| StoreError::Backend(format!("corrupt usage profile {id}")))?;
-        self.cache.insert(id, p);
-        Ok(())
-    }
-
-    pub(super) fn get(&self, id: i64) -> &Profile {
-        self.cache.get(&id).unwrap_or(&self.empty)
+        let p = Arc::new(p);
+        self.cache.insert(id, p.clone());
+        Ok(p)
     }
 }
 

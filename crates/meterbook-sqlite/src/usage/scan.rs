@@ -1,13 +1,15 @@
 //! Ordered scans of stored usage: a day's blocks decoded and merged in
-//! RecordId order, profiles decoded with a bounded cache.
+//! RecordId order on one thread, facts built and visited on the caller's.
 
 use super::codec::{cmp_keys, format_uuid, merged_order, Block, KeyRef, RecordKey};
 use super::profiles::ProfileDecoder;
-use crate::backend;
+use crate::profile::Profile;
+use crate::{backend, Reader};
 use meterbook_core::store::{Flow, StoreError, StoreResult, UsageFact, UsageSelection};
 use meterbook_core::{Day, Period, Price, Quantity};
 use rusqlite::{params, Connection};
 use std::cmp::Ordering;
+use std::sync::{mpsc, Arc};
 
 /// Which rows of a day a phase of the scan yields.
 #[derive(Clone, Copy)]
@@ -26,11 +28,88 @@ struct Phase {
     to: i32,
 }
 
-pub(super) fn scan_in_tx(
-    conn: &Connection,
+/// The rows of one day a scan yields, decoded, in order, with their profiles.
+struct DayBatch {
+    day: Day,
+    blocks: Vec<Block>,
+    rows: Vec<(u32, u32, Arc<Profile>)>,
+}
+
+/// Scans on two threads over one snapshot: this one reads and decodes
+/// blocks (in a read transaction on `conn`), the caller's thread builds the
+/// facts and runs `visit` (a report encodes there). Stopping `visit` or an
+/// error ends both.
+pub(super) fn scan(
+    conn: Reader<'_>,
     eid: i64,
     sel: &UsageSelection,
     visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+) -> StoreResult<()> {
+    let (tx, rx) = mpsc::sync_channel::<StoreResult<DayBatch>>(2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let produced = conn.execute_batch("BEGIN").map_err(backend).and_then(|()| {
+                let r = produce(&conn, eid, sel, &tx);
+                let _ = conn.execute_batch("COMMIT");
+                r
+            });
+            if let Err(e) = produced {
+                let _ = tx.send(Err(e));
+            }
+        });
+        for batch in rx {
+            let batch = batch?;
+            let day = batch.day;
+            for (b, i, p) in &batch.rows {
+                let blk = &batch.blocks[*b as usize];
+                let i = *i as usize;
+                let correction = blk.correction(i);
+                let mut buf = [0u8; 36];
+                let key = blk.key(i);
+                let record_id = match &key {
+                    RecordKey::Uuid(u) => format_uuid(u, &mut buf),
+                    RecordKey::Text(t) => t,
+                };
+                let booked = match correction {
+                    Some((b, _)) => Period::from_id(b)
+                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
+                    None => day.period(),
+                };
+                let fact = UsageFact {
+                    record_id,
+                    subscription: blk.subscription[i],
+                    day,
+                    meter: blk.meter[i],
+                    quantity: Quantity(blk.quantity[i]),
+                    booked,
+                    rate_period: day.period(),
+                    correction_rate: correction.map(|c| Price(c.1)),
+                    instance_id: p.field(0),
+                    resource_group: p.field(1),
+                    resource_location: p.field(2),
+                    consumed_service: p.field(3),
+                    tags: p.field(4),
+                    additional_info: p.field(5),
+                    service_info1: p.field(6),
+                    service_info2: p.field(7),
+                };
+                // Returning drops the receiver: the reading thread stops at its next send.
+                if visit(&fact)? == Flow::Stop {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads the selection's days in order and sends each as a batch; stops
+/// when the receiver is gone.
+fn produce(
+    conn: &Connection,
+    eid: i64,
+    sel: &UsageSelection,
+    tx: &mpsc::SyncSender<StoreResult<DayBatch>>,
 ) -> StoreResult<()> {
     let from = sel.from.map_or(i32::MIN, |d| d.raw());
     let to = sel.to.map_or(i32::MAX, |d| d.raw());
@@ -92,11 +171,10 @@ pub(super) fn scan_in_tx(
             pending: None,
         };
         while let Some((day, blocks)) = days.next()? {
-            let day = Day::from_raw(day);
+            let mut rows = Vec::new();
             for (b, i) in merged_order(&blocks) {
                 let blk = &blocks[b as usize];
-                let i = i as usize;
-                let correction = blk.correction(i);
+                let correction = blk.correction(i as usize);
                 let keep = match phase.rows {
                     Rows::All => true,
                     Rows::Own => correction.is_none(),
@@ -105,46 +183,20 @@ pub(super) fn scan_in_tx(
                 if !keep {
                     continue;
                 }
-                let key = blk.key(i);
                 if let Some((cday, ckey)) = &after {
-                    if day.raw() == *cday && cmp_keys(&key, ckey) != Ordering::Greater {
+                    if day == *cday && cmp_keys(&blk.key(i as usize), ckey) != Ordering::Greater {
                         continue;
                     }
                 }
-                let mut buf = [0u8; 36];
-                let record_id = match &key {
-                    RecordKey::Uuid(u) => format_uuid(u, &mut buf),
-                    RecordKey::Text(t) => t,
-                };
-                let profile_id = blk.profile[i];
-                profiles.load(conn, profile_id)?;
-                let p = profiles.get(profile_id);
-                let booked = match correction {
-                    Some((b, _)) => Period::from_id(b)
-                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
-                    None => day.period(),
-                };
-                let fact = UsageFact {
-                    record_id,
-                    subscription: blk.subscription[i],
-                    day,
-                    meter: blk.meter[i],
-                    quantity: Quantity(blk.quantity[i]),
-                    booked,
-                    rate_period: day.period(),
-                    correction_rate: correction.map(|c| Price(c.1)),
-                    instance_id: p.field(0),
-                    resource_group: p.field(1),
-                    resource_location: p.field(2),
-                    consumed_service: p.field(3),
-                    tags: p.field(4),
-                    additional_info: p.field(5),
-                    service_info1: p.field(6),
-                    service_info2: p.field(7),
-                };
-                if visit(&fact)? == Flow::Stop {
-                    return Ok(());
-                }
+                rows.push((b, i, profiles.get(conn, blk.profile[i as usize])?));
+            }
+            let batch = DayBatch {
+                day: Day::from_raw(day),
+                blocks,
+                rows,
+            };
+            if tx.send(Ok(batch)).is_err() {
+                return Ok(());
             }
         }
     }

@@ -203,10 +203,7 @@ impl UsageStore for SqliteStore {
     ) -> StoreResult<()> {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
-        // One read transaction: the scan sees one consistent snapshot.
-        conn.execute_batch("BEGIN").map_err(backend)?;
-        let result = scan_in_tx(&conn, eid, sel, visit);
-        let _ = conn.execute_batch("COMMIT");
-        result
+        // One read transaction (on the reading thread): one consistent snapshot.
+        scan(conn, eid, sel, visit)
     }
 }
