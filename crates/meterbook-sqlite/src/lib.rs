@@ -61,10 +61,10 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-/// Page cache of the writer: large, because an ingest's B-tree inserts hit it hard
-/// (10M rows: 396k rows/s at 64 MiB, 517k at 256 MiB); sized to keep the
-/// process under its 300 MB memory budget.
-const WRITER_CACHE_KIB: i64 = 160 * 1024;
+/// Page cache of the writer. Fact blocks are appended and the key index
+/// is held in memory, so an ingest no longer inserts at random into B-trees
+/// and needs little cache (it was 160 MiB for the row-per-record layout).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// Readers scan in key order and need little cache.
 const READER_CACHE_KIB: i64 = 16 * 1024;
 

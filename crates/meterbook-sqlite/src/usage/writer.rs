@@ -24,8 +24,9 @@ pub(super) const BLOCK_ROWS: usize = 16_384;
 const MAX_BUFFERED: usize = 1 << 18;
 /// Blocks a day may gather before a commit merges them.
 const MAX_DAY_BLOCKS: usize = 8;
-/// Decoded days kept for confirming ids.
-const CACHED_DAYS: usize = 8;
+/// Decoded rows kept for confirming ids (about 70 bytes each): enough for a
+/// re-sent file whose rows cycle through a month of busy days.
+const CACHED_ROWS: usize = 1 << 20;
 
 type RollupKey = (Period, i64, Period, bool);
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
@@ -60,8 +61,10 @@ pub(super) struct SqliteUsageWriter<'a> {
     pub(super) keys: KeySet,
     buffers: Map<i32, DayBuffer>,
     buffered: usize,
-    /// Recently decoded days (their stored blocks), newest last.
-    cache: Vec<(i32, Vec<Block>)>,
+    /// Decoded days (their stored blocks) with when each was last used.
+    cache: Map<i32, (Vec<Block>, u64)>,
+    cached_rows: usize,
+    uses: u64,
     /// Days given a block by this ingest.
     touched: BTreeSet<i32>,
     /// Pending sums of this transaction. Quantities are summed in i128 so a
@@ -90,7 +93,9 @@ impl<'a> SqliteUsageWriter<'a> {
             keys,
             buffers: Map::default(),
             buffered: 0,
-            cache: Vec::new(),
+            cache: Map::default(),
+            cached_rows: 0,
+            uses: 0,
             touched: BTreeSet::new(),
             rollups: Map::default(),
             daily: Map::default(),
@@ -118,18 +123,26 @@ impl<'a> SqliteUsageWriter<'a> {
                 }
             }
         }
-        let at = match self.cache.iter().position(|(d, _)| *d == day) {
-            Some(at) => at,
-            None => {
-                let blocks = load_blocks(&self.conn, self.eid, day)?;
-                if self.cache.len() == CACHED_DAYS {
-                    self.cache.remove(0);
-                }
-                self.cache.push((day, blocks));
-                self.cache.len() - 1
+        self.uses += 1;
+        if !self.cache.contains_key(&day) {
+            let blocks = load_blocks(&self.conn, self.eid, day)?;
+            let rows: usize = blocks.iter().map(Block::len).sum();
+            // Make room: least recently used days first.
+            while self.cached_rows + rows > CACHED_ROWS && !self.cache.is_empty() {
+                let oldest = *self
+                    .cache
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .expect("not empty")
+                    .0;
+                self.uncache(oldest);
             }
-        };
-        for b in &self.cache[at].1 {
+            self.cached_rows += rows;
+            self.cache.insert(day, (blocks, 0));
+        }
+        let (blocks, used) = self.cache.get_mut(&day).expect("cached above");
+        *used = self.uses;
+        for b in blocks.iter() {
             if let Some(i) = b.find(&key) {
                 return Ok(Some(Content {
                     day,
@@ -141,6 +154,12 @@ impl<'a> SqliteUsageWriter<'a> {
             }
         }
         Ok(None)
+    }
+
+    fn uncache(&mut self, day: i32) {
+        if let Some((blocks, _)) = self.cache.remove(&day) {
+            self.cached_rows -= blocks.iter().map(Block::len).sum::<usize>();
+        }
     }
 
     /// The stored content of record `id`, wherever the key index points.
@@ -228,7 +247,7 @@ impl<'a> SqliteUsageWriter<'a> {
         let mut rows = buf.rows;
         rows.sort_unstable_by(|a, b| cmp_keys(&a.key.as_ref(), &b.key.as_ref()));
         self.write_block(day, &rows)?;
-        self.cache.retain(|(d, _)| *d != day);
+        self.uncache(day);
         self.touched.insert(day);
         Ok(())
     }
