@@ -63,7 +63,7 @@ fn mix(x: u64) -> u64 {
 
 /// A GUID for the `i`th thing of a kind (`salt`), distinct for distinct `i`.
 fn guid(seed: u64, salt: u64, i: usize) -> String {
-    let hi = mix(seed ^ salt);
+    let hi = mix(seed ^ mix(salt ^ (i as u64) << 8));
     uuid4(((hi as u128) << 64) | mix(i as u64 ^ (salt << 32)) as u128)
 }
 
@@ -110,9 +110,17 @@ pub struct RealUsage {
 }
 
 const PROVIDERS: [(&str, &str, &str); 6] = [
-    ("Microsoft.Compute/virtualMachines", "Microsoft.Compute", "vm"),
+    (
+        "Microsoft.Compute/virtualMachines",
+        "Microsoft.Compute",
+        "vm",
+    ),
     ("Microsoft.Compute/disks", "Microsoft.Compute", "disk"),
-    ("Microsoft.Storage/storageAccounts", "Microsoft.Storage", "st"),
+    (
+        "Microsoft.Storage/storageAccounts",
+        "Microsoft.Storage",
+        "st",
+    ),
     ("Microsoft.Sql/servers", "Microsoft.Sql", "sql"),
     ("Microsoft.Web/sites", "Microsoft.Web", "func"),
     (
@@ -295,7 +303,13 @@ pub fn real_usage_strategy() -> impl Strategy<Value = RealUsage> {
         prop::collection::vec(meter_strategy(), METERS),
         prop::collection::vec(resource_strategy(), 4..16),
         prop::collection::vec(
-            (any::<Index>(), 0i32..31, 0u64..30_000_000, any::<u128>(), 0u8..20),
+            (
+                any::<Index>(),
+                0i32..31,
+                0u64..30_000_000,
+                any::<u128>(),
+                0u8..20,
+            ),
             0..8,
         ),
     )
@@ -343,7 +357,13 @@ pub fn real_day_strategy() -> impl Strategy<Value = RealUsage> {
         prop::collection::vec(meter_strategy(), METERS),
         prop::collection::vec(resource_strategy(), 3..8),
         prop::collection::vec(
-            (any::<Index>(), 0u8..10, 0u64..30_000_000, any::<u128>(), 0u8..20),
+            (
+                any::<Index>(),
+                0u8..10,
+                0u64..30_000_000,
+                any::<u128>(),
+                0u8..20,
+            ),
             40..160,
         ),
     )
@@ -423,7 +443,12 @@ pub fn real_setup<S: Store>(s: &S, w: &World) {
                 m.included.to_string(),
                 m.tiers
                     .iter()
-                    .map(|(min, p)| (min.to_string(), format!("{}.{:06}", p / 1_000_000, p % 1_000_000)))
+                    .map(|(min, p)| {
+                        (
+                            min.to_string(),
+                            format!("{}.{:06}", p / 1_000_000, p % 1_000_000),
+                        )
+                    })
                     .collect(),
             )
         })
@@ -526,7 +551,10 @@ pub fn json_pages<S: Store>(s: &S, p: &str, size: usize) -> Vec<String> {
         .expect("prepare a page");
         let mut out = Vec::new();
         let (rows, next) = r.write_page(s, &n(), size, &mut out).expect("write a page");
-        assert!(rows as usize <= size, "a page of {rows} rows, asked for {size}");
+        assert!(
+            rows as usize <= size,
+            "a page of {rows} rows, asked for {size}"
+        );
         pages.push(String::from_utf8(out).expect("utf-8"));
         match next {
             Some(c) => selection.after = Some(c),

@@ -76,7 +76,13 @@ fn check_order(p: &str, v: &PeriodView) -> Result<(), TestCaseError> {
 /// The two stores show the same in every period: CSV, JSON pages, statement.
 fn same_views(a: &[PeriodView], b: &[PeriodView]) -> Result<(), TestCaseError> {
     for ((p, va), vb) in PERIODS.iter().zip(a).zip(b) {
-        prop_assert!(va.csv == vb.csv, "{}: CSV differs\n{}\n---\n{}", p, va.csv, vb.csv);
+        prop_assert!(
+            va.csv == vb.csv,
+            "{}: CSV differs\n{}\n---\n{}",
+            p,
+            va.csv,
+            vb.csv
+        );
         prop_assert_eq!(&va.pages, &vb.pages, "{}: JSON pages differ", p);
         prop_assert_eq!(&va.statement, &vb.statement, "{}: statement differs", p);
     }
@@ -125,7 +131,11 @@ pub fn realistic_ingest_order_does_not_matter<S: Store>(make: &dyn Fn() -> S, ca
                 prop_assert_eq!(stored, u.rows.len() as u64);
                 prop_assert_eq!(late_stored, u.late.len() as u64);
                 prop_assert_eq!(dups, copies.len() as u64);
-                let late_expected = if pool.is_empty() { 0 } else { late_copies.len() };
+                let late_expected = if pool.is_empty() {
+                    0
+                } else {
+                    late_copies.len()
+                };
                 prop_assert_eq!(late_dups, late_expected as u64);
                 let (va, vb) = (views(&a, page), views(&b, page));
                 same_views(&va, &vb)?;
@@ -144,8 +154,8 @@ fn conflicting(w: &World, r: &RealRow, what: u8) -> RealRow {
     match what {
         0 => {
             let (int, frac) = r.quantity.split_once('.').expect("a decimal");
-            let micro: u64 = int.parse::<u64>().expect("int") * 1_000_000
-                + frac.parse::<u64>().expect("frac");
+            let micro: u64 =
+                int.parse::<u64>().expect("int") * 1_000_000 + frac.parse::<u64>().expect("frac");
             let q = micro + 1;
             c.quantity = format!("{}.{:06}", q / 1_000_000, q % 1_000_000);
         }
@@ -156,7 +166,11 @@ fn conflicting(w: &World, r: &RealRow, what: u8) -> RealRow {
             c.date = format!("{}{other:02}", &r.date[..8]);
         }
         2 => {
-            let i = w.meters.iter().position(|m| m.id == r.meter).expect("meter");
+            let i = w
+                .meters
+                .iter()
+                .position(|m| m.id == r.meter)
+                .expect("meter");
             c.meter = w.meters[(i + 1) % w.meters.len()].id.clone();
         }
         3 => {
