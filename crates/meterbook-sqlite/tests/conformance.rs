@@ -85,6 +85,41 @@ fn property_ingest_order_does_not_matter() {
     properties::ingest_order_does_not_matter(&|| stores.make(), 320);
 }
 
+/// Cases of the realistic-shaped properties: `MB_REALISTIC_CASES` or `default`.
+fn realistic_cases(default: u32) -> u32 {
+    std::env::var("MB_REALISTIC_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+fn property_realistic_ingest_order_does_not_matter() {
+    let stores = Stores::new();
+    properties::realistic_ingest_order_does_not_matter(&|| stores.make(), realistic_cases(64));
+}
+
+#[test]
+fn property_realistic_conflicting_resend_changes_nothing() {
+    let stores = Stores::new();
+    properties::realistic_conflicting_resend_changes_nothing(
+        &|| stores.make(),
+        realistic_cases(64),
+    );
+}
+
+#[test]
+fn property_realistic_bad_row_stores_nothing() {
+    let stores = Stores::new();
+    properties::realistic_bad_row_stores_nothing(&|| stores.make(), realistic_cases(64));
+}
+
+#[test]
+fn property_realistic_one_day_in_many_files() {
+    let stores = Stores::new();
+    properties::realistic_one_day_in_many_files(&|| stores.make(), realistic_cases(32));
+}
+
 #[test]
 fn migrations_apply_once() {
     let dir = tempfile::tempdir().unwrap();

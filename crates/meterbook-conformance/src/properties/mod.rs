@@ -5,7 +5,11 @@
 mod charges;
 /// The generators, public so other crates' property tests draw the same data.
 pub mod generated;
+/// Realistic-shaped usage, public so other crates' tests draw the same data.
+pub mod realistic;
+mod realistic_ingest;
 mod tie_out;
 
 pub use charges::*;
+pub use realistic_ingest::*;
 pub use tie_out::*;
