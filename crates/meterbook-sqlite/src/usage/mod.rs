@@ -8,6 +8,8 @@
 //! says why.
 
 mod codec;
+#[cfg(test)]
+mod collisions;
 mod keys;
 mod migrate;
 mod profiles;
