@@ -249,6 +249,126 @@ pub trait UsageStore {
         sel: &UsageSelection,
         visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
     ) -> StoreResult<()>;
+    /// The rows of [`UsageStore::scan_usage`], in the same order, handed out
+    /// in batches that another thread may read (a report encodes them on
+    /// several cores and writes them in order). The default copies rows into
+    /// batches of [`OwnedBatch::ROWS`]; a backend may hand out its own.
+    fn scan_usage_batches(
+        &self,
+        n: &EnrollmentNumber,
+        sel: &UsageSelection,
+        each: &mut dyn FnMut(Box<dyn FactBatch>) -> Result<Flow, StoreError>,
+    ) -> StoreResult<()> {
+        let mut batch = OwnedBatch::default();
+        let mut stopped = false;
+        self.scan_usage(n, sel, &mut |f: &UsageFact<'_>| {
+            batch.push(f);
+            if batch.len() == OwnedBatch::ROWS || batch.text.len() >= OwnedBatch::BYTES {
+                let full = std::mem::take(&mut batch);
+                if each(Box::new(full))? == Flow::Stop {
+                    stopped = true;
+                    return Ok(Flow::Stop);
+                }
+            }
+            Ok(Flow::Continue)
+        })?;
+        if !stopped && batch.len() > 0 {
+            each(Box::new(batch))?;
+        }
+        Ok(())
+    }
+}
+
+/// Rows of a scan, in order, that can be read on another thread.
+pub trait FactBatch: Send {
+    /// Calls `visit` with each row in order, until the rows run out or it says stop.
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+    ) -> Result<Flow, StoreError>;
+}
+
+/// A [`FactBatch`] of copied rows: the texts of all rows in one string.
+#[derive(Default)]
+pub struct OwnedBatch {
+    text: String,
+    rows: Vec<(UsageFact<'static>, [(u32, u32); 9])>,
+}
+
+impl OwnedBatch {
+    /// Rows a batch of the default [`UsageStore::scan_usage_batches`] holds.
+    pub const ROWS: usize = 4096;
+    /// …or bytes of text (rows may carry 75 KB each).
+    pub const BYTES: usize = 16 << 20;
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn push(&mut self, f: &UsageFact<'_>) {
+        let texts = [
+            f.record_id,
+            f.instance_id,
+            f.resource_group,
+            f.resource_location,
+            f.consumed_service,
+            f.tags,
+            f.additional_info,
+            f.service_info1,
+            f.service_info2,
+        ];
+        let mut spans = [(0u32, 0u32); 9];
+        for (span, t) in spans.iter_mut().zip(texts) {
+            let start = self.text.len();
+            self.text.push_str(t);
+            *span = (start as u32, self.text.len() as u32);
+        }
+        // The texts are kept as spans; the fact's own are left empty.
+        let fact = UsageFact {
+            record_id: "",
+            instance_id: "",
+            resource_group: "",
+            resource_location: "",
+            consumed_service: "",
+            tags: "",
+            additional_info: "",
+            service_info1: "",
+            service_info2: "",
+            ..*f
+        };
+        self.rows.push((fact, spans));
+    }
+}
+
+impl FactBatch for OwnedBatch {
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+    ) -> Result<Flow, StoreError> {
+        for (fact, spans) in &self.rows {
+            let t = |i: usize| &self.text[spans[i].0 as usize..spans[i].1 as usize];
+            let f = UsageFact {
+                record_id: t(0),
+                instance_id: t(1),
+                resource_group: t(2),
+                resource_location: t(3),
+                consumed_service: t(4),
+                tags: t(5),
+                additional_info: t(6),
+                service_info1: t(7),
+                service_info2: t(8),
+                ..*fact
+            };
+            if visit(&f)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
 }
 
 /// A complete store.

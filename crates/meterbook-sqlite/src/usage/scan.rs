@@ -5,7 +5,7 @@ use super::codec::{cmp_keys, format_uuid, merged_order, Block, KeyRef, RecordKey
 use super::profiles::ProfileDecoder;
 use crate::profile::Profile;
 use crate::{backend, Reader};
-use meterbook_core::store::{Flow, StoreError, StoreResult, UsageFact, UsageSelection};
+use meterbook_core::store::{FactBatch, Flow, StoreError, StoreResult, UsageFact, UsageSelection};
 use meterbook_core::{Day, Period, Price, Quantity};
 use rusqlite::{params, Connection};
 use std::cmp::Ordering;
@@ -28,24 +28,75 @@ struct Phase {
     to: i32,
 }
 
-/// The rows of one day a scan yields, decoded, in order, with their profiles.
-struct DayBatch {
+/// Rows of one day a scan yields (all or a part of them), decoded, in
+/// order, with their profiles; readable on any thread.
+struct DayPiece {
     day: Day,
-    blocks: Vec<Block>,
+    blocks: Arc<Vec<Block>>,
     rows: Vec<(u32, u32, Arc<Profile>)>,
 }
 
-/// Scans on two threads over one snapshot: this one reads and decodes
-/// blocks (in a read transaction on `conn`), the caller's thread builds the
-/// facts and runs `visit` (a report encodes there). Stopping `visit` or an
-/// error ends both.
-pub(super) fn scan(
+/// Rows a piece holds at most, so a huge day is encoded in parts.
+const PIECE_ROWS: usize = 4096;
+
+impl FactBatch for DayPiece {
+    fn for_each(
+        &self,
+        visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+    ) -> Result<Flow, StoreError> {
+        let day = self.day;
+        for (b, i, p) in &self.rows {
+            let blk = &self.blocks[*b as usize];
+            let i = *i as usize;
+            let correction = blk.correction(i);
+            let mut buf = [0u8; 36];
+            let key = blk.key(i);
+            let record_id = match &key {
+                RecordKey::Uuid(u) => format_uuid(u, &mut buf),
+                RecordKey::Text(t) => t,
+            };
+            let booked = match correction {
+                Some((b, _)) => Period::from_id(b)
+                    .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
+                None => day.period(),
+            };
+            let fact = UsageFact {
+                record_id,
+                subscription: blk.subscription[i],
+                day,
+                meter: blk.meter[i],
+                quantity: Quantity(blk.quantity[i]),
+                booked,
+                rate_period: day.period(),
+                correction_rate: correction.map(|c| Price(c.1)),
+                instance_id: p.field(0),
+                resource_group: p.field(1),
+                resource_location: p.field(2),
+                consumed_service: p.field(3),
+                tags: p.field(4),
+                additional_info: p.field(5),
+                service_info1: p.field(6),
+                service_info2: p.field(7),
+            };
+            if visit(&fact)? == Flow::Stop {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Scans on two threads over one snapshot: a reading thread reads and
+/// decodes blocks (in a read transaction on `conn`) and sends them in
+/// pieces; this thread hands each piece to `each`. Stopping or an error
+/// ends both (dropping the receiver stops the reader at its next send).
+pub(super) fn scan_pieces(
     conn: Reader<'_>,
     eid: i64,
     sel: &UsageSelection,
-    visit: &mut dyn FnMut(&UsageFact<'_>) -> Result<Flow, StoreError>,
+    each: &mut dyn FnMut(Box<dyn FactBatch>) -> Result<Flow, StoreError>,
 ) -> StoreResult<()> {
-    let (tx, rx) = mpsc::sync_channel::<StoreResult<DayBatch>>(2);
+    let (tx, rx) = mpsc::sync_channel::<StoreResult<DayPiece>>(4);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let produced = conn.execute_batch("BEGIN").map_err(backend).and_then(|()| {
@@ -57,46 +108,9 @@ pub(super) fn scan(
                 let _ = tx.send(Err(e));
             }
         });
-        for batch in rx {
-            let batch = batch?;
-            let day = batch.day;
-            for (b, i, p) in &batch.rows {
-                let blk = &batch.blocks[*b as usize];
-                let i = *i as usize;
-                let correction = blk.correction(i);
-                let mut buf = [0u8; 36];
-                let key = blk.key(i);
-                let record_id = match &key {
-                    RecordKey::Uuid(u) => format_uuid(u, &mut buf),
-                    RecordKey::Text(t) => t,
-                };
-                let booked = match correction {
-                    Some((b, _)) => Period::from_id(b)
-                        .ok_or_else(|| StoreError::Backend("corrupt period".into()))?,
-                    None => day.period(),
-                };
-                let fact = UsageFact {
-                    record_id,
-                    subscription: blk.subscription[i],
-                    day,
-                    meter: blk.meter[i],
-                    quantity: Quantity(blk.quantity[i]),
-                    booked,
-                    rate_period: day.period(),
-                    correction_rate: correction.map(|c| Price(c.1)),
-                    instance_id: p.field(0),
-                    resource_group: p.field(1),
-                    resource_location: p.field(2),
-                    consumed_service: p.field(3),
-                    tags: p.field(4),
-                    additional_info: p.field(5),
-                    service_info1: p.field(6),
-                    service_info2: p.field(7),
-                };
-                // Returning drops the receiver: the reading thread stops at its next send.
-                if visit(&fact)? == Flow::Stop {
-                    return Ok(());
-                }
+        for piece in rx {
+            if each(Box::new(piece?))? == Flow::Stop {
+                return Ok(());
             }
         }
         Ok(())
@@ -109,7 +123,7 @@ fn produce(
     conn: &Connection,
     eid: i64,
     sel: &UsageSelection,
-    tx: &mpsc::SyncSender<StoreResult<DayBatch>>,
+    tx: &mpsc::SyncSender<StoreResult<DayPiece>>,
 ) -> StoreResult<()> {
     let from = sel.from.map_or(i32::MIN, |d| d.raw());
     let to = sel.to.map_or(i32::MAX, |d| d.raw());
@@ -190,13 +204,18 @@ fn produce(
                 }
                 rows.push((b, i, profiles.get(conn, blk.profile[i as usize])?));
             }
-            let batch = DayBatch {
-                day: Day::from_raw(day),
-                blocks,
-                rows,
-            };
-            if tx.send(Ok(batch)).is_err() {
-                return Ok(());
+            let blocks = Arc::new(blocks);
+            while !rows.is_empty() {
+                let rest = rows.split_off(rows.len().min(PIECE_ROWS));
+                let piece = DayPiece {
+                    day: Day::from_raw(day),
+                    blocks: blocks.clone(),
+                    rows,
+                };
+                if tx.send(Ok(piece)).is_err() {
+                    return Ok(());
+                }
+                rows = rest;
             }
         }
     }

@@ -4,8 +4,8 @@ use crate::metadata::{last_closed, load_sheet};
 use crate::{backend, i128_from_sql, SqliteStore};
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{
-    DailyUsage, Flow, Rollup, StoreError, StoreResult, UsageFact, UsageSelection, UsageStore,
-    UsageWriter,
+    DailyUsage, FactBatch, Flow, Rollup, StoreError, StoreResult, UsageFact, UsageSelection,
+    UsageStore, UsageWriter,
 };
 use meterbook_core::usage::{Catalog, SheetIndex};
 use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
@@ -204,6 +204,17 @@ impl UsageStore for SqliteStore {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
         // One read transaction (on the reading thread): one consistent snapshot.
-        scan(conn, eid, sel, visit)
+        scan_pieces(conn, eid, sel, &mut |piece| piece.for_each(visit))
+    }
+
+    fn scan_usage_batches(
+        &self,
+        n: &EnrollmentNumber,
+        sel: &UsageSelection,
+        each: &mut dyn FnMut(Box<dyn FactBatch>) -> Result<Flow, StoreError>,
+    ) -> StoreResult<()> {
+        let conn = self.read_conn()?;
+        let eid = Self::enrollment_id(&conn, n)?;
+        scan_pieces(conn, eid, sel, each)
     }
 }

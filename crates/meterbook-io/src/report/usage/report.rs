@@ -7,11 +7,14 @@ use meterbook_core::fixed::Amount;
 use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::ledger::period_rates;
 use meterbook_core::prices::{ChargeKind, MeterPrice};
-use meterbook_core::store::{Flow, MetadataStore, StoreError, StoreResult, UsageFact, UsageStore};
+use meterbook_core::store::{
+    FactBatch, Flow, MetadataStore, StoreError, StoreResult, UsageFact, UsageStore,
+};
 use meterbook_core::{EnrollmentNumber, Period, Price};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Mutex};
 
 use super::columns::*;
 use super::encode::*;
@@ -19,6 +22,11 @@ use super::filter::*;
 
 /// Bytes encoded before a chunk goes to the writer thread.
 const CHUNK: usize = 1 << 20;
+
+/// Threads that encode a CSV report.
+const ENCODERS: usize = 2;
+/// Batches handed out and not yet written.
+const IN_FLIGHT: usize = 8;
 
 /// Rows scanned between two progress calls.
 pub const TICK: u64 = 256;
@@ -53,6 +61,23 @@ impl ReportTotals {
         match (quantity, cost) {
             (Some(q), Some(c)) => {
                 self.rows += 1;
+                self.quantity_micro = q;
+                self.cost = c;
+                Ok(())
+            }
+            _ => Err(out_of_range()),
+        }
+    }
+}
+
+impl ReportTotals {
+    /// Adds the totals of another part of the same report.
+    fn merge(&mut self, o: ReportTotals) -> Result<(), StoreError> {
+        let quantity = self.quantity_micro.checked_add(o.quantity_micro);
+        let cost = self.cost.checked_add(o.cost).ok();
+        match (quantity, cost) {
+            (Some(q), Some(c)) => {
+                self.rows += o.rows;
                 self.quantity_micro = q;
                 self.cost = c;
                 Ok(())
@@ -211,6 +236,9 @@ impl UsageReport {
         out: &mut (dyn Write + Send),
         progress: &mut ProgressFn<'_>,
     ) -> Result<ReportTotals, ReportError> {
+        if format == ReportFormat::Csv {
+            return self.write_csv_parallel(store, n, out, progress);
+        }
         let mut enc = Encoder::new(format, self.columns(), self.filter.legacy);
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
         let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
@@ -266,6 +294,109 @@ impl UsageReport {
                 Err(e) => Err(ReportError::Store(e)),
                 Ok(()) if stopped => Err(stopped_error()),
                 Ok(()) => {
+                    progress(totals.rows);
+                    Ok(totals)
+                }
+            }
+        })
+    }
+
+    /// A CSV report encoded on [`ENCODERS`] threads: the store hands out
+    /// batches of rows, each is encoded on whichever thread is free, and a
+    /// writer thread puts them out in the scan's order. CSV rows are encoded
+    /// independently, so the bytes are those of one thread. At most
+    /// [`IN_FLIGHT`] batches are between the scan and the output (memory
+    /// stays flat); `progress` is called once a batch.
+    fn write_csv_parallel<S: UsageStore + ?Sized>(
+        &self,
+        store: &S,
+        n: &EnrollmentNumber,
+        out: &mut (dyn Write + Send),
+        progress: &mut ProgressFn<'_>,
+    ) -> Result<ReportTotals, ReportError> {
+        type Encoded = Result<(Vec<u8>, ReportTotals), StoreError>;
+        let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Box<dyn FactBatch>)>(ENCODERS);
+        let work_rx = Mutex::new(work_rx);
+        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Encoded)>(IN_FLIGHT);
+        let (token_tx, token_rx) = mpsc::sync_channel::<()>(IN_FLIGHT);
+        for _ in 0..IN_FLIGHT {
+            let _ = token_tx.send(());
+        }
+        let written_rows = AtomicU64::new(0);
+        let (cols, legacy) = (self.columns(), self.filter.legacy);
+        std::thread::scope(|scope| {
+            for _ in 0..ENCODERS {
+                let done_tx = done_tx.clone();
+                let work_rx = &work_rx;
+                scope.spawn(move || {
+                    let mut enc = Encoder::new(ReportFormat::Csv, cols, legacy);
+                    loop {
+                        let job = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((seq, batch)) = job else { break };
+                        let mut buf = Vec::with_capacity(CHUNK);
+                        let mut totals = ReportTotals::default();
+                        let r = batch.for_each(&mut |f: &UsageFact<'_>| {
+                            if let Some(row) = self.row(f)? {
+                                totals.add(&row)?;
+                                enc.row(&row, &mut buf);
+                            }
+                            Ok(Flow::Continue)
+                        });
+                        if done_tx.send((seq, r.map(|_| (buf, totals)))).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let written = &written_rows;
+            let writer = scope.spawn(move || -> Result<ReportTotals, ReportError> {
+                let mut head = Vec::new();
+                Encoder::new(ReportFormat::Csv, cols, legacy).start(&self.meta, &mut head);
+                out.write_all(&head)?;
+                let mut pending = std::collections::BTreeMap::new();
+                let (mut next, mut totals) = (0u64, ReportTotals::default());
+                for (seq, encoded) in done_rx {
+                    pending.insert(seq, encoded);
+                    while let Some(encoded) = pending.remove(&next) {
+                        let (buf, t) = encoded?;
+                        out.write_all(&buf)?;
+                        totals.merge(t)?;
+                        written.store(totals.rows, Ordering::Relaxed);
+                        next += 1;
+                        let _ = token_tx.send(());
+                    }
+                }
+                out.flush()?;
+                Ok(totals)
+            });
+            let (mut seq, mut closed, mut stopped) = (0u64, false, false);
+            let scanned = store.scan_usage_batches(n, &self.filter.selection, &mut |batch| {
+                // A token is a free place among the batches in flight; none
+                // comes when the writer has stopped (an output error).
+                if token_rx.recv().is_err() || work_tx.send((seq, batch)).is_err() {
+                    closed = true;
+                    return Ok(Flow::Stop);
+                }
+                seq += 1;
+                if !progress(written_rows.load(Ordering::Relaxed)) {
+                    stopped = true;
+                    return Ok(Flow::Stop);
+                }
+                Ok(Flow::Continue)
+            });
+            drop(work_tx);
+            drop(token_rx);
+            let written = writer.join().expect("report writer thread panicked");
+            match (scanned, written) {
+                // An output error explains a closed channel better than the scan's view of it.
+                (_, Err(e)) => Err(e),
+                (Err(_), Ok(_)) if closed => Err(ReportError::Io(std::io::Error::other(
+                    "report output closed",
+                ))),
+                (Err(e), Ok(_)) => Err(ReportError::Store(e)),
+                (Ok(()), Ok(_)) if stopped => Err(stopped_error()),
+                (Ok(()), Ok(totals)) => {
                     progress(totals.rows);
                     Ok(totals)
                 }
