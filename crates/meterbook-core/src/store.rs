@@ -297,7 +297,7 @@ pub struct OwnedBatch {
 
 impl OwnedBatch {
     /// Rows a batch of the default [`UsageStore::scan_usage_batches`] holds.
-    pub const ROWS: usize = 4096;
+    pub const ROWS: usize = 256;
     /// …or bytes of text (rows may carry 75 KB each).
     pub const BYTES: usize = 16 << 20;
 

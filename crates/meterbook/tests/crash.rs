@@ -351,6 +351,9 @@ fn sigkill_during_ingest_leaves_none_or_all_and_a_rerun_stores_one_copy() {
         if let Some(s) = done_before {
             assert!(s.success(), "{ctx}: the ingest failed on its own: {s}");
         }
+        // The ingest may end between the look and the kill: then the kill
+        // found a finished process and its exit status is success.
+        let done_before = done_before.or(status.success().then_some(status));
 
         let after = read(&db).unwrap_or_else(|e| panic!("{ctx}: after the kill, {e}"));
         let held_all = if after.rows == 0 {
@@ -381,10 +384,6 @@ fn sigkill_during_ingest_leaves_none_or_all_and_a_rerun_stores_one_copy() {
             }
             true
         };
-        assert!(
-            done_before.is_some() || !status.success(),
-            "{ctx}: the process was killed"
-        );
 
         // The re-run completes the file (or finds it all there), exactly once.
         let (sum, _) = ingest(&ctx, &db, &usage);
