@@ -272,7 +272,7 @@ pub trait UsageStore {
             }
             Ok(Flow::Continue)
         })?;
-        if !stopped && batch.len() > 0 {
+        if !stopped && !batch.is_empty() {
             each(Box::new(batch))?;
         }
         Ok(())
