@@ -188,7 +188,7 @@ fn stored_usage_out_of_range_can_be_repriced_back_into_it() {
     let mut catalog = Catalog::default();
     catalog
         .sheets
-        .insert(p, [("vm".to_string(), (7, Arc::new(dear.clone())))].into());
+        .insert(p, [("vm".to_string(), (7, Arc::new(dear.clone())))].into_iter().collect());
     let catalog = Arc::new(catalog);
     // 10^12 units at 200: twice the charges' range.
     let rollups = [Rollup {

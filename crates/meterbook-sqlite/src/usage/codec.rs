@@ -113,30 +113,33 @@ pub(super) fn parse_uuid(s: &str) -> Option<[u8; 16]> {
     if b.len() != 36 || HYPHENS.iter().any(|&i| b[i] != b'-') {
         return None;
     }
+    // The start of each byte's two hex digits, hyphens skipped.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
     let mut out = [0u8; 16];
-    let mut n = 0;
-    let mut i = 0;
-    while i < 36 {
-        if HYPHENS.contains(&i) {
-            i += 1;
-            continue;
-        }
-        let hi = nibble(b[i])?;
-        let lo = nibble(b[i + 1])?;
-        out[n] = hi << 4 | lo;
-        n += 1;
-        i += 2;
+    let mut bad = 0u8;
+    for (o, &i) in out.iter_mut().zip(AT.iter()) {
+        let (hi, lo) = (NIBBLE[b[i] as usize], NIBBLE[b[i + 1] as usize]);
+        bad |= (hi | lo) & 0x10;
+        *o = hi << 4 | (lo & 0x0f);
     }
-    Some(out)
+    (bad == 0).then_some(out)
 }
 
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// A lowercase hex digit's value; 0x10 marks any other byte.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Writes the canonical text of a UUID into `out`.
 pub(super) fn format_uuid<'b>(u: &[u8; 16], out: &'b mut [u8; 36]) -> &'b str {
@@ -488,6 +491,15 @@ mod tests {
         assert!(parse_uuid("0f8fad5bd9cb469fa16570867728950e").is_none());
         assert!(parse_uuid("0f8fad5b-d9cb-469f-a165-70867728950g").is_none());
         assert!(parse_uuid("0f8fad5b-d9cb-469f-a165_70867728950e").is_none());
+        // Every position refuses a byte that is not a lowercase hex digit.
+        for i in (0..36).filter(|i| !HYPHENS.contains(i)) {
+            for c in [b'g', b'G', b'A', b'/', b':', b'`', b'-', 0xc3] {
+                let mut b = id.as_bytes().to_vec();
+                b[i] = c;
+                let s = String::from_utf8_lossy(&b);
+                assert!(parse_uuid(&s).is_none(), "{s}");
+            }
+        }
     }
 
     #[test]

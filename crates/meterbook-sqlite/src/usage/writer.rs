@@ -221,17 +221,14 @@ impl<'a> SqliteUsageWriter<'a> {
             self.flush_day(day)?;
         }
         if self.buffered > MAX_BUFFERED {
-            // Write the largest days until half the budget is free.
-            let mut sizes: Vec<(usize, i32)> = self
+            // Write the largest day: one block at a time, so the ingest's
+            // reading thread never waits long on a burst of writes.
+            let largest = self
                 .buffers
                 .iter()
-                .map(|(d, b)| (b.rows.len(), *d))
-                .collect();
-            sizes.sort_unstable_by(|a, b| b.cmp(a));
-            for (_, d) in sizes {
-                if self.buffered <= MAX_BUFFERED / 2 {
-                    break;
-                }
+                .max_by_key(|(d, b)| (b.rows.len(), **d))
+                .map(|(d, _)| *d);
+            if let Some(d) = largest {
                 self.flush_day(d)?;
             }
         }
