@@ -186,9 +186,12 @@ fn stored_usage_out_of_range_can_be_repriced_back_into_it() {
     let p: Period = "202501".parse().unwrap();
     let dear = meter_price("vm", 0, &[(0, 200_000_000_000_000)]);
     let mut catalog = Catalog::default();
-    catalog
-        .sheets
-        .insert(p, [("vm".to_string(), (7, Arc::new(dear.clone())))].into_iter().collect());
+    catalog.sheets.insert(
+        p,
+        [("vm".to_string(), (7, Arc::new(dear.clone())))]
+            .into_iter()
+            .collect(),
+    );
     let catalog = Arc::new(catalog);
     // 10^12 units at 200: twice the charges' range.
     let rollups = [Rollup {

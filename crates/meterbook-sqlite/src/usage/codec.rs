@@ -183,7 +183,10 @@ impl OwnedKey {
 /// Orders two ids as their texts' bytes order (SQLite's BINARY collation).
 pub(super) fn cmp_keys(a: &KeyRef<'_>, b: &KeyRef<'_>) -> Ordering {
     match (a, b) {
-        (RecordKey::Uuid(x), RecordKey::Uuid(y)) => x.cmp(y),
+        // As big-endian integers: the bytes' order, without a call to memcmp.
+        (RecordKey::Uuid(x), RecordKey::Uuid(y)) => {
+            u128::from_be_bytes(*x).cmp(&u128::from_be_bytes(*y))
+        }
         (RecordKey::Text(x), RecordKey::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
         (RecordKey::Uuid(x), RecordKey::Text(y)) => {
             let mut buf = [0u8; 36];

@@ -287,6 +287,23 @@ impl<'a> SqliteUsageWriter<'a> {
         Ok(())
     }
 
+    /// Adds the day sums of rows booked in their own day's period (all but
+    /// corrections) to the pending rollups: (period, meter, period, no correction).
+    fn rollups_of_days(&mut self) {
+        for ((day, _, meter, booked, _), (q, rows)) in &self.daily {
+            if *booked != 0 {
+                continue;
+            }
+            let p = Day::from_raw(*day).period();
+            let e = self
+                .rollups
+                .entry((p, *meter, p, false))
+                .or_insert((0, Amount::ZERO, 0));
+            e.0 += q;
+            e.2 += rows;
+        }
+    }
+
     fn flush_rollups(&mut self) -> StoreResult<()> {
         let mut read = self
             .conn
@@ -479,11 +496,12 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 });
                 continue;
             }
-            let key = (c.booked, c.meter, c.rate_period, c.is_correction());
-            let e = self.rollups.entry(key).or_insert((0, Amount::ZERO, 0));
-            // i128 sums of i64 quantities: no file is long enough to overflow them.
-            e.0 += c.quantity.raw() as i128;
+            // A correction's cost is fixed row by row at its locked rate; the
+            // rollups of other rows are the day sums', added at commit.
             if let Some(rate) = c.correction_rate {
+                let key = (c.booked, c.meter, c.rate_period, true);
+                let e = self.rollups.entry(key).or_insert((0, Amount::ZERO, 0));
+                e.0 += c.quantity.raw() as i128;
                 let cost = c
                     .quantity
                     .checked_mul(rate)
@@ -494,8 +512,8 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                         raw.line, raw.meter_id
                     ))
                 })?;
+                e.2 += 1;
             }
-            e.2 += 1;
             let correction = c.correction_rate.map(|r| (c.booked.id(), r.raw()));
             let dkey = (
                 c.day.raw(),
@@ -505,6 +523,7 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 correction.map(|c| c.1),
             );
             let d = self.daily.entry(dkey).or_insert((0, 0));
+            // i128 sums of i64 quantities: no file is long enough to overflow them.
             d.0 += c.quantity.raw() as i128;
             d.1 += 1;
             self.keys.add(hash, day_code(c.day));
@@ -530,6 +549,7 @@ impl UsageWriter for SqliteUsageWriter<'_> {
         self.compact()?;
         let keys = std::mem::replace(&mut self.keys, KeySet::empty());
         keys.store(&self.conn, self.eid)?;
+        self.rollups_of_days();
         self.flush_rollups()?;
         self.flush_daily()?;
         crate::metadata::bump_version(&self.conn, self.eid)?;
