@@ -127,10 +127,12 @@ pub fn write_fixed(out: &mut String, v: i128, scale: u32, min_frac: u32) {
     }
     let a = v.unsigned_abs();
     let p = pow10(scale) as u128;
-    let int = a / p;
-    let mut frac = a % p;
-    let mut buf = itoa_u128(int);
-    out.push_str(&buf);
+    // Most values fit 64 bits, where division is one instruction.
+    let (int, mut frac) = match u64::try_from(a) {
+        Ok(a) => ((a / p as u64) as u128, (a % p as u64) as u128),
+        Err(_) => (a / p, a % p),
+    };
+    push_digits(out, int, 0);
     if scale == 0 {
         return;
     }
@@ -143,19 +145,37 @@ pub fn write_fixed(out: &mut String, v: i128, scale: u32, min_frac: u32) {
         return;
     }
     out.push('.');
-    buf = itoa_u128(frac);
-    for _ in buf.len() as u32..digits {
-        out.push('0');
-    }
-    out.push_str(&buf);
+    push_digits(out, frac, digits as usize);
 }
 
-fn itoa_u128(v: u128) -> String {
-    if v <= u64::MAX as u128 {
-        (v as u64).to_string()
-    } else {
-        v.to_string()
+/// Appends the decimal digits of `v`, left-padded with zeros to `width`
+/// (once per amount of every report row: no allocation).
+fn push_digits(out: &mut String, v: u128, width: usize) {
+    let mut buf = [b'0'; 40];
+    let mut at = buf.len();
+    match u64::try_from(v) {
+        Ok(mut w) => loop {
+            at -= 1;
+            buf[at] = b'0' + (w % 10) as u8;
+            w /= 10;
+            if w == 0 {
+                break;
+            }
+        },
+        Err(_) => {
+            let mut w = v;
+            loop {
+                at -= 1;
+                buf[at] = b'0' + (w % 10) as u8;
+                w /= 10;
+                if w == 0 {
+                    break;
+                }
+            }
+        }
     }
+    let at = at.min(buf.len() - width.min(buf.len()));
+    out.push_str(std::str::from_utf8(&buf[at..]).expect("ASCII digits"));
 }
 
 /// Integer division rounded half to even (banker's rounding). `d` must be positive.
@@ -337,6 +357,70 @@ impl Money {
 
 #[cfg(test)]
 mod tests {
+
+    /// The formatting before it stopped allocating, as the reference.
+    fn write_fixed_reference(v: i128, scale: u32, min_frac: u32) -> String {
+        let mut out = String::new();
+        if v < 0 {
+            out.push('-');
+        }
+        let a = v.unsigned_abs();
+        let p = 10u128.pow(scale);
+        let (int, mut frac) = (a / p, a % p);
+        out.push_str(&int.to_string());
+        if scale == 0 {
+            return out;
+        }
+        let mut digits = scale;
+        while digits > min_frac && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        if digits == 0 {
+            return out;
+        }
+        out.push('.');
+        let f = frac.to_string();
+        for _ in f.len() as u32..digits {
+            out.push('0');
+        }
+        out.push_str(&f);
+        out
+    }
+
+    #[test]
+    fn write_fixed_matches_the_reference_at_every_scale_and_size() {
+        let values = [
+            0i128,
+            1,
+            -1,
+            5,
+            10,
+            100_000,
+            1_000_001,
+            -123_456_789,
+            u64::MAX as i128,
+            u64::MAX as i128 + 1,
+            -(u64::MAX as i128) - 7,
+            i128::MAX,
+            i128::MIN + 1,
+            i128::MIN,
+        ];
+        for v in values {
+            for scale in [0, 1, 2, 6, 12, 18] {
+                for min_frac in [0, 2] {
+                    let mut out = String::new();
+                    write_fixed(&mut out, v, scale, min_frac);
+                    assert_eq!(
+                        out,
+                        write_fixed_reference(v, scale, min_frac),
+                        "{v} {scale} {min_frac}"
+                    );
+                }
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -13,6 +13,8 @@ enum Val<'a> {
     Bool(bool),
     /// Raw JSON object text, or empty for none.
     Json(&'a str),
+    /// Text with its CSV encoding made beforehand (a meter's fields).
+    Pre(&'a str, &'a [u8]),
 }
 
 pub(super) struct Encoder {
@@ -90,6 +92,7 @@ impl Encoder {
             line.extend_from_slice(if self.first { b"\n{" } else { b",\n{" });
         }
         self.first = false;
+        let m = &r.meter.csv;
         for (i, col) in self.cols.iter().enumerate() {
             use Col::*;
             let v = match col {
@@ -107,14 +110,16 @@ impl Encoder {
                 DepartmentName => Val::Text(r.dept.map_or("", |d| &d.name)),
                 InstanceId => Val::Text(f.instance_id),
                 Location | ResourceLocation => Val::Text(f.resource_location),
-                MeterCategory | ServiceName => Val::Text(&info.meter_category),
-                MeterId | ResourceGuid => Val::Text(&info.meter_id),
-                MeterName => Val::Text(&info.meter_name),
-                MeterRegion => Val::Text(&info.meter_region),
-                MeterSubCategory | ServiceTier => Val::Text(&info.meter_sub_category),
-                OfferId => Val::Text(&info.offer_name),
-                PartNumber => Val::Text(&info.part_number),
-                Product => Val::Text(&r.meter.product),
+                MeterCategory | ServiceName => Val::Pre(&info.meter_category, &m.category),
+                MeterId | ResourceGuid => Val::Pre(&info.meter_id, &m.id),
+                MeterName => Val::Pre(&info.meter_name, &m.name),
+                MeterRegion => Val::Pre(&info.meter_region, &m.region),
+                MeterSubCategory | ServiceTier => {
+                    Val::Pre(&info.meter_sub_category, &m.sub_category)
+                }
+                OfferId => Val::Pre(&info.offer_name, &m.offer),
+                PartNumber => Val::Pre(&info.part_number, &m.part),
+                Product => Val::Pre(&r.meter.product, &m.product),
                 ResourceGroup => Val::Text(f.resource_group),
                 ResourceRate => Val::Num(rate),
                 ServiceInfo1 => Val::Text(f.service_info1),
@@ -122,12 +127,12 @@ impl Encoder {
                 SubscriptionGuid => Val::Text(r.sub.map_or("", |s| &s.guid)),
                 SubscriptionName => Val::Text(r.sub.map_or("", |s| &s.name)),
                 Tags => Val::Json(f.tags),
-                UnitOfMeasure => Val::Text(&info.unit_of_measure),
+                UnitOfMeasure => Val::Pre(&info.unit_of_measure, &m.unit),
                 RecordId => Val::Text(f.record_id),
                 IsCorrection => Val::Bool(f.correction_rate.is_some()),
-                PublisherName => Val::Text(&info.publisher_name),
-                OfferName => Val::Text(&info.offer_name),
-                PlanName => Val::Text(&info.plan_name),
+                PublisherName => Val::Pre(&info.publisher_name, &m.publisher),
+                OfferName => Val::Pre(&info.offer_name, &m.offer),
+                PlanName => Val::Pre(&info.plan_name, &m.plan),
                 AccountOwnerId => Val::Text(r.account.map_or("", |a| &a.owner_email)),
                 ServiceAdministratorId | StoreServiceIdentifier => Val::Text(""),
                 SubscriptionId => Val::Num(sub_id),
@@ -143,6 +148,7 @@ impl Encoder {
                     }
                     match v {
                         Val::Text(s) | Val::Json(s) => csv_field(line, s),
+                        Val::Pre(_, csv) => line.extend_from_slice(csv),
                         Val::Num(s) => line.extend_from_slice(s.as_bytes()),
                         Val::Bool(b) => line.extend_from_slice(if b { b"true" } else { b"false" }),
                     }
@@ -153,7 +159,7 @@ impl Encoder {
                     }
                     line.extend_from_slice(self.json_keys[i].as_bytes());
                     match v {
-                        Val::Text(s) => json_str(line, s),
+                        Val::Text(s) | Val::Pre(s, _) => json_str(line, s),
                         Val::Num("") => line.extend_from_slice(b"null"),
                         Val::Num(s) => line.extend_from_slice(s.as_bytes()),
                         Val::Json("") => line.extend_from_slice(b"null"),
@@ -166,6 +172,44 @@ impl Encoder {
         match self.format {
             ReportFormat::Csv => line.push(b'\n'),
             ReportFormat::Json => line.push(b'}'),
+        }
+    }
+}
+
+/// A meter's text fields as CSV, encoded once per report.
+pub struct MeterCsv {
+    category: Box<[u8]>,
+    id: Box<[u8]>,
+    name: Box<[u8]>,
+    region: Box<[u8]>,
+    sub_category: Box<[u8]>,
+    offer: Box<[u8]>,
+    part: Box<[u8]>,
+    product: Box<[u8]>,
+    unit: Box<[u8]>,
+    publisher: Box<[u8]>,
+    plan: Box<[u8]>,
+}
+
+impl MeterCsv {
+    pub(super) fn new(info: &meterbook_core::prices::MeterInfo, product: &str) -> MeterCsv {
+        let csv = |s: &str| {
+            let mut out = Vec::with_capacity(s.len());
+            csv_field(&mut out, s);
+            out.into_boxed_slice()
+        };
+        MeterCsv {
+            category: csv(&info.meter_category),
+            id: csv(&info.meter_id),
+            name: csv(&info.meter_name),
+            region: csv(&info.meter_region),
+            sub_category: csv(&info.meter_sub_category),
+            offer: csv(&info.offer_name),
+            part: csv(&info.part_number),
+            product: csv(product),
+            unit: csv(&info.unit_of_measure),
+            publisher: csv(&info.publisher_name),
+            plan: csv(&info.plan_name),
         }
     }
 }
@@ -245,30 +289,101 @@ pub fn detail_cells<'a>(r: &DetailRow<'a>, out: &mut Vec<Cell<'a>>) {
     }
 }
 
-fn itoa_buf() -> (String, String, String) {
-    (String::new(), String::new(), String::new())
+fn itoa_buf() -> ([u8; 20], [u8; 20], [u8; 20]) {
+    ([0; 20], [0; 20], [0; 20])
 }
 
-fn write_int(buf: &mut String, v: i64) -> &str {
-    use std::fmt::Write as _;
-    buf.clear();
-    let _ = write!(buf, "{v}");
-    buf
+/// The decimal text of `v`, written into `buf` (no allocation).
+fn write_int(buf: &mut [u8; 20], v: i64) -> &str {
+    let mut w = v.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (w % 10) as u8;
+        w /= 10;
+        if w == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
 }
+
+/// Bytes that make a CSV field quoted.
+const QUOTED: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b',' as usize] = true;
+    t[b'"' as usize] = true;
+    t[b'\n' as usize] = true;
+    t[b'\r' as usize] = true;
+    t
+};
 
 /// RFC 4180: quote a field that holds a comma, quote or line break; double inner quotes.
 pub(crate) fn csv_field(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
-    if memchr::memchr3(b',', b'"', b'\n', b).is_some() || memchr::memchr(b'\r', b).is_some() {
+    // Short fields (most of a row) in one pass; long ones with memchr.
+    let quoted = if b.len() <= 32 {
+        b.iter().any(|c| QUOTED[*c as usize])
+    } else {
+        memchr::memchr3(b',', b'"', b'\n', b).is_some() || memchr::memchr(b'\r', b).is_some()
+    };
+    if quoted {
         out.push(b'"');
-        for c in s.bytes() {
-            if c == b'"' {
-                out.push(b'"');
-            }
-            out.push(c);
+        let mut rest = b;
+        while let Some(i) = memchr::memchr(b'"', rest) {
+            out.extend_from_slice(&rest[..=i]);
+            out.push(b'"');
+            rest = &rest[i + 1..];
         }
+        out.extend_from_slice(rest);
         out.push(b'"');
     } else {
         out.extend_from_slice(s.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_doubled_as_rfc_4180_says() {
+        let cases = [
+            ("", ""),
+            ("plain", "plain"),
+            ("a,b", "\"a,b\""),
+            (r#"{"k":"v","x":"y"}"#, r#""{""k"":""v"",""x"":""y""}""#),
+            ("\"", "\"\"\"\""),
+            ("line\nbreak", "\"line\nbreak\""),
+            ("cr\r", "\"cr\r\""),
+            (
+                &"long text without specials ".repeat(4),
+                &"long text without specials ".repeat(4),
+            ),
+        ];
+        for (text, want) in cases {
+            let mut out = Vec::new();
+            csv_field(&mut out, text);
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{text:?}");
+        }
+        let long = format!("{}\"{}", "x".repeat(40), ",".repeat(3));
+        let mut out = Vec::new();
+        csv_field(&mut out, &long);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("\"{}\"\"{}\"", "x".repeat(40), ",".repeat(3))
+        );
+    }
+
+    #[test]
+    fn integers_are_written_without_allocating() {
+        let mut buf = [0u8; 20];
+        for v in [0i64, 7, -7, 1234567890, i64::MAX, i64::MIN] {
+            assert_eq!(write_int(&mut buf, v), v.to_string());
+        }
     }
 }

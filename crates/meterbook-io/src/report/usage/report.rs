@@ -97,6 +97,8 @@ pub struct MeterView {
     /// "Category - SubCategory - Name - Region", empty parts left out.
     pub product: String,
     pub kind: ChargeKind,
+    /// Its text fields as CSV, encoded once.
+    pub csv: MeterCsv,
 }
 
 /// A prepared usage report: hierarchy, sheets and rates loaded once, rows streamed.
@@ -160,12 +162,14 @@ impl UsageReport {
                 .collect::<Vec<_>>()
                 .join(" - ");
                 let kind = i.kind();
+                let csv = MeterCsv::new(i, &product);
                 meters.insert(
                     (p, key),
                     MeterView {
                         price,
                         product,
                         kind,
+                        csv,
                     },
                 );
             }
