@@ -51,15 +51,20 @@ pub enum DecimalError {
     Negative,
 }
 
+/// 10^n for n up to 38, from a table (it is called per formatted amount).
 pub(crate) const fn pow10(n: u32) -> i128 {
-    let mut v: i128 = 1;
-    let mut i = 0;
-    while i < n {
-        v *= 10;
+    POW10[n as usize]
+}
+
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
         i += 1;
     }
-    v
-}
+    t
+};
 
 /// Parses plain decimal notation (`-12.340`, `+3`, `.5`) into an integer count of 10^-scale.
 /// Trailing zeros beyond `scale` are accepted; other extra digits are `TooPrecise`.
@@ -126,12 +131,23 @@ pub fn write_fixed(out: &mut String, v: i128, scale: u32, min_frac: u32) {
         out.push('-');
     }
     let a = v.unsigned_abs();
-    let p = pow10(scale) as u128;
     // Most values fit 64 bits, where division is one instruction.
-    let (int, mut frac) = match u64::try_from(a) {
-        Ok(a) => ((a / p as u64) as u128, (a % p as u64) as u128),
-        Err(_) => (a / p, a % p),
-    };
+    if let (Ok(a), Ok(p)) = (u64::try_from(a), u64::try_from(pow10(scale))) {
+        let (int, mut frac) = (a / p, a % p);
+        push_digits(out, int as u128, 0);
+        let mut digits = scale;
+        while digits > min_frac && frac % 10 == 0 {
+            frac /= 10;
+            digits -= 1;
+        }
+        if digits > 0 {
+            out.push('.');
+            push_digits(out, frac as u128, digits as usize);
+        }
+        return;
+    }
+    let p = pow10(scale) as u128;
+    let (int, mut frac) = (a / p, a % p);
     push_digits(out, int, 0);
     if scale == 0 {
         return;

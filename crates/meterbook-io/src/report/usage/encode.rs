@@ -333,13 +333,16 @@ pub(crate) fn csv_field(out: &mut Vec<u8>, s: &str) {
     };
     if quoted {
         out.push(b'"');
-        let mut rest = b;
-        while let Some(i) = memchr::memchr(b'"', rest) {
-            out.extend_from_slice(&rest[..=i]);
-            out.push(b'"');
-            rest = &rest[i + 1..];
+        // Runs between quotes are copied whole; each quote is doubled.
+        let mut start = 0;
+        for (i, c) in b.iter().enumerate() {
+            if *c == b'"' {
+                out.extend_from_slice(&b[start..=i]);
+                out.push(b'"');
+                start = i + 1;
+            }
         }
-        out.extend_from_slice(rest);
+        out.extend_from_slice(&b[start..]);
         out.push(b'"');
     } else {
         out.extend_from_slice(s.as_bytes());
