@@ -101,7 +101,7 @@ pub fn ingest(
     // A row that takes the stored totals out of range refuses the whole file,
     // also with `skip_invalid`: which rows to drop instead would be arbitrary.
     let mut out_of_range: Option<Reject> = None;
-    let (tx, rx) = mpsc::sync_channel::<Msg>(16);
+    let (tx, rx) = mpsc::sync_channel::<Msg>(4);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<(OwnedUsage, Classified)>>();
     std::thread::scope(|scope| -> Result<(), IngestError> {
         scope.spawn(move || {

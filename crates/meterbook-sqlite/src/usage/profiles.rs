@@ -10,17 +10,62 @@ use rusqlite::{params, Connection};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Profile caches are dropped when they reach this many entries, keeping memory flat…
+/// Profile caches hold at most this many entries, keeping memory flat…
 pub(super) const CACHE_LIMIT: usize = 200_000;
 /// …or this many bytes of profile text (a profile may be 75 KB: InstanceId,
 /// Tags and AdditionalInfo at their limits).
-pub(super) const CACHE_BYTES: usize = 32 << 20;
+pub(super) const CACHE_BYTES: usize = 48 << 20;
+
+/// A cache in two generations: entries go to the young one; when it holds
+/// half the budget the old one is dropped and the young one becomes old; a
+/// hit in the old one moves back to the young. What is in use (a month of
+/// resources) stays, what is not ages out, and nothing is dropped all at once.
+struct Generations<K, V> {
+    young: Map<K, V>,
+    old: Map<K, V>,
+    young_bytes: usize,
+}
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+impl<K: std::hash::Hash + Eq, V: Clone> Generations<K, V> {
+    fn new() -> Self {
+        Generations {
+            young: Map::default(),
+            old: Map::default(),
+            young_bytes: 0,
+        }
+    }
+
+    fn get<Q>(&mut self, k: &Q, bytes: impl Fn(&K, &V) -> usize) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        if let Some(v) = self.young.get(k) {
+            return Some(v.clone());
+        }
+        let (k, v) = self.old.remove_entry(k)?;
+        let b = bytes(&k, &v);
+        self.insert(k, v.clone(), b);
+        Some(v)
+    }
+
+    fn insert(&mut self, k: K, v: V, bytes: usize) {
+        if self.young.len() >= CACHE_LIMIT / 2 || self.young_bytes >= CACHE_BYTES / 2 {
+            self.old = std::mem::take(&mut self.young);
+            self.young_bytes = 0;
+        }
+        self.young_bytes += bytes;
+        self.young.insert(k, v);
+    }
+}
 
 /// Profile text → id, inserting unseen profiles.
 pub(super) struct ProfileEncoder {
     seed: i64,
-    cache: HashMap<Box<str>, i64, foldhash::fast::RandomState>,
-    cached_bytes: usize,
+    /// By the text's hash (computed once a row): the text, to confirm, and its id.
+    cache: Generations<u64, (Arc<str>, i64)>,
     key: String,
 }
 
@@ -47,8 +92,7 @@ impl ProfileEncoder {
     pub(super) fn new(seed: i64) -> ProfileEncoder {
         ProfileEncoder {
             seed,
-            cache: HashMap::default(),
-            cached_bytes: 0,
+            cache: Generations::new(),
             key: String::new(),
         }
     }
@@ -59,16 +103,16 @@ impl ProfileEncoder {
         }
         self.key.clear();
         profile::encode(fields, &mut self.key);
-        if let Some(id) = self.cache.get(self.key.as_str()) {
-            return Ok(*id);
+        let hash = hash_id(self.seed, &self.key);
+        match self.cache.get(&hash, |_, v| v.0.len()) {
+            Some((text, id)) if *text == *self.key => return Ok(id),
+            // Another profile with the same hash: looked up, not cached.
+            Some(_) => return profile_id(conn, self.seed, &self.key),
+            None => {}
         }
         let id = profile_id(conn, self.seed, &self.key)?;
-        if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
-            self.cache.clear();
-            self.cached_bytes = 0;
-        }
-        self.cached_bytes += self.key.len();
-        self.cache.insert(self.key.as_str().into(), id);
+        self.cache
+            .insert(hash, (self.key.as_str().into(), id), self.key.len());
         Ok(id)
     }
 }
@@ -76,16 +120,14 @@ impl ProfileEncoder {
 /// Decodes profile ids while scanning, with a bounded cache; profiles are
 /// shared with the thread that reads the rows.
 pub(super) struct ProfileDecoder {
-    cache: HashMap<i64, Arc<Profile>, foldhash::fast::RandomState>,
-    cached_bytes: usize,
+    cache: Generations<i64, (Arc<Profile>, usize)>,
     empty: Arc<Profile>,
 }
 
 impl ProfileDecoder {
     pub(super) fn new() -> ProfileDecoder {
         ProfileDecoder {
-            cache: HashMap::default(),
-            cached_bytes: 0,
+            cache: Generations::new(),
             empty: Arc::new(Profile::empty()),
         }
     }
@@ -95,23 +137,21 @@ impl ProfileDecoder {
         if id == 0 {
             return Ok(self.empty.clone());
         }
-        if let Some(p) = self.cache.get(&id) {
-            return Ok(p.clone());
-        }
-        if self.cache.len() >= CACHE_LIMIT || self.cached_bytes >= CACHE_BYTES {
-            self.cache.clear();
-            self.cached_bytes = 0;
+        // The size is kept with the profile, so an entry moving back from
+        // the old generation is counted.
+        if let Some((p, _)) = self.cache.get(&id, |_, v| v.1) {
+            return Ok(p);
         }
         let v: String = conn
             .prepare_cached("SELECT value FROM usage_profile WHERE id = ?1")
             .map_err(backend)?
             .query_row([id], |r| r.get(0))
             .map_err(backend)?;
-        self.cached_bytes += v.len();
+        let bytes = v.len();
         let p = Profile::decode(v)
             .ok_or_else(|| StoreError::Backend(format!("corrupt usage profile {id}")))?;
         let p = Arc::new(p);
-        self.cache.insert(id, p.clone());
+        self.cache.insert(id, (p.clone(), bytes), bytes);
         Ok(p)
     }
 }
@@ -135,7 +175,13 @@ mod tests {
             let id = i.to_string();
             enc.id(&conn, &[&id, "", "", "", &tags, "", "", ""])
                 .unwrap();
-            let held: usize = enc.cache.keys().map(|k| k.len()).sum();
+            let held: usize = enc
+                .cache
+                .young
+                .values()
+                .chain(enc.cache.old.values())
+                .map(|v| v.0.len())
+                .sum();
             assert!(
                 held <= CACHE_BYTES + 2 * tags.len(),
                 "{held} bytes after {i}"

@@ -30,8 +30,6 @@ const CACHED_ROWS: usize = 1 << 20;
 
 type RollupKey = (Period, i64, Period, bool);
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-/// (day, subscription, meter, booked period id or 0, correction rate or none).
-type DailyKey = (i32, i64, i64, u32, Option<i128>);
 
 /// The rows of one day not written yet, with their ids' hashes.
 #[derive(Default)]
@@ -70,7 +68,8 @@ pub(super) struct SqliteUsageWriter<'a> {
     /// Pending sums of this transaction. Quantities are summed in i128 so a
     /// batch cannot overflow before the ingest's range check names the row.
     rollups: Map<RollupKey, (i128, Amount, i64)>,
-    daily: Map<DailyKey, (i128, i64)>,
+    /// A day's sum went out of range (the file is refused before commit).
+    day_sums_out_of_range: bool,
     candidates: Vec<u16>,
     block_buf: Vec<u8>,
     pub(super) open: bool,
@@ -98,7 +97,7 @@ impl<'a> SqliteUsageWriter<'a> {
             uses: 0,
             touched: BTreeSet::new(),
             rollups: Map::default(),
-            daily: Map::default(),
+            day_sums_out_of_range: false,
             candidates: Vec::new(),
             block_buf: Vec::new(),
             open: true,
@@ -244,6 +243,7 @@ impl<'a> SqliteUsageWriter<'a> {
         let mut rows = buf.rows;
         rows.sort_unstable_by(|a, b| cmp_keys(&a.key.as_ref(), &b.key.as_ref()));
         self.write_block(day, &rows)?;
+        self.add_day_sums(day, &rows)?;
         self.uncache(day);
         self.touched.insert(day);
         Ok(())
@@ -285,23 +285,6 @@ impl<'a> SqliteUsageWriter<'a> {
             }
         }
         Ok(())
-    }
-
-    /// Adds the day sums of rows booked in their own day's period (all but
-    /// corrections) to the pending rollups: (period, meter, period, no correction).
-    fn rollups_of_days(&mut self) {
-        for ((day, _, meter, booked, _), (q, rows)) in &self.daily {
-            if *booked != 0 {
-                continue;
-            }
-            let p = Day::from_raw(*day).period();
-            let e = self
-                .rollups
-                .entry((p, *meter, p, false))
-                .or_insert((0, Amount::ZERO, 0));
-            e.0 += q;
-            e.2 += rows;
-        }
     }
 
     fn flush_rollups(&mut self) -> StoreResult<()> {
@@ -353,45 +336,72 @@ impl<'a> SqliteUsageWriter<'a> {
         Ok(())
     }
 
-    /// Adds this ingest's daily sums into each day's stored sums.
-    fn flush_daily(&mut self) -> StoreResult<()> {
-        let mut by_day: HashMap<i32, Vec<DaySum>> = HashMap::new();
-        for ((day, sub, meter, booked, rate), (q, rows)) in self.daily.drain() {
-            // Within its rollup's total, which was checked before.
-            let quantity = i64::try_from(q).map_err(|_| {
-                StoreError::Invalid("a day's quantity exceeds the supported range".into())
-            })?;
-            by_day.entry(day).or_default().push(DaySum {
-                subscription: sub,
+    /// Adds the sums of rows being written for `day` to its stored sums
+    /// (`usage_day`), and those of rows booked in their own period (all but
+    /// corrections) to the pending rollups. A sum out of range is not
+    /// written: the ingest's range check refuses the file, and a commit
+    /// would fail.
+    fn add_day_sums(&mut self, day: i32, rows: &[FactRow]) -> StoreResult<()> {
+        let mut sums: Map<(i64, i64, u32, Option<i128>), (i128, i64)> = Map::default();
+        for r in rows {
+            let key = (
+                r.subscription,
+                r.meter,
+                r.correction.map_or(0, |c| c.0),
+                r.correction.map(|c| c.1),
+            );
+            let e = sums.entry(key).or_insert((0, 0));
+            // i128 sums of i64 quantities: no block is long enough to overflow them.
+            e.0 += r.quantity as i128;
+            e.1 += 1;
+        }
+        let p = Day::from_raw(day).period();
+        let mut new = Vec::with_capacity(sums.len());
+        for ((subscription, meter, booked, rate), (q, n)) in sums {
+            if booked == 0 {
+                let e = self
+                    .rollups
+                    .entry((p, meter, p, false))
+                    .or_insert((0, Amount::ZERO, 0));
+                e.0 += q;
+                e.2 += n;
+            }
+            let Ok(quantity) = i64::try_from(q) else {
+                self.day_sums_out_of_range = true;
+                return Ok(());
+            };
+            new.push(DaySum {
+                subscription,
                 meter,
                 booked,
                 rate,
                 quantity,
-                rows,
+                rows: n,
             });
         }
-        for (day, new) in by_day {
-            let stored: Option<Vec<u8>> = self
-                .conn
-                .prepare_cached("SELECT data FROM usage_day WHERE enrollment_id = ?1 AND day = ?2")
-                .map_err(backend)?
-                .query_row(params![self.eid, day], |r| r.get(0))
-                .optional()
-                .map_err(backend)?;
-            let mut sums = match stored {
-                Some(d) => decode_day(&d)?,
-                None => Vec::new(),
-            };
-            let sums = add_sums(&mut sums, new)?;
-            encode_day(&sums, &mut self.block_buf);
-            self.conn
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO usage_day (enrollment_id, day, data) VALUES (?1, ?2, ?3)",
-                )
-                .map_err(backend)?
-                .execute(params![self.eid, day, self.block_buf])
-                .map_err(backend)?;
-        }
+        let stored: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT data FROM usage_day WHERE enrollment_id = ?1 AND day = ?2")
+            .map_err(backend)?
+            .query_row(params![self.eid, day], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        let mut sums = match stored {
+            Some(d) => decode_day(&d)?,
+            None => Vec::new(),
+        };
+        let Ok(sums) = add_sums(&mut sums, new) else {
+            self.day_sums_out_of_range = true;
+            return Ok(());
+        };
+        encode_day(&sums, &mut self.block_buf);
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO usage_day (enrollment_id, day, data) VALUES (?1, ?2, ?3)",
+            )
+            .map_err(backend)?
+            .execute(params![self.eid, day, self.block_buf])
+            .map_err(backend)?;
         Ok(())
     }
 }
@@ -515,17 +525,6 @@ impl UsageWriter for SqliteUsageWriter<'_> {
                 e.2 += 1;
             }
             let correction = c.correction_rate.map(|r| (c.booked.id(), r.raw()));
-            let dkey = (
-                c.day.raw(),
-                c.subscription,
-                c.meter,
-                correction.map_or(0, |c| c.0),
-                correction.map(|c| c.1),
-            );
-            let d = self.daily.entry(dkey).or_insert((0, 0));
-            // i128 sums of i64 quantities: no file is long enough to overflow them.
-            d.0 += c.quantity.raw() as i128;
-            d.1 += 1;
             self.keys.add(hash, day_code(c.day));
             let row = FactRow {
                 key: OwnedKey::of(raw.record_id),
@@ -549,9 +548,12 @@ impl UsageWriter for SqliteUsageWriter<'_> {
         self.compact()?;
         let keys = std::mem::replace(&mut self.keys, KeySet::empty());
         keys.store(&self.conn, self.eid)?;
-        self.rollups_of_days();
+        if self.day_sums_out_of_range {
+            return Err(StoreError::Invalid(
+                "a day's quantity exceeds the supported range".into(),
+            ));
+        }
         self.flush_rollups()?;
-        self.flush_daily()?;
         crate::metadata::bump_version(&self.conn, self.eid)?;
         self.conn.execute_batch("COMMIT").map_err(backend)?;
         self.open = false;
