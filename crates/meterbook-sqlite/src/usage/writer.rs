@@ -29,6 +29,8 @@ const MAX_DAY_BLOCKS: usize = 8;
 const CACHED_ROWS: usize = 1 << 20;
 
 type RollupKey = (Period, i64, Period, bool);
+/// (subscription, meter, booked period id or 0, correction rate or none).
+type DaySumKey = (i64, i64, u32, Option<i128>);
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The rows of one day not written yet, with their ids' hashes.
@@ -342,7 +344,7 @@ impl<'a> SqliteUsageWriter<'a> {
     /// written: the ingest's range check refuses the file, and a commit
     /// would fail.
     fn add_day_sums(&mut self, day: i32, rows: &[FactRow]) -> StoreResult<()> {
-        let mut sums: Map<(i64, i64, u32, Option<i128>), (i128, i64)> = Map::default();
+        let mut sums: Map<DaySumKey, (i128, i64)> = Map::default();
         for r in rows {
             let key = (
                 r.subscription,
