@@ -391,19 +391,35 @@ impl Block {
 }
 
 /// The rows of several blocks of one day in RecordId order: (block, row).
+/// Each block is sorted, so this merges them: one comparison per block and
+/// row, against sorting all rows (a 10M-row file leaves a day in 4 blocks).
 pub(super) fn merged_order(blocks: &[Block]) -> Vec<(u32, u32)> {
-    let mut order: Vec<(u32, u32)> = blocks
-        .iter()
-        .enumerate()
-        .flat_map(|(b, blk)| (0..blk.len()).map(move |i| (b as u32, i as u32)))
-        .collect();
-    if blocks.len() > 1 {
-        order.sort_by(|a, b| {
-            cmp_keys(
-                &blocks[a.0 as usize].key(a.1 as usize),
-                &blocks[b.0 as usize].key(b.1 as usize),
-            )
-        });
+    let total: usize = blocks.iter().map(Block::len).sum();
+    let mut order = Vec::with_capacity(total);
+    if blocks.len() == 1 {
+        order.extend((0..blocks[0].len() as u32).map(|i| (0, i)));
+        return order;
+    }
+    let mut next = vec![0usize; blocks.len()];
+    for _ in 0..total {
+        let mut best: Option<usize> = None;
+        for (b, blk) in blocks.iter().enumerate() {
+            if next[b] == blk.len() {
+                continue;
+            }
+            best = match best {
+                Some(o)
+                    if cmp_keys(&blocks[o].key(next[o]), &blk.key(next[b]))
+                        != Ordering::Greater =>
+                {
+                    Some(o)
+                }
+                _ => Some(b),
+            };
+        }
+        let b = best.expect("rows remain");
+        order.push((b as u32, next[b] as u32));
+        next[b] += 1;
     }
     order
 }
@@ -572,6 +588,38 @@ mod tests {
         let mut long = buf;
         long.push(0);
         assert!(Block::decode(long).is_err());
+    }
+
+    #[test]
+    fn merged_order_is_the_text_order_of_all_blocks_rows() {
+        let ids: Vec<String> = (0..300u32)
+            .map(|i| match i % 3 {
+                0 => format!(
+                    "{:08x}-0000-4000-8000-000000000000",
+                    i.wrapping_mul(2654435761)
+                ),
+                1 => format!("t-{}", i.wrapping_mul(40503) % 997),
+                _ => format!("{:08X}-0000-4000-8000-000000000000", i * 7),
+            })
+            .collect();
+        let mut blocks = Vec::new();
+        for part in ids.chunks(70) {
+            let mut rows: Vec<FactRow> = part.iter().map(|id| row(id, 1, None)).collect();
+            rows.sort_by(|a, b| cmp_keys(&a.key.as_ref(), &b.key.as_ref()));
+            let mut buf = Vec::new();
+            encode_block(&rows, &mut buf);
+            blocks.push(Block::decode(buf).unwrap());
+        }
+        let merged: Vec<String> = merged_order(&blocks)
+            .into_iter()
+            .map(|(b, i)| match blocks[b as usize].key(i as usize) {
+                RecordKey::Uuid(u) => format_uuid(&u, &mut [0u8; 36]).to_string(),
+                RecordKey::Text(t) => t.to_string(),
+            })
+            .collect();
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(merged, want);
     }
 
     #[test]
