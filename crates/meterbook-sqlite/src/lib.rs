@@ -55,6 +55,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Profiles decoded for scans, shared by all of them.
+    profiles: usage::ProfileDecoder,
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
@@ -91,6 +93,7 @@ impl SqliteStore {
             path,
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
+            profiles: usage::ProfileDecoder::new(),
         })
     }
 

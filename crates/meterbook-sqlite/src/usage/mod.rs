@@ -18,4 +18,5 @@ mod store;
 mod writer;
 
 pub(crate) use migrate::to_blocks;
+pub(crate) use profiles::ProfileDecoder;
 pub(crate) use store::{load_catalog, locked_rates, read_rollups};

@@ -117,29 +117,53 @@ impl ProfileEncoder {
     }
 }
 
-/// Decodes profile ids while scanning, with a bounded cache; profiles are
-/// shared with the thread that reads the rows.
-pub(super) struct ProfileDecoder {
-    cache: Generations<i64, (Arc<Profile>, usize)>,
+/// Decodes profile ids for scans, with one bounded cache shared by every
+/// scan of the store (pages of one report, concurrent reports); profiles are
+/// shared with the threads that read the rows. A profile id never changes
+/// its text while the store is open (profiles are only added, and a restore
+/// is refused while a server holds the database), so a cached profile is
+/// never stale.
+pub struct ProfileDecoder {
+    cache: std::sync::Mutex<Generations<i64, (Arc<Profile>, usize)>>,
     empty: Arc<Profile>,
 }
 
 impl ProfileDecoder {
-    pub(super) fn new() -> ProfileDecoder {
+    pub(crate) fn new() -> ProfileDecoder {
         ProfileDecoder {
-            cache: Generations::new(),
+            cache: std::sync::Mutex::new(Generations::new()),
             empty: Arc::new(Profile::empty()),
         }
     }
 
-    /// The profile of `id`, read on first use.
-    pub(super) fn get(&mut self, conn: &Connection, id: i64) -> StoreResult<Arc<Profile>> {
+    /// The rows `part` (block, row) with the profile of each, read on first use.
+    pub(super) fn resolve(
+        &self,
+        conn: &Connection,
+        part: &[(u32, u32)],
+        profile_of: impl Fn(u32, u32) -> i64,
+    ) -> StoreResult<Vec<(u32, u32, Arc<Profile>)>> {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(part.len());
+        for &(b, i) in part {
+            let id = profile_of(b, i);
+            out.push((b, i, self.get(&mut cache, conn, id)?));
+        }
+        Ok(out)
+    }
+
+    fn get(
+        &self,
+        cache: &mut Generations<i64, (Arc<Profile>, usize)>,
+        conn: &Connection,
+        id: i64,
+    ) -> StoreResult<Arc<Profile>> {
         if id == 0 {
             return Ok(self.empty.clone());
         }
         // The size is kept with the profile, so an entry moving back from
         // the old generation is counted.
-        if let Some((p, _)) = self.cache.get(&id, |_, v| v.1) {
+        if let Some((p, _)) = cache.get(&id, |_, v| v.1) {
             return Ok(p);
         }
         let v: String = conn
@@ -151,7 +175,7 @@ impl ProfileDecoder {
         let p = Profile::decode(v)
             .ok_or_else(|| StoreError::Backend(format!("corrupt usage profile {id}")))?;
         let p = Arc::new(p);
-        self.cache.insert(id, (p.clone(), bytes), bytes);
+        cache.insert(id, (p.clone(), bytes), bytes);
         Ok(p)
     }
 }

@@ -92,6 +92,7 @@ impl FactBatch for DayPiece {
 /// ends both (dropping the receiver stops the reader at its next send).
 pub(super) fn scan_pieces(
     conn: Reader<'_>,
+    profiles: &ProfileDecoder,
     eid: i64,
     sel: &UsageSelection,
     each: &mut dyn FnMut(Box<dyn FactBatch>) -> Result<Flow, StoreError>,
@@ -100,7 +101,7 @@ pub(super) fn scan_pieces(
     std::thread::scope(|scope| {
         scope.spawn(move || {
             let produced = conn.execute_batch("BEGIN").map_err(backend).and_then(|()| {
-                let r = produce(&conn, eid, sel, &tx);
+                let r = produce(&conn, profiles, eid, sel, &tx);
                 let _ = conn.execute_batch("COMMIT");
                 r
             });
@@ -121,6 +122,7 @@ pub(super) fn scan_pieces(
 /// when the receiver is gone.
 fn produce(
     conn: &Connection,
+    profiles: &ProfileDecoder,
     eid: i64,
     sel: &UsageSelection,
     tx: &mpsc::SyncSender<StoreResult<DayPiece>>,
@@ -151,7 +153,6 @@ fn produce(
             to,
         }],
     };
-    let mut profiles = ProfileDecoder::new();
     let cursor = sel
         .after
         .as_ref()
@@ -185,7 +186,7 @@ fn produce(
             pending: None,
         };
         while let Some((day, blocks)) = days.next()? {
-            let mut rows = Vec::new();
+            let mut kept = Vec::new();
             for (b, i) in merged_order(&blocks) {
                 let blk = &blocks[b as usize];
                 let correction = blk.correction(i as usize);
@@ -202,11 +203,14 @@ fn produce(
                         continue;
                     }
                 }
-                rows.push((b, i, profiles.get(conn, blk.profile[i as usize])?));
+                kept.push((b, i));
             }
             let blocks = Arc::new(blocks);
-            while !rows.is_empty() {
-                let rest = rows.split_off(rows.len().min(PIECE_ROWS));
+            // Profiles are resolved a piece at a time, as it is sent: a page
+            // that stops early resolves little more than it shows.
+            for part in kept.chunks(PIECE_ROWS) {
+                let rows =
+                    profiles.resolve(conn, part, |b, i| blocks[b as usize].profile[i as usize])?;
                 let piece = DayPiece {
                     day: Day::from_raw(day),
                     blocks: blocks.clone(),
@@ -215,7 +219,6 @@ fn produce(
                 if tx.send(Ok(piece)).is_err() {
                     return Ok(());
                 }
-                rows = rest;
             }
         }
     }

@@ -204,7 +204,9 @@ impl UsageStore for SqliteStore {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
         // One read transaction (on the reading thread): one consistent snapshot.
-        scan_pieces(conn, eid, sel, &mut |piece| piece.for_each(visit))
+        scan_pieces(conn, &self.profiles, eid, sel, &mut |piece| {
+            piece.for_each(visit)
+        })
     }
 
     fn scan_usage_batches(
@@ -215,6 +217,6 @@ impl UsageStore for SqliteStore {
     ) -> StoreResult<()> {
         let conn = self.read_conn()?;
         let eid = Self::enrollment_id(&conn, n)?;
-        scan_pieces(conn, eid, sel, each)
+        scan_pieces(conn, &self.profiles, eid, sel, each)
     }
 }
