@@ -169,29 +169,35 @@ pub fn write_fixed(out: &mut String, v: i128, scale: u32, min_frac: u32) {
 fn push_digits(out: &mut String, v: u128, width: usize) {
     let mut buf = [b'0'; 40];
     let mut at = buf.len();
-    match u64::try_from(v) {
-        Ok(mut w) => loop {
-            at -= 1;
-            buf[at] = b'0' + (w % 10) as u8;
-            w /= 10;
-            if w == 0 {
-                break;
-            }
-        },
-        Err(_) => {
-            let mut w = v;
-            loop {
-                at -= 1;
-                buf[at] = b'0' + (w % 10) as u8;
-                w /= 10;
-                if w == 0 {
-                    break;
-                }
-            }
+    let mut w = v;
+    // 64-bit division where the value fits: one instruction, not a call.
+    while w > u64::MAX as u128 {
+        at -= 1;
+        buf[at] = b'0' + (w % 10) as u8;
+        w /= 10;
+    }
+    let mut small = [0u8; 20];
+    let digits = u64_digits(w as u64, &mut small);
+    // A value past 64 bits has its low digits in `buf` already.
+    let head = &mut buf[..at];
+    let start = head.len() - digits.len();
+    head[start..].copy_from_slice(digits.as_bytes());
+    let at = start.min(buf.len() - width.min(buf.len()));
+    out.push_str(std::str::from_utf8(&buf[at..]).expect("ASCII digits"));
+}
+
+/// The decimal digits of `v`, written into the end of `buf` (no allocation).
+pub fn u64_digits(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
         }
     }
-    let at = at.min(buf.len() - width.min(buf.len()));
-    out.push_str(std::str::from_utf8(&buf[at..]).expect("ASCII digits"));
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
 }
 
 /// Integer division rounded half to even (banker's rounding). `d` must be positive.

@@ -6,16 +6,10 @@
 pub fn encode(fields: &[&str; 8], out: &mut String) {
     for f in fields {
         let mut digits = [0u8; 20];
-        let (mut n, mut at) = (f.len(), digits.len());
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+        out.push_str(meterbook_core::fixed::u64_digits(
+            f.len() as u64,
+            &mut digits,
+        ));
         out.push(':');
         out.push_str(f);
     }

@@ -295,17 +295,10 @@ fn itoa_buf() -> ([u8; 20], [u8; 20], [u8; 20]) {
 
 /// The decimal text of `v`, written into `buf` (no allocation).
 fn write_int(buf: &mut [u8; 20], v: i64) -> &str {
-    let mut w = v.unsigned_abs();
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (w % 10) as u8;
-        w /= 10;
-        if w == 0 {
-            break;
-        }
-    }
+    let len = meterbook_core::fixed::u64_digits(v.unsigned_abs(), buf).len();
+    let mut at = buf.len() - len;
     if v < 0 {
+        // i64::MIN has 19 digits: there is room for its sign.
         at -= 1;
         buf[at] = b'-';
     }
