@@ -196,17 +196,32 @@ impl Access {
     /// Usage within reach for billing periods `first..=last`, and the
     /// charges shown for each.
     pub fn usage_view(&self, first: Period, last: Period) -> AppResult<UsageView> {
-        let s = self.app.store();
-        let costs = self.sees_charges();
-        let rows = meterbook_core::summary::usage_summary(
-            s,
+        let rows = self.summary_rows(first, last)?;
+        self.usage_view_of(first, last, rows)
+    }
+
+    /// The usage summary within reach for periods `first..=last` (charges
+    /// where this caller sees them).
+    pub(crate) fn summary_rows(&self, first: Period, last: Period) -> AppResult<Vec<SummaryRow>> {
+        Ok(meterbook_core::summary::usage_summary(
+            self.app.store(),
             self.number(),
             self.scope(),
-            costs,
+            self.sees_charges(),
             first,
             last,
-        )?;
-        let totals = if costs {
+        )?)
+    }
+
+    /// The view of periods `first..=last` made of their summary rows.
+    pub(crate) fn usage_view_of(
+        &self,
+        first: Period,
+        last: Period,
+        rows: Vec<SummaryRow>,
+    ) -> AppResult<UsageView> {
+        let s = self.app.store();
+        let totals = if self.sees_charges() {
             figures::scope_charges(
                 s,
                 self.number(),

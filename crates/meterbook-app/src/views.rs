@@ -207,7 +207,21 @@ impl Access {
         grouping: Grouping,
         meters: bool,
     ) -> AppResult<UsageTable> {
-        let view = self.usage_view(first, last)?;
+        // One summary of the term to date gives both the view (its periods'
+        // rows: a summary's rows do not depend on the periods around them)
+        // and the names that fix each group's colour.
+        let (term_first, cur) = (self.e.first_period(), self.current_period());
+        let (view, term_rows) = if term_first <= first && last <= cur {
+            let all = self.summary_rows(term_first, cur)?;
+            let rows = all
+                .iter()
+                .filter(|r| (first..=last).contains(&r.period))
+                .cloned()
+                .collect();
+            (self.usage_view_of(first, last, rows)?, Some(all))
+        } else {
+            (self.usage_view(first, last)?, None)
+        };
         let exp = self.e.currency.exponent();
         let costs = !view.totals.is_empty();
         let periods = view.periods();
@@ -273,7 +287,10 @@ impl Access {
         }
         total.charges =
             Money::checked_sum(total.charges_per_period.iter().copied()).map_err(out_of_range)?;
-        let term_names = self.term_names(first, last, &view.rows, focus, grouping)?;
+        let term_names = match &term_rows {
+            Some(all) => names_in(all, focus, grouping),
+            None => self.term_names(first, last, &view.rows, focus, grouping)?,
+        };
         Ok(UsageTable {
             periods,
             costs,
@@ -342,7 +359,8 @@ impl Access {
         Ok(out)
     }
 
-    /// The names of `grouping`'s groups inside `focus` over the term to date.
+    /// The names of `grouping`'s groups inside `focus` over the term to date
+    /// (when the view's periods are not inside it).
     fn term_names(
         &self,
         first: Period,
@@ -367,11 +385,7 @@ impl Access {
             )?;
             &term_rows
         };
-        Ok(rows
-            .iter()
-            .filter(|r| figures::in_focus(r, focus))
-            .map(|r| figures::group_of(r, focus, grouping).name().to_string())
-            .collect())
+        Ok(names_in(rows, focus, grouping))
     }
 
     /// The overview: up to twelve periods to the current one.
@@ -440,4 +454,12 @@ impl Access {
             history,
         })
     }
+}
+
+/// The names of `grouping`'s groups inside `focus` among `rows`.
+fn names_in(rows: &[SummaryRow], focus: &Focus, grouping: Grouping) -> BTreeSet<String> {
+    rows.iter()
+        .filter(|r| figures::in_focus(r, focus))
+        .map(|r| figures::group_of(r, focus, grouping).name().to_string())
+        .collect()
 }
