@@ -12,7 +12,6 @@ use crate::fixed::{Amount, Overflow, Price};
 use crate::ledger::period_rates;
 use crate::store::{MetadataStore, StoreError, StoreResult, UsageStore};
 use crate::usage::FastMap;
-use std::collections::HashMap;
 
 fn out_of_range(_: Overflow) -> StoreError {
     StoreError::Invalid("the stored daily usage exceeds the supported range".into())
@@ -55,7 +54,11 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
     // Once per day, subscription and meter of the term (530k times for six
     // months of 72 subscriptions and 40 meters): fast hashing, and the sums
     // sorted once at the end.
-    let mut rates: FastMap<Period, HashMap<i64, Price>> = FastMap::default();
+    let mut rates: FastMap<Period, FastMap<i64, Price>> = FastMap::default();
+    // Rows come a day at a time: each subscription's account is looked up
+    // once a day, not once a meter.
+    let mut owners: (Option<crate::calendar::Day>, FastMap<i64, Option<i64>>) =
+        (None, FastMap::default());
     let mut sheets: FastMap<Period, FastMap<i64, (String, String, String)>> = FastMap::default();
     let mut info: FastMap<(Period, i64), (String, String, String)> = FastMap::default();
     type Key = (Period, Option<i64>, i64, i64);
@@ -64,7 +67,14 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
         if d.booked < first || d.booked > last {
             continue;
         }
-        let account = h.account_on(d.subscription, d.day);
+        if owners.0 != Some(d.day) {
+            owners = (Some(d.day), FastMap::default());
+        }
+        let account_id = *owners
+            .1
+            .entry(d.subscription)
+            .or_insert_with(|| h.account_on(d.subscription, d.day).map(|a| a.id));
+        let account = account_id.and_then(|a| h.accounts.get(&a));
         if !scope.covers_account(account) {
             continue;
         }
@@ -75,7 +85,7 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
                 Some(r) => r,
                 None => {
                     if let std::collections::hash_map::Entry::Vacant(v) = rates.entry(d.booked) {
-                        v.insert(period_rates(s, n, d.booked)?);
+                        v.insert(period_rates(s, n, d.booked)?.into_iter().collect());
                     }
                     rates[&d.booked]
                         .get(&d.meter)

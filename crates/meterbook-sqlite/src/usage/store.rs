@@ -169,13 +169,14 @@ impl UsageStore for SqliteStore {
                 .map_err(backend)?
                 .as_blob()
                 .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let own = day.period();
             for s in decode_day(data)? {
                 out.push(DailyUsage {
                     day,
                     subscription: s.subscription,
                     meter: s.meter,
                     booked: if s.booked == 0 {
-                        day.period()
+                        own
                     } else {
                         Period::from_id(s.booked)
                             .ok_or_else(|| StoreError::Backend("corrupt period".into()))?
