@@ -312,13 +312,18 @@ fn merge_into(a: &mut Vec<u64>, b: Vec<u64>) {
 mod tests {
     use super::*;
 
-    fn set() -> KeySet {
+    /// A `usage_key` table alone in memory.
+    fn key_table() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE usage_key (enrollment_id INTEGER, run INTEGER, part INTEGER, data BLOB)",
         )
         .unwrap();
-        KeySet::load(&conn, 1).unwrap()
+        conn
+    }
+
+    fn set() -> KeySet {
+        KeySet::load(&key_table(), 1).unwrap()
     }
 
     #[test]
@@ -350,11 +355,7 @@ mod tests {
 
     #[test]
     fn runs_round_trip_and_compact() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE usage_key (enrollment_id INTEGER, run INTEGER, part INTEGER, data BLOB)",
-        )
-        .unwrap();
+        let conn = key_table();
         let mut out = Vec::new();
         for round in 0..(MAX_RUNS as u64 + 2) {
             let mut s = KeySet::load(&conn, 1).unwrap();

@@ -184,15 +184,21 @@ impl ProfileDecoder {
 mod tests {
     use super::*;
 
-    /// Distinct profiles near their size limit do not grow the cache past its byte budget.
-    #[test]
-    fn the_profile_cache_is_bounded_in_bytes() {
+    /// `usage_profile` as migration 8 makes it, alone in memory.
+    fn profile_table() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE usage_profile (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, value TEXT NOT NULL);
              CREATE INDEX usage_profile_hash ON usage_profile (hash);",
         )
         .unwrap();
+        conn
+    }
+
+    /// Distinct profiles near their size limit do not grow the cache past its byte budget.
+    #[test]
+    fn the_profile_cache_is_bounded_in_bytes() {
+        let conn = profile_table();
         let mut enc = ProfileEncoder::new(7);
         let tags = "t".repeat(64 * 1024);
         for i in 0..(CACHE_BYTES / tags.len()) * 2 {
@@ -215,16 +221,11 @@ mod tests {
 
     #[test]
     fn equal_text_gives_the_same_id_and_different_text_another() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE usage_profile (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, value TEXT NOT NULL);
-             CREATE INDEX usage_profile_hash ON usage_profile (hash);",
-        )
-        .unwrap();
+        let conn = profile_table();
         let a = profile_id(&conn, 1, "a").unwrap();
         assert_eq!(profile_id(&conn, 1, "a").unwrap(), a);
         assert_ne!(profile_id(&conn, 1, "b").unwrap(), a);
-        // A row with a's hash but other text (a collision) is not taken for a.
+        // A row with c's hash but other text (a collision) is not taken for c.
         conn.execute(
             "INSERT INTO usage_profile (hash, value) VALUES (?1, 'x')",
             [hash_id(1, "c") as i64],

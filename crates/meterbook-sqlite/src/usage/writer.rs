@@ -168,7 +168,7 @@ impl<'a> SqliteUsageWriter<'a> {
         let mut candidates = std::mem::take(&mut self.candidates);
         self.keys.days(hash, &mut candidates);
         let mut found = None;
-        for &code in &candidates {
+        'search: for &code in &candidates {
             let days = match code_day(code) {
                 Some(d) => vec![d.raw()],
                 None => self.uncoded_days()?,
@@ -176,33 +176,38 @@ impl<'a> SqliteUsageWriter<'a> {
             for day in days {
                 found = self.find_on(day, id, hash)?;
                 if found.is_some() {
-                    break;
+                    break 'search;
                 }
-            }
-            if found.is_some() {
-                break;
             }
         }
         self.candidates = candidates;
         Ok(found)
     }
 
-    /// Days whose keys carry no day code (outside 2000–2179), stored or buffered.
+    /// Days that have no day code (outside 2000–2179), stored or buffered.
     fn uncoded_days(&self) -> StoreResult<Vec<i32>> {
+        let (first, last) = (
+            code_day(0).expect("code 0 is a day").raw(),
+            code_day(ANY_DAY - 1).expect("the last code is a day").raw(),
+        );
         let mut st = self
             .conn
-            .prepare_cached("SELECT DISTINCT day FROM usage_block WHERE enrollment_id = ?1")
+            .prepare_cached(
+                "SELECT DISTINCT day FROM usage_block WHERE enrollment_id = ?1 \
+                 AND (day < ?2 OR day > ?3)",
+            )
             .map_err(backend)?;
         let stored = st
-            .query_map([self.eid], |r| r.get::<_, i32>(0))
+            .query_map(params![self.eid, first, last], |r| r.get::<_, i32>(0))
             .map_err(backend)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend)?;
-        let days: BTreeSet<i32> = stored
-            .into_iter()
-            .chain(self.buffers.keys().copied())
-            .filter(|d| day_code(Day::from_raw(*d)) == ANY_DAY)
-            .collect();
+        let buffered = self
+            .buffers
+            .keys()
+            .copied()
+            .filter(|d| *d < first || *d > last);
+        let days: BTreeSet<i32> = stored.into_iter().chain(buffered).collect();
         Ok(days.into_iter().collect())
     }
 
