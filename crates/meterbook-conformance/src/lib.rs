@@ -11,5 +11,6 @@
 #![forbid(unsafe_code)]
 
 pub mod fixture;
+pub mod mem_facts;
 pub mod properties;
 pub mod scenarios;

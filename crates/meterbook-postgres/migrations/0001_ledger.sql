@@ -1,0 +1,1 @@
+-- the ledger: enrollments, hierarchy, prices, periods, entries, keys, users, jobs

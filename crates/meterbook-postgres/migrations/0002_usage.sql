@@ -1,0 +1,1 @@
+-- the usage ledger: ingests and rollups

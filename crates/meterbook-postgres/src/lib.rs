@@ -1,0 +1,138 @@
+//! The scale-out ledger: PostgreSQL implementing [`meterbook_core::store`]'s
+//! traits for everything transactional (enrollments, hierarchy, prices,
+//! periods and locked rates, commitment entries, keys, operator tokens,
+//! users, sessions, audit, report jobs) and the usage ledger of the
+//! exactly-once protocol (ingests, rollups), with the usage facts themselves
+//! in a [`FactStore`] (a ClickHouse cluster in production).
+//!
+//! Connections come from a pool; every trait method is one transaction.
+//! The schema is created and migrated at open, under an advisory lock so
+//! that several nodes starting at once migrate it once.
+//!
+//! ```no_run
+//! # fn facts() -> std::sync::Arc<dyn meterbook_core::facts::FactStore> { unimplemented!() }
+//! use meterbook_postgres::PgStore;
+//! let store = PgStore::open("postgres://meterbook@127.0.0.1:5432/meterbook", facts()).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+
+mod jobs;
+mod keys;
+mod metadata;
+mod usage;
+mod users;
+
+use meterbook_core::facts::FactStore;
+use meterbook_core::store::{StoreError, StoreResult};
+use postgres::NoTls;
+use r2d2_postgres::PostgresConnectionManager;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// Embedded migrations, applied in order at open; `meterbook_schema` records
+/// how many are applied.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_ledger.sql"),
+    include_str!("../migrations/0002_usage.sql"),
+];
+
+/// The schema version once every migration is applied.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// Key of the advisory lock taken while migrating.
+const MIGRATION_LOCK: i64 = 0x6d62_6d69_6772;
+
+pub struct PgStore {
+    pool: Pool,
+    facts: Arc<dyn FactStore>,
+}
+
+/// A backend error: the message is logged, never shown (it may hold SQL).
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`),
+    /// creates or migrates the schema, and keeps usage facts in `facts`.
+    pub fn open(url: &str, facts: Arc<dyn FactStore>) -> StoreResult<PgStore> {
+        Self::open_with(url, facts, 16)
+    }
+
+    /// As [`PgStore::open`], with at most `connections` connections.
+    pub fn open_with(
+        url: &str,
+        facts: Arc<dyn FactStore>,
+        connections: u32,
+    ) -> StoreResult<PgStore> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(connections)
+            .min_idle(Some(0))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)
+            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
+        let store = PgStore { pool, facts };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub(crate) fn conn(&self) -> StoreResult<Conn> {
+        self.pool
+            .get()
+            .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))
+    }
+
+    pub(crate) fn facts(&self) -> &dyn FactStore {
+        &*self.facts
+    }
+
+    /// The number of migrations applied.
+    pub fn schema_version(&self) -> StoreResult<usize> {
+        let mut c = self.conn()?;
+        let v: i32 = c
+            .query_one("SELECT version FROM meterbook_schema", &[])
+            .map_err(backend)?
+            .get(0);
+        Ok(v as usize)
+    }
+
+    fn migrate(&self) -> StoreResult<()> {
+        let mut c = self.conn()?;
+        let mut tx = c.transaction().map_err(backend)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(backend)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS meterbook_schema (version INTEGER NOT NULL);
+             INSERT INTO meterbook_schema (version)
+               SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM meterbook_schema);",
+        )
+        .map_err(backend)?;
+        let applied: i32 = tx
+            .query_one("SELECT version FROM meterbook_schema", &[])
+            .map_err(backend)?
+            .get(0);
+        let applied = applied as usize;
+        if applied > MIGRATIONS.len() {
+            return Err(StoreError::Invalid(format!(
+                "the PostgreSQL schema is at version {applied}, newer than this build's {}: upgrade Meterbook",
+                MIGRATIONS.len()
+            )));
+        }
+        for sql in &MIGRATIONS[applied..] {
+            tx.batch_execute(sql).map_err(backend)?;
+        }
+        tx.execute(
+            "UPDATE meterbook_schema SET version = $1",
+            &[&(MIGRATIONS.len() as i32)],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)
+    }
+}
