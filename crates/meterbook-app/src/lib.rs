@@ -108,6 +108,13 @@ impl App {
         Ok(self.inner.store.secret(name, fresh)?)
     }
 
+    /// What the server's requests share across every node of the deployment:
+    /// sign-in throttles, rate limits, new keys waiting to be shown (the
+    /// store's part of it, and nothing more of the store).
+    pub fn shared(&self) -> &dyn meterbook_core::shared::SharedState {
+        self.inner.store.as_ref()
+    }
+
     pub(crate) fn store(&self) -> &dyn Store {
         self.inner.store.as_ref()
     }

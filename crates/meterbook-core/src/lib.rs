@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod limits;
 pub mod prices;
 pub mod quote;
+pub mod shared;
 pub mod statement;
 pub mod store;
 pub mod summary;

@@ -379,6 +379,7 @@ pub trait Store:
     + crate::access::OperatorStore
     + crate::jobs::JobStore
     + crate::users::UserStore
+    + crate::shared::SharedState
     + Send
     + Sync
 {
@@ -390,6 +391,7 @@ impl<T> Store for T where
         + crate::access::OperatorStore
         + crate::jobs::JobStore
         + crate::users::UserStore
+        + crate::shared::SharedState
         + Send
         + Sync
 {

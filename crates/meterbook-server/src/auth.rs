@@ -1,14 +1,12 @@
 //! Who is calling: the API key in `Authorization: bearer <key>`, checked
-//! against its hash, its state and its expiry, and rate-limited per key.
+//! against its hash, its state and its expiry, and rate-limited per key (a
+//! token bucket every node of the deployment shares).
 
 use crate::{ApiError, AppState};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use meterbook_app::{Access, Actor};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 /// An authenticated caller: the use-case layer's handle for the key's
 /// enrollment and scope.
@@ -74,12 +72,31 @@ impl FromRequestParts<AppState> for Caller {
             )
         };
         let token = bearer(parts, "key", &malformed)?.to_string();
-        let access = state.run(move |app| app.key(&token)).await?;
+        let rate = state.rate();
+        // The key, then its token: one trip to the blocking pool (with a
+        // shared store the bucket is a row every node updates).
+        let (access, taken) = state
+            .run(move |app| {
+                let access = app.key(&token)?;
+                let id = match access.actor() {
+                    Actor::Key(id) => id.clone(),
+                    _ => {
+                        return Err(meterbook_app::AppError::Internal(
+                            "a key resolved to another actor".into(),
+                        ))
+                    }
+                };
+                let taken = app
+                    .shared()
+                    .take_token(&id, rate, app.clock().now_millis())?;
+                Ok((access, taken))
+            })
+            .await?;
         let id = match access.actor() {
             Actor::Key(id) => id.clone(),
             _ => return Err(ApiError::Internal("a key resolved to another actor".into())),
         };
-        let touch = state.inner.limiter.check(&id)?;
+        let touch = taken.map_err(too_many)?;
         if touch {
             let app = state.app().clone();
             let id = id.clone();
@@ -94,58 +111,24 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// A token bucket per key.
-pub struct RateLimiter {
-    per_sec: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+/// The 429 of an empty bucket.
+fn too_many(retry_after_secs: i64) -> ApiError {
+    ApiError::TooManyRequests(retry_after_secs.max(1) as u64)
 }
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-    touched: Option<Instant>,
-}
-
-impl RateLimiter {
-    pub fn new(per_sec: f64, burst: f64) -> RateLimiter {
-        RateLimiter {
-            per_sec,
-            burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes a token for `key`; Err(429) when none is left. Returns whether the
-    /// key's last-used time is due for an update.
-    pub fn check(&self, key: &str) -> Result<bool, ApiError> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = map.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.burst,
-            at: now,
-            touched: None,
-        });
-        b.tokens =
-            (b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_sec).min(self.burst);
-        b.at = now;
-        if b.tokens < 1.0 {
-            let wait = if self.per_sec > 0.0 {
-                (1.0 - b.tokens) / self.per_sec
-            } else {
-                60.0
-            };
-            return Err(ApiError::TooManyRequests(wait.ceil() as u64));
-        }
-        b.tokens -= 1.0;
-        let due = b
-            .touched
-            .is_none_or(|t| now.duration_since(t) > Duration::from_secs(60));
-        if due {
-            b.touched = Some(now);
-        }
-        Ok(due)
-    }
+/// Takes a token from `key`'s bucket (shared by every node: see
+/// [`meterbook_core::shared`]); Err(429) when none is left. Returns whether
+/// the key's last-used time is due for an update.
+pub(crate) async fn take_token(state: &AppState, key: String) -> Result<bool, ApiError> {
+    let rate = state.rate();
+    state
+        .run(move |app| {
+            Ok(app
+                .shared()
+                .take_token(&key, rate, app.clock().now_millis())?)
+        })
+        .await?
+        .map_err(too_many)
 }
 
 /// An authenticated provider operator (`Authorization: bearer mbo_...`).
@@ -160,10 +143,7 @@ impl FromRequestParts<AppState> for Operator {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Operator, ApiError> {
         let op = operator(parts, state).await?;
-        state
-            .inner
-            .limiter
-            .check(&format!("operator:{}", op.token_id))?;
+        take_token(state, format!("operator:{}", op.token_id)).await?;
         Ok(op)
     }
 }

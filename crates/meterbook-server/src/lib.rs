@@ -111,11 +111,12 @@ struct Inner {
     /// The use-case layer: the only way handlers reach data.
     app: meterbook_app::App,
     settings: ServerSettings,
-    limiter: auth::RateLimiter,
+    /// Every key's token bucket ([`ServerSettings::rate_limit_per_sec`] and
+    /// burst, in exact thousandths). The buckets themselves, the sign-in
+    /// throttles and the new keys waiting to be shown are the store's
+    /// ([`meterbook_app::App::shared`]): every node of a deployment sees them.
+    rate: meterbook_core::shared::TokenRate,
     reports: Reports,
-    throttle: portal::throttle::Throttle,
-    /// New API keys waiting to be shown once (portal post/redirect/get).
-    key_flashes: portal::keys::KeyFlashes,
     metrics: metrics::Metrics,
 }
 
@@ -165,11 +166,9 @@ impl AppState {
         };
         Ok(AppState {
             inner: Arc::new(Inner {
-                throttle: Default::default(),
-                key_flashes: Default::default(),
                 metrics: metrics::Metrics::new(),
                 reports,
-                limiter: auth::RateLimiter::new(
+                rate: meterbook_core::shared::TokenRate::from_tokens(
                     settings.rate_limit_per_sec,
                     settings.rate_limit_burst,
                 ),
@@ -179,12 +178,9 @@ impl AppState {
         })
     }
 
-    pub(crate) fn throttle(&self) -> &portal::throttle::Throttle {
-        &self.inner.throttle
-    }
-
-    pub(crate) fn key_flashes(&self) -> &portal::keys::KeyFlashes {
-        &self.inner.key_flashes
+    /// Every API key's (and operator token's) token bucket.
+    pub(crate) fn rate(&self) -> meterbook_core::shared::TokenRate {
+        self.inner.rate
     }
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {

@@ -17,6 +17,7 @@ mod jobs;
 mod keys;
 mod metadata;
 mod profile;
+mod shared;
 mod usage;
 mod users;
 
@@ -57,6 +58,9 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     /// Profiles decoded for scans, shared by all of them.
     profiles: usage::ProfileDecoder,
+    /// Throttles, rate limits and key flashes: in memory, since an embedded
+    /// deployment is one process (nothing else can share them).
+    shared: meterbook_core::shared::MemSharedState,
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
@@ -94,6 +98,7 @@ impl SqliteStore {
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
             profiles: usage::ProfileDecoder::new(),
+            shared: Default::default(),
         })
     }
 

@@ -5,6 +5,7 @@ use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, Pe
 use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
 use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobStatus, JobStore};
 use meterbook_core::prices::MeterPrice;
+use meterbook_core::shared::{SharedState, TokenRate};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{
     EntryKind, Flow, HierarchySummary, MetadataStore, Rollup, StoreError, StoreResult, UsageFact,
@@ -206,5 +207,15 @@ impl JobStore for FaultyStore {
             return Ok(None);
         }
         self.inner.claim_job(now, lease_until, only)
+    }
+}
+
+impl SharedState for FaultyStore {
+    forward! {
+        attempt(keys: &[(&str, u32)], window_secs: i64, now: i64) -> StoreResult<Result<Vec<u32>, i64>>;
+        succeeded(clear: &[&str], give_back: &str) -> StoreResult<()>;
+        take_token(key: &str, rate: TokenRate, now_millis: i64) -> StoreResult<Result<bool, i64>>;
+        put_flash(session: &[u8; 32], enrollment: &str, payload: &[u8], now: i64) -> StoreResult<()>;
+        take_flash(session: &[u8; 32], enrollment: &str, now: i64) -> StoreResult<Option<Vec<u8>>>;
     }
 }

@@ -163,16 +163,24 @@ async fn sign_in(
     let window = settings.throttle_window.as_secs() as i64;
     let email = f.email.trim().to_ascii_lowercase();
     let keys = SignInKeys::new(&email, &addr);
-    let throttle = state.throttle();
-    let counted = throttle.attempt(
-        &[
-            (&keys.pair, settings.max_failures_per_account),
-            (&keys.account, settings.max_failures_per_account_total),
-            (&keys.address, settings.max_failures_per_address),
+    let counted = super::throttle::attempt(
+        &state,
+        vec![
+            (keys.pair.clone(), settings.max_failures_per_account),
+            (
+                keys.account.clone(),
+                settings.max_failures_per_account_total,
+            ),
+            (keys.address.clone(), settings.max_failures_per_address),
         ],
         window,
         now,
-    );
+    )
+    .await;
+    let counted = match counted {
+        Ok(c) => c,
+        Err(e) => return super::error_page(e),
+    };
     let account_failures = match counted {
         // This attempt is counted; the ones before it are the failures so far.
         Ok(counts) => counts[1].saturating_sub(1),
@@ -224,7 +232,7 @@ async fn sign_in(
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
-    throttle.succeeded(&[&keys.pair, &keys.account], &keys.address);
+    super::throttle::succeeded(&state, vec![keys.pair, keys.account], keys.address).await;
     let token = new.token;
     let mut res = Redirect::to("/portal").into_response();
     res.headers_mut().insert(
@@ -321,11 +329,18 @@ async fn set_password(
     // like sign-ins, before the hash is computed.
     let settings = state.settings().portal.clone();
     let addr_key = format!("set-password:{addr}");
-    if let Err(secs) = state.throttle().attempt(
-        &[(&addr_key, settings.max_failures_per_address)],
+    let counted = super::throttle::attempt(
+        &state,
+        vec![(addr_key.clone(), settings.max_failures_per_address)],
         settings.throttle_window.as_secs() as i64,
         state.app().clock().now_unix(),
-    ) {
+    )
+    .await;
+    let counted = match counted {
+        Ok(c) => c,
+        Err(e) => return super::error_page(e),
+    };
+    if let Err(secs) = counted {
         let mut r = again(
             &format!(
                 "Too many attempts. Try again in {} minute(s).",
@@ -343,7 +358,7 @@ async fn set_password(
         .await;
     match done {
         Ok(true) => {
-            state.throttle().succeeded(&[], &addr_key);
+            super::throttle::succeeded(&state, Vec::new(), addr_key).await;
             Redirect::to("/portal/sign-in").into_response()
         }
         Ok(false) => again(

@@ -4,8 +4,10 @@
 //! shown once; only its hash is kept.
 //!
 //! Generating is post/redirect/get: the POST makes the key, keeps what the
-//! page shows in a one-time flash held in memory against the session, and
-//! answers 303 to `keys/new`, which shows it and forgets it. A reload of
+//! page shows in a one-time flash held against the session (in the store's
+//! shared state, so any node may serve the next page; the PostgreSQL store
+//! keeps it sealed), and answers 303 to `keys/new`, which shows it and
+//! forgets it. A reload of
 //! that page shows no secret and changes nothing (re-posting the form made a
 //! second key and silently killed the one just copied).
 
@@ -20,7 +22,7 @@ use meterbook_app::credentials::PREFIX;
 use meterbook_core::access::{KeyRecord, Scope, Slot};
 use meterbook_core::hierarchy::Hierarchy;
 use meterbook_core::jobs::{parse_scope_text, scope_text};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -75,56 +77,52 @@ struct NewKeyPage {
 }
 
 /// What the new-key page shows, once.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct NewKey {
     token: String,
     id: String,
     scope_label: String,
-    slot_label: &'static str,
+    slot_label: String,
     expires: String,
     days: u32,
     warning: Option<String>,
 }
 
-/// New keys waiting to be shown, by session (the SHA-256 of its token) and
-/// enrollment. Held in memory only: a key not shown within [`FLASH_SECS`]
-/// (or before a restart) is never shown, and can be regenerated.
-#[derive(Default)]
-pub struct KeyFlashes {
-    map: std::sync::Mutex<std::collections::HashMap<FlashKey, (i64, NewKey)>>,
+/// Holds a new key for its page, by session (the SHA-256 of its token) and
+/// enrollment, in the store's shared state: the page may be served by
+/// another node than the POST. A key not shown within
+/// [`meterbook_core::shared::FLASH_SECS`] is never shown, and can be
+/// regenerated.
+async fn put_flash(
+    state: &AppState,
+    session: [u8; 32],
+    n: &str,
+    key: &NewKey,
+) -> Result<(), ApiError> {
+    let payload = serde_json::to_vec(key)
+        .map_err(|e| ApiError::Internal(format!("cannot encode a new key: {e}")))?;
+    let (n, now) = (n.to_string(), state.now_unix());
+    state
+        .run(move |app| Ok(app.shared().put_flash(&session, &n, &payload, now)?))
+        .await
 }
 
-/// A session's token hash and an enrollment number.
-type FlashKey = ([u8; 32], String);
-
-/// How long a new key waits for its page.
-const FLASH_SECS: i64 = 300;
-/// The most keys waiting at once (a bound on memory; the oldest go first).
-const FLASH_LIMIT: usize = 10_000;
-
-impl KeyFlashes {
-    fn put(&self, session: [u8; 32], n: &str, key: NewKey, now: i64) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, (at, _)| now - *at < FLASH_SECS);
-        if m.len() >= FLASH_LIMIT {
-            if let Some(oldest) = m
-                .iter()
-                .min_by_key(|(_, (at, _))| *at)
-                .map(|(k, _)| k.clone())
-            {
-                m.remove(&oldest);
-            }
-        }
-        m.insert((session, n.to_string()), (now, key));
-    }
-
-    /// The session's new key, removed: it is shown this once.
-    fn take(&self, session: [u8; 32], n: &str, now: i64) -> Option<NewKey> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        m.remove(&(session, n.to_string()))
-            .filter(|(at, _)| now - *at < FLASH_SECS)
-            .map(|(_, k)| k)
-    }
+/// The session's new key, removed: it is shown this once.
+async fn take_flash(
+    state: &AppState,
+    session: [u8; 32],
+    n: &str,
+) -> Result<Option<NewKey>, ApiError> {
+    let (n, now) = (n.to_string(), state.now_unix());
+    let payload = state
+        .run(move |app| Ok(app.shared().take_flash(&session, &n, now)?))
+        .await?;
+    payload
+        .map(|p| {
+            serde_json::from_slice(&p)
+                .map_err(|e| ApiError::Internal(format!("a held new key does not decode: {e}")))
+        })
+        .transpose()
 }
 
 fn date(unix: i64) -> String {
@@ -357,20 +355,21 @@ async fn generate(
     let expires = date(rec.expires_at);
     let label = scope_label(&h, page.n.as_str(), scope);
     let id = format!("{PREFIX}{}", rec.id);
-    state.key_flashes().put(
+    put_flash(
+        &state,
         page.viewer.session.token_hash,
         page.n.as_str(),
-        NewKey {
+        &NewKey {
             token: new.token,
             id,
             scope_label: label,
-            slot_label: slot_label(slot),
+            slot_label: slot_label(slot).to_string(),
             expires,
             days,
             warning: expiry_warning(rec.expires_at, now),
         },
-        now,
-    );
+    )
+    .await?;
     Ok(Redirect::to(&format!("/portal/e/{}/keys/new", page.n)).into_response())
 }
 
@@ -382,11 +381,7 @@ async fn new_key_page(
     Path(n): Path<String>,
 ) -> PageResult {
     let page = Page::load(&state, viewer, &n).await?;
-    match state.key_flashes().take(
-        page.viewer.session.token_hash,
-        page.n.as_str(),
-        state.now_unix(),
-    ) {
+    match take_flash(&state, page.viewer.session.token_hash, page.n.as_str()).await? {
         Some(key) => Ok(render(&NewKeyPage {
             nav: page.nav(Tab::Keys),
             key,

@@ -12,64 +12,46 @@
 //! Below that ceiling an account's failures do not refuse anyone; once they
 //! pass what one address may make, every attempt on the account is answered
 //! more slowly (`failure_delay_step` per failure, up to `failure_delay_max`).
+//!
+//! The counters are the store's ([`meterbook_core::shared::SharedState`]):
+//! every node of a deployment counts against the same ones, so adding nodes
+//! does not multiply what a guesser may try.
 
 use super::PortalSettings;
-use std::collections::HashMap;
-use std::sync::Mutex;
+use crate::{ApiError, AppState};
 use std::time::Duration;
 
-/// Failed attempts per key in a window.
-#[derive(Default)]
-pub struct Throttle {
-    map: Mutex<HashMap<String, (u32, i64)>>,
+/// Counts an attempt against every key, atomically, before the password is
+/// checked (so parallel requests, on any node, cannot all slip under the
+/// limit), and returns each key's count with this attempt; or, when a key is
+/// at its limit, counts nothing and says how many seconds are left. A
+/// successful attempt is taken back with [`succeeded`].
+pub(crate) async fn attempt(
+    state: &AppState,
+    keys: Vec<(String, u32)>,
+    window: i64,
+    now: i64,
+) -> Result<Result<Vec<u32>, i64>, ApiError> {
+    state
+        .run(move |app| {
+            let keys: Vec<(&str, u32)> = keys.iter().map(|(k, m)| (k.as_str(), *m)).collect();
+            Ok(app.shared().attempt(&keys, window, now)?)
+        })
+        .await
 }
 
-impl Throttle {
-    /// Counts an attempt against every key, atomically, before the password is
-    /// checked (so parallel requests cannot all slip under the limit), and
-    /// returns each key's count with this attempt; or, when a key is at its
-    /// limit, counts nothing and says how many seconds are left. A successful
-    /// attempt is taken back with [`Throttle::succeeded`].
-    pub(crate) fn attempt(
-        &self,
-        keys: &[(&str, u32)],
-        window: i64,
-        now: i64,
-    ) -> Result<Vec<u32>, i64> {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if m.len() > 100_000 {
-            m.retain(|_, (_, start)| now - *start < window);
-        }
-        for (key, max) in keys {
-            if let Some((n, start)) = m.get(*key) {
-                if *n >= *max && now - start < window {
-                    return Err(window - (now - start));
-                }
-            }
-        }
-        Ok(keys
-            .iter()
-            .map(|(key, _)| {
-                let e = m.entry(key.to_string()).or_insert((0, now));
-                if now - e.1 >= window {
-                    *e = (0, now);
-                }
-                e.0 += 1;
-                e.0
-            })
-            .collect())
-    }
-
-    /// Takes back a successful attempt: the `clear` keys start afresh, the
-    /// `give_back` key gets its attempt back.
-    pub(crate) fn succeeded(&self, clear: &[&str], give_back: &str) {
-        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        for k in clear {
-            m.remove(*k);
-        }
-        if let Some(e) = m.get_mut(give_back) {
-            e.0 = e.0.saturating_sub(1);
-        }
+/// Takes back a successful attempt: the `clear` keys start afresh, the
+/// `give_back` key gets its attempt back. A failure is logged: the attempt
+/// it concerns has succeeded either way.
+pub(crate) async fn succeeded(state: &AppState, clear: Vec<String>, give_back: String) {
+    let done = state
+        .run(move |app| {
+            let clear: Vec<&str> = clear.iter().map(String::as_str).collect();
+            Ok(app.shared().succeeded(&clear, &give_back)?)
+        })
+        .await;
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "cannot take back a successful attempt");
     }
 }
 
