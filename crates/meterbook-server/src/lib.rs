@@ -25,6 +25,7 @@ pub mod openapi;
 #[doc(hidden)]
 pub mod params;
 pub mod portal;
+pub mod public_url;
 mod routes;
 mod spool;
 pub(crate) mod streaming;
@@ -47,6 +48,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub use client_addr::TrustedProxies;
 pub use error::ApiError;
 pub use limits::Limits;
+pub use public_url::PublicUrl;
 
 /// Server settings (part of the binary's one settings struct).
 #[derive(Clone, Debug)]
@@ -72,6 +74,9 @@ pub struct ServerSettings {
     pub limits: Limits,
     /// Reverse proxies whose `X-Forwarded-For` gives the client's address.
     pub trusted_proxies: TrustedProxies,
+    /// Where clients reach the deployment: every absolute link is made on
+    /// it. `None`: on the request's `Host` header (see [`public_url`]).
+    pub public_url: Option<PublicUrl>,
 }
 
 impl ServerSettings {
@@ -97,6 +102,7 @@ impl Default for ServerSettings {
             portal: Default::default(),
             limits: Default::default(),
             trusted_proxies: Default::default(),
+            public_url: None,
         }
     }
 }

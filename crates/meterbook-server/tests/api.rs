@@ -3267,3 +3267,57 @@ async fn bug_legacy_month_must_be_yyyy_mm() {
         assert_error(&r, 400, "BadRequest");
     }
 }
+
+/// With `--public-url`, every absolute link is made on it: a client that
+/// forges its `Host` header gets links to the deployment, not to its host.
+/// Without it, links follow the request's host (as before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn links_use_the_public_url_whatever_the_host_header_says() {
+    let mut settings = roomy();
+    settings.public_url = Some(
+        meterbook_server::PublicUrl::parse("https://usage.example.com/").expect("a public URL"),
+    );
+    let app = spawn_app_with(settings).await;
+    let forged = [
+        ("authorization", format!("bearer {}", app.keys.ent)),
+        ("host", "evil.example".to_string()),
+    ];
+    let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = app
+        .get_with(
+            &app.e("/billingPeriods/202511/usagedetails?pageSize=2"),
+            &forged,
+        )
+        .await;
+    app.ok(&r);
+    let next = r.page().next_link.expect("nextLink");
+    assert!(
+        next.starts_with(&format!("https://usage.example.com/v3/enrollments/{N}/")),
+        "{next}"
+    );
+    let r = app.get_with(&app.e("/billingPeriods"), &forged).await;
+    app.ok(&r);
+    let text = r.text();
+    assert!(!text.contains("evil.example"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "https://usage.example.com/v3/enrollments/{N}/billingPeriods/202511/usagedetails"
+        )),
+        "{text}"
+    );
+
+    let plain = spawn_app().await;
+    let forged = [
+        ("authorization", format!("bearer {}", plain.keys.ent)),
+        ("host", "evil.example".to_string()),
+    ];
+    let forged: Vec<(&str, &str)> = forged.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = plain
+        .get_with(
+            &plain.e("/billingPeriods/202511/usagedetails?pageSize=2"),
+            &forged,
+        )
+        .await;
+    let next = r.page().next_link.expect("nextLink");
+    assert!(next.starts_with("http://evil.example/"), "{next}");
+}

@@ -2124,3 +2124,40 @@ async fn every_manage_form_refuses_a_bad_csrf_token_and_a_read_only_administrato
         "nothing audited"
     );
 }
+
+/// With `--public-url`, an invite's set-password link is made on it: an
+/// administrator's request with a forged `Host` (a proxy passing it through)
+/// cannot make the link point at someone else's host.
+#[tokio::test]
+async fn an_invite_link_is_made_on_the_public_url_whatever_the_host_header_says() {
+    let mut settings = meterbook_testkit::roomy();
+    settings.public_url =
+        Some(meterbook_server::PublicUrl::parse("https://usage.example.com").expect("URL"));
+    let (app, users) = meterbook_testkit::spawn()
+        .settings(settings)
+        .no_redirects()
+        .seed(seed)
+        .await;
+    let app = TestApp { app, users };
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .send(
+            app.client
+                .post(format!("{}{}", app.base, app.e("/manage/users/invite")))
+                .header("cookie", admin.cookie())
+                .header("host", "evil.example")
+                .form(&[
+                    ("csrf", admin.csrf.as_str()),
+                    ("email", "forged@example.com"),
+                    ("role", "enterprise-reader"),
+                ]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let link = invite_link(&r.body);
+    assert!(
+        link.starts_with("https://usage.example.com/portal/set-password?token="),
+        "{link}"
+    );
+    assert!(!r.body.contains("evil.example"));
+}

@@ -59,7 +59,15 @@ conformance!(
     departments_and_accounts_rename,
     ranges_hold_across_files,
     operator_tokens_list_and_disable,
+    shared_state_counts_refills_and_flashes,
 );
+
+/// The embedded store is one process with one handle: both handles are it.
+#[test]
+fn shared_state_is_seen_by_every_handle() {
+    let store = Stores::new().make();
+    scenarios::shared_state_is_seen_by_every_handle(&store, &store);
+}
 
 #[test]
 fn property_rows_add_up_to_charges() {

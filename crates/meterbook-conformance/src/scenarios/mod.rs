@@ -5,8 +5,10 @@ mod admin;
 mod booking;
 mod rating;
 mod reads;
+mod shared;
 
 pub use admin::*;
 pub use booking::*;
 pub use rating::*;
 pub use reads::*;
+pub use shared::*;

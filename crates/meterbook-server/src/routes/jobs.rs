@@ -135,7 +135,13 @@ async fn submit_spec(
     if created {
         state.reports().workers.notify();
     }
-    Ok(accepted(state, &base_url(headers), &job, created, file))
+    Ok(accepted(
+        state,
+        &base_url(state, headers),
+        &job,
+        created,
+        file,
+    ))
 }
 
 /// The requested format (`csv` when none is named).
@@ -250,7 +256,7 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let a = caller.access(&n)?.clone();
     let jobs = state.run(move |_| a.report_jobs()).await?;
-    let base = base_url(&headers);
+    let base = base_url(&state, &headers);
     let value: Vec<Value> = jobs
         .iter()
         .map(|(j, f)| job_json(&state, &base, j, *f))
@@ -266,7 +272,7 @@ pub async fn get_job(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (job, file) = load_job(&state, &caller, &n, &id).await?;
-    Ok(axum::Json(job_json(&state, &base_url(&headers), &job, file)).into_response())
+    Ok(axum::Json(job_json(&state, &base_url(&state, &headers), &job, file)).into_response())
 }
 
 /// `DELETE reports/{id}`: cancels a queued or running job.
@@ -283,7 +289,7 @@ pub async fn cancel(
             a.report_job(&jid)
         })
         .await?;
-    Ok(axum::Json(job_json(&state, &base_url(&headers), &after, file)).into_response())
+    Ok(axum::Json(job_json(&state, &base_url(&state, &headers), &after, file)).into_response())
 }
 
 /// `POST reports/{id}/link?lifetimeHours=`: a fresh signed link.
@@ -318,7 +324,7 @@ pub async fn link(
             }
         },
     };
-    let (blob, expires) = signed_link(&state, &base_url(&headers), &job, lifetime);
+    let (blob, expires) = signed_link(&state, &base_url(&state, &headers), &job, lifetime);
     Ok(
         axum::Json(json!({"blobPath": blob, "linkExpiresOn": rfc3339(expires * 1000)}))
             .into_response(),

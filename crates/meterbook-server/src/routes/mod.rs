@@ -268,8 +268,12 @@ impl Ctx {
     }
 }
 
-/// `http://host` of the request, for absolute links.
-pub(crate) fn base_url(headers: &HeaderMap) -> String {
+/// Where absolute links point: the configured public URL, or else
+/// `http://host` of the request.
+pub(crate) fn base_url(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.settings().public_url {
+        return u.to_string();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())

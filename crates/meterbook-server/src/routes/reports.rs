@@ -26,7 +26,7 @@ pub async fn billing_periods(
     let periods = state.run(move |_| a.billing_periods()).await?;
     let base = format!(
         "{}/v3/enrollments/{}/billingPeriods",
-        base_url(&headers),
+        base_url(&state, &headers),
         ctx.n
     );
     let sees_balance = ctx.a.sees_balance();

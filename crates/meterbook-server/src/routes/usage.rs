@@ -123,7 +123,7 @@ async fn page(
             kept.push(format!("skiptoken={}", encode_cursor(&c)));
             format!(
                 "\"{}{}?{}\"",
-                base_url(&headers),
+                base_url(&state, &headers),
                 uri.path(),
                 kept.join("&")
             )

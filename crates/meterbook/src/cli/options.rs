@@ -135,6 +135,12 @@ pub struct ServeArgs {
     /// Mark session cookies Secure (set it when TLS ends at a proxy that does not send X-Forwarded-Proto).
     #[arg(long, env = "MB_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Where clients reach Meterbook, e.g. `https://usage.example.com`: every
+    /// absolute link (set-password, download, job and next-page links) is made
+    /// on it. Unset: on the request's Host header, which a client can forge;
+    /// set it in production and behind a load balancer.
+    #[arg(long, env = "MB_PUBLIC_URL", value_parser = meterbook_server::PublicUrl::parse)]
+    pub public_url: Option<meterbook_server::PublicUrl>,
     // The groups come last: each sets the help heading of what follows it.
     #[command(flatten)]
     pub guard: GuardArgs,

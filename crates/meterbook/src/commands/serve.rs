@@ -39,6 +39,7 @@ fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
             header_read_timeout: secs(g.header_read_timeout_secs.max(1)),
         },
         trusted_proxies: g.trusted_proxies.clone(),
+        public_url: a.public_url.clone(),
     }
 }
 

@@ -82,8 +82,12 @@ pub(super) async fn page(State(state): State<AppState>, Manager(page): Manager) 
     render_users(&state, &page, None, None, StatusCode::OK).await
 }
 
-/// `https://host` of the request (for a link the admin passes on).
+/// The configured public URL, or else `https://host` of the request (for a
+/// link the admin passes on).
 fn origin(state: &AppState, headers: &HeaderMap) -> String {
+    if let Some(u) = &state.settings().public_url {
+        return u.to_string();
+    }
     let host = headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
