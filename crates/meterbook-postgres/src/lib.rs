@@ -19,6 +19,7 @@
 mod jobs;
 mod keys;
 mod metadata;
+mod tx;
 mod usage;
 mod users;
 
@@ -71,6 +72,17 @@ impl PgStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
+        Self::open_config(config, facts, connections)
+    }
+
+    /// As [`PgStore::open_with`], with the connection settings given as a
+    /// [`postgres::Config`] (for settings a URL cannot carry, such as the
+    /// `search_path` of a schema of its own in `options`).
+    pub fn open_config(
+        config: postgres::Config,
+        facts: Arc<dyn FactStore>,
+        connections: u32,
+    ) -> StoreResult<PgStore> {
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(connections)
