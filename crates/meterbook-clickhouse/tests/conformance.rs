@@ -7,62 +7,13 @@
 //! Without the variable the tests pass with a note, unless
 //! `MB_REQUIRE_CLUSTER=1`.
 
+mod common;
+
+use common::{base_url, fresh, url_for};
 use meterbook_clickhouse::{shard_of, Address, ChFacts, SCHEMA_VERSION};
 use meterbook_conformance::fact_store;
 use meterbook_core::facts::FactStore;
 use meterbook_core::store::StoreError;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// A store in a fresh database, dropped at the end of the test.
-struct Fresh {
-    store: ChFacts,
-    url: String,
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        if let Err(e) = self.store.drop_database() {
-            eprintln!("could not drop the test database: {e}");
-        }
-    }
-}
-
-fn base_url() -> Option<String> {
-    match std::env::var("MB_TEST_USAGE_STORE") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("MB_REQUIRE_CLUSTER").as_deref() == Ok("1") {
-                panic!("MB_REQUIRE_CLUSTER=1 but MB_TEST_USAGE_STORE is not set");
-            }
-            eprintln!("note: MB_TEST_USAGE_STORE is not set; skipping the ClickHouse test");
-            None
-        }
-    }
-}
-
-fn url_for(a: &Address, database: &str) -> String {
-    let mut url = format!("clickhouse://{}/{database}", a.hosts.join(","));
-    if let Some(c) = &a.cluster {
-        url.push_str("?cluster=");
-        url.push_str(c);
-    }
-    url
-}
-
-fn fresh() -> Option<Fresh> {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let base = base_url()?;
-    let a = Address::parse(&base).expect("MB_TEST_USAGE_STORE is a ClickHouse address");
-    let db = format!(
-        "{}_t{}_{}",
-        a.database,
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    );
-    let url = url_for(&a, &db);
-    let store = ChFacts::open(&url).unwrap_or_else(|e| panic!("open {url}: {e:?}"));
-    Some(Fresh { store, url })
-}
 
 macro_rules! conformance {
     ($($name:ident),*) => {$(
