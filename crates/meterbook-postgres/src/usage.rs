@@ -162,11 +162,8 @@ impl UsageStore for PgStore {
             let mut c = self.conn()?;
             let mut tx = c.transaction().map_err(backend)?;
             let eid = metadata::enrollment_id(&mut tx, n)?;
-            tx.execute(
-                "SELECT 1 FROM enrollment WHERE id = $1 FOR UPDATE",
-                &[&eid],
-            )
-            .map_err(backend)?;
+            tx.execute("SELECT 1 FROM enrollment WHERE id = $1 FOR UPDATE", &[&eid])
+                .map_err(backend)?;
             let now = unix_now();
             let writer = tx
                 .query_opt(
@@ -243,11 +240,10 @@ impl UsageStore for PgStore {
         // From here on, a failure drops the writer, which abandons the ingest.
         self.sweep(n, eid)?;
         let mut known = KeySet::default();
-        self.facts()
-            .ids(n, &writer.committed, &mut |_, id| {
-                known.insert(hash_id(id));
-                Ok(())
-            })?;
+        self.facts().ids(n, &writer.committed, &mut |_, id| {
+            known.insert(hash_id(id));
+            Ok(())
+        })?;
         writer.known = known;
         Ok(Box::new(writer))
     }
@@ -428,7 +424,9 @@ impl PgUsageWriter<'_> {
             batch.push(&fact_of(raw, c));
         }
         self.flushed_any = true;
-        self.store.facts().insert_facts(&self.n, self.ingest, &batch)?;
+        self.store
+            .facts()
+            .insert_facts(&self.n, self.ingest, &batch)?;
         self.buffer.clear();
         self.buffered.clear();
         self.buffer_bytes = 0;
@@ -478,7 +476,10 @@ impl PgUsageWriter<'_> {
         }
         let mut sums = Vec::with_capacity(self.day_sums.len());
         for (&(day, subscription, meter, booked, correction_rate), &(q, rows)) in &self.day_sums {
-            let total = q + before.get(&(day, subscription, meter, booked, correction_rate)).copied().unwrap_or(0);
+            let total = q + before
+                .get(&(day, subscription, meter, booked, correction_rate))
+                .copied()
+                .unwrap_or(0);
             if i64::try_from(total).is_err() {
                 return Err(out_of_range());
             }
@@ -509,8 +510,9 @@ impl PgUsageWriter<'_> {
                     && r.rate_period == rate_period
                     && r.correction == correction
             });
-            let (oq, ocost, orows) =
-                old.map_or((0, Amount::ZERO, 0), |r| (r.quantity.raw(), r.fixed_cost, r.rows));
+            let (oq, ocost, orows) = old.map_or((0, Amount::ZERO, 0), |r| {
+                (r.quantity.raw(), r.fixed_cost, r.rows)
+            });
             let quantity = i64::try_from(oq as i128 + q).map_err(|_| {
                 StoreError::Invalid("a period's quantity exceeds the supported range".into())
             })?;
