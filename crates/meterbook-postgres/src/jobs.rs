@@ -50,7 +50,8 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
         },
         requested_by: Requester(r.get(8)),
         requested_at: r.get(9),
-        status: JobStatus::from_code(r.get::<_, i16>(10).into()).ok_or_else(|| bad("job status"))?,
+        status: JobStatus::from_code(r.get::<_, i16>(10).into())
+            .ok_or_else(|| bad("job status"))?,
         started_at: r.get(11),
         finished_at: r.get(12),
         rows_done: r.get::<_, i64>(13) as u64,

@@ -23,18 +23,24 @@ impl PgStore {
             let (start, _) = term(tx, eid)?;
             let dept = tx
                 .prepare(
-                    "INSERT INTO department (enrollment_id, name, cost_center) VALUES ($1, $2, $3) \
-                     ON CONFLICT (enrollment_id, name) DO UPDATE SET cost_center = excluded.cost_center \
-                     RETURNING id",
+                    // An update, else an insert: `ON CONFLICT` would take a sequence
+                    // value on every row, and ids show in reports (the same
+                    // imports must give the same ids as the embedded store).
+                    "WITH upd AS (UPDATE department SET cost_center = $3 \
+                       WHERE enrollment_id = $1 AND name = $2 RETURNING id), \
+                     ins AS (INSERT INTO department (enrollment_id, name, cost_center) \
+                       SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING id) \
+                     SELECT id FROM upd UNION ALL SELECT id FROM ins",
                 )
                 .map_err(backend)?;
             let acct = tx
                 .prepare(
-                    "INSERT INTO account (enrollment_id, name, owner_email, cost_center, department_id) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (enrollment_id, name) DO UPDATE SET owner_email = excluded.owner_email, \
-                     cost_center = excluded.cost_center, department_id = excluded.department_id \
-                     RETURNING id",
+                    "WITH upd AS (UPDATE account SET owner_email = $3, cost_center = $4, \
+                       department_id = $5 WHERE enrollment_id = $1 AND name = $2 RETURNING id), \
+                     ins AS (INSERT INTO account (enrollment_id, name, owner_email, cost_center, \
+                       department_id) SELECT $1, $2, $3, $4, $5 \
+                       WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING id) \
+                     SELECT id FROM upd UNION ALL SELECT id FROM ins",
                 )
                 .map_err(backend)?;
             let find_sub = tx

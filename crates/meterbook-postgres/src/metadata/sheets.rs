@@ -99,9 +99,12 @@ pub(super) fn store_sheet(
     .map_err(backend)?;
     let meter = c
         .prepare(
-            "INSERT INTO meter (enrollment_id, meter_id) VALUES ($1, $2) \
-             ON CONFLICT (enrollment_id, meter_id) DO UPDATE SET meter_id = excluded.meter_id \
-             RETURNING id",
+            // Found, else inserted: `ON CONFLICT` would take a sequence value
+            // for every meter of every sheet.
+            "WITH sel AS (SELECT id FROM meter WHERE enrollment_id = $1 AND meter_id = $2), \
+             ins AS (INSERT INTO meter (enrollment_id, meter_id) SELECT $1, $2 \
+               WHERE NOT EXISTS (SELECT 1 FROM sel) RETURNING id) \
+             SELECT id FROM sel UNION ALL SELECT id FROM ins",
         )
         .map_err(backend)?;
     let insert = c
