@@ -50,7 +50,8 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
         },
         requested_by: Requester(r.get(8)),
         requested_at: r.get(9),
-        status: JobStatus::from_code(r.get::<_, i16>(10).into()).ok_or_else(|| bad("job status"))?,
+        status: JobStatus::from_code(r.get::<_, i16>(10).into())
+            .ok_or_else(|| bad("job status"))?,
         started_at: r.get(11),
         finished_at: r.get(12),
         rows_done: r.get::<_, i64>(13) as u64,
@@ -92,9 +93,10 @@ fn open_duplicate(c: &mut impl GenericClient, eid: i64, key: &str) -> StoreResul
         .map(|r| r.get(0));
     match id {
         None => Ok(None),
-        Some(id) => get_job(c, &id)?
-            .map(Some)
-            .ok_or_else(|| StoreError::NotFound(id)),
+        Some(id) => match get_job(c, &id)? {
+            Some(j) => Ok(Some(j)),
+            None => Err(StoreError::NotFound(id)),
+        },
     }
 }
 

@@ -187,7 +187,13 @@ impl OperatorStore for PgStore {
             tx.execute(
                 "INSERT INTO operator_token (id, name, secret_hash, created_at, disabled) \
                  VALUES ($1, $2, $3, $4, $5)",
-                &[&t.id, &t.name, &&t.secret_hash[..], &t.created_at, &t.disabled],
+                &[
+                    &t.id,
+                    &t.name,
+                    &&t.secret_hash[..],
+                    &t.created_at,
+                    &t.disabled,
+                ],
             )
             .map_err(backend)?;
             Ok(())
