@@ -396,7 +396,7 @@ fn key(id: &str, n: &EnrollmentNumber, scope: Scope, slot: Slot, h: u8) -> KeyRe
         enrollment: n.clone(),
         scope,
         slot,
-        read_only: h % 2 == 0,
+        read_only: h.is_multiple_of(2),
         secret_hash: [h; 32],
         created_at: 100 + i64::from(h),
         expires_at: 1_000_000 + i64::from(h),
