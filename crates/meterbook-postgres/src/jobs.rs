@@ -93,9 +93,10 @@ fn open_duplicate(c: &mut impl GenericClient, eid: i64, key: &str) -> StoreResul
         .map(|r| r.get(0));
     match id {
         None => Ok(None),
-        Some(id) => get_job(c, &id)?
-            .map(Some)
-            .ok_or_else(|| StoreError::NotFound(id)),
+        Some(id) => match get_job(c, &id)? {
+            Some(j) => Ok(Some(j)),
+            None => Err(StoreError::NotFound(id)),
+        },
     }
 }
 

@@ -50,7 +50,16 @@ impl UserStore for PgStore {
         at: i64,
     ) -> StoreResult<User> {
         let email = email.trim().to_ascii_lowercase();
+        let taken = || StoreError::Conflict(format!("a user with e-mail {email} exists"));
         self.write(|tx| {
+            // Looked for first: a refused insert would still take an id.
+            if tx
+                .query_opt("SELECT 1 FROM app_user WHERE email = $1", &[&email])
+                .map_err(backend)?
+                .is_some()
+            {
+                return Err(taken());
+            }
             let row = tx
                 .query_one(
                     &format!(
@@ -61,7 +70,7 @@ impl UserStore for PgStore {
                 )
                 .map_err(|e| {
                     if is_unique_violation(&e) {
-                        StoreError::Conflict(format!("a user with e-mail {email} exists"))
+                        taken()
                     } else {
                         backend(e)
                     }

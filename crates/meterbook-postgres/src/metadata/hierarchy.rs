@@ -21,26 +21,34 @@ impl PgStore {
             // Subscriptions are part of the catalog.
             let eid = lock_enrollment(tx, n, Lock::Catalog)?;
             let (start, _) = term(tx, eid)?;
-            let dept = tx
+            // Found, then updated or added: an upsert would take a sequence
+            // number even when the row exists, and keys are kept dense as
+            // SQLite's are. The catalog lock keeps other writers out meanwhile.
+            let find_dept = tx
+                .prepare("SELECT id FROM department WHERE enrollment_id = $1 AND name = $2")
+                .map_err(backend)?;
+            let update_dept = tx
+                .prepare("UPDATE department SET cost_center = $2 WHERE id = $1")
+                .map_err(backend)?;
+            let add_dept = tx
                 .prepare(
-                    // An update, else an insert: `ON CONFLICT` would take a sequence
-                    // value on every row, and ids show in reports (the same
-                    // imports must give the same ids as the embedded store).
-                    "WITH upd AS (UPDATE department SET cost_center = $3 \
-                       WHERE enrollment_id = $1 AND name = $2 RETURNING id), \
-                     ins AS (INSERT INTO department (enrollment_id, name, cost_center) \
-                       SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING id) \
-                     SELECT id FROM upd UNION ALL SELECT id FROM ins",
+                    "INSERT INTO department (enrollment_id, name, cost_center) VALUES ($1, $2, $3) \
+                     RETURNING id",
                 )
                 .map_err(backend)?;
-            let acct = tx
+            let find_acct = tx
+                .prepare("SELECT id FROM account WHERE enrollment_id = $1 AND name = $2")
+                .map_err(backend)?;
+            let update_acct = tx
                 .prepare(
-                    "WITH upd AS (UPDATE account SET owner_email = $3, cost_center = $4, \
-                       department_id = $5 WHERE enrollment_id = $1 AND name = $2 RETURNING id), \
-                     ins AS (INSERT INTO account (enrollment_id, name, owner_email, cost_center, \
-                       department_id) SELECT $1, $2, $3, $4, $5 \
-                       WHERE NOT EXISTS (SELECT 1 FROM upd) RETURNING id) \
-                     SELECT id FROM upd UNION ALL SELECT id FROM ins",
+                    "UPDATE account SET owner_email = $2, cost_center = $3, department_id = $4 \
+                     WHERE id = $1",
+                )
+                .map_err(backend)?;
+            let add_acct = tx
+                .prepare(
+                    "INSERT INTO account (enrollment_id, name, owner_email, cost_center, department_id) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 )
                 .map_err(backend)?;
             let find_sub = tx
@@ -66,29 +74,59 @@ impl PgStore {
                 let dept_id: Option<i64> = if row.department_name.trim().is_empty() {
                     None
                 } else {
-                    let id: i64 = tx
-                        .query_one(
-                            &dept,
-                            &[&eid, &row.department_name, &row.department_cost_center],
-                        )
-                        .map_err(backend)?
-                        .get(0);
+                    let found = tx
+                        .query_opt(&find_dept, &[&eid, &row.department_name])
+                        .map_err(backend)?;
+                    let id: i64 = match found {
+                        Some(r) => {
+                            let id = r.get(0);
+                            tx.execute(&update_dept, &[&id, &row.department_cost_center])
+                                .map_err(backend)?;
+                            id
+                        }
+                        None => tx
+                            .query_one(
+                                &add_dept,
+                                &[&eid, &row.department_name, &row.department_cost_center],
+                            )
+                            .map_err(backend)?
+                            .get(0),
+                    };
                     depts.insert(id);
                     Some(id)
                 };
-                let acct_id: i64 = tx
-                    .query_one(
-                        &acct,
-                        &[
-                            &eid,
-                            &row.account_name,
-                            &row.account_owner_email,
-                            &row.account_cost_center,
-                            &dept_id,
-                        ],
-                    )
-                    .map_err(backend)?
-                    .get(0);
+                let found = tx
+                    .query_opt(&find_acct, &[&eid, &row.account_name])
+                    .map_err(backend)?;
+                let acct_id: i64 = match found {
+                    Some(r) => {
+                        let id = r.get(0);
+                        tx.execute(
+                            &update_acct,
+                            &[
+                                &id,
+                                &row.account_owner_email,
+                                &row.account_cost_center,
+                                &dept_id,
+                            ],
+                        )
+                        .map_err(backend)?;
+                        id
+                    }
+                    None => tx
+                        .query_one(
+                            &add_acct,
+                            &[
+                                &eid,
+                                &row.account_name,
+                                &row.account_owner_email,
+                                &row.account_cost_center,
+                                &dept_id,
+                            ],
+                        )
+                        .map_err(backend)?
+                        .get(0),
+                };
                 accts.insert(acct_id);
                 let existing: Option<i64> = tx
                     .query_opt(&find_sub, &[&eid, &guid])

@@ -83,17 +83,6 @@ pub(crate) fn bump_catalog(c: &mut impl GenericClient, eid: i64) -> StoreResult<
     Ok(())
 }
 
-/// The enrollment's catalog version (see [`bump_catalog`]).
-#[allow(dead_code)] // for the usage ledger, which compares it at commit
-pub(crate) fn catalog_version(c: &mut impl GenericClient, eid: i64) -> StoreResult<i64> {
-    c.query_one(
-        "SELECT catalog_version FROM enrollment WHERE id = $1",
-        &[&eid],
-    )
-    .map_err(backend)
-    .map(|r| r.get(0))
-}
-
 /// The enrollment's term as raw day numbers (first, last).
 pub(crate) fn term(c: &mut impl GenericClient, eid: i64) -> StoreResult<(i32, i32)> {
     let r = c

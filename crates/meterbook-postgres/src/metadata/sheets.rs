@@ -97,15 +97,14 @@ pub(super) fn store_sheet(
         &[&eid, &p],
     )
     .map_err(backend)?;
-    let meter = c
-        .prepare(
-            // Found, else inserted: `ON CONFLICT` would take a sequence value
-            // for every meter of every sheet.
-            "WITH sel AS (SELECT id FROM meter WHERE enrollment_id = $1 AND meter_id = $2), \
-             ins AS (INSERT INTO meter (enrollment_id, meter_id) SELECT $1, $2 \
-               WHERE NOT EXISTS (SELECT 1 FROM sel) RETURNING id) \
-             SELECT id FROM sel UNION ALL SELECT id FROM ins",
-        )
+    // Found, else added: an upsert would take a sequence number for every
+    // meter of every import (keys stay dense, as SQLite's). The caller holds
+    // the catalog lock, so no other writer adds meters meanwhile.
+    let find_meter = c
+        .prepare("SELECT id FROM meter WHERE enrollment_id = $1 AND meter_id = $2")
+        .map_err(backend)?;
+    let add_meter = c
+        .prepare("INSERT INTO meter (enrollment_id, meter_id) VALUES ($1, $2) RETURNING id")
         .map_err(backend)?;
     let insert = c
         .prepare(
@@ -117,10 +116,16 @@ pub(super) fn store_sheet(
         )
         .map_err(backend)?;
     for m in sheet {
-        let key: i64 = c
-            .query_one(&meter, &[&eid, &m.info.meter_id])
-            .map_err(backend)?
-            .get(0);
+        let found = c
+            .query_opt(&find_meter, &[&eid, &m.info.meter_id])
+            .map_err(backend)?;
+        let key: i64 = match found {
+            Some(r) => r.get(0),
+            None => c
+                .query_one(&add_meter, &[&eid, &m.info.meter_id])
+                .map_err(backend)?
+                .get(0),
+        };
         let i = &m.info;
         let mins: Vec<i64> = m.tiers.iter().map(|t| t.min.raw()).collect();
         let prices: Vec<String> = m.tiers.iter().map(|t| i128_to_sql(t.price.raw())).collect();

@@ -37,7 +37,20 @@ impl MetadataStore for PgStore {
 
     fn create_enrollment(&self, e: &NewEnrollment) -> StoreResult<Enrollment> {
         e.validate().map_err(StoreError::Invalid)?;
+        let taken = || StoreError::Conflict(format!("enrollment {} already exists", e.number));
         self.write(|tx| {
+            // Looked for first: a refused insert would still take an id from
+            // the sequence (SQLite's ids have no such gaps).
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM enrollment WHERE number = $1",
+                    &[&e.number.as_str()],
+                )
+                .map_err(backend)?
+                .is_some()
+            {
+                return Err(taken());
+            }
             let row = tx
                 .query_one(
                     &format!(
@@ -57,7 +70,7 @@ impl MetadataStore for PgStore {
                 )
                 .map_err(|err| {
                     if is_unique_violation(&err) {
-                        StoreError::Conflict(format!("enrollment {} already exists", e.number))
+                        taken()
                     } else {
                         backend(err)
                     }
