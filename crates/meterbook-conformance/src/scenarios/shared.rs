@@ -160,7 +160,7 @@ pub fn shared_state_counts_refills_and_flashes<S: Store>(s: &S) {
 /// taken once. (The embedded store has one handle per process: it passes the
 /// same one twice.)
 pub fn shared_state_is_seen_by_every_handle<S: Store>(one: &S, two: &S) {
-    let (x, y): (&dyn SharedState, &dyn SharedState) = (one, two);
+    let (x, y): (&(dyn SharedState + Sync), &(dyn SharedState + Sync)) = (one, two);
     let t = 1_800_000_000;
     assert_eq!(x.attempt(&[("h", 1)], WINDOW, t).unwrap(), Ok(vec![1]));
     assert_eq!(y.attempt(&[("h", 1)], WINDOW, t + 1).unwrap(), Err(59));
