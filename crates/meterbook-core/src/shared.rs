@@ -159,13 +159,20 @@ pub trait SharedState {
     ) -> StoreResult<Option<Vec<u8>>>;
 }
 
+/// Counters by key: (attempts, the window's start in Unix seconds).
+pub type Counters = HashMap<String, (u32, i64)>;
+/// A bucket: (micro-tokens, at (Unix ms), when its use was last recorded).
+pub type BucketState = (i64, i64, Option<i64>);
+/// Flashes by (session, enrollment): (when put, payload).
+type Flashes = HashMap<([u8; 32], String), (i64, Vec<u8>)>;
+
 /// [`SharedState`] in this process's memory: right for a deployment of one
 /// process (the embedded SQLite store), and the reference the others match.
 #[derive(Default)]
 pub struct MemSharedState {
     counters: Mutex<HashMap<String, Counter>>,
     buckets: Mutex<HashMap<String, Bucket>>,
-    flashes: Mutex<HashMap<([u8; 32], String), (i64, Vec<u8>)>>,
+    flashes: Mutex<Flashes>,
 }
 
 #[derive(Clone, Copy)]
@@ -196,10 +203,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// cannot drift apart.
 pub fn decide_attempt(
     keys: &[(&str, u32)],
-    found: &HashMap<String, (u32, i64)>,
+    found: &Counters,
     window_secs: i64,
     now: i64,
-) -> Result<(HashMap<String, (u32, i64)>, Vec<u32>), i64> {
+) -> Result<(Counters, Vec<u32>), i64> {
     for (key, max) in keys {
         if let Some((n, start)) = found.get(*key) {
             if *n >= *max && now - start < window_secs {
@@ -225,10 +232,10 @@ pub fn decide_attempt(
 /// The one decision of [`SharedState::take_token`] for a bucket as found
 /// (`None`: new, so full): the bucket to store, and the answer.
 pub fn decide_token(
-    found: Option<(i64, i64, Option<i64>)>,
+    found: Option<BucketState>,
     rate: TokenRate,
     now: i64,
-) -> ((i64, i64, Option<i64>), Result<bool, i64>) {
+) -> (BucketState, Result<bool, i64>) {
     let (level, at, touched) = found.unwrap_or((rate.burst_micro(), now, None));
     let level = rate.refill(level, at, now);
     let at = at.max(now);

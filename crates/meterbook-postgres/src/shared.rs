@@ -41,11 +41,10 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use meterbook_core::jobs::JobStore;
 use meterbook_core::shared::{
-    decide_attempt, SharedState, TokenRate, FLASH_LIMIT, FLASH_SECS, MICRO, TOUCH_MILLIS,
+    decide_attempt, Counters, SharedState, TokenRate, FLASH_LIMIT, FLASH_SECS, MICRO, TOUCH_MILLIS,
 };
 use meterbook_core::store::StoreResult;
 use sha2::Sha256;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Operations of a kind between two sweeps of its table, in one process.
@@ -160,7 +159,7 @@ impl SharedState for PgStore {
             )
             .map_err(backend)?;
         // Rows this attempt made (inserted: `xmax` is 0) stand for "no counter yet".
-        let found: HashMap<String, (u32, i64)> = rows
+        let found: Counters = rows
             .iter()
             .filter(|r| !r.get::<_, bool>(3))
             .map(|r| {
