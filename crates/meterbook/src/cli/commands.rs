@@ -492,4 +492,42 @@ mod tests {
         assert!(find(&["serve"]).contains(&"report_lease_seconds".to_string()));
         assert!(find(&["report", "request"]).contains(&"provider_name".to_string()));
     }
+
+    /// `--public-url` on `serve` and `demo`: a scheme and a host, nothing
+    /// else; unset by default (links follow the Host header, as the
+    /// server's default settings say).
+    #[test]
+    fn the_public_url_is_checked_when_given() {
+        use super::Command;
+        use clap::Parser;
+        let url = |args: &[&str]| {
+            Cli::try_parse_from(args).map(|c| match c.command {
+                Command::Serve(a) => a.public_url,
+                Command::Demo(a) => a.serve.public_url,
+                _ => panic!("not serve or demo"),
+            })
+        };
+        assert_eq!(
+            url(&["meterbook", "serve"]).unwrap(),
+            meterbook_server::ServerSettings::default().public_url
+        );
+        let given = url(&[
+            "meterbook",
+            "serve",
+            "--public-url",
+            "https://usage.example.com/",
+        ]);
+        assert_eq!(
+            given.unwrap().map(|u| u.to_string()).as_deref(),
+            Some("https://usage.example.com")
+        );
+        let demo = url(&["meterbook", "demo", "--public-url", "http://10.0.0.5:8080"]);
+        assert!(demo.unwrap().is_some());
+        for bad in ["usage.example.com", "https://usage.example.com/portal"] {
+            assert!(
+                url(&["meterbook", "serve", "--public-url", bad]).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }
