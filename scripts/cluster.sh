@@ -14,6 +14,7 @@
 #   scripts/cluster.sh stop [DIR]    stop everything and remove DIR (safe twice)
 #   scripts/cluster.sh status [DIR]
 #   scripts/cluster.sh stop-shard N  stop ClickHouse server N (1 or 2), data kept
+#   scripts/cluster.sh kill-shard N  SIGKILL it (a crash), data kept
 #   scripts/cluster.sh start-shard N start it again on the same data
 #   scripts/cluster.sh restart-pg    restart PostgreSQL (fast shutdown)
 #
@@ -366,6 +367,14 @@ cmd_start() {
   for n in 1 2; do ch_query "$n" "CREATE DATABASE IF NOT EXISTS meterbook"; done
   local store="postgres://meterbook@127.0.0.1:$pg_port/meterbook"
   local usage="clickhouse://127.0.0.1:${ch_http[0]},127.0.0.1:${ch_http[1]}/meterbook?cluster=meterbook"
+  # The other commands find this cluster's ports here, whatever the
+  # environment they run in says.
+  cat >"$dir/ports" <<EOF
+pg_port=$pg_port
+ch_http=(${ch_http[*]})
+ch_tcp=(${ch_tcp[*]})
+ch_inter=(${ch_inter[*]})
+EOF
   env_file=$dir/env
   cat >"$env_file" <<EOF
 export MB_TEST_STORE='$store'
@@ -396,6 +405,12 @@ self_check() {
   for n in 1 2; do ch_query "$n" "DROP DATABASE mb_selfcheck"; done
 }
 
+# The ports `start` recorded for the cluster in DIR.
+use_ports() {
+  # shellcheck disable=SC1091 # written by cmd_start
+  if [ -f "$1/ports" ]; then source "$1/ports"; fi
+}
+
 need_dir() {
   local dir=$1
   [[ -n $dir ]] || die "no cluster folder: give DIR, set MB_CLUSTER_DIR, or run start first"
@@ -405,6 +420,7 @@ need_dir() {
 cmd_stop() {
   local dir n
   dir=$(resolve_dir "${1:-}")
+  use_ports "$dir"
   if [[ -z $dir || ! -d $dir ]]; then
     say "nothing to stop${dir:+ ($dir is gone)}"
     [[ -f $state_file && $(<"$state_file") == "$dir" ]] && rm -f "$state_file"
@@ -426,6 +442,7 @@ cmd_stop() {
 cmd_status() {
   local dir n rc=0
   dir=$(resolve_dir "${1:-}")
+  use_ports "$dir"
   need_dir "$dir"
   echo "folder: $dir"
   if pg_up; then echo "postgres: up (127.0.0.1:$pg_port)"; else echo "postgres: down"; rc=1; fi
@@ -451,19 +468,36 @@ status) cmd_status "${2:-}" ;;
 stop-shard)
   shard_arg "${2:-}"
   dir=$(resolve_dir "${3:-}")
+  use_ports "$dir"
   need_dir "$dir"
   stop_ch "$2" "$dir"
   say "ClickHouse $2 stopped (data kept)"
   ;;
+kill-shard)
+  # A crash rather than a shutdown: SIGKILL, no waiting for queries in flight.
+  shard_arg "${2:-}"
+  dir=$(resolve_dir "${3:-}")
+  use_ports "$dir"
+  need_dir "$dir"
+  pidf=$dir/ch$2/server.pid
+  if [[ -f $pidf ]]; then
+    kill -KILL "$(<"$pidf")" 2>/dev/null || true
+    while port_open "${ch_http[$2 - 1]}"; do sleep 0.1; done
+    rm -f "$pidf"
+  fi
+  say "ClickHouse $2 killed (data kept)"
+  ;;
 start-shard)
   shard_arg "${2:-}"
   dir=$(resolve_dir "${3:-}")
+  use_ports "$dir"
   need_dir "$dir"
   start_ch "$2" "$dir"
   say "ClickHouse $2 up"
   ;;
 restart-pg)
   dir=$(resolve_dir "${2:-}")
+  use_ports "$dir"
   need_dir "$dir"
   pg_ctl_ "$dir" -m fast -w -t "$wait_secs" -l "$dir/pg/server.log" restart >/dev/null ||
     { log_tail "$dir/pg/server.log"; die "PostgreSQL did not restart"; }
