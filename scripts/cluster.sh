@@ -87,6 +87,9 @@ pg_bindir() {
 ch_server_bin() {
   if command -v clickhouse-server >/dev/null; then
     echo clickhouse-server
+  elif [[ -x /usr/sbin/clickhouse-server ]]; then
+    # Debian puts it in /usr/sbin, which is not on a normal user's PATH.
+    echo /usr/sbin/clickhouse-server
   elif command -v clickhouse >/dev/null; then
     echo "clickhouse server"
   else
