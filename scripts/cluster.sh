@@ -37,7 +37,7 @@
 # which is how Meterbook uses them (it creates each shard's tables itself).
 #
 # Timing (2 cores, packages already installed): `start` about 2 s including
-# initdb and the self-check, `stop` about 2.5 s (ClickHouse takes 2 s to shut
+# initdb and the self-check (7 s while builds share the cores), `stop` about 2.5 s (ClickHouse takes 2 s to shut
 # down), `stop-shard` 2 s, `start-shard` and `restart-pg` under 0.5 s.
 # Installing the packages on a bare machine adds a minute or so.
 set -euo pipefail
