@@ -10,6 +10,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod fact_store;
 pub mod fixture;
 pub mod mem_facts;
 pub mod properties;

@@ -276,3 +276,36 @@ impl FactStore for MemFacts {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod conformance {
+    //! The reference passes its own conformance checks (which keeps the
+    //! checks honest: they must hold for the reference first).
+    use super::MemFacts;
+    use crate::fact_store;
+
+    #[test]
+    fn scans() {
+        fact_store::scans(&MemFacts::new());
+    }
+    #[test]
+    fn scans_stop() {
+        fact_store::scans_stop(&MemFacts::new());
+    }
+    #[test]
+    fn lookups() {
+        fact_store::lookups(&MemFacts::new());
+    }
+    #[test]
+    fn day_sums() {
+        fact_store::day_sums(&MemFacts::new());
+    }
+    #[test]
+    fn day_sum_overflow() {
+        fact_store::day_sum_overflow(&MemFacts::new());
+    }
+    #[test]
+    fn purge() {
+        fact_store::purge(&MemFacts::new());
+    }
+}

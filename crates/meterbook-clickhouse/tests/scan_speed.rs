@@ -1,0 +1,91 @@
+//! How fast `scan` streams one enrollment's facts: loads
+//! `MB_SCAN_ROWS` (default 1,000,000) realistic rows into a fresh database of
+//! `MB_TEST_USAGE_STORE` and prints rows/s. Ignored by default (it takes a
+//! while and measures nothing in a debug build):
+//!
+//! ```sh
+//! MB_TEST_USAGE_STORE=… cargo test --release -p meterbook-clickhouse \
+//!     --test scan_speed -- --ignored --nocapture
+//! ```
+
+mod common;
+
+use meterbook_conformance::fact_store::{enrollment, random_fact, uuid};
+use meterbook_core::calendar::{Day, Period};
+use meterbook_core::facts::{FactStore, Visibility};
+use meterbook_core::store::{Flow, OwnedBatch, UsageSelection};
+use std::time::Instant;
+
+#[test]
+#[ignore = "a benchmark: run with --release --ignored --nocapture"]
+fn scan_speed() {
+    let Some(f) = common::fresh() else { return };
+    let rows: usize = std::env::var("MB_SCAN_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let n = enrollment(0);
+    let mut rng = fastrand::Rng::with_seed(42);
+    let first = Day::from_ymd(2026, 1, 1).unwrap();
+    let started = Instant::now();
+    let mut loaded = 0;
+    let mut bytes = 0usize;
+    while loaded < rows {
+        let mut batch = OwnedBatch::default();
+        for _ in 0..20_000.min(rows - loaded) {
+            let d = first.add_days(rng.i32(0..90));
+            let id = uuid(&mut rng);
+            let fact = if rng.u32(0..10) == 0 && d.period().month() < 3 {
+                let booked = Period::new(2026, 3).unwrap();
+                random_fact(&mut rng, id.to_uppercase(), d, Some(booked))
+            } else {
+                random_fact(&mut rng, id, d, None)
+            };
+            bytes += fact.record_id.len() + fact.texts.iter().map(String::len).sum::<usize>();
+            batch.push(&fact.fact());
+        }
+        loaded += batch.len();
+        f.store.insert_facts(&n, 1, &batch).expect("insert");
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "loaded {rows} rows ({:.0} MB of text) in {secs:.1} s: {:.0} rows/s",
+        bytes as f64 / 1e6,
+        rows as f64 / secs
+    );
+    let vis = Visibility {
+        through: 1,
+        hidden: vec![],
+    };
+    let selections = [
+        ("all", UsageSelection::default()),
+        (
+            "booked 2026-03",
+            UsageSelection {
+                booked: Period::new(2026, 3),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, sel) in selections {
+        for _ in 0..2 {
+            let started = Instant::now();
+            let (mut count, mut text) = (0usize, 0usize);
+            f.store
+                .scan(&n, &vis, &sel, &mut |b| {
+                    b.for_each(&mut |r| {
+                        count += 1;
+                        text += r.record_id.len() + r.tags.len() + r.instance_id.len();
+                        Ok(Flow::Continue)
+                    })
+                })
+                .expect("scan");
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "scan {name}: {count} rows in {secs:.2} s: {:.0} rows/s",
+                count as f64 / secs
+            );
+            assert!(count > 0 && text > 0);
+        }
+    }
+}
