@@ -38,7 +38,7 @@
 # which is how Meterbook uses them (it creates each shard's tables itself).
 #
 # Timing (2 cores, packages already installed): `start` about 2 s including
-# initdb and the self-check, `stop` about 2.5 s (ClickHouse takes 2 s to shut
+# initdb and the self-check (7 s while builds share the cores), `stop` about 2.5 s (ClickHouse takes 2 s to shut
 # down), `stop-shard` 2 s, `start-shard` and `restart-pg` under 0.5 s.
 # Installing the packages on a bare machine adds a minute or so.
 set -euo pipefail
@@ -88,6 +88,9 @@ pg_bindir() {
 ch_server_bin() {
   if command -v clickhouse-server >/dev/null; then
     echo clickhouse-server
+  elif [[ -x /usr/sbin/clickhouse-server ]]; then
+    # Debian puts it in /usr/sbin, which is not on a normal user's PATH.
+    echo /usr/sbin/clickhouse-server
   elif command -v clickhouse >/dev/null; then
     echo "clickhouse server"
   else
