@@ -3,6 +3,8 @@
 //! `MB_TEST_USAGE_STORE` and prints rows/s. Ignored by default (it takes a
 //! while and measures nothing in a debug build):
 //!
+//! (`MB_SCAN_KEEP=1` keeps the database.)
+//!
 //! ```sh
 //! MB_TEST_USAGE_STORE=… cargo test --release -p meterbook-clickhouse \
 //!     --test scan_speed -- --ignored --nocapture
@@ -10,6 +12,7 @@
 
 mod common;
 
+use meterbook_clickhouse::ChFacts;
 use meterbook_conformance::fact_store::{enrollment, random_fact, uuid};
 use meterbook_core::calendar::{Day, Period};
 use meterbook_core::facts::{FactStore, Visibility};
@@ -19,6 +22,15 @@ use std::time::Instant;
 #[test]
 #[ignore = "a benchmark: run with --release --ignored --nocapture"]
 fn scan_speed() {
+    if std::env::var("MB_SCAN_REUSE").as_deref() == Ok("1") {
+        // The database of an earlier run kept with MB_SCAN_KEEP=1, named in
+        // MB_TEST_USAGE_STORE: only the scans are run again.
+        let Some(url) = common::base_url() else {
+            return;
+        };
+        scans(&ChFacts::open(&url).expect("open"));
+        return;
+    }
     let Some(f) = common::fresh() else { return };
     let rows: usize = std::env::var("MB_SCAN_ROWS")
         .ok()
@@ -53,6 +65,16 @@ fn scan_speed() {
         bytes as f64 / 1e6,
         rows as f64 / secs
     );
+    scans(&f.store);
+    if std::env::var("MB_SCAN_KEEP").as_deref() == Ok("1") {
+        // Kept for a look at the server's side of the scan.
+        println!("kept {}", f.url);
+        std::mem::forget(f);
+    }
+}
+
+fn scans(store: &ChFacts) {
+    let n = enrollment(0);
     let vis = Visibility {
         through: 1,
         hidden: vec![],
@@ -71,7 +93,7 @@ fn scan_speed() {
         for _ in 0..2 {
             let started = Instant::now();
             let (mut count, mut text) = (0usize, 0usize);
-            f.store
+            store
                 .scan(&n, &vis, &sel, &mut |b| {
                     b.for_each(&mut |r| {
                         count += 1;
