@@ -7,6 +7,12 @@
 # Each installs what it needs into its own .venv-* folder on first run.
 # Every stage prints `==> stage` when it starts and its duration when done.
 # The gates use the debug binary `cargo test` has just built: one build, one profile.
+# Before the Rust suites, scripts/cluster.sh starts a throwaway PostgreSQL and a
+# two-shard ClickHouse cluster (installed from Debian's packages when missing)
+# and the tests get their URLs (MB_TEST_STORE, MB_TEST_USAGE_STORE) with
+# MB_REQUIRE_CLUSTER=1, so the suites that need them fail instead of skipping.
+# It is stopped and removed on exit, failed or not. MB_CLUSTER=0 skips it (those
+# suites then skip with a note).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total=$SECONDS
@@ -18,6 +24,25 @@ stage() {
   echo "==> $name: done in $((SECONDS - started)) s"
 }
 stage "formatting (cargo fmt --check)" cargo fmt --all -- --check
+cluster_up() {
+  local env_file
+  env_file=$(scripts/cluster.sh start "$cluster_dir" | tail -n1)
+  # shellcheck disable=SC1090 # written by scripts/cluster.sh start
+  source "$env_file"
+  # Only the tests' variables: with MB_STORE set, every `meterbook` the suites
+  # and gates run (the operator guide's walkthrough, Schemathesis, the FOCUS
+  # gate) would use the cluster instead of their own SQLite files.
+  unset MB_STORE MB_USAGE_STORE
+  export MB_REQUIRE_CLUSTER=1
+}
+if [[ ${MB_CLUSTER:-1} != 0 ]]; then
+  # A folder of this run's own, so that exit stops this cluster and no other;
+  # the trap is set before starting, so a start that fails half-way is cleaned
+  # up too (a folder start refused is merely removed).
+  cluster_dir=$(mktemp -d -t meterbook-cluster.XXXXXX)
+  trap 'scripts/cluster.sh stop "$cluster_dir" || rmdir "$cluster_dir" || true' EXIT
+  stage "PostgreSQL and a two-shard ClickHouse cluster (scripts/cluster.sh start)" cluster_up
+fi
 stage "Rust test suites (cargo test --workspace; the first build takes minutes)" cargo test --workspace --locked
 # The gates run the binary the test build made (features unified across the
 # workspace), instead of building meterbook again on its own.

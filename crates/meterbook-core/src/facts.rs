@@ -64,6 +64,22 @@ pub trait FactStore: Send + Sync {
         ids: &[&str],
         found: &mut dyn FnMut(&UsageFact<'_>) -> StoreResult<()>,
     ) -> StoreResult<()>;
+    /// Every visible (day, RecordId), in any order: what an ingest loads to
+    /// know which records may be stored already. The default scans all rows;
+    /// a backend should read only the two columns.
+    fn ids(
+        &self,
+        n: &EnrollmentNumber,
+        vis: &Visibility,
+        each: &mut dyn FnMut(Day, &str) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        self.scan(n, vis, &UsageSelection::default(), &mut |batch| {
+            batch.for_each(&mut |f| {
+                each(f.day, f.record_id)?;
+                Ok(Flow::Continue)
+            })
+        })
+    }
     /// The visible selected rows in the order of
     /// [`crate::store::UsageStore::scan_usage`], in batches.
     fn scan(

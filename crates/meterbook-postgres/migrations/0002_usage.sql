@@ -7,9 +7,15 @@ CREATE TABLE usage_ingest (
     id            BIGSERIAL PRIMARY KEY,
     enrollment_id BIGINT NOT NULL REFERENCES enrollment(id),
     -- writing: facts may be in the fact store, nothing is visible;
-    -- committed: visible, rollups added; abandoned: its writer died or
-    -- failed, rows are being deleted; purged: no row of it is left.
-    state         TEXT NOT NULL CHECK (state IN ('writing', 'committed', 'abandoned', 'purged')),
+    -- committed: visible, rollups added;
+    -- abandoned: its writer gave up (a bad record, an error) and is gone:
+    --   hidden until its rows are all deleted (`purged`);
+    -- expired: its lease ran out and another ingest took over. Its writer
+    --   may still be alive and writing, so its rows stay hidden for good.
+    state         TEXT NOT NULL
+                  CHECK (state IN ('writing', 'committed', 'abandoned', 'expired')),
+    -- Whether its rows are all deleted (abandoned and expired ingests).
+    purged        BOOLEAN NOT NULL DEFAULT FALSE,
     started_at    BIGINT NOT NULL,
     -- A writer renews its lease while it writes; past it, the next ingest
     -- of the enrollment abandons this one.

@@ -19,6 +19,7 @@
 mod jobs;
 mod keys;
 mod metadata;
+mod tx;
 mod usage;
 mod users;
 
@@ -71,6 +72,17 @@ impl PgStore {
         let config: postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("the PostgreSQL URL is not valid: {e}")))?;
+        Self::open_config(config, facts, connections)
+    }
+
+    /// As [`PgStore::open_with`], with the connection settings given as a
+    /// [`postgres::Config`] (for settings a URL cannot carry, such as the
+    /// `search_path` of a schema of its own in `options`).
+    pub fn open_config(
+        config: postgres::Config,
+        facts: Arc<dyn FactStore>,
+        connections: u32,
+    ) -> StoreResult<PgStore> {
         let manager = PostgresConnectionManager::new(config, NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(connections)
@@ -135,4 +147,54 @@ impl PgStore {
         .map_err(backend)?;
         tx.commit().map_err(backend)
     }
+}
+
+/// Checks a ledger database without changing it: connectivity, server
+/// version, schema. One line per problem; empty when ready.
+pub fn doctor(url: &str) -> Vec<String> {
+    let mut config: postgres::Config = match url.parse() {
+        Ok(c) => c,
+        Err(e) => return vec![format!("the URL is not valid: {e}")],
+    };
+    config.connect_timeout(Duration::from_secs(5));
+    let mut c = match config.connect(NoTls) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot connect: {e}")],
+    };
+    let mut problems = Vec::new();
+    match c.query_one("SHOW server_version_num", &[]) {
+        Ok(r) => {
+            let v: String = r.get(0);
+            if v.parse::<u32>().unwrap_or(0) < 120_000 {
+                problems.push(format!(
+                    "server version {v} is too old: PostgreSQL 12 or newer is needed"
+                ));
+            }
+        }
+        Err(e) => problems.push(format!("cannot read the server version: {e}")),
+    }
+    let exists = c
+        .query_one("SELECT to_regclass('meterbook_schema') IS NOT NULL", &[])
+        .map(|r| r.get::<_, bool>(0));
+    let version = match exists {
+        Ok(true) => c
+            .query_one("SELECT version FROM meterbook_schema", &[])
+            .ok()
+            .map(|r| r.get::<_, i32>(0) as usize),
+        Ok(false) => None,
+        Err(e) => return vec![format!("cannot read the schema: {e}")],
+    };
+    match version {
+        None => problems.push(
+            "no Meterbook schema yet: any command creates it (e.g. `meterbook migrate`)".into(),
+        ),
+        Some(v) if v < SCHEMA_VERSION => problems.push(format!(
+            "schema at version {v}: this build migrates it to {SCHEMA_VERSION} at its first start"
+        )),
+        Some(v) if v > SCHEMA_VERSION => problems.push(format!(
+            "schema at version {v}, newer than this build's {SCHEMA_VERSION}: upgrade Meterbook"
+        )),
+        Some(_) => {}
+    }
+    problems
 }

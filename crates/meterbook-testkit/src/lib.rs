@@ -14,6 +14,7 @@
 //! A dev-dependency only: never a dependency of a shipped crate.
 
 pub mod browser;
+pub mod cluster;
 pub mod faulty;
 pub mod seed;
 

@@ -2,6 +2,7 @@
 //! library crates: parse arguments into the settings and a command, run it.
 #![forbid(unsafe_code)]
 
+mod backend;
 mod bench;
 mod bench_data;
 mod bench_reports;
@@ -15,7 +16,13 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
-    let settings = settings::Settings::load(&cli);
+    let settings = match settings::Settings::load(&cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     match commands::run(&settings, cli.command) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A closed pipe (`meterbook report ... | head`) is the reader's choice, not an error.

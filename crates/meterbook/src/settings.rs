@@ -2,12 +2,97 @@
 //! environment variables and flags (clap reads both), and passed down.
 
 use crate::cli::{Cli, FocusOpts, JobOpts};
-use std::path::PathBuf;
+use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
+
+/// Where the data lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded SQLite file (the default).
+    Embedded(PathBuf),
+    /// PostgreSQL for the ledger, ClickHouse for usage facts.
+    Cluster { ledger: String, facts: String },
+}
+
+impl StoreConfig {
+    /// From `--db`, `--store` and `--usage-store`: both URLs or neither.
+    pub fn from_args(db: &Path, store: Option<&str>, usage: Option<&str>) -> Result<StoreConfig> {
+        match (store, usage) {
+            (None, None) => Ok(StoreConfig::Embedded(db.to_path_buf())),
+            (Some(s), None) if s.starts_with("sqlite:") => {
+                Ok(StoreConfig::Embedded(PathBuf::from(&s["sqlite:".len()..])))
+            }
+            (Some(s), Some(u))
+                if s.starts_with("postgres://") || s.starts_with("postgresql://") =>
+            {
+                if !u.starts_with("clickhouse://") {
+                    bail!(
+                        "--usage-store (MB_USAGE_STORE) must be a clickhouse:// URL, not {}",
+                        redact(u)
+                    );
+                }
+                Ok(StoreConfig::Cluster {
+                    ledger: s.to_string(),
+                    facts: u.to_string(),
+                })
+            }
+            (Some(s), None) if s.starts_with("postgres") => bail!(
+                "--store (MB_STORE) {} needs --usage-store (MB_USAGE_STORE): \
+                 the ClickHouse cluster that keeps usage facts",
+                redact(s)
+            ),
+            (Some(s), _) => bail!(
+                "--store (MB_STORE) must be postgres://USER[:PASSWORD]@HOST:PORT/DATABASE \
+                 or sqlite:PATH, not {}",
+                redact(s)
+            ),
+            (None, Some(_)) => bail!(
+                "--usage-store (MB_USAGE_STORE) is only used with --store (MB_STORE) postgres://..."
+            ),
+        }
+    }
+
+    /// Where the data is, for messages: no password.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreConfig::Embedded(p) => p.display().to_string(),
+            StoreConfig::Cluster { ledger, facts } => {
+                format!("{} + {}", redact(ledger), redact(facts))
+            }
+        }
+    }
+
+    /// The options that select this store on a command line (the cluster's
+    /// come from MB_STORE and MB_USAGE_STORE, which the shell already has).
+    pub fn cli_args(&self) -> String {
+        match self {
+            StoreConfig::Embedded(p) => format!("--db {} ", p.display()),
+            StoreConfig::Cluster { .. } => String::new(),
+        }
+    }
+}
+
+/// A URL with its password replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (auth, host) = match rest.rsplit_once('@') {
+        Some(split) => split,
+        None => return url.to_string(),
+    };
+    match auth.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// The SQLite database file.
+    /// The SQLite database file (the embedded store's, and the base name of
+    /// the default report directory).
     pub db: PathBuf,
+    pub store: StoreConfig,
     /// Provider and invoice-issuer names in FOCUS exports.
     pub focus: meterbook_io::report::focus::FocusSettings,
     /// Advanced report jobs (workers are set by `serve`).
@@ -16,7 +101,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn load(cli: &Cli) -> Settings {
+    pub fn load(cli: &Cli) -> Result<Settings> {
         // Commands that take none of these options get the flags' defaults.
         let (focus_defaults, job_defaults) = (FocusOpts::default(), JobOpts::default());
         let f = cli.command.focus_opts().unwrap_or(&focus_defaults);
@@ -31,8 +116,11 @@ impl Settings {
             PathBuf::from(p)
         });
         let secs = std::time::Duration::from_secs;
-        Settings {
+        let store =
+            StoreConfig::from_args(&cli.db, cli.store.as_deref(), cli.usage_store.as_deref())?;
+        Ok(Settings {
             db: cli.db.clone(),
+            store,
             jobs: meterbook_jobs::JobSettings {
                 time_limit: secs(opts.report_time_limit_minutes.max(1) * 60),
                 lease: secs(opts.report_lease_seconds.max(1)),
@@ -43,6 +131,45 @@ impl Settings {
             },
             focus,
             report_dir,
-        }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_urls_or_neither() {
+        let db = Path::new("m.db");
+        assert_eq!(
+            StoreConfig::from_args(db, None, None).unwrap(),
+            StoreConfig::Embedded(db.into())
+        );
+        assert_eq!(
+            StoreConfig::from_args(db, Some("sqlite:/x/y.db"), None).unwrap(),
+            StoreConfig::Embedded("/x/y.db".into())
+        );
+        let pg = "postgres://mb:secret@db:5432/mb";
+        let ch = "clickhouse://a:8123,b:8123/mb?cluster=c";
+        assert!(matches!(
+            StoreConfig::from_args(db, Some(pg), Some(ch)).unwrap(),
+            StoreConfig::Cluster { .. }
+        ));
+        let alone = StoreConfig::from_args(db, Some(pg), None)
+            .unwrap_err()
+            .to_string();
+        assert!(alone.contains("MB_USAGE_STORE"), "{alone}");
+        assert!(!alone.contains("secret"), "{alone}");
+        assert!(StoreConfig::from_args(db, None, Some(ch)).is_err());
+        assert!(StoreConfig::from_args(db, Some("mysql://x"), Some(ch)).is_err());
+        assert!(StoreConfig::from_args(db, Some(pg), Some("http://x")).is_err());
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(redact("postgres://u:pw@h:1/d"), "postgres://u:***@h:1/d");
+        assert_eq!(redact("postgres://u@h:1/d"), "postgres://u@h:1/d");
+        assert_eq!(redact("clickhouse://h:1/d"), "clickhouse://h:1/d");
     }
 }

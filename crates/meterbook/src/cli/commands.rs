@@ -17,6 +17,17 @@ pub struct Cli {
     /// SQLite database file (created if missing).
     #[arg(long, global = true, env = "MB_DB", default_value = "meterbook.db")]
     pub db: PathBuf,
+    /// The scale-out ledger instead of the embedded file: PostgreSQL at
+    /// postgres://USER[:PASSWORD]@HOST:PORT/DATABASE (the database must
+    /// exist; Meterbook creates its schema). Needs --usage-store.
+    #[arg(long, global = true, env = "MB_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Where usage facts are kept with --store: a ClickHouse cluster at
+    /// clickhouse://HOST:HTTP_PORT[,HOST:HTTP_PORT...]/DATABASE[?cluster=NAME]
+    /// (the shards' HTTP endpoints, in shard order; `cluster` names the
+    /// remote_servers cluster of its Distributed tables).
+    #[arg(long, global = true, env = "MB_USAGE_STORE", value_name = "URL")]
+    pub usage_store: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -66,6 +77,12 @@ pub enum Command {
     /// Create operator tokens for the operator API (`/operator/...`).
     #[command(subcommand, name = "operator-token")]
     OperatorToken(OperatorTokenCmd),
+    /// Check that the configured store answers: connectivity, server
+    /// versions and schema, one line per problem (exit status 1 if any).
+    #[command(
+        after_help = "Examples:\n  meterbook doctor\n  MB_STORE=postgres://meterbook@db:5432/meterbook MB_USAGE_STORE=clickhouse://ch1:8123,ch2:8123/meterbook?cluster=meterbook meterbook doctor"
+    )]
+    Doctor,
     /// Write a consistent copy of the database while it is in use.
     #[command(after_help = "Example:\n  meterbook backup --to meterbook-2026-11-30.db")]
     Backup {

@@ -5,7 +5,20 @@ use anyhow::{bail, Context, Result};
 use meterbook_sqlite::{CopyInfo, SqliteStore};
 use std::path::Path;
 
+/// Backups of the scale-out deployment are the databases' own.
+fn embedded_only(settings: &Settings, what: &str) -> Result<()> {
+    if let crate::settings::StoreConfig::Cluster { .. } = settings.store {
+        bail!(
+            "`{what}` copies the embedded file; with PostgreSQL and ClickHouse use their own \
+             backups (pg_dump or base backups, ClickHouse's BACKUP or frozen partitions): \
+             see docs/deploy.md"
+        );
+    }
+    Ok(())
+}
+
 pub fn backup(settings: &Settings, to: &Path) -> Result<()> {
+    embedded_only(settings, "backup")?;
     // Opening creates a missing database: a mistyped --db would back up an empty one.
     if !settings.db.exists() {
         bail!(
@@ -13,7 +26,8 @@ pub fn backup(settings: &Settings, to: &Path) -> Result<()> {
             settings.db.display()
         );
     }
-    let store = super::open(settings)?;
+    let store = SqliteStore::open(&settings.db)
+        .with_context(|| format!("opening {}", settings.db.display()))?;
     let info = store
         .backup_to(to)
         .with_context(|| format!("backing up {}", store.path().display()))?;
@@ -22,7 +36,9 @@ pub fn backup(settings: &Settings, to: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn restore(db: &Path, from: &Path) -> Result<()> {
+pub fn restore(settings: &Settings, from: &Path) -> Result<()> {
+    embedded_only(settings, "restore")?;
+    let db = settings.db.as_path();
     let info = SqliteStore::restore_from(db, from)
         .with_context(|| format!("restoring {} from {}", db.display(), from.display()))?;
     println!("{} restored from {}", db.display(), from.display());

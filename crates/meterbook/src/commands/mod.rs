@@ -17,24 +17,25 @@ use crate::cli::Command;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use meterbook_app::{App, Operator};
+use meterbook_core::store::Store;
 use meterbook_core::{Day, EnrollmentNumber, Period};
 use meterbook_jobs::{PendingFile, ReportFile, ReportFiles};
-use meterbook_sqlite::SqliteStore;
 use std::sync::Arc;
 
 pub use keys::create_key;
 pub use serve::run as serve;
 pub use usage::ingest_file;
 
-pub fn open(settings: &Settings) -> Result<SqliteStore> {
-    SqliteStore::open(&settings.db).with_context(|| format!("opening {}", settings.db.display()))
+/// The configured store (embedded file, or PostgreSQL with ClickHouse).
+pub fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
+    Ok(crate::backend::Backend::open(&settings.store)?.store())
 }
 
 /// The use-case layer over the database, keeping advanced reports in
 /// `files`.
 pub fn app_with(settings: &Settings, files: Arc<dyn ReportFiles>) -> Result<App> {
     Ok(App::new(
-        Arc::new(open(settings)?),
+        open(settings)?,
         files,
         settings.jobs.clone(),
         meterbook_core::clock::system(),
@@ -43,7 +44,7 @@ pub fn app_with(settings: &Settings, files: Arc<dyn ReportFiles>) -> Result<App>
 
 /// The operator's handle over an open database (the benchmarks' own), for
 /// work that makes no report files.
-pub fn operator_over(store: Arc<SqliteStore>) -> Operator {
+pub fn operator_over(store: Arc<dyn Store>) -> Operator {
     App::new(
         store,
         Arc::new(NoReportFiles),
@@ -91,10 +92,13 @@ impl ReportFiles for NoReportFiles {
 pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
     match cmd {
         Command::Migrate => {
-            let s = open(settings)?;
-            println!("schema at version {}", s.schema_version()?);
+            println!(
+                "{}",
+                crate::backend::Backend::open(&settings.store)?.schema()?
+            );
             Ok(())
         }
+        Command::Doctor => crate::backend::doctor(&settings.store),
         Command::Enrollment(c) => enrollment::enrollment(&operator(settings)?, c),
         Command::Hierarchy(c) => enrollment::hierarchy(&operator(settings)?, c),
         Command::Subscription(c) => enrollment::subscription(&operator(settings)?, c),
@@ -117,7 +121,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::User(c) => users::run(&operator(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&operator(settings)?, c),
         Command::Backup { to } => backup::backup(settings, &to),
-        Command::Restore { from } => backup::restore(&settings.db, &from),
+        Command::Restore { from } => backup::restore(settings, &from),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),
         Command::BenchReports(a) => crate::bench_reports::run(settings, &a),

@@ -4,7 +4,6 @@ use crate::cli::ServeArgs;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use meterbook_server::{AppState, ServerSettings};
-use std::sync::Arc;
 
 fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
     let g = &a.guard;
@@ -61,9 +60,14 @@ async fn shutdown_signal() {
 /// Serves until SIGINT/SIGTERM. `banner` is printed once the socket listens.
 pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) -> Result<()> {
     crate::logging::init(&a.log)?;
-    let store = Arc::new(super::open(settings)?);
+    let store = super::open(settings)?;
     // Tells `restore` that a server has the database open (released at exit).
-    let _in_use = meterbook_sqlite::ServerLock::shared(&settings.db)?;
+    let _in_use = match &settings.store {
+        crate::settings::StoreConfig::Embedded(db) => {
+            Some(meterbook_sqlite::ServerLock::shared(db)?)
+        }
+        crate::settings::StoreConfig::Cluster { .. } => None,
+    };
     let state = AppState::new(store, server_settings(settings, a)).with_context(|| {
         format!(
             "cannot use the report directory {}",
@@ -92,12 +96,12 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
                         "level": "INFO",
                         "message": format!("meterbook serving {base}"),
                         "url": base,
-                        "database": settings.db.display().to_string(),
+                        "database": settings.store.describe(),
                     })
                 ),
                 crate::cli::LogFormat::Text => eprintln!(
                     "meterbook serving {base} (database {})",
-                    settings.db.display()
+                    settings.store.describe()
                 ),
             },
         }

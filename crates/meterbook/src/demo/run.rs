@@ -22,7 +22,7 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
         Ok(_) => {
             println!(
                 "Demo enrollment {n} is already in {}; not seeding it again.",
-                settings.db.display()
+                settings.store.describe()
             );
         }
         Err(AppError::NotFound(_)) => seed(&op, &n, a.rows)?,
@@ -262,8 +262,8 @@ fn demo_users(op: &Operator, n: &EnrollmentNumber) -> Result<Vec<(String, String
 fn second_key_hint(settings: &Settings, n: &EnrollmentNumber) -> String {
     format!(
         "  (made again at every demo start; a key of your own beside it: \
-         meterbook --db {} keys create --enrollment {n} --slot secondary)",
-        settings.db.display()
+         meterbook {}keys create --enrollment {n} --slot secondary)",
+        settings.store.cli_args()
     )
 }
 
@@ -286,7 +286,7 @@ fn not_on_path() -> Option<std::path::PathBuf> {
 }
 
 fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
-    let db = settings.db.display();
+    let db = settings.store.cli_args();
     let this = Day::today().period();
     // Suggested files go to the temp directory, not the working one (often a checkout).
     let out = std::env::temp_dir();
@@ -298,26 +298,28 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
         println!("  export PATH=\"{}:$PATH\"", dir.display());
     }
     println!("Try:");
-    println!("  meterbook --db {db} period list --enrollment {n}");
+    println!("  meterbook {db}period list --enrollment {n}");
     println!(
-        "  meterbook --db {db} report balance --enrollment {n} --period {} --format json",
+        "  meterbook {db}report balance --enrollment {n} --period {} --format json",
         this.prev()
     );
     println!(
-        "  meterbook --db {db} report usage --enrollment {n} --period {} -o {out}/usage-{}.csv",
+        "  meterbook {db}report usage --enrollment {n} --period {} -o {out}/usage-{}.csv",
         this.prev(),
         this.prev()
     );
-    println!("  meterbook --db {db} report usage --enrollment {n} --from {} --to {} --department Research", this.prev().first_day(), this.prev().first_day().add_days(6));
-    println!("  meterbook --db {db} report prices --enrollment {n} --period {this}");
     println!(
-        "  meterbook --db {db} report marketplace --enrollment {n} --period {this} --format json"
+        "  meterbook {db}report usage --enrollment {n} --from {} --to {} --department Research",
+        this.prev().first_day(),
+        this.prev().first_day().add_days(6)
     );
+    println!("  meterbook {db}report prices --enrollment {n} --period {this}");
+    println!("  meterbook {db}report marketplace --enrollment {n} --period {this} --format json");
     println!("Advanced reports (prepared in the background, kept 30 days):");
     println!(
-        "  id=$(meterbook --db {db} report request --enrollment {n} --from {} --to {} --department Research --format parquet)",
+        "  id=$(meterbook {db}report request --enrollment {n} --from {} --to {} --department Research --format parquet)",
         this.prev().prev().first_day(),
         this.prev().last_day()
     );
-    println!("  meterbook --db {db} report status $id && meterbook --db {db} report fetch $id -o {out}/research.parquet");
+    println!("  meterbook {db}report status $id && meterbook {db}report fetch $id -o {out}/research.parquet");
 }
