@@ -171,7 +171,12 @@ fn record_id(rng: &mut fastrand::Rng, taken: &mut BTreeSet<String>) -> String {
         let id = match rng.u32(0..20) {
             0..=10 => uuid(rng),
             11..=16 => uuid(rng).to_uppercase(),
-            17 => format!("rec'{}\\x", rng.u32(..)),
+            17 => match rng.u32(0..2) {
+                0 => format!("rec'{}\\x", rng.u32(..)),
+                // Control characters and a NUL: an id is text to compare,
+                // never SQL.
+                _ => format!("ctl\t\n\r\0\x01{}\x7f", rng.u32(..)),
+            },
             18 => format!("Ünïcødé-{}-漢字", rng.u32(0..100_000)),
             _ => format!("{}", rng.u64(..)),
         };
