@@ -606,6 +606,39 @@ impl FactStore for ChFacts {
         )
     }
 
+    fn ids(
+        &self,
+        n: &EnrollmentNumber,
+        vis: &Visibility,
+        each: &mut dyn FnMut(Day, &str) -> StoreResult<()>,
+    ) -> StoreResult<()> {
+        // The id index alone (two columns), unsorted: what an ingest loads
+        // to know which RecordIds may be stored.
+        let sql = format!(
+            "SELECT day, record_id FROM {} WHERE enrollment = {} AND {} FORMAT RowBinary",
+            self.read_table("fact_ids"),
+            lit(n.as_str()),
+            vis_sql(vis)
+        );
+        let (host, resp) = self.read(self.shard(n), &sql)?;
+        let reader = BufReader::with_capacity(1 << 20, resp.into_body().into_reader());
+        let mut d = Decoder::new(reader, &self.addr.hosts[host]);
+        let mut buf = Vec::new();
+        while !d.at_end()? {
+            let day = Day::from_raw(d.i32()?);
+            buf.clear();
+            d.bytes_into(&mut buf)?;
+            let id = std::str::from_utf8(&buf).map_err(|_| {
+                StoreError::Backend(format!(
+                    "{}: a RecordId is not UTF-8",
+                    self.addr.hosts[host]
+                ))
+            })?;
+            each(day, id)?;
+        }
+        Ok(())
+    }
+
     fn lookup(
         &self,
         n: &EnrollmentNumber,

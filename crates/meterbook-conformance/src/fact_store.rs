@@ -603,6 +603,24 @@ pub fn lookups(store: &dyn FactStore) {
     }
     assert!(lookup_all(&mem, &n, &main_vis(), &small).len() > 300);
     assert!(lookup_all(store, &n, &main_vis(), &[]).is_empty());
+    // Every visible (day, RecordId): what an ingest loads before it writes.
+    for vis in visibilities() {
+        let all = |s: &dyn FactStore| {
+            let mut v: Vec<(Day, String)> = Vec::new();
+            must(
+                "ids",
+                s.ids(&n, &vis, &mut |d, id| {
+                    v.push((d, id.to_owned()));
+                    Ok(())
+                }),
+            );
+            v.sort();
+            v
+        };
+        let want = all(&mem);
+        assert!(vis.through == 0 || !want.is_empty() || vis.hidden.len() > 1);
+        assert_eq!(all(store), want, "ids under {vis:?}");
+    }
 }
 
 fn sums(
