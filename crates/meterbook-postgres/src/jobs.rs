@@ -8,7 +8,8 @@
 
 use crate::metadata::{enrollment_id, period_from_sql, period_to_sql};
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::jobs::{
     parse_scope_text, scope_text, ExportFormat, Job, JobOutcome, JobProgress, JobSpec, JobStatus,
     JobStore, Requester,
@@ -72,7 +73,7 @@ fn get_job(c: &mut impl GenericClient, id: &str) -> StoreResult<Option<Job>> {
         ),
         &[&id],
     )
-    .map_err(backend)?
+    .map_err(pg)?
     .as_ref()
     .map(job_from_row)
     .transpose()
@@ -89,7 +90,7 @@ fn open_duplicate(c: &mut impl GenericClient, eid: i64, key: &str) -> StoreResul
              AND status IN ($3, $4) ORDER BY requested_at LIMIT 1",
             &[&eid, &key, &QUEUED, &RUNNING],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .map(|r| r.get(0));
     match id {
         None => Ok(None),
@@ -103,7 +104,7 @@ fn open_duplicate(c: &mut impl GenericClient, eid: i64, key: &str) -> StoreResul
 impl JobStore for PgStore {
     fn submit_job(&self, job: &Job) -> StoreResult<(Job, bool)> {
         let key = job.spec.dedupe_key();
-        let json = |v: &Vec<String>| serde_json::to_string(v).map_err(backend);
+        let json = |v: &Vec<String>| serde_json::to_string(v).map_err(crate::backend);
         let (accounts, departments) = (json(&job.spec.accounts)?, json(&job.spec.departments)?);
         self.write(|tx| {
             let eid = enrollment_id(tx, &job.enrollment)?;
@@ -139,7 +140,7 @@ impl JobStore for PgStore {
                     if is_unique_violation(&e) {
                         StoreError::Conflict(format!("a job with id {} exists", job.id))
                     } else {
-                        backend(e)
+                        pg(e)
                     }
                 })?;
             if inserted == 0 {
@@ -167,7 +168,7 @@ impl JobStore for PgStore {
                 ),
                 &[&eid],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(job_from_row)
             .collect()
@@ -191,7 +192,7 @@ impl JobStore for PgStore {
                      FOR UPDATE SKIP LOCKED",
                     &[&QUEUED, &RUNNING, &now, &only],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| r.get(0));
             let Some(id) = id else {
                 return Ok(None);
@@ -201,7 +202,7 @@ impl JobStore for PgStore {
                  started_at = $4, rows_done = 0, bytes = 0 WHERE id = $1",
                 &[&id, &RUNNING, &lease_until, &now],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             get_job(tx, &id)
         })
     }
@@ -227,13 +228,13 @@ impl JobStore for PgStore {
                     &RUNNING,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             let st: Option<(i16, i32)> = tx
                 .query_opt(
                     "SELECT status, attempts FROM report_job WHERE id = $1",
                     &[&id],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| (r.get(0), r.get(1)));
             Ok(st.and_then(|(s, a)| {
                 if i64::from(a) != i64::from(attempt) {
@@ -266,7 +267,7 @@ impl JobStore for PgStore {
                         &RUNNING,
                     ],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(n == 1)
         })
     }
@@ -285,10 +286,10 @@ impl JobStore for PgStore {
                     &RUNNING,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             let st: Option<i16> = tx
                 .query_opt("SELECT status FROM report_job WHERE id = $1", &[&id])
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| r.get(0));
             Ok(st.and_then(|s| JobStatus::from_code(s.into())))
         })
@@ -303,7 +304,7 @@ impl JobStore for PgStore {
                 ),
                 &[&QUEUED, &RUNNING, &before],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(job_from_row)
             .collect()
@@ -313,7 +314,7 @@ impl JobStore for PgStore {
     fn delete_job(&self, id: &str) -> StoreResult<()> {
         self.write(|tx| {
             tx.execute("DELETE FROM report_job WHERE id = $1", &[&id])
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(())
         })
     }
@@ -326,10 +327,10 @@ impl JobStore for PgStore {
                 "INSERT INTO server_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 &[&name, &fresh],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(tx
                 .query_one("SELECT value FROM server_secret WHERE name = $1", &[&name])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0))
         })
     }

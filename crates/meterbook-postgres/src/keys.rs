@@ -2,7 +2,8 @@
 
 use crate::metadata::enrollment_id;
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
@@ -96,7 +97,7 @@ impl KeyStore for PgStore {
                 if is_unique_violation(&e) {
                     StoreError::Conflict("key id already in use".into())
                 } else {
-                    backend(e)
+                    pg(e)
                 }
             })?;
             Ok(())
@@ -112,7 +113,7 @@ impl KeyStore for PgStore {
                 ),
                 &[&id],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .as_ref()
             .map(key_from_row)
             .transpose()
@@ -129,7 +130,7 @@ impl KeyStore for PgStore {
                 ),
                 &[&eid],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(key_from_row)
             .collect()
@@ -152,7 +153,7 @@ impl KeyStore for PgStore {
                      AND scope_id = $3 AND slot = $4",
                     &[&eid, &kind, &sid, &slot_code(slot), &disabled],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(changed > 0)
         })
     }
@@ -163,7 +164,7 @@ impl KeyStore for PgStore {
                 "UPDATE api_key SET last_used_at = $2 WHERE id = $1",
                 &[&id, &at],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -195,7 +196,7 @@ impl OperatorStore for PgStore {
                     &t.disabled,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -206,7 +207,7 @@ impl OperatorStore for PgStore {
                 &format!("SELECT {TOKEN_COLUMNS} FROM operator_token WHERE id = $1"),
                 &[&id],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .as_ref()
             .map(operator_token_row)
             .transpose()
@@ -219,7 +220,7 @@ impl OperatorStore for PgStore {
                 &format!("SELECT {TOKEN_COLUMNS} FROM operator_token ORDER BY created_at, id"),
                 &[],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(operator_token_row)
             .collect()
@@ -233,7 +234,7 @@ impl OperatorStore for PgStore {
                     "UPDATE operator_token SET disabled = $2 WHERE id = $1",
                     &[&id, &disabled],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(changed == 1)
         })
     }

@@ -977,3 +977,41 @@ fn catalog_version_follows_catalog_writes() {
     assert!(store.close_period(&n, period("202501"), &[]).is_err());
     assert_eq!(version(), (4, 8));
 }
+
+/// The one input SQLite takes and PostgreSQL cannot: a NUL character in a
+/// text. It is refused as invalid input (not a backend failure), and
+/// nothing of the refused write is kept.
+#[test]
+fn nul_characters_are_refused_as_input() {
+    let Some(url) = url("nul_characters_are_refused_as_input") else {
+        return;
+    };
+    let store = TestStore::new(&url);
+    let n = num("E1");
+    store
+        .create_enrollment(&new_enrollment("E1", "USD", "One"))
+        .unwrap();
+    let invalid =
+        |r: StoreResult<()>| matches!(r, Err(StoreError::Invalid(m)) if m.contains("NUL"));
+    assert!(invalid(
+        store
+            .create_user("a@example.com", "A\0", None, 1)
+            .map(|_| ())
+    ));
+    assert!(store.user_by_email("a@example.com").unwrap().is_none());
+    assert!(invalid(
+        store
+            .upsert_hierarchy(
+                &n,
+                &[row(2, "D", "a", G1, "x"), row(3, "D", "b\0", G2, "x")]
+            )
+            .map(|_| ())
+    ));
+    assert!(store.hierarchy(&n).unwrap().accounts.is_empty());
+    assert!(invalid(
+        store
+            .import_prices(&n, period("202501"), &[meter("m\0", 0, &[(0, 1)])])
+            .map(|_| ())
+    ));
+    assert_eq!(store.enrollment(&n).unwrap().data_version, 0);
+}

@@ -1,6 +1,6 @@
 //! An enrollment's own rows: the enrollment and its commitment entries.
 
-use crate::backend;
+use crate::tx::pg;
 use meterbook_core::enrollment::{ChargeVisibility, Enrollment};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, StoreError, StoreResult};
@@ -40,7 +40,7 @@ pub(super) fn enrollment_by_number(
             &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollment WHERE number = $1"),
             &[&n.as_str()],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .ok_or_else(|| StoreError::NotFound(format!("no enrollment {n}")))?;
     enrollment_from_row(&row)
 }
@@ -56,7 +56,7 @@ pub(super) fn entries_in(
              WHERE enrollment_id = $1 ORDER BY day, id",
             &[&eid],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     Ok(rows
         .iter()
         .map(|r| {

@@ -3,7 +3,8 @@
 
 use super::{bump_catalog, bump_version, last_closed, lock_enrollment, term, Lock};
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::hierarchy::{
     normalize_guid, Account, Department, Hierarchy, HierarchyRow, Subscription,
 };
@@ -26,40 +27,40 @@ impl PgStore {
             // SQLite's are. The catalog lock keeps other writers out meanwhile.
             let find_dept = tx
                 .prepare("SELECT id FROM department WHERE enrollment_id = $1 AND name = $2")
-                .map_err(backend)?;
+                .map_err(pg)?;
             let update_dept = tx
                 .prepare("UPDATE department SET cost_center = $2 WHERE id = $1")
-                .map_err(backend)?;
+                .map_err(pg)?;
             let add_dept = tx
                 .prepare(
                     "INSERT INTO department (enrollment_id, name, cost_center) VALUES ($1, $2, $3) \
                      RETURNING id",
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             let find_acct = tx
                 .prepare("SELECT id FROM account WHERE enrollment_id = $1 AND name = $2")
-                .map_err(backend)?;
+                .map_err(pg)?;
             let update_acct = tx
                 .prepare(
                     "UPDATE account SET owner_email = $2, cost_center = $3, department_id = $4 \
                      WHERE id = $1",
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             let add_acct = tx
                 .prepare(
                     "INSERT INTO account (enrollment_id, name, owner_email, cost_center, department_id) \
                      VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             let find_sub = tx
                 .prepare("SELECT id FROM subscription WHERE enrollment_id = $1 AND guid = $2")
-                .map_err(backend)?;
+                .map_err(pg)?;
             let owner = tx
                 .prepare(
                     "SELECT account_id FROM subscription_owner WHERE subscription_id = $1 \
                      ORDER BY effective_day DESC LIMIT 1",
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             let mut sum = HierarchySummary::default();
             let (mut depts, mut accts) = (HashSet::new(), HashSet::new());
             for row in rows {
@@ -76,12 +77,12 @@ impl PgStore {
                 } else {
                     let found = tx
                         .query_opt(&find_dept, &[&eid, &row.department_name])
-                        .map_err(backend)?;
+                        .map_err(pg)?;
                     let id: i64 = match found {
                         Some(r) => {
                             let id = r.get(0);
                             tx.execute(&update_dept, &[&id, &row.department_cost_center])
-                                .map_err(backend)?;
+                                .map_err(pg)?;
                             id
                         }
                         None => tx
@@ -89,7 +90,7 @@ impl PgStore {
                                 &add_dept,
                                 &[&eid, &row.department_name, &row.department_cost_center],
                             )
-                            .map_err(backend)?
+                            .map_err(pg)?
                             .get(0),
                     };
                     depts.insert(id);
@@ -97,7 +98,7 @@ impl PgStore {
                 };
                 let found = tx
                     .query_opt(&find_acct, &[&eid, &row.account_name])
-                    .map_err(backend)?;
+                    .map_err(pg)?;
                 let acct_id: i64 = match found {
                     Some(r) => {
                         let id = r.get(0);
@@ -110,7 +111,7 @@ impl PgStore {
                                 &dept_id,
                             ],
                         )
-                        .map_err(backend)?;
+                        .map_err(pg)?;
                         id
                     }
                     None => tx
@@ -124,13 +125,13 @@ impl PgStore {
                                 &dept_id,
                             ],
                         )
-                        .map_err(backend)?
+                        .map_err(pg)?
                         .get(0),
                 };
                 accts.insert(acct_id);
                 let existing: Option<i64> = tx
                     .query_opt(&find_sub, &[&eid, &guid])
-                    .map_err(backend)?
+                    .map_err(pg)?
                     .map(|r| r.get(0));
                 match existing {
                     None => {
@@ -140,18 +141,18 @@ impl PgStore {
                                  VALUES ($1, $2, $3) RETURNING id",
                                 &[&eid, &guid, &row.subscription_name],
                             )
-                            .map_err(backend)?
+                            .map_err(pg)?
                             .get(0);
                         tx.execute(
                             "INSERT INTO subscription_owner (subscription_id, effective_day, account_id) \
                              VALUES ($1, $2, $3)",
                             &[&sid, &start, &acct_id],
                         )
-                        .map_err(backend)?;
+                        .map_err(pg)?;
                         sum.subscriptions_created += 1;
                     }
                     Some(sid) => {
-                        let current: i64 = tx.query_one(&owner, &[&sid]).map_err(backend)?.get(0);
+                        let current: i64 = tx.query_one(&owner, &[&sid]).map_err(pg)?.get(0);
                         if current != acct_id {
                             return Err(at(format!(
                                 "subscription {guid} belongs to another account; move it with `subscription move` and an effective date"
@@ -161,7 +162,7 @@ impl PgStore {
                             "UPDATE subscription SET name = $2 WHERE id = $1",
                             &[&sid, &row.subscription_name],
                         )
-                        .map_err(backend)?;
+                        .map_err(pg)?;
                         sum.subscriptions_updated += 1;
                     }
                 }
@@ -198,7 +199,7 @@ impl PgStore {
                     ),
                     &[&eid, &new],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0);
             if exists {
                 return Err(taken());
@@ -214,7 +215,7 @@ impl PgStore {
                     if is_unique_violation(&e) {
                         taken()
                     } else {
-                        backend(e)
+                        pg(e)
                     }
                 })?;
             if changed == 0 {
@@ -251,7 +252,7 @@ impl PgStore {
                     "SELECT id FROM subscription WHERE enrollment_id = $1 AND guid = $2",
                     &[&eid, &normalize_guid(guid)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .ok_or_else(|| StoreError::NotFound(format!("no subscription {guid}")))?
                 .get(0);
             let aid: i64 = tx
@@ -259,7 +260,7 @@ impl PgStore {
                     "SELECT id FROM account WHERE enrollment_id = $1 AND name = $2",
                     &[&eid, &account],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .ok_or_else(|| StoreError::NotFound(format!("no account {account}")))?
                 .get(0);
             tx.execute(
@@ -268,7 +269,7 @@ impl PgStore {
                  ON CONFLICT (subscription_id, effective_day) DO UPDATE SET account_id = excluded.account_id",
                 &[&sid, &effective.raw(), &aid],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             bump_catalog(tx, eid)
         })
     }
@@ -282,7 +283,7 @@ impl PgStore {
                     "SELECT id, name, cost_center FROM department WHERE enrollment_id = $1",
                     &[&eid],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
             {
                 let d = Department {
                     id: r.get(0),
@@ -297,7 +298,7 @@ impl PgStore {
                      WHERE enrollment_id = $1",
                     &[&eid],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
             {
                 let a = Account {
                     id: r.get(0),
@@ -315,7 +316,7 @@ impl PgStore {
                      WHERE s.enrollment_id = $1 ORDER BY s.id, o.effective_day",
                     &[&eid],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
             {
                 let key: i64 = r.get(0);
                 let owner = (Day::from_raw(r.get(3)), r.get::<_, i64>(4));

@@ -15,7 +15,7 @@ mod hierarchy;
 mod sheets;
 mod store;
 
-use crate::backend;
+use crate::tx::pg;
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{Rollup, StoreError, StoreResult};
 use meterbook_core::usage::Catalog;
@@ -29,7 +29,7 @@ pub(crate) fn enrollment_id(c: &mut impl GenericClient, n: &EnrollmentNumber) ->
         "SELECT id FROM enrollment WHERE number = $1",
         &[&n.as_str()],
     )
-    .map_err(backend)?
+    .map_err(pg)?
     .map(|r| r.get(0))
     .ok_or_else(|| StoreError::NotFound(format!("no enrollment {n}")))
 }
@@ -56,7 +56,7 @@ pub(crate) fn lock_enrollment(
         Lock::Data => "SELECT id FROM enrollment WHERE number = $1 FOR NO KEY UPDATE",
     };
     c.query_opt(sql, &[&n.as_str()])
-        .map_err(backend)?
+        .map_err(pg)?
         .map(|r| r.get(0))
         .ok_or_else(|| StoreError::NotFound(format!("no enrollment {n}")))
 }
@@ -67,7 +67,7 @@ pub(crate) fn bump_version(c: &mut impl GenericClient, eid: i64) -> StoreResult<
         "UPDATE enrollment SET data_version = data_version + 1 WHERE id = $1",
         &[&eid],
     )
-    .map_err(backend)?;
+    .map_err(pg)?;
     Ok(())
 }
 
@@ -79,7 +79,7 @@ pub(crate) fn bump_catalog(c: &mut impl GenericClient, eid: i64) -> StoreResult<
          catalog_version = catalog_version + 1 WHERE id = $1",
         &[&eid],
     )
-    .map_err(backend)?;
+    .map_err(pg)?;
     Ok(())
 }
 
@@ -90,7 +90,7 @@ pub(crate) fn term(c: &mut impl GenericClient, eid: i64) -> StoreResult<(i32, i3
             "SELECT start_day, end_day FROM enrollment WHERE id = $1",
             &[&eid],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     Ok((r.get(0), r.get(1)))
 }
 
@@ -101,7 +101,7 @@ pub(crate) fn last_closed(c: &mut impl GenericClient, eid: i64) -> StoreResult<O
             "SELECT MAX(period) FROM closed_period WHERE enrollment_id = $1",
             &[&eid],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .get(0);
     p.map(period_from_sql).transpose()
 }
@@ -118,7 +118,7 @@ pub(crate) fn locked_rates(
              AND ($2::integer IS NULL OR period = $2) ORDER BY period, meter_key",
             &[&eid, &period.map(period_to_sql)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     rows.iter()
         .map(|r| {
             Ok((
@@ -145,7 +145,7 @@ pub(crate) fn catalog(c: &mut impl GenericClient, eid: i64) -> StoreResult<Catal
             "SELECT guid, id FROM subscription WHERE enrollment_id = $1",
             &[&eid],
         )
-        .map_err(backend)?
+        .map_err(pg)?
     {
         cat.subscriptions.insert(r.get(0), r.get(1));
     }
@@ -173,7 +173,7 @@ pub(crate) fn read_rollups(
              ORDER BY booked, meter_key, rate_period, correction",
             &[&eid, &booked.map(period_to_sql)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     rows.iter()
         .map(|r| {
             Ok(Rollup {

@@ -2,7 +2,7 @@
 //! raw rates), loaded one period at a time or all at once for the catalog.
 
 use super::{i128_from_sql, i128_to_sql, period_from_sql, period_to_sql};
-use crate::backend;
+use crate::tx::pg;
 use meterbook_core::prices::{MeterInfo, MeterPrice, Tier};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::{Period, Price, Quantity};
@@ -67,7 +67,7 @@ pub(super) fn load_sheets(
             ),
             &[&eid, &period.map(period_to_sql)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     rows.iter().map(price_from_row).collect()
 }
 
@@ -96,16 +96,16 @@ pub(super) fn store_sheet(
         "DELETE FROM price WHERE enrollment_id = $1 AND period = $2",
         &[&eid, &p],
     )
-    .map_err(backend)?;
+    .map_err(pg)?;
     // Found, else added: an upsert would take a sequence number for every
     // meter of every import (keys stay dense, as SQLite's). The caller holds
     // the catalog lock, so no other writer adds meters meanwhile.
     let find_meter = c
         .prepare("SELECT id FROM meter WHERE enrollment_id = $1 AND meter_id = $2")
-        .map_err(backend)?;
+        .map_err(pg)?;
     let add_meter = c
         .prepare("INSERT INTO meter (enrollment_id, meter_id) VALUES ($1, $2) RETURNING id")
-        .map_err(backend)?;
+        .map_err(pg)?;
     let insert = c
         .prepare(
             "INSERT INTO price (enrollment_id, period, meter_key, meter_name, meter_category, \
@@ -114,16 +114,16 @@ pub(super) fn store_sheet(
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
              $16::text[]::numeric[])",
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     for m in sheet {
         let found = c
             .query_opt(&find_meter, &[&eid, &m.info.meter_id])
-            .map_err(backend)?;
+            .map_err(pg)?;
         let key: i64 = match found {
             Some(r) => r.get(0),
             None => c
                 .query_one(&add_meter, &[&eid, &m.info.meter_id])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0),
         };
         let i = &m.info;
@@ -150,7 +150,7 @@ pub(super) fn store_sheet(
                 &prices,
             ],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@ use super::enrollment::*;
 use super::sheets::{load_sheet, store_sheet};
 use super::*;
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
 use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
 use meterbook_core::limits::{check_entry, UsageGuard};
@@ -21,10 +22,10 @@ impl MetadataStore for PgStore {
         self.read(|tx| {
             let v: i32 = tx
                 .query_one("SELECT version FROM meterbook_schema", &[])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0);
             tx.query_one("SELECT count(*) FROM enrollment", &[])
-                .map_err(backend)?;
+                .map_err(pg)?;
             if v as usize != crate::SCHEMA_VERSION {
                 return Err(StoreError::Backend(format!(
                     "the database schema is version {v}; this build knows version {}",
@@ -46,7 +47,7 @@ impl MetadataStore for PgStore {
                     "SELECT 1 FROM enrollment WHERE number = $1",
                     &[&e.number.as_str()],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .is_some()
             {
                 return Err(taken());
@@ -72,7 +73,7 @@ impl MetadataStore for PgStore {
                     if is_unique_violation(&err) {
                         taken()
                     } else {
-                        backend(err)
+                        pg(err)
                     }
                 })?;
             enrollment_from_row(&row)
@@ -90,7 +91,7 @@ impl MetadataStore for PgStore {
             &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollment ORDER BY number"),
             &[],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .iter()
         .map(enrollment_from_row)
         .collect()
@@ -108,7 +109,7 @@ impl MetadataStore for PgStore {
                     &v.account_owners_view_charges,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -120,7 +121,7 @@ impl MetadataStore for PgStore {
                 "UPDATE enrollment SET watermark = $2, data_version = data_version + 1 WHERE id = $1",
                 &[&eid, &through.raw()],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -179,7 +180,7 @@ impl MetadataStore for PgStore {
                      WHERE r.enrollment_id = $1 AND r.rate_period = $2 AND NOT r.correction",
                     &[&eid, &period_to_sql(period)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
@@ -244,7 +245,7 @@ impl MetadataStore for PgStore {
             }
             let currency: String = tx
                 .query_one("SELECT currency FROM enrollment WHERE id = $1", &[&eid])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0);
             let exponent = Currency::parse(&currency)
                 .map_err(StoreError::Backend)?
@@ -262,7 +263,7 @@ impl MetadataStore for PgStore {
                     &e.description,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             bump_version(tx, eid)
         })
     }
@@ -283,7 +284,7 @@ impl MetadataStore for PgStore {
                     "SELECT DISTINCT period FROM price WHERE enrollment_id = $1",
                     &[&e.id],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
@@ -316,16 +317,16 @@ impl MetadataStore for PgStore {
                 "INSERT INTO closed_period (enrollment_id, period) VALUES ($1, $2)",
                 &[&eid, &p],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             let lock = tx
                 .prepare(
                     "INSERT INTO locked_rate (enrollment_id, period, meter_key, rate) \
                      VALUES ($1, $2, $3, $4::text::numeric)",
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             for (meter, rate) in rates {
                 tx.execute(&lock, &[&eid, &p, meter, &i128_to_sql(rate.raw())])
-                    .map_err(backend)?;
+                    .map_err(pg)?;
             }
             bump_catalog(tx, eid)
         })
