@@ -108,49 +108,52 @@ impl JobStore for PgStore {
         let (accounts, departments) = (json(&job.spec.accounts)?, json(&job.spec.departments)?);
         self.write(|tx| {
             let eid = enrollment_id(tx, &job.enrollment)?;
-            if let Some(j) = open_duplicate(tx, eid, &key)? {
-                return Ok((j, false));
-            }
-            // A duplicate submitted meanwhile by another node makes this
+            // A duplicate submitted meanwhile by another node makes the
             // insert do nothing (the unique index waits for that node's
-            // commit); that job is returned instead.
-            let inserted = tx
-                .execute(
-                    "INSERT INTO report_job (id, enrollment_id, scope, from_day, to_day, accounts, \
-                     departments, format, dedupe_key, requested_by, requested_at, status, billing_period) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (enrollment_id, dedupe_key) WHERE status IN (1, 2) DO NOTHING",
-                    &[
-                        &job.id,
-                        &eid,
-                        &scope_text(job.spec.scope),
-                        &job.spec.from.raw(),
-                        &job.spec.to.raw(),
-                        &accounts,
-                        &departments,
-                        &job.spec.format.name(),
-                        &key,
-                        &job.requested_by.as_str(),
-                        &job.requested_at,
-                        &QUEUED,
-                        &job.spec.billing_period.map(period_to_sql),
-                    ],
-                )
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict(format!("a job with id {} exists", job.id))
-                    } else {
-                        pg(e)
-                    }
-                })?;
-            if inserted == 0 {
-                let j = open_duplicate(tx, eid, &key)?.ok_or_else(|| {
-                    StoreError::Backend("a duplicate job vanished during submit".into())
-                })?;
-                return Ok((j, false));
+            // commit), and that job is returned instead; should it end in
+            // between, the insert is tried again.
+            for _ in 0..3 {
+                if let Some(j) = open_duplicate(tx, eid, &key)? {
+                    return Ok((j, false));
+                }
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO report_job (id, enrollment_id, scope, from_day, to_day, accounts, \
+                         departments, format, dedupe_key, requested_by, requested_at, status, billing_period) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                         ON CONFLICT (enrollment_id, dedupe_key) WHERE status IN (1, 2) DO NOTHING",
+                        &[
+                            &job.id,
+                            &eid,
+                            &scope_text(job.spec.scope),
+                            &job.spec.from.raw(),
+                            &job.spec.to.raw(),
+                            &accounts,
+                            &departments,
+                            &job.spec.format.name(),
+                            &key,
+                            &job.requested_by.as_str(),
+                            &job.requested_at,
+                            &QUEUED,
+                            &job.spec.billing_period.map(period_to_sql),
+                        ],
+                    )
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::Conflict(format!("a job with id {} exists", job.id))
+                        } else {
+                            pg(e)
+                        }
+                    })?;
+                if inserted == 1 {
+                    let j = get_job(tx, &job.id)?
+                        .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+                    return Ok((j, true));
+                }
             }
-            let j = get_job(tx, &job.id)?.ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
-            Ok((j, true))
+            Err(StoreError::Backend(
+                "the open job of the same request kept ending during submit".into(),
+            ))
         })
     }
 
