@@ -16,6 +16,7 @@ use meterbook_core::jobs::{
 };
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::{Day, EnrollmentNumber};
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 const COLUMNS: &str = "j.id, e.number, j.scope, j.from_day, j.to_day, j.accounts, j.departments, \
@@ -66,12 +67,12 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
 }
 
 fn get_job(c: &mut impl GenericClient, id: &str) -> StoreResult<Option<Job>> {
-    c.query_opt(
+    c.query_typed_opt(
         &format!(
             "SELECT {COLUMNS} FROM report_job j JOIN enrollment e ON e.id = j.enrollment_id \
              WHERE j.id = $1"
         ),
-        &[&id],
+        &[(&id, Type::TEXT)],
     )
     .map_err(pg)?
     .as_ref()

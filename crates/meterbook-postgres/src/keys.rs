@@ -7,6 +7,7 @@ use crate::PgStore;
 use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
+use postgres::types::Type;
 use postgres::Row;
 
 /// A scope as stored: (kind, id) — 0 enrollment, 1 department, 2 account.
@@ -106,12 +107,12 @@ impl KeyStore for PgStore {
 
     fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
         self.read(|tx| {
-            tx.query_opt(
+            tx.query_typed_opt(
                 &format!(
                     "SELECT {KEY_COLUMNS} FROM api_key k JOIN enrollment e ON e.id = k.enrollment_id \
                      WHERE k.id = $1"
                 ),
-                &[&id],
+                &[(&id, Type::TEXT)],
             )
             .map_err(pg)?
             .as_ref()
@@ -160,9 +161,9 @@ impl KeyStore for PgStore {
 
     fn touch_key(&self, id: &str, at: i64) -> StoreResult<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.execute_typed(
                 "UPDATE api_key SET last_used_at = $2 WHERE id = $1",
-                &[&id, &at],
+                &[(&id, Type::TEXT), (&at, Type::INT8)],
             )
             .map_err(pg)?;
             Ok(())

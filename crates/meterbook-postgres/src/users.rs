@@ -8,6 +8,7 @@ use crate::PgStore;
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::users::{AuditEntry, Role, Session, User, UserStore};
 use meterbook_core::EnrollmentNumber;
+use postgres::types::Type;
 use postgres::Row;
 
 const USER_COLUMNS: &str = "u.id, u.email, u.name, u.password_hash, u.created_at, u.disabled";
@@ -97,9 +98,9 @@ impl UserStore for PgStore {
     fn user(&self, id: i64) -> StoreResult<Option<User>> {
         self.read(|tx| {
             Ok(tx
-                .query_opt(
+                .query_typed_opt(
                     &format!("SELECT {USER_COLUMNS} FROM app_user u WHERE u.id = $1"),
-                    &[&id],
+                    &[(&id, Type::INT8)],
                 )
                 .map_err(pg)?
                 .as_ref()
@@ -217,10 +218,10 @@ impl UserStore for PgStore {
 
     fn session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Session>> {
         self.read(|tx| {
-            tx.query_opt(
+            tx.query_typed_opt(
                 "SELECT token_hash, user_id, csrf, created_at, last_seen_at FROM user_session \
                  WHERE token_hash = $1",
-                &[&token_hash.as_slice()],
+                &[(&token_hash.as_slice(), Type::BYTEA)],
             )
             .map_err(pg)?
             .as_ref()
@@ -231,9 +232,9 @@ impl UserStore for PgStore {
 
     fn touch_session(&self, token_hash: &[u8; 32], at: i64) -> StoreResult<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.execute_typed(
                 "UPDATE user_session SET last_seen_at = $2 WHERE token_hash = $1",
-                &[&token_hash.as_slice(), &at],
+                &[(&token_hash.as_slice(), Type::BYTEA), (&at, Type::INT8)],
             )
             .map_err(pg)?;
             Ok(())

@@ -10,6 +10,7 @@ use meterbook_core::hierarchy::{
 };
 use meterbook_core::store::{HierarchySummary, Renamed, StoreError, StoreResult};
 use meterbook_core::{Day, EnrollmentNumber};
+use postgres::types::Type;
 use std::collections::HashSet;
 
 impl PgStore {
@@ -279,9 +280,9 @@ impl PgStore {
             let eid = super::enrollment_id(tx, n)?;
             let mut h = Hierarchy::default();
             for r in tx
-                .query(
+                .query_typed(
                     "SELECT id, name, cost_center FROM department WHERE enrollment_id = $1",
-                    &[&eid],
+                    &[(&eid, Type::INT8)],
                 )
                 .map_err(pg)?
             {
@@ -293,10 +294,10 @@ impl PgStore {
                 h.departments.insert(d.id, d);
             }
             for r in tx
-                .query(
+                .query_typed(
                     "SELECT id, name, owner_email, cost_center, department_id FROM account \
                      WHERE enrollment_id = $1",
-                    &[&eid],
+                    &[(&eid, Type::INT8)],
                 )
                 .map_err(pg)?
             {
@@ -310,11 +311,11 @@ impl PgStore {
                 h.accounts.insert(a.id, a);
             }
             for r in tx
-                .query(
+                .query_typed(
                     "SELECT s.id, s.guid, s.name, o.effective_day, o.account_id FROM subscription s \
                      JOIN subscription_owner o ON o.subscription_id = s.id \
                      WHERE s.enrollment_id = $1 ORDER BY s.id, o.effective_day",
-                    &[&eid],
+                    &[(&eid, Type::INT8)],
                 )
                 .map_err(pg)?
             {

@@ -6,6 +6,7 @@ use crate::tx::pg;
 use meterbook_core::prices::{MeterInfo, MeterPrice, Tier};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::{Period, Price, Quantity};
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 const COLUMNS: &str = "p.period, p.meter_key, m.meter_id, meter_name, meter_category, \
@@ -59,13 +60,13 @@ pub(super) fn load_sheets(
     period: Option<Period>,
 ) -> StoreResult<Vec<(Period, i64, MeterPrice)>> {
     let rows = c
-        .query(
+        .query_typed(
             &format!(
                 "SELECT {COLUMNS} FROM price p JOIN meter m ON m.id = p.meter_key \
                  WHERE p.enrollment_id = $1 AND ($2::integer IS NULL OR p.period = $2) \
                  ORDER BY p.period, m.meter_id"
             ),
-            &[&eid, &period.map(period_to_sql)],
+            &[(&eid, Type::INT8), (&period.map(period_to_sql), Type::INT4)],
         )
         .map_err(pg)?;
     rows.iter().map(price_from_row).collect()

@@ -13,6 +13,7 @@ use meterbook_core::prices::MeterPrice;
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, HierarchySummary, MetadataStore, Renamed};
 use meterbook_core::Currency;
+use postgres::types::Type;
 use std::collections::HashSet;
 
 impl MetadataStore for PgStore {
@@ -280,9 +281,9 @@ impl MetadataStore for PgStore {
             let e = enrollment_by_number(tx, n)?;
             let closed = last_closed(tx, e.id)?;
             let priced: HashSet<i32> = tx
-                .query(
+                .query_typed(
                     "SELECT DISTINCT period FROM price WHERE enrollment_id = $1",
-                    &[&e.id],
+                    &[(&e.id, Type::INT8)],
                 )
                 .map_err(pg)?
                 .iter()
