@@ -27,7 +27,8 @@ use meterbook_core::facts::FactStore;
 use meterbook_core::store::{StoreError, StoreResult};
 use postgres::NoTls;
 use r2d2_postgres::PostgresConnectionManager;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
@@ -49,6 +50,23 @@ const MIGRATION_LOCK: i64 = 0x6d62_6d69_6772;
 pub struct PgStore {
     pool: Pool,
     facts: Arc<dyn FactStore>,
+    /// Seconds an ingest holds its enrollment's writer slot between renewals.
+    lease_secs: AtomicI64,
+    /// Where a test makes an ingest stop as if its process died.
+    fail_point: Mutex<Option<FailPoint>>,
+}
+
+/// Points of an ingest where [`PgStore::fail_at`] makes it stop as a killed
+/// process would: nothing after it runs, not even the clean-up of a failed
+/// ingest. The crash-point tests use them; nothing else should.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailPoint {
+    /// After rows went to the fact store, before the day sums.
+    AfterFacts,
+    /// After the day sums, before the ledger's commit.
+    AfterDaySums,
+    /// After the ledger committed, before the caller hears of it.
+    AfterLedgerCommit,
 }
 
 /// A backend error: the message is logged, never shown (it may hold SQL).
@@ -90,9 +108,43 @@ impl PgStore {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("cannot connect to PostgreSQL: {e}")))?;
-        let store = PgStore { pool, facts };
+        let store = PgStore {
+            pool,
+            facts,
+            lease_secs: AtomicI64::new(usage::DEFAULT_LEASE_SECS),
+            fail_point: Mutex::new(None),
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// How long an ingest holds its enrollment's writer slot without
+    /// renewing it (default 60 s): after a crash, the next ingest of the
+    /// enrollment waits this long before it takes over. It renews every
+    /// quarter of it.
+    pub fn set_ingest_lease(&self, lease: Duration) {
+        self.lease_secs
+            .store(lease.as_secs().max(1) as i64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn lease_secs(&self) -> i64 {
+        self.lease_secs.load(Ordering::Relaxed)
+    }
+
+    /// Makes the next ingest that reaches `point` stop there as if killed.
+    #[doc(hidden)]
+    pub fn fail_at(&self, point: Option<FailPoint>) {
+        *self.fail_point.lock().unwrap_or_else(|p| p.into_inner()) = point;
+    }
+
+    /// Whether an ingest at `point` must stop there (once).
+    pub(crate) fn fails_at(&self, point: FailPoint) -> bool {
+        let mut f = self.fail_point.lock().unwrap_or_else(|p| p.into_inner());
+        if *f == Some(point) {
+            *f = None;
+            return true;
+        }
+        false
     }
 
     pub(crate) fn conn(&self) -> StoreResult<Conn> {

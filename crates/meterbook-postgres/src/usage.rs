@@ -26,7 +26,7 @@
 //! reads (an expired one for good: its writer may still be running), and
 //! the next begin deletes their rows.
 
-use crate::{backend, metadata, PgStore};
+use crate::{backend, metadata, FailPoint, PgStore};
 use meterbook_core::calendar::{Day, Period};
 use meterbook_core::enrollment::EnrollmentNumber;
 use meterbook_core::facts::{IngestId, Visibility};
@@ -40,10 +40,9 @@ use postgres::GenericClient;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long a writer's slot is held without a renewal.
-const LEASE_SECS: i64 = 60;
-/// How often a writer renews its lease.
-const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// How long a writer's slot is held without a renewal, unless set
+/// ([`PgStore::set_ingest_lease`]); a writer renews every quarter of it.
+pub(crate) const DEFAULT_LEASE_SECS: i64 = 60;
 /// How long a begin waits for another node's writer of the same enrollment.
 const WAIT_FOR_WRITER: Duration = Duration::from_secs(30);
 /// Rows (or bytes of text) buffered before they go to the fact store: few
@@ -196,7 +195,7 @@ impl UsageStore for PgStore {
                 .query_one(
                     "INSERT INTO usage_ingest (enrollment_id, state, started_at, lease_until)
                      VALUES ($1, 'writing', $2, $3) RETURNING id",
-                    &[&eid, &now, &(now + LEASE_SECS)],
+                    &[&eid, &now, &(now + self.lease_secs())],
                 )
                 .map_err(backend)?
                 .get(0);
@@ -435,14 +434,15 @@ impl PgUsageWriter<'_> {
 
     /// Keeps this ingest's slot; Conflict when another ingest took it over.
     fn renew(&mut self) -> StoreResult<()> {
-        if self.renewed.elapsed() < RENEW_EVERY {
+        let lease = self.store.lease_secs();
+        if self.renewed.elapsed() < Duration::from_millis(lease as u64 * 250) {
             return Ok(());
         }
         let mut c = self.store.conn()?;
         let held = c
             .execute(
                 "UPDATE usage_ingest SET lease_until = $2 WHERE id = $1 AND state = 'writing'",
-                &[&self.ingest, &(unix_now() + LEASE_SECS)],
+                &[&self.ingest, &(unix_now() + lease)],
             )
             .map_err(backend)?;
         if held == 0 {
@@ -591,6 +591,20 @@ impl PgUsageWriter<'_> {
     }
 }
 
+impl PgUsageWriter<'_> {
+    /// At a test's fail point: stop here as a killed process would, leaving
+    /// everything as it is (no clean-up runs).
+    fn crash_if(&mut self, point: FailPoint) -> StoreResult<()> {
+        if self.store.fails_at(point) {
+            self.done = true;
+            return Err(StoreError::Backend(format!(
+                "stopped at {point:?} (a test's fail point)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 fn lost_slot(n: &EnrollmentNumber) -> StoreError {
     StoreError::Conflict(format!(
         "this ingest of enrollment {n} stopped renewing its lease and another one took over; \
@@ -693,11 +707,13 @@ impl UsageWriter for PgUsageWriter<'_> {
 
     fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.flush()?;
+        self.crash_if(FailPoint::AfterFacts)?;
         self.write_day_sums()?;
+        self.crash_if(FailPoint::AfterDaySums)?;
         let rollups = self.new_rollups()?;
         self.commit_ledger(&rollups)?;
         self.done = true;
-        Ok(())
+        self.crash_if(FailPoint::AfterLedgerCommit)
     }
 }
 

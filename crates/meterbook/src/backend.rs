@@ -4,7 +4,7 @@
 use crate::settings::{redact, StoreConfig};
 use anyhow::{Context, Result};
 use meterbook_core::facts::FactStore;
-use meterbook_core::store::Store;
+use meterbook_core::store::{MetadataStore, Store};
 use meterbook_postgres::PgStore;
 use meterbook_sqlite::SqliteStore;
 use std::sync::Arc;

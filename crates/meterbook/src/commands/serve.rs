@@ -4,7 +4,6 @@ use crate::cli::ServeArgs;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use meterbook_server::{AppState, ServerSettings};
-use std::sync::Arc;
 
 fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
     let g = &a.guard;
