@@ -1015,3 +1015,57 @@ fn nul_characters_are_refused_as_input() {
     ));
     assert_eq!(store.enrollment(&n).unwrap().data_version, 0);
 }
+
+/// A sheet of realistic size (thousands of meters, several tiers each)
+/// stored and read back as SQLite stores it, keys included, through an
+/// import that adds meters among known ones.
+#[test]
+fn large_sheets_answer_as_sqlite_does() {
+    let Some(url) = url("large_sheets_answer_as_sqlite_does") else {
+        return;
+    };
+    let b = Both::new(&url);
+    let n = num("E1");
+    b.check("create", |s| {
+        s.create_enrollment(&new_enrollment("E1", "EUR", "One"))
+    });
+    let sheet = |from: usize, to: usize| -> Vec<MeterPrice> {
+        (from..to)
+            .map(|i| {
+                let tiers: Vec<(i64, i128)> = (0..(i % 4) as i64 + 1)
+                    .map(|t| {
+                        (
+                            t * 1_000_000_000,
+                            10_i128.pow(20) / (i as i128 + t as i128 + 1),
+                        )
+                    })
+                    .collect();
+                meter(
+                    &format!(
+                        "meter-{:05}{}",
+                        (i * 7919) % 100_000,
+                        if i % 5 == 0 { "s" } else { "" }
+                    ),
+                    i as i64,
+                    &tiers,
+                )
+            })
+            .collect()
+    };
+    let first = sheet(0, 2500);
+    let t = std::time::Instant::now();
+    b.check("import", |s| s.import_prices(&n, period("202503"), &first));
+    eprintln!("2500 meters on both stores: {:?}", t.elapsed());
+    b.check("read", |s| s.price_sheet(&n, period("202503")));
+    let second = sheet(1200, 4000);
+    b.check("import mixed", |s| {
+        s.import_prices(&n, period("202504"), &second)
+    });
+    b.check("read mixed", |s| s.price_sheet(&n, period("202504")));
+    b.check("replace", |s| {
+        s.import_prices(&n, period("202503"), &second[..10])
+    });
+    b.check("read replaced", |s| s.price_sheet(&n, period("202503")));
+    b.check("empty", |s| s.import_prices(&n, period("202505"), &[]));
+    b.check("periods", |s| s.periods(&n));
+}
