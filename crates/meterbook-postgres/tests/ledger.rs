@@ -1069,3 +1069,80 @@ fn large_sheets_answer_as_sqlite_does() {
     b.check("empty", |s| s.import_prices(&n, period("202505"), &[]));
     b.check("periods", |s| s.periods(&n));
 }
+
+/// Hierarchy files of some size, with departments, accounts and
+/// subscriptions repeated and changed within a file and between files.
+#[test]
+fn large_hierarchies_answer_as_sqlite_does() {
+    let Some(url) = url("large_hierarchies_answer_as_sqlite_does") else {
+        return;
+    };
+    let b = Both::new(&url);
+    let n = num("E1");
+    b.check("create", |s| {
+        s.create_enrollment(&new_enrollment("E1", "EUR", "One"))
+    });
+    let file = |rows: usize, salt: usize| -> Vec<HierarchyRow> {
+        (0..rows)
+            .map(|i| {
+                let dept = if i % 7 == 0 {
+                    String::new()
+                } else {
+                    format!("D{}", i % 13)
+                };
+                let acct = format!("acct{}", (i * 31) % 97);
+                // Accounts keep their department within a file unless salted.
+                let mut r = row(
+                    i as u64 + 2,
+                    &dept,
+                    &acct,
+                    &format!("g-{:04}", i % 400),
+                    &format!("{}", (i + salt) % 3),
+                );
+                r.department_cost_center = format!("cc{}", (i / 50 + salt) % 4);
+                r
+            })
+            .collect()
+    };
+    // A subscription in a file twice stays with its first account only if
+    // the account is the same; the generator keeps the account per guid.
+    let keep_owner = |rows: Vec<HierarchyRow>| -> Vec<HierarchyRow> {
+        let mut owner = std::collections::HashMap::new();
+        rows.into_iter()
+            .map(|mut r| {
+                let a = owner
+                    .entry(r.subscription_guid.clone())
+                    .or_insert_with(|| r.account_name.clone())
+                    .clone();
+                r.account_name = a;
+                r
+            })
+            .collect()
+    };
+    let first = keep_owner(file(600, 0));
+    b.check("upload", |s| s.upsert_hierarchy(&n, &first));
+    b.check_hierarchy(&n);
+    b.check("same again", |s| s.upsert_hierarchy(&n, &first));
+    let mut second = keep_owner(file(600, 1));
+    for r in &mut second {
+        r.subscription_name.push_str(" v2");
+    }
+    b.check("changed", |s| s.upsert_hierarchy(&n, &second));
+    b.check_hierarchy(&n);
+    // A file that moves one subscription is refused whole.
+    let mut third = second.clone();
+    third[450].account_name = "someone else".into();
+    third.push(row(999, "Dnew", "anew", "g-new", "x"));
+    b.check("refused", |s| s.upsert_hierarchy(&n, &third));
+    b.check_hierarchy(&n);
+    b.check("moved", |s| {
+        s.move_subscription(&n, "g-0001", "acct5", day("2025-06-01"))
+    });
+    b.check("after move, old owner", |s| {
+        s.upsert_hierarchy(&n, &[row(2, "D1", "acct31", "g-0001", "q")])
+    });
+    b.check("after move, new owner", |s| {
+        s.upsert_hierarchy(&n, &[row(2, "D1", "acct5", "g-0001", "q")])
+    });
+    b.check_hierarchy(&n);
+}

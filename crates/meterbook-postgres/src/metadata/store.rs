@@ -319,16 +319,20 @@ impl MetadataStore for PgStore {
                 &[&eid, &p],
             )
             .map_err(pg)?;
-            let lock = tx
-                .prepare(
-                    "INSERT INTO locked_rate (enrollment_id, period, meter_key, rate) \
-                     VALUES ($1, $2, $3, $4::text::numeric)",
-                )
-                .map_err(pg)?;
-            for (meter, rate) in rates {
-                tx.execute(&lock, &[&eid, &p, meter, &i128_to_sql(rate.raw())])
-                    .map_err(pg)?;
-            }
+            // One insert for all the rates (a sheet may have thousands).
+            let keys: Vec<i64> = rates.iter().map(|(m, _)| *m).collect();
+            let values: Vec<String> = rates.iter().map(|(_, r)| i128_to_sql(r.raw())).collect();
+            tx.execute_typed(
+                "INSERT INTO locked_rate (enrollment_id, period, meter_key, rate) \
+                 SELECT $1, $2, u.k, u.r::numeric FROM unnest($3::bigint[], $4::text[]) AS u(k, r)",
+                &[
+                    (&eid, Type::INT8),
+                    (&p, Type::INT4),
+                    (&keys, Type::INT8_ARRAY),
+                    (&values, Type::TEXT_ARRAY),
+                ],
+            )
+            .map_err(pg)?;
             bump_catalog(tx, eid)
         })
     }
