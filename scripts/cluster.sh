@@ -15,6 +15,8 @@
 #   scripts/cluster.sh status [DIR]
 #   scripts/cluster.sh stop-shard N  stop ClickHouse server N (1 or 2), data kept
 #   scripts/cluster.sh kill-shard N  SIGKILL it (a crash), data kept
+#   scripts/cluster.sh demo [ARGS]   `meterbook demo` on a cluster of its own
+#                                    (target/cluster-demo, started if not up)
 #   scripts/cluster.sh start-shard N start it again on the same data
 #   scripts/cluster.sh restart-pg    restart PostgreSQL (fast shutdown)
 #
@@ -475,6 +477,24 @@ stop-shard)
   need_dir "$dir"
   stop_ch "$2" "$dir"
   say "ClickHouse $2 stopped (data kept)"
+  ;;
+demo)
+  # The quickstart's demo on the scale-out stores: a cluster of its own in
+  # target/cluster-demo (started unless it is up), then `meterbook demo`
+  # with MB_STORE and MB_USAGE_STORE pointing at it. Extra arguments go to
+  # `meterbook demo`. `scripts/cluster.sh stop target/cluster-demo` ends it.
+  dir=$repo/target/cluster-demo
+  if [[ -f $dir/env ]] && (use_ports "$dir" && pg_up && ch_ping "${ch_http[0]}" && ch_ping "${ch_http[1]}"); then
+    say "using the running cluster in $dir"
+  else
+    [[ -d $dir ]] && { cmd_stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+    mkdir -p "$dir"
+    cmd_start "$dir" >/dev/null
+  fi
+  # shellcheck disable=SC1091 # written by cmd_start
+  source "$dir/env"
+  say "meterbook demo on $MB_STORE + $MB_USAGE_STORE"
+  cargo run --locked -- demo "${@:2}"
   ;;
 kill-shard)
   # A crash rather than a shutdown: SIGKILL, no waiting for queries in flight.
