@@ -54,6 +54,13 @@ struct Node {
 
 impl Node {
     fn start(urls: &ClusterUrls, reports: &Path, workers: u32) -> Node {
+        Node::start_limited(urls, reports, workers, "10000")
+    }
+
+    /// A node whose API keys may make `burst` requests at once (and one
+    /// more every 100 s).
+    fn start_limited(urls: &ClusterUrls, reports: &Path, workers: u32, burst: &str) -> Node {
+        let rate = if burst == "10000" { "10000" } else { "0.01" };
         let mut child = cli(urls)
             .args(["serve", "--listen", "127.0.0.1:0", "--report-dir"])
             .arg(reports)
@@ -63,9 +70,9 @@ impl Node {
                 "--report-workers",
                 &workers.to_string(),
                 "--rate-limit",
-                "10000",
+                rate,
                 "--rate-burst",
-                "10000",
+                burst,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -397,4 +404,55 @@ async fn a_job_whose_node_is_killed_finishes_on_the_other() {
         bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
         "a whole Parquet file"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_and_rate_limits_count_across_nodes() {
+    let Some(urls) = cluster("nodes_limits").await else {
+        return;
+    };
+    let key = tokio::task::spawn_blocking({
+        let urls = urls.clone();
+        move || demo(&urls, 2000)
+    })
+    .await
+    .expect("demo");
+    let reports = tempfile::tempdir().expect("dir");
+    let (a, b) = (
+        Node::start_limited(&urls, reports.path(), 1, "6"),
+        Node::start_limited(&urls, reports.path(), 1, "6"),
+    );
+    let nodes = [&a, &b];
+    // Six requests of one key, alternating nodes, use up its burst of six:
+    // the seventh is refused on either node (per process, each would allow six).
+    let c = client();
+    let path = format!("/v3/enrollments/{N}/billingPeriods");
+    for i in 0..6 {
+        let (st, body) = get(&c, &nodes[i % 2].url(&path), &key).await;
+        assert_eq!(st, 200, "request {i}: {body}");
+    }
+    for node in nodes {
+        let (st, _) = get(&c, &node.url(&path), &key).await;
+        assert_eq!(st, 429, "the key's burst is spent on every node");
+    }
+    // Five failed sign-ins (one address, one account), alternating nodes,
+    // reach the limit: the sixth attempt is refused on either node, even
+    // with the right password.
+    for i in 0..5 {
+        let r = Browser::at(&nodes[i % 2].base)
+            .sign_in_raw(ADMIN, "not the password", &[])
+            .await;
+        assert_eq!(
+            r.status,
+            401,
+            "failure {i} is answered with the form: {}",
+            r.describe()
+        );
+    }
+    for node in nodes {
+        let r = Browser::at(&node.base)
+            .sign_in_raw(ADMIN, PASSWORD, &[])
+            .await;
+        assert_eq!(r.status, 429, "throttled on every node: {}", r.describe());
+    }
 }
