@@ -20,6 +20,17 @@ const N: &str = "8608480";
 const ADMIN: &str = "admin@northwind.example";
 const PASSWORD: &str = "meterbook-demo";
 
+/// A JSON answer without the time it was made.
+fn figures(body: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(body).expect("json");
+    v.as_object_mut().map(|o| o.remove("generatedAt"));
+    v
+}
+
+/// Tests that stop a server of the shared cluster run alone: they take this
+/// exclusively, the others share it.
+static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 fn cli(urls: &ClusterUrls) -> Command {
     let mut c = Command::new(BIN);
     c.env("MB_STORE", &urls.store)
@@ -167,6 +178,7 @@ async fn keys_and_sessions_work_on_every_node() {
     let Some(urls) = cluster("nodes_keys").await else {
         return;
     };
+    let _shared = ALONE.read().await;
     let key = tokio::task::spawn_blocking({
         let urls = urls.clone();
         move || demo(&urls, 3000)
@@ -258,6 +270,7 @@ async fn report_jobs_run_once_and_download_from_either_node() {
     let Some(urls) = cluster("nodes_jobs").await else {
         return;
     };
+    let _shared = ALONE.read().await;
     let key = tokio::task::spawn_blocking({
         let urls = urls.clone();
         move || demo(&urls, 3000)
@@ -345,6 +358,7 @@ async fn a_job_whose_node_is_killed_finishes_on_the_other() {
     let Some(urls) = cluster("nodes_kill").await else {
         return;
     };
+    let _shared = ALONE.read().await;
     let key = tokio::task::spawn_blocking({
         let urls = urls.clone();
         move || demo(&urls, 60_000)
@@ -411,6 +425,7 @@ async fn throttles_and_rate_limits_count_across_nodes() {
     let Some(urls) = cluster("nodes_limits").await else {
         return;
     };
+    let _shared = ALONE.read().await;
     let key = tokio::task::spawn_blocking({
         let urls = urls.clone();
         move || demo(&urls, 2000)
@@ -455,4 +470,72 @@ async fn throttles_and_rate_limits_count_across_nodes() {
             .await;
         assert_eq!(r.status, 429, "throttled on every node: {}", r.describe());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_recovers_when_postgresql_restarts_under_load() {
+    let Some(urls) = cluster("nodes_pg_restart").await else {
+        return;
+    };
+    let _alone = ALONE.write().await;
+    let key = tokio::task::spawn_blocking({
+        let urls = urls.clone();
+        move || demo(&urls, 2000)
+    })
+    .await
+    .expect("demo");
+    let reports = tempfile::tempdir().expect("dir");
+    let a = Node::start(&urls, reports.path(), 1);
+    let c = client();
+    let path = format!(
+        "/v3/enrollments/{N}/billingPeriods/{}/balancesummary",
+        last_month()
+    );
+    let (_, want) = get(&c, &a.url(&path), &key).await;
+    let restart = tokio::task::spawn_blocking(|| {
+        std::thread::sleep(Duration::from_millis(500));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cluster.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg("restart-pg")
+            .output()
+            .expect("restart");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    // Requests all through the restart: each is answered (an error while
+    // PostgreSQL is down is a JSON 5xx, never a dropped connection), and
+    // once it is back every answer is the same as before.
+    let started = Instant::now();
+    let mut errors = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let r = c
+            .get(a.url(&path))
+            .header("authorization", format!("bearer {key}"))
+            .send()
+            .await
+            .expect("every request is answered");
+        let st = r.status().as_u16();
+        let body = r.text().await.expect("body");
+        if st == 200 {
+            assert_eq!(figures(&body), figures(&want));
+        } else {
+            assert!(st >= 500 && body.starts_with('{'), "{st} {body}");
+            assert!(
+                !body.contains("SELECT") && !body.contains("postgres"),
+                "{body}"
+            );
+            errors += 1;
+        }
+    }
+    restart.await.expect("restart");
+    for _ in 0..20 {
+        let (st, body) = get(&c, &a.url(&path), &key).await;
+        assert_eq!(st, 200, "after the restart: {body}");
+        assert_eq!(figures(&body), figures(&want), "after the restart");
+    }
+    println!("{errors} answers were errors during the restart");
 }
