@@ -431,3 +431,41 @@ fn postgresql_restarted_mid_ingest() {
     }
     recovers(&f, &at, "PostgreSQL restarted");
 }
+
+#[test]
+fn doctor_says_what_is_wrong_in_one_line_each() {
+    let _one = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(urls) = fresh("doctor") else {
+        return;
+    };
+    let at = At::Cluster(urls.clone());
+    // A database nothing has opened yet: no Meterbook schema.
+    let out = run(&at, &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("FAIL PostgreSQL") && text.contains("no Meterbook schema"),
+        "{text}"
+    );
+    ok(&at, &["migrate"]);
+    let text = ok(&at, &["doctor"]);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("ok ")).count(),
+        2,
+        "{text}"
+    );
+    // A ClickHouse shard that does not answer, a password that is refused.
+    let wrong = ClusterUrls {
+        store: urls.store.replacen("meterbook@", "meterbook:secret@", 1),
+        usage_store: urls.usage_store.replacen(":58", ":1", 1),
+    };
+    let out = run(&At::Cluster(wrong), &["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    let fails: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert!(fails.iter().any(|l| l.contains("ClickHouse")), "{text}");
+    assert!(!text.contains("secret"), "a password in the output: {text}");
+    for l in &fails {
+        assert!(!l.contains("SELECT") && !l.contains('\n'), "{l}");
+    }
+}
