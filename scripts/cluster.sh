@@ -14,6 +14,9 @@
 #   scripts/cluster.sh stop [DIR]    stop everything and remove DIR (safe twice)
 #   scripts/cluster.sh status [DIR]
 #   scripts/cluster.sh stop-shard N  stop ClickHouse server N (1 or 2), data kept
+#   scripts/cluster.sh kill-shard N  SIGKILL it (a crash), data kept
+#   scripts/cluster.sh demo [ARGS]   `meterbook demo` on a cluster of its own
+#                                    (target/cluster-demo, started if not up)
 #   scripts/cluster.sh start-shard N start it again on the same data
 #   scripts/cluster.sh restart-pg    restart PostgreSQL (fast shutdown)
 #
@@ -37,7 +40,7 @@
 # which is how Meterbook uses them (it creates each shard's tables itself).
 #
 # Timing (2 cores, packages already installed): `start` about 2 s including
-# initdb and the self-check, `stop` about 2.5 s (ClickHouse takes 2 s to shut
+# initdb and the self-check (7 s while builds share the cores), `stop` about 2.5 s (ClickHouse takes 2 s to shut
 # down), `stop-shard` 2 s, `start-shard` and `restart-pg` under 0.5 s.
 # Installing the packages on a bare machine adds a minute or so.
 set -euo pipefail
@@ -87,6 +90,9 @@ pg_bindir() {
 ch_server_bin() {
   if command -v clickhouse-server >/dev/null; then
     echo clickhouse-server
+  elif [[ -x /usr/sbin/clickhouse-server ]]; then
+    # Debian puts it in /usr/sbin, which is not on a normal user's PATH.
+    echo /usr/sbin/clickhouse-server
   elif command -v clickhouse >/dev/null; then
     echo "clickhouse server"
   else
@@ -366,6 +372,14 @@ cmd_start() {
   for n in 1 2; do ch_query "$n" "CREATE DATABASE IF NOT EXISTS meterbook"; done
   local store="postgres://meterbook@127.0.0.1:$pg_port/meterbook"
   local usage="clickhouse://127.0.0.1:${ch_http[0]},127.0.0.1:${ch_http[1]}/meterbook?cluster=meterbook"
+  # The other commands find this cluster's ports here, whatever the
+  # environment they run in says.
+  cat >"$dir/ports" <<EOF
+pg_port=$pg_port
+ch_http=(${ch_http[*]})
+ch_tcp=(${ch_tcp[*]})
+ch_inter=(${ch_inter[*]})
+EOF
   env_file=$dir/env
   cat >"$env_file" <<EOF
 export MB_TEST_STORE='$store'
@@ -396,6 +410,12 @@ self_check() {
   for n in 1 2; do ch_query "$n" "DROP DATABASE mb_selfcheck"; done
 }
 
+# The ports `start` recorded for the cluster in DIR.
+use_ports() {
+  # shellcheck disable=SC1091 # written by cmd_start
+  if [ -f "$1/ports" ]; then source "$1/ports"; fi
+}
+
 need_dir() {
   local dir=$1
   [[ -n $dir ]] || die "no cluster folder: give DIR, set MB_CLUSTER_DIR, or run start first"
@@ -405,6 +425,7 @@ need_dir() {
 cmd_stop() {
   local dir n
   dir=$(resolve_dir "${1:-}")
+  use_ports "$dir"
   if [[ -z $dir || ! -d $dir ]]; then
     say "nothing to stop${dir:+ ($dir is gone)}"
     [[ -f $state_file && $(<"$state_file") == "$dir" ]] && rm -f "$state_file"
@@ -426,6 +447,7 @@ cmd_stop() {
 cmd_status() {
   local dir n rc=0
   dir=$(resolve_dir "${1:-}")
+  use_ports "$dir"
   need_dir "$dir"
   echo "folder: $dir"
   if pg_up; then echo "postgres: up (127.0.0.1:$pg_port)"; else echo "postgres: down"; rc=1; fi
@@ -451,19 +473,54 @@ status) cmd_status "${2:-}" ;;
 stop-shard)
   shard_arg "${2:-}"
   dir=$(resolve_dir "${3:-}")
+  use_ports "$dir"
   need_dir "$dir"
   stop_ch "$2" "$dir"
   say "ClickHouse $2 stopped (data kept)"
   ;;
+demo)
+  # The quickstart's demo on the scale-out stores: a cluster of its own in
+  # target/cluster-demo (started unless it is up), then `meterbook demo`
+  # with MB_STORE and MB_USAGE_STORE pointing at it. Extra arguments go to
+  # `meterbook demo`. `scripts/cluster.sh stop target/cluster-demo` ends it.
+  dir=$repo/target/cluster-demo
+  if [[ -f $dir/env ]] && (use_ports "$dir" && pg_up && ch_ping "${ch_http[0]}" && ch_ping "${ch_http[1]}"); then
+    say "using the running cluster in $dir"
+  else
+    [[ -d $dir ]] && { cmd_stop "$dir" >/dev/null 2>&1 || true; rm -rf "$dir"; }
+    mkdir -p "$dir"
+    cmd_start "$dir" >/dev/null
+  fi
+  # shellcheck disable=SC1091 # written by cmd_start
+  source "$dir/env"
+  say "meterbook demo on $MB_STORE + $MB_USAGE_STORE"
+  cargo run --locked -- demo "${@:2}"
+  ;;
+kill-shard)
+  # A crash rather than a shutdown: SIGKILL, no waiting for queries in flight.
+  shard_arg "${2:-}"
+  dir=$(resolve_dir "${3:-}")
+  use_ports "$dir"
+  need_dir "$dir"
+  pidf=$dir/ch$2/server.pid
+  if [[ -f $pidf ]]; then
+    kill -KILL "$(<"$pidf")" 2>/dev/null || true
+    while port_open "${ch_http[$2 - 1]}"; do sleep 0.1; done
+    rm -f "$pidf"
+  fi
+  say "ClickHouse $2 killed (data kept)"
+  ;;
 start-shard)
   shard_arg "${2:-}"
   dir=$(resolve_dir "${3:-}")
+  use_ports "$dir"
   need_dir "$dir"
   start_ch "$2" "$dir"
   say "ClickHouse $2 up"
   ;;
 restart-pg)
   dir=$(resolve_dir "${2:-}")
+  use_ports "$dir"
   need_dir "$dir"
   pg_ctl_ "$dir" -m fast -w -t "$wait_secs" -l "$dir/pg/server.log" restart >/dev/null ||
     { log_tail "$dir/pg/server.log"; die "PostgreSQL did not restart"; }

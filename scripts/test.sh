@@ -11,8 +11,10 @@
 # two-shard ClickHouse cluster (installed from Debian's packages when missing)
 # and the tests get their URLs (MB_TEST_STORE, MB_TEST_USAGE_STORE) with
 # MB_REQUIRE_CLUSTER=1, so the suites that need them fail instead of skipping.
-# It is stopped and removed on exit, failed or not. MB_CLUSTER=0 skips it (those
-# suites then skip with a note).
+# Likewise scripts/s3.sh starts an S3-compatible server (moto, from PyPI) for the
+# S3 report file store's checks (MB_TEST_S3_URL). Both are stopped and removed
+# on exit, failed or not. MB_CLUSTER=0 skips both (those suites then skip with
+# a note).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total=$SECONDS
@@ -35,15 +37,30 @@ cluster_up() {
   unset MB_STORE MB_USAGE_STORE
   export MB_REQUIRE_CLUSTER=1
 }
+s3_up() {
+  local env_file
+  env_file=$(scripts/s3.sh start "$s3_dir" | tail -n1)
+  # shellcheck disable=SC1090 # written by scripts/s3.sh start
+  source "$env_file"
+}
+cleanup() {
+  if [[ -n ${cluster_dir:-} ]]; then scripts/cluster.sh stop "$cluster_dir" || rmdir "$cluster_dir" || true; fi
+  if [[ -n ${s3_dir:-} ]]; then scripts/s3.sh stop "$s3_dir" || rmdir "$s3_dir" || true; fi
+}
 if [[ ${MB_CLUSTER:-1} != 0 ]]; then
-  # A folder of this run's own, so that exit stops this cluster and no other;
+  # Folders of this run's own, so that exit stops these servers and no others;
   # the trap is set before starting, so a start that fails half-way is cleaned
   # up too (a folder start refused is merely removed).
   cluster_dir=$(mktemp -d -t meterbook-cluster.XXXXXX)
-  trap 'scripts/cluster.sh stop "$cluster_dir" || rmdir "$cluster_dir" || true' EXIT
+  s3_dir=$(mktemp -d -t meterbook-s3.XXXXXX)
+  trap cleanup EXIT
   stage "PostgreSQL and a two-shard ClickHouse cluster (scripts/cluster.sh start)" cluster_up
+  stage "an S3-compatible server for report files (scripts/s3.sh start)" s3_up
 fi
 stage "Rust test suites (cargo test --workspace; the first build takes minutes)" cargo test --workspace --locked
+# The S3 report file store is a cargo feature (it brings the AWS client and a
+# TLS stack), so its checks build apart, against the server s3.sh started.
+stage "S3 report files (cargo test -p meterbook-jobs --features s3)" cargo test --locked -p meterbook-jobs --features s3 --test report_files
 # The gates run the binary the test build made (features unified across the
 # workspace), instead of building meterbook again on its own.
 target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')

@@ -84,6 +84,11 @@ impl Address {
                 "`{database}` is not a database name (letters, digits and _, not starting with a digit)"
             )));
         }
+        if database.eq_ignore_ascii_case("system") {
+            return Err(invalid(
+                "the database cannot be `system` (the server's own tables)".into(),
+            ));
+        }
         let mut cluster = None;
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
             match pair.split_once('=') {
@@ -152,6 +157,7 @@ mod tests {
         assert!(err("clickhouse://a:1/mb?x=1").contains("unknown parameter"));
         assert!(err("clickhouse://a:1/mb?cluster=a'b").contains("not a cluster name"));
         assert!(err("clickhouse:///mb").contains("no host"));
+        assert!(err("clickhouse://a:1/system").contains("system"));
         assert!(err("clickhouse://a b:1/mb").contains("does not name a host"));
     }
 }

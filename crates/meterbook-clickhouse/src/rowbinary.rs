@@ -131,7 +131,8 @@ impl<R: BufRead> Decoder<R> {
 
     pub(crate) fn garbled(&self, what: &str) -> StoreError {
         StoreError::Backend(format!(
-            "a response of ClickHouse at {} is not what was asked for: {what}",
+            "a response of ClickHouse at {} is not what was asked for ({what}); a query \
+             that fails after its first rows ends the answer with the error's text",
             self.host
         ))
     }

@@ -1,5 +1,7 @@
 //! The report file store: where finished reports live until their retention
-//! ends. A small trait so an object store can replace the directory later.
+//! ends. A small trait so an object store can replace the directory: with the
+//! `s3` feature, [`crate::s3_files::S3ReportFiles`] keeps them in a bucket
+//! every node of a multi-node deployment reaches.
 
 use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
@@ -46,20 +48,27 @@ impl DirReportFiles {
     }
 
     fn path(&self, name: &str) -> io::Result<PathBuf> {
-        // Names come from job ids; refuse anything that could leave the directory.
-        if name.is_empty()
-            || name.starts_with('.')
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-        {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a report file name: {name:?}"),
-            ));
-        }
+        check_name(name)?;
         Ok(self.root.join(name))
     }
+}
+
+/// Names come from job ids; refuse anything that could leave the directory
+/// (or the key prefix), and names starting with a dot, which are the stores'
+/// own (partial writes).
+pub(crate) fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a report file name: {name:?}"),
+        ));
+    }
+    Ok(())
 }
 
 struct DirPending {

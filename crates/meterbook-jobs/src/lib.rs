@@ -13,10 +13,14 @@
 pub mod availability;
 pub mod files;
 pub mod runner;
+#[cfg(feature = "s3")]
+pub mod s3_files;
 
 pub use availability::{file_state, FileState};
 pub use files::{DirReportFiles, PendingFile, ReportFile, ReportFiles};
 pub use runner::{JobSettings, Manifest, Runner, Workers};
+#[cfg(feature = "s3")]
+pub use s3_files::S3ReportFiles;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

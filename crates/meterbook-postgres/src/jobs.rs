@@ -8,13 +8,15 @@
 
 use crate::metadata::{enrollment_id, period_from_sql, period_to_sql};
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::jobs::{
     parse_scope_text, scope_text, ExportFormat, Job, JobOutcome, JobProgress, JobSpec, JobStatus,
     JobStore, Requester,
 };
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::{Day, EnrollmentNumber};
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 const COLUMNS: &str = "j.id, e.number, j.scope, j.from_day, j.to_day, j.accounts, j.departments, \
@@ -65,14 +67,14 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
 }
 
 fn get_job(c: &mut impl GenericClient, id: &str) -> StoreResult<Option<Job>> {
-    c.query_opt(
+    c.query_typed_opt(
         &format!(
             "SELECT {COLUMNS} FROM report_job j JOIN enrollment e ON e.id = j.enrollment_id \
              WHERE j.id = $1"
         ),
-        &[&id],
+        &[(&id, Type::TEXT)],
     )
-    .map_err(backend)?
+    .map_err(pg)?
     .as_ref()
     .map(job_from_row)
     .transpose()
@@ -89,7 +91,7 @@ fn open_duplicate(c: &mut impl GenericClient, eid: i64, key: &str) -> StoreResul
              AND status IN ($3, $4) ORDER BY requested_at LIMIT 1",
             &[&eid, &key, &QUEUED, &RUNNING],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .map(|r| r.get(0));
     match id {
         None => Ok(None),
@@ -103,53 +105,56 @@ fn open_duplicate(c: &mut impl GenericClient, eid: i64, key: &str) -> StoreResul
 impl JobStore for PgStore {
     fn submit_job(&self, job: &Job) -> StoreResult<(Job, bool)> {
         let key = job.spec.dedupe_key();
-        let json = |v: &Vec<String>| serde_json::to_string(v).map_err(backend);
+        let json = |v: &Vec<String>| serde_json::to_string(v).map_err(crate::backend);
         let (accounts, departments) = (json(&job.spec.accounts)?, json(&job.spec.departments)?);
         self.write(|tx| {
             let eid = enrollment_id(tx, &job.enrollment)?;
-            if let Some(j) = open_duplicate(tx, eid, &key)? {
-                return Ok((j, false));
-            }
-            // A duplicate submitted meanwhile by another node makes this
+            // A duplicate submitted meanwhile by another node makes the
             // insert do nothing (the unique index waits for that node's
-            // commit); that job is returned instead.
-            let inserted = tx
-                .execute(
-                    "INSERT INTO report_job (id, enrollment_id, scope, from_day, to_day, accounts, \
-                     departments, format, dedupe_key, requested_by, requested_at, status, billing_period) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                     ON CONFLICT (enrollment_id, dedupe_key) WHERE status IN (1, 2) DO NOTHING",
-                    &[
-                        &job.id,
-                        &eid,
-                        &scope_text(job.spec.scope),
-                        &job.spec.from.raw(),
-                        &job.spec.to.raw(),
-                        &accounts,
-                        &departments,
-                        &job.spec.format.name(),
-                        &key,
-                        &job.requested_by.as_str(),
-                        &job.requested_at,
-                        &QUEUED,
-                        &job.spec.billing_period.map(period_to_sql),
-                    ],
-                )
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::Conflict(format!("a job with id {} exists", job.id))
-                    } else {
-                        backend(e)
-                    }
-                })?;
-            if inserted == 0 {
-                let j = open_duplicate(tx, eid, &key)?.ok_or_else(|| {
-                    StoreError::Backend("a duplicate job vanished during submit".into())
-                })?;
-                return Ok((j, false));
+            // commit), and that job is returned instead; should it end in
+            // between, the insert is tried again.
+            for _ in 0..3 {
+                if let Some(j) = open_duplicate(tx, eid, &key)? {
+                    return Ok((j, false));
+                }
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO report_job (id, enrollment_id, scope, from_day, to_day, accounts, \
+                         departments, format, dedupe_key, requested_by, requested_at, status, billing_period) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                         ON CONFLICT (enrollment_id, dedupe_key) WHERE status IN (1, 2) DO NOTHING",
+                        &[
+                            &job.id,
+                            &eid,
+                            &scope_text(job.spec.scope),
+                            &job.spec.from.raw(),
+                            &job.spec.to.raw(),
+                            &accounts,
+                            &departments,
+                            &job.spec.format.name(),
+                            &key,
+                            &job.requested_by.as_str(),
+                            &job.requested_at,
+                            &QUEUED,
+                            &job.spec.billing_period.map(period_to_sql),
+                        ],
+                    )
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            StoreError::Conflict(format!("a job with id {} exists", job.id))
+                        } else {
+                            pg(e)
+                        }
+                    })?;
+                if inserted == 1 {
+                    let j = get_job(tx, &job.id)?
+                        .ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
+                    return Ok((j, true));
+                }
             }
-            let j = get_job(tx, &job.id)?.ok_or_else(|| StoreError::NotFound(job.id.clone()))?;
-            Ok((j, true))
+            Err(StoreError::Backend(
+                "the open job of the same request kept ending during submit".into(),
+            ))
         })
     }
 
@@ -167,7 +172,7 @@ impl JobStore for PgStore {
                 ),
                 &[&eid],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(job_from_row)
             .collect()
@@ -191,7 +196,7 @@ impl JobStore for PgStore {
                      FOR UPDATE SKIP LOCKED",
                     &[&QUEUED, &RUNNING, &now, &only],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| r.get(0));
             let Some(id) = id else {
                 return Ok(None);
@@ -201,7 +206,7 @@ impl JobStore for PgStore {
                  started_at = $4, rows_done = 0, bytes = 0 WHERE id = $1",
                 &[&id, &RUNNING, &lease_until, &now],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             get_job(tx, &id)
         })
     }
@@ -227,13 +232,13 @@ impl JobStore for PgStore {
                     &RUNNING,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             let st: Option<(i16, i32)> = tx
                 .query_opt(
                     "SELECT status, attempts FROM report_job WHERE id = $1",
                     &[&id],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| (r.get(0), r.get(1)));
             Ok(st.and_then(|(s, a)| {
                 if i64::from(a) != i64::from(attempt) {
@@ -266,7 +271,7 @@ impl JobStore for PgStore {
                         &RUNNING,
                     ],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(n == 1)
         })
     }
@@ -285,10 +290,10 @@ impl JobStore for PgStore {
                     &RUNNING,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             let st: Option<i16> = tx
                 .query_opt("SELECT status FROM report_job WHERE id = $1", &[&id])
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| r.get(0));
             Ok(st.and_then(|s| JobStatus::from_code(s.into())))
         })
@@ -303,7 +308,7 @@ impl JobStore for PgStore {
                 ),
                 &[&QUEUED, &RUNNING, &before],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(job_from_row)
             .collect()
@@ -313,7 +318,7 @@ impl JobStore for PgStore {
     fn delete_job(&self, id: &str) -> StoreResult<()> {
         self.write(|tx| {
             tx.execute("DELETE FROM report_job WHERE id = $1", &[&id])
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(())
         })
     }
@@ -326,10 +331,10 @@ impl JobStore for PgStore {
                 "INSERT INTO server_secret (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 &[&name, &fresh],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(tx
                 .query_one("SELECT value FROM server_secret WHERE name = $1", &[&name])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0))
         })
     }

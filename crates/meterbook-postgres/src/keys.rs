@@ -2,10 +2,12 @@
 
 use crate::metadata::enrollment_id;
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, Scope, Slot};
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::EnrollmentNumber;
+use postgres::types::Type;
 use postgres::Row;
 
 /// A scope as stored: (kind, id) — 0 enrollment, 1 department, 2 account.
@@ -96,7 +98,7 @@ impl KeyStore for PgStore {
                 if is_unique_violation(&e) {
                     StoreError::Conflict("key id already in use".into())
                 } else {
-                    backend(e)
+                    pg(e)
                 }
             })?;
             Ok(())
@@ -105,14 +107,14 @@ impl KeyStore for PgStore {
 
     fn key(&self, id: &str) -> StoreResult<Option<KeyRecord>> {
         self.read(|tx| {
-            tx.query_opt(
+            tx.query_typed_opt(
                 &format!(
                     "SELECT {KEY_COLUMNS} FROM api_key k JOIN enrollment e ON e.id = k.enrollment_id \
                      WHERE k.id = $1"
                 ),
-                &[&id],
+                &[(&id, Type::TEXT)],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .as_ref()
             .map(key_from_row)
             .transpose()
@@ -129,7 +131,7 @@ impl KeyStore for PgStore {
                 ),
                 &[&eid],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(key_from_row)
             .collect()
@@ -152,18 +154,18 @@ impl KeyStore for PgStore {
                      AND scope_id = $3 AND slot = $4",
                     &[&eid, &kind, &sid, &slot_code(slot), &disabled],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(changed > 0)
         })
     }
 
     fn touch_key(&self, id: &str, at: i64) -> StoreResult<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.execute_typed(
                 "UPDATE api_key SET last_used_at = $2 WHERE id = $1",
-                &[&id, &at],
+                &[(&id, Type::TEXT), (&at, Type::INT8)],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -195,7 +197,7 @@ impl OperatorStore for PgStore {
                     &t.disabled,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -206,7 +208,7 @@ impl OperatorStore for PgStore {
                 &format!("SELECT {TOKEN_COLUMNS} FROM operator_token WHERE id = $1"),
                 &[&id],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .as_ref()
             .map(operator_token_row)
             .transpose()
@@ -219,7 +221,7 @@ impl OperatorStore for PgStore {
                 &format!("SELECT {TOKEN_COLUMNS} FROM operator_token ORDER BY created_at, id"),
                 &[],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(operator_token_row)
             .collect()
@@ -233,7 +235,7 @@ impl OperatorStore for PgStore {
                     "UPDATE operator_token SET disabled = $2 WHERE id = $1",
                     &[&id, &disabled],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(changed == 1)
         })
     }

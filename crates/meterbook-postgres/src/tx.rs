@@ -9,7 +9,7 @@
 //! READ ONLY, so they see one snapshot (and never fail to serialize).
 
 use crate::{backend, PgStore};
-use meterbook_core::store::StoreResult;
+use meterbook_core::store::{StoreError, StoreResult};
 use postgres::error::SqlState;
 use postgres::{IsolationLevel, Transaction};
 
@@ -48,4 +48,17 @@ impl PgStore {
 /// Whether `e` is a violated unique (or primary key) constraint.
 pub(crate) fn is_unique_violation(e: &postgres::Error) -> bool {
     e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// A PostgreSQL error as a store error: a text PostgreSQL cannot hold (a
+/// NUL character, which SQLite stores) is the input's fault and says so;
+/// anything else is a backend error.
+pub(crate) fn pg(e: postgres::Error) -> StoreError {
+    if e.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) {
+        StoreError::Invalid(
+            "a value holds a NUL character, which the PostgreSQL store cannot keep".into(),
+        )
+    } else {
+        backend(e)
+    }
 }

@@ -3,10 +3,12 @@
 use crate::keys::{hash_from_sql, scope_of, scope_parts};
 use crate::metadata::enrollment_id;
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::store::{StoreError, StoreResult};
 use meterbook_core::users::{AuditEntry, Role, Session, User, UserStore};
 use meterbook_core::EnrollmentNumber;
+use postgres::types::Type;
 use postgres::Row;
 
 const USER_COLUMNS: &str = "u.id, u.email, u.name, u.password_hash, u.created_at, u.disabled";
@@ -55,7 +57,7 @@ impl UserStore for PgStore {
             // Looked for first: a refused insert would still take an id.
             if tx
                 .query_opt("SELECT 1 FROM app_user WHERE email = $1", &[&email])
-                .map_err(backend)?
+                .map_err(pg)?
                 .is_some()
             {
                 return Err(taken());
@@ -72,7 +74,7 @@ impl UserStore for PgStore {
                     if is_unique_violation(&e) {
                         taken()
                     } else {
-                        backend(e)
+                        pg(e)
                     }
                 })?;
             Ok(user_from_row(&row))
@@ -87,7 +89,7 @@ impl UserStore for PgStore {
                     &format!("SELECT {USER_COLUMNS} FROM app_user u WHERE u.email = $1"),
                     &[&email],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .as_ref()
                 .map(user_from_row))
         })
@@ -96,11 +98,11 @@ impl UserStore for PgStore {
     fn user(&self, id: i64) -> StoreResult<Option<User>> {
         self.read(|tx| {
             Ok(tx
-                .query_opt(
+                .query_typed_opt(
                     &format!("SELECT {USER_COLUMNS} FROM app_user u WHERE u.id = $1"),
-                    &[&id],
+                    &[(&id, Type::INT8)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .as_ref()
                 .map(user_from_row))
         })
@@ -113,7 +115,7 @@ impl UserStore for PgStore {
                     "UPDATE app_user SET password_hash = $2 WHERE id = $1",
                     &[&user_id, &password_hash],
                 )
-                .map_err(backend)?;
+                .map_err(pg)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("no user {user_id}")));
             }
@@ -127,7 +129,7 @@ impl UserStore for PgStore {
                 "UPDATE app_user SET disabled = $2 WHERE id = $1",
                 &[&user_id, &disabled],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -143,7 +145,7 @@ impl UserStore for PgStore {
                  read_only = excluded.read_only",
                 &[&user_id, &eid, &kind, &sid, &role.read_only],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -155,7 +157,7 @@ impl UserStore for PgStore {
                 "DELETE FROM user_role WHERE user_id = $1 AND enrollment_id = $2",
                 &[&user_id, &eid],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -167,7 +169,7 @@ impl UserStore for PgStore {
                  JOIN enrollment e ON e.id = r.enrollment_id WHERE r.user_id = $1 ORDER BY e.number",
                 &[&user_id],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(|r| role_from(r.get(0), r.get(1), r.get(2), r.get(3)))
             .collect()
@@ -184,7 +186,7 @@ impl UserStore for PgStore {
                 ),
                 &[&eid],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .iter()
             .map(|r| {
                 Ok((
@@ -209,19 +211,19 @@ impl UserStore for PgStore {
                     &s.last_seen_at,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
 
     fn session(&self, token_hash: &[u8; 32]) -> StoreResult<Option<Session>> {
         self.read(|tx| {
-            tx.query_opt(
+            tx.query_typed_opt(
                 "SELECT token_hash, user_id, csrf, created_at, last_seen_at FROM user_session \
                  WHERE token_hash = $1",
-                &[&token_hash.as_slice()],
+                &[(&token_hash.as_slice(), Type::BYTEA)],
             )
-            .map_err(backend)?
+            .map_err(pg)?
             .as_ref()
             .map(session_from_row)
             .transpose()
@@ -230,11 +232,11 @@ impl UserStore for PgStore {
 
     fn touch_session(&self, token_hash: &[u8; 32], at: i64) -> StoreResult<()> {
         self.write(|tx| {
-            tx.execute(
+            tx.execute_typed(
                 "UPDATE user_session SET last_seen_at = $2 WHERE token_hash = $1",
-                &[&token_hash.as_slice(), &at],
+                &[(&token_hash.as_slice(), Type::BYTEA), (&at, Type::INT8)],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -245,7 +247,7 @@ impl UserStore for PgStore {
                 "DELETE FROM user_session WHERE token_hash = $1",
                 &[&token_hash.as_slice()],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -253,7 +255,7 @@ impl UserStore for PgStore {
     fn delete_user_sessions(&self, user_id: i64) -> StoreResult<()> {
         self.write(|tx| {
             tx.execute("DELETE FROM user_session WHERE user_id = $1", &[&user_id])
-                .map_err(backend)?;
+                .map_err(pg)?;
             Ok(())
         })
     }
@@ -269,7 +271,7 @@ impl UserStore for PgStore {
                 "INSERT INTO password_token (token_hash, user_id, expires_at) VALUES ($1, $2, $3)",
                 &[&token_hash.as_slice(), &user_id, &expires_at],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -284,19 +286,19 @@ impl UserStore for PgStore {
                     "DELETE FROM password_token WHERE token_hash = $1 RETURNING user_id, expires_at",
                     &[&token_hash.as_slice()],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .map(|r| (r.get(0), r.get(1)));
             tx.execute(
                 "DELETE FROM password_token WHERE expires_at <= $1",
                 &[&now],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             // A token used up ends every other token of its user: an older link
             // cannot reset the password that was just set.
             if let Some((user, exp)) = found {
                 if exp > now {
                     tx.execute("DELETE FROM password_token WHERE user_id = $1", &[&user])
-                        .map_err(backend)?;
+                        .map_err(pg)?;
                 }
             }
             Ok(found.filter(|(_, exp)| *exp > now).map(|(u, _)| u))
@@ -311,7 +313,7 @@ impl UserStore for PgStore {
                  VALUES ($1, $2, $3, $4, $5)",
                 &[&eid, &e.at, &e.actor, &e.action, &e.detail],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -326,7 +328,7 @@ impl UserStore for PgStore {
                      ORDER BY id DESC LIMIT $2",
                     &[&eid, &limit],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(|r| AuditEntry {
                     at: r.get(0),

@@ -977,3 +977,172 @@ fn catalog_version_follows_catalog_writes() {
     assert!(store.close_period(&n, period("202501"), &[]).is_err());
     assert_eq!(version(), (4, 8));
 }
+
+/// The one input SQLite takes and PostgreSQL cannot: a NUL character in a
+/// text. It is refused as invalid input (not a backend failure), and
+/// nothing of the refused write is kept.
+#[test]
+fn nul_characters_are_refused_as_input() {
+    let Some(url) = url("nul_characters_are_refused_as_input") else {
+        return;
+    };
+    let store = TestStore::new(&url);
+    let n = num("E1");
+    store
+        .create_enrollment(&new_enrollment("E1", "USD", "One"))
+        .unwrap();
+    let invalid =
+        |r: StoreResult<()>| matches!(r, Err(StoreError::Invalid(m)) if m.contains("NUL"));
+    assert!(invalid(
+        store
+            .create_user("a@example.com", "A\0", None, 1)
+            .map(|_| ())
+    ));
+    assert!(store.user_by_email("a@example.com").unwrap().is_none());
+    assert!(invalid(
+        store
+            .upsert_hierarchy(
+                &n,
+                &[row(2, "D", "a", G1, "x"), row(3, "D", "b\0", G2, "x")]
+            )
+            .map(|_| ())
+    ));
+    assert!(store.hierarchy(&n).unwrap().accounts.is_empty());
+    assert!(invalid(
+        store
+            .import_prices(&n, period("202501"), &[meter("m\0", 0, &[(0, 1)])])
+            .map(|_| ())
+    ));
+    assert_eq!(store.enrollment(&n).unwrap().data_version, 0);
+}
+
+/// A sheet of realistic size (thousands of meters, several tiers each)
+/// stored and read back as SQLite stores it, keys included, through an
+/// import that adds meters among known ones.
+#[test]
+fn large_sheets_answer_as_sqlite_does() {
+    let Some(url) = url("large_sheets_answer_as_sqlite_does") else {
+        return;
+    };
+    let b = Both::new(&url);
+    let n = num("E1");
+    b.check("create", |s| {
+        s.create_enrollment(&new_enrollment("E1", "EUR", "One"))
+    });
+    let sheet = |from: usize, to: usize| -> Vec<MeterPrice> {
+        (from..to)
+            .map(|i| {
+                let tiers: Vec<(i64, i128)> = (0..(i % 4) as i64 + 1)
+                    .map(|t| {
+                        (
+                            t * 1_000_000_000,
+                            10_i128.pow(20) / (i as i128 + t as i128 + 1),
+                        )
+                    })
+                    .collect();
+                meter(
+                    &format!(
+                        "meter-{:05}{}",
+                        (i * 7919) % 100_000,
+                        if i % 5 == 0 { "s" } else { "" }
+                    ),
+                    i as i64,
+                    &tiers,
+                )
+            })
+            .collect()
+    };
+    let first = sheet(0, 2500);
+    let t = std::time::Instant::now();
+    b.check("import", |s| s.import_prices(&n, period("202503"), &first));
+    eprintln!("2500 meters on both stores: {:?}", t.elapsed());
+    b.check("read", |s| s.price_sheet(&n, period("202503")));
+    let second = sheet(1200, 4000);
+    b.check("import mixed", |s| {
+        s.import_prices(&n, period("202504"), &second)
+    });
+    b.check("read mixed", |s| s.price_sheet(&n, period("202504")));
+    b.check("replace", |s| {
+        s.import_prices(&n, period("202503"), &second[..10])
+    });
+    b.check("read replaced", |s| s.price_sheet(&n, period("202503")));
+    b.check("empty", |s| s.import_prices(&n, period("202505"), &[]));
+    b.check("periods", |s| s.periods(&n));
+}
+
+/// Hierarchy files of some size, with departments, accounts and
+/// subscriptions repeated and changed within a file and between files.
+#[test]
+fn large_hierarchies_answer_as_sqlite_does() {
+    let Some(url) = url("large_hierarchies_answer_as_sqlite_does") else {
+        return;
+    };
+    let b = Both::new(&url);
+    let n = num("E1");
+    b.check("create", |s| {
+        s.create_enrollment(&new_enrollment("E1", "EUR", "One"))
+    });
+    let file = |rows: usize, salt: usize| -> Vec<HierarchyRow> {
+        (0..rows)
+            .map(|i| {
+                let dept = if i % 7 == 0 {
+                    String::new()
+                } else {
+                    format!("D{}", i % 13)
+                };
+                let acct = format!("acct{}", (i * 31) % 97);
+                // Accounts keep their department within a file unless salted.
+                let mut r = row(
+                    i as u64 + 2,
+                    &dept,
+                    &acct,
+                    &format!("g-{:04}", i % 400),
+                    &format!("{}", (i + salt) % 3),
+                );
+                r.department_cost_center = format!("cc{}", (i / 50 + salt) % 4);
+                r
+            })
+            .collect()
+    };
+    // A subscription in a file twice stays with its first account only if
+    // the account is the same; the generator keeps the account per guid.
+    let keep_owner = |rows: Vec<HierarchyRow>| -> Vec<HierarchyRow> {
+        let mut owner = std::collections::HashMap::new();
+        rows.into_iter()
+            .map(|mut r| {
+                let a = owner
+                    .entry(r.subscription_guid.clone())
+                    .or_insert_with(|| r.account_name.clone())
+                    .clone();
+                r.account_name = a;
+                r
+            })
+            .collect()
+    };
+    let first = keep_owner(file(600, 0));
+    b.check("upload", |s| s.upsert_hierarchy(&n, &first));
+    b.check_hierarchy(&n);
+    b.check("same again", |s| s.upsert_hierarchy(&n, &first));
+    let mut second = keep_owner(file(600, 1));
+    for r in &mut second {
+        r.subscription_name.push_str(" v2");
+    }
+    b.check("changed", |s| s.upsert_hierarchy(&n, &second));
+    b.check_hierarchy(&n);
+    // A file that moves one subscription is refused whole.
+    let mut third = second.clone();
+    third[450].account_name = "someone else".into();
+    third.push(row(999, "Dnew", "anew", "g-new", "x"));
+    b.check("refused", |s| s.upsert_hierarchy(&n, &third));
+    b.check_hierarchy(&n);
+    b.check("moved", |s| {
+        s.move_subscription(&n, "g-0001", "acct5", day("2025-06-01"))
+    });
+    b.check("after move, old owner", |s| {
+        s.upsert_hierarchy(&n, &[row(2, "D1", "acct31", "g-0001", "q")])
+    });
+    b.check("after move, new owner", |s| {
+        s.upsert_hierarchy(&n, &[row(2, "D1", "acct5", "g-0001", "q")])
+    });
+    b.check_hierarchy(&n);
+}

@@ -124,6 +124,26 @@ impl Browser {
         }
     }
 
+    /// A browser that is not signed in, on the server at `base`
+    /// (`http://HOST:PORT`), following no redirects: for servers a test
+    /// runs as processes rather than through [`crate::spawn`].
+    pub fn at(base: &str) -> Browser {
+        let client = reqwest::Client::builder()
+            .no_gzip()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        Browser::new(client, base.to_string())
+    }
+
+    /// The same session (cookie and form token) on another node at `base`.
+    pub fn on(&self, base: &str) -> Browser {
+        Browser {
+            base: base.to_string(),
+            ..self.clone()
+        }
+    }
+
     /// The same session in another browser (a copied cookie).
     pub fn with_token(&self, token: &str) -> Browser {
         Browser {

@@ -93,6 +93,8 @@ pub struct Settings {
     /// the default report directory).
     pub db: PathBuf,
     pub store: StoreConfig,
+    /// How long a cluster ingest holds its writer slot between renewals.
+    pub ingest_lease: std::time::Duration,
     /// Provider and invoice-issuer names in FOCUS exports.
     pub focus: meterbook_io::report::focus::FocusSettings,
     /// Advanced report jobs (workers are set by `serve`).
@@ -121,6 +123,7 @@ impl Settings {
         Ok(Settings {
             db: cli.db.clone(),
             store,
+            ingest_lease: std::time::Duration::from_secs(cli.ingest_lease_seconds.max(1)),
             jobs: meterbook_jobs::JobSettings {
                 time_limit: secs(opts.report_time_limit_minutes.max(1) * 60),
                 lease: secs(opts.report_lease_seconds.max(1)),

@@ -1,10 +1,11 @@
 //! An enrollment's own rows: the enrollment and its commitment entries.
 
-use crate::backend;
+use crate::tx::pg;
 use meterbook_core::enrollment::{ChargeVisibility, Enrollment};
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, StoreError, StoreResult};
 use meterbook_core::{Currency, Day, EnrollmentNumber, Money};
+use postgres::types::Type;
 use postgres::{GenericClient, Row};
 
 pub(super) const ENROLLMENT_COLUMNS: &str = "id, number, name, currency, start_day, end_day, \
@@ -36,11 +37,11 @@ pub(super) fn enrollment_by_number(
     n: &EnrollmentNumber,
 ) -> StoreResult<Enrollment> {
     let row = c
-        .query_opt(
+        .query_typed_opt(
             &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollment WHERE number = $1"),
-            &[&n.as_str()],
+            &[(&n.as_str(), Type::TEXT)],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .ok_or_else(|| StoreError::NotFound(format!("no enrollment {n}")))?;
     enrollment_from_row(&row)
 }
@@ -51,12 +52,12 @@ pub(super) fn entries_in(
     eid: i64,
 ) -> StoreResult<Vec<(EntryKind, CommitmentEntry)>> {
     let rows = c
-        .query(
+        .query_typed(
             "SELECT kind, day, amount, description FROM commitment_entry \
              WHERE enrollment_id = $1 ORDER BY day, id",
-            &[&eid],
+            &[(&eid, Type::INT8)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     Ok(rows
         .iter()
         .map(|r| {

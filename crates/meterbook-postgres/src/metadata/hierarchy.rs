@@ -3,15 +3,20 @@
 
 use super::{bump_catalog, bump_version, last_closed, lock_enrollment, term, Lock};
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::hierarchy::{
     normalize_guid, Account, Department, Hierarchy, HierarchyRow, Subscription,
 };
 use meterbook_core::store::{HierarchySummary, Renamed, StoreError, StoreResult};
 use meterbook_core::{Day, EnrollmentNumber};
-use std::collections::HashSet;
+use postgres::types::{ToSql, Type};
+use std::collections::{HashMap, HashSet};
 
 impl PgStore {
+    /// The rows in file order, as SQLite applies them. What exists is read
+    /// first (three queries) and each row writes only what it adds or
+    /// changes, so uploading the same hierarchy again costs no write per row.
     pub(super) fn write_hierarchy(
         &self,
         n: &EnrollmentNumber,
@@ -21,47 +26,42 @@ impl PgStore {
             // Subscriptions are part of the catalog.
             let eid = lock_enrollment(tx, n, Lock::Catalog)?;
             let (start, _) = term(tx, eid)?;
-            // Found, then updated or added: an upsert would take a sequence
-            // number even when the row exists, and keys are kept dense as
-            // SQLite's are. The catalog lock keeps other writers out meanwhile.
-            let find_dept = tx
-                .prepare("SELECT id FROM department WHERE enrollment_id = $1 AND name = $2")
-                .map_err(backend)?;
-            let update_dept = tx
-                .prepare("UPDATE department SET cost_center = $2 WHERE id = $1")
-                .map_err(backend)?;
-            let add_dept = tx
-                .prepare(
-                    "INSERT INTO department (enrollment_id, name, cost_center) VALUES ($1, $2, $3) \
-                     RETURNING id",
+            let e = [(&eid as &(dyn ToSql + Sync), Type::INT8)];
+            // Name -> (id, cost center).
+            let mut depts: HashMap<String, (i64, String)> = tx
+                .query_typed(
+                    "SELECT name, id, cost_center FROM department WHERE enrollment_id = $1",
+                    &e,
                 )
-                .map_err(backend)?;
-            let find_acct = tx
-                .prepare("SELECT id FROM account WHERE enrollment_id = $1 AND name = $2")
-                .map_err(backend)?;
-            let update_acct = tx
-                .prepare(
-                    "UPDATE account SET owner_email = $2, cost_center = $3, department_id = $4 \
-                     WHERE id = $1",
+                .map_err(pg)?
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .collect();
+            // Name -> (id, owner e-mail, cost center, department).
+            let mut accts: HashMap<String, (i64, String, String, Option<i64>)> = tx
+                .query_typed(
+                    "SELECT name, id, owner_email, cost_center, department_id FROM account \
+                     WHERE enrollment_id = $1",
+                    &e,
                 )
-                .map_err(backend)?;
-            let add_acct = tx
-                .prepare(
-                    "INSERT INTO account (enrollment_id, name, owner_email, cost_center, department_id) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                .map_err(pg)?
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3), r.get(4))))
+                .collect();
+            // GUID -> (id, name, account of the latest ownership).
+            let mut subs: HashMap<String, (i64, String, i64)> = tx
+                .query_typed(
+                    "SELECT DISTINCT ON (s.id) s.guid, s.id, s.name, o.account_id \
+                     FROM subscription s JOIN subscription_owner o ON o.subscription_id = s.id \
+                     WHERE s.enrollment_id = $1 ORDER BY s.id, o.effective_day DESC",
+                    &e,
                 )
-                .map_err(backend)?;
-            let find_sub = tx
-                .prepare("SELECT id FROM subscription WHERE enrollment_id = $1 AND guid = $2")
-                .map_err(backend)?;
-            let owner = tx
-                .prepare(
-                    "SELECT account_id FROM subscription_owner WHERE subscription_id = $1 \
-                     ORDER BY effective_day DESC LIMIT 1",
-                )
-                .map_err(backend)?;
+                .map_err(pg)?
+                .iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2), r.get(3))))
+                .collect();
             let mut sum = HierarchySummary::default();
-            let (mut depts, mut accts) = (HashSet::new(), HashSet::new());
+            let (mut dept_ids, mut acct_ids) = (HashSet::new(), HashSet::new());
             for row in rows {
                 let at = |msg: String| StoreError::Invalid(format!("line {}: {msg}", row.line));
                 if row.account_name.trim().is_empty() {
@@ -74,101 +74,126 @@ impl PgStore {
                 let dept_id: Option<i64> = if row.department_name.trim().is_empty() {
                     None
                 } else {
-                    let found = tx
-                        .query_opt(&find_dept, &[&eid, &row.department_name])
-                        .map_err(backend)?;
-                    let id: i64 = match found {
-                        Some(r) => {
-                            let id = r.get(0);
-                            tx.execute(&update_dept, &[&id, &row.department_cost_center])
-                                .map_err(backend)?;
+                    let cc = &row.department_cost_center;
+                    let id = match depts.get_mut(&row.department_name) {
+                        Some((id, old)) => {
+                            if old != cc {
+                                tx.execute_typed(
+                                    "UPDATE department SET cost_center = $2 WHERE id = $1",
+                                    &[(&*id, Type::INT8), (cc, Type::TEXT)],
+                                )
+                                .map_err(pg)?;
+                                old.clone_from(cc);
+                            }
+                            *id
+                        }
+                        None => {
+                            let id: i64 = tx
+                                .query_typed_one(
+                                    "INSERT INTO department (enrollment_id, name, cost_center) \
+                                     VALUES ($1, $2, $3) RETURNING id",
+                                    &[
+                                        (&eid, Type::INT8),
+                                        (&row.department_name, Type::TEXT),
+                                        (cc, Type::TEXT),
+                                    ],
+                                )
+                                .map_err(pg)?
+                                .get(0);
+                            depts.insert(row.department_name.clone(), (id, cc.clone()));
                             id
                         }
-                        None => tx
-                            .query_one(
-                                &add_dept,
-                                &[&eid, &row.department_name, &row.department_cost_center],
-                            )
-                            .map_err(backend)?
-                            .get(0),
                     };
-                    depts.insert(id);
+                    dept_ids.insert(id);
                     Some(id)
                 };
-                let found = tx
-                    .query_opt(&find_acct, &[&eid, &row.account_name])
-                    .map_err(backend)?;
-                let acct_id: i64 = match found {
-                    Some(r) => {
-                        let id = r.get(0);
-                        tx.execute(
-                            &update_acct,
-                            &[
-                                &id,
-                                &row.account_owner_email,
-                                &row.account_cost_center,
-                                &dept_id,
-                            ],
-                        )
-                        .map_err(backend)?;
+                let wanted = (
+                    row.account_owner_email.clone(),
+                    row.account_cost_center.clone(),
+                    dept_id,
+                );
+                let acct_id = match accts.get_mut(&row.account_name) {
+                    Some(a) => {
+                        if (&a.1, &a.2, a.3) != (&wanted.0, &wanted.1, wanted.2) {
+                            tx.execute_typed(
+                                "UPDATE account SET owner_email = $2, cost_center = $3, \
+                                 department_id = $4 WHERE id = $1",
+                                &[
+                                    (&a.0, Type::INT8),
+                                    (&wanted.0, Type::TEXT),
+                                    (&wanted.1, Type::TEXT),
+                                    (&wanted.2, Type::INT8),
+                                ],
+                            )
+                            .map_err(pg)?;
+                            (a.1, a.2, a.3) = wanted;
+                        }
+                        a.0
+                    }
+                    None => {
+                        let id: i64 = tx
+                            .query_typed_one(
+                                "INSERT INTO account (enrollment_id, name, owner_email, cost_center, \
+                                 department_id) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                                &[
+                                    (&eid, Type::INT8),
+                                    (&row.account_name, Type::TEXT),
+                                    (&wanted.0, Type::TEXT),
+                                    (&wanted.1, Type::TEXT),
+                                    (&wanted.2, Type::INT8),
+                                ],
+                            )
+                            .map_err(pg)?
+                            .get(0);
+                        accts.insert(row.account_name.clone(), (id, wanted.0, wanted.1, wanted.2));
                         id
                     }
-                    None => tx
-                        .query_one(
-                            &add_acct,
-                            &[
-                                &eid,
-                                &row.account_name,
-                                &row.account_owner_email,
-                                &row.account_cost_center,
-                                &dept_id,
-                            ],
-                        )
-                        .map_err(backend)?
-                        .get(0),
                 };
-                accts.insert(acct_id);
-                let existing: Option<i64> = tx
-                    .query_opt(&find_sub, &[&eid, &guid])
-                    .map_err(backend)?
-                    .map(|r| r.get(0));
-                match existing {
+                acct_ids.insert(acct_id);
+                match subs.get_mut(&guid) {
                     None => {
                         let sid: i64 = tx
-                            .query_one(
+                            .query_typed_one(
                                 "INSERT INTO subscription (enrollment_id, guid, name) \
                                  VALUES ($1, $2, $3) RETURNING id",
-                                &[&eid, &guid, &row.subscription_name],
+                                &[
+                                    (&eid, Type::INT8),
+                                    (&guid, Type::TEXT),
+                                    (&row.subscription_name, Type::TEXT),
+                                ],
                             )
-                            .map_err(backend)?
+                            .map_err(pg)?
                             .get(0);
-                        tx.execute(
+                        tx.execute_typed(
                             "INSERT INTO subscription_owner (subscription_id, effective_day, account_id) \
                              VALUES ($1, $2, $3)",
-                            &[&sid, &start, &acct_id],
+                            &[(&sid, Type::INT8), (&start, Type::INT4), (&acct_id, Type::INT8)],
                         )
-                        .map_err(backend)?;
+                        .map_err(pg)?;
+                        subs.insert(guid, (sid, row.subscription_name.clone(), acct_id));
                         sum.subscriptions_created += 1;
                     }
-                    Some(sid) => {
-                        let current: i64 = tx.query_one(&owner, &[&sid]).map_err(backend)?.get(0);
-                        if current != acct_id {
+                    Some((sid, name, owner)) => {
+                        if *owner != acct_id {
                             return Err(at(format!(
                                 "subscription {guid} belongs to another account; move it with `subscription move` and an effective date"
                             )));
                         }
-                        tx.execute(
-                            "UPDATE subscription SET name = $2 WHERE id = $1",
-                            &[&sid, &row.subscription_name],
-                        )
-                        .map_err(backend)?;
+                        if *name != row.subscription_name {
+                            tx.execute_typed(
+                                "UPDATE subscription SET name = $2 WHERE id = $1",
+                                &[(&*sid, Type::INT8), (&row.subscription_name, Type::TEXT)],
+                            )
+                            .map_err(pg)?;
+                            name.clone_from(&row.subscription_name);
+                        }
                         sum.subscriptions_updated += 1;
                     }
                 }
             }
             bump_catalog(tx, eid)?;
-            sum.departments = depts.len();
-            sum.accounts = accts.len();
+            sum.departments = dept_ids.len();
+            sum.accounts = acct_ids.len();
             Ok(sum)
         })
     }
@@ -198,7 +223,7 @@ impl PgStore {
                     ),
                     &[&eid, &new],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0);
             if exists {
                 return Err(taken());
@@ -214,7 +239,7 @@ impl PgStore {
                     if is_unique_violation(&e) {
                         taken()
                     } else {
-                        backend(e)
+                        pg(e)
                     }
                 })?;
             if changed == 0 {
@@ -251,7 +276,7 @@ impl PgStore {
                     "SELECT id FROM subscription WHERE enrollment_id = $1 AND guid = $2",
                     &[&eid, &normalize_guid(guid)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .ok_or_else(|| StoreError::NotFound(format!("no subscription {guid}")))?
                 .get(0);
             let aid: i64 = tx
@@ -259,7 +284,7 @@ impl PgStore {
                     "SELECT id FROM account WHERE enrollment_id = $1 AND name = $2",
                     &[&eid, &account],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .ok_or_else(|| StoreError::NotFound(format!("no account {account}")))?
                 .get(0);
             tx.execute(
@@ -268,7 +293,7 @@ impl PgStore {
                  ON CONFLICT (subscription_id, effective_day) DO UPDATE SET account_id = excluded.account_id",
                 &[&sid, &effective.raw(), &aid],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             bump_catalog(tx, eid)
         })
     }
@@ -278,11 +303,11 @@ impl PgStore {
             let eid = super::enrollment_id(tx, n)?;
             let mut h = Hierarchy::default();
             for r in tx
-                .query(
+                .query_typed(
                     "SELECT id, name, cost_center FROM department WHERE enrollment_id = $1",
-                    &[&eid],
+                    &[(&eid, Type::INT8)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
             {
                 let d = Department {
                     id: r.get(0),
@@ -292,12 +317,12 @@ impl PgStore {
                 h.departments.insert(d.id, d);
             }
             for r in tx
-                .query(
+                .query_typed(
                     "SELECT id, name, owner_email, cost_center, department_id FROM account \
                      WHERE enrollment_id = $1",
-                    &[&eid],
+                    &[(&eid, Type::INT8)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
             {
                 let a = Account {
                     id: r.get(0),
@@ -309,13 +334,13 @@ impl PgStore {
                 h.accounts.insert(a.id, a);
             }
             for r in tx
-                .query(
+                .query_typed(
                     "SELECT s.id, s.guid, s.name, o.effective_day, o.account_id FROM subscription s \
                      JOIN subscription_owner o ON o.subscription_id = s.id \
                      WHERE s.enrollment_id = $1 ORDER BY s.id, o.effective_day",
-                    &[&eid],
+                    &[(&eid, Type::INT8)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
             {
                 let key: i64 = r.get(0);
                 let owner = (Day::from_raw(r.get(3)), r.get::<_, i64>(4));

@@ -15,21 +15,22 @@ mod hierarchy;
 mod sheets;
 mod store;
 
-use crate::backend;
+use crate::tx::pg;
 use meterbook_core::fixed::Amount;
 use meterbook_core::store::{Rollup, StoreError, StoreResult};
 use meterbook_core::usage::Catalog;
 use meterbook_core::{Day, EnrollmentNumber, Period, Price, Quantity};
+use postgres::types::Type;
 use postgres::GenericClient;
 use std::sync::Arc;
 
 /// The enrollment's row id, or NotFound naming the number.
 pub(crate) fn enrollment_id(c: &mut impl GenericClient, n: &EnrollmentNumber) -> StoreResult<i64> {
-    c.query_opt(
+    c.query_typed_opt(
         "SELECT id FROM enrollment WHERE number = $1",
-        &[&n.as_str()],
+        &[(&n.as_str(), Type::TEXT)],
     )
-    .map_err(backend)?
+    .map_err(pg)?
     .map(|r| r.get(0))
     .ok_or_else(|| StoreError::NotFound(format!("no enrollment {n}")))
 }
@@ -56,7 +57,7 @@ pub(crate) fn lock_enrollment(
         Lock::Data => "SELECT id FROM enrollment WHERE number = $1 FOR NO KEY UPDATE",
     };
     c.query_opt(sql, &[&n.as_str()])
-        .map_err(backend)?
+        .map_err(pg)?
         .map(|r| r.get(0))
         .ok_or_else(|| StoreError::NotFound(format!("no enrollment {n}")))
 }
@@ -67,7 +68,7 @@ pub(crate) fn bump_version(c: &mut impl GenericClient, eid: i64) -> StoreResult<
         "UPDATE enrollment SET data_version = data_version + 1 WHERE id = $1",
         &[&eid],
     )
-    .map_err(backend)?;
+    .map_err(pg)?;
     Ok(())
 }
 
@@ -79,29 +80,29 @@ pub(crate) fn bump_catalog(c: &mut impl GenericClient, eid: i64) -> StoreResult<
          catalog_version = catalog_version + 1 WHERE id = $1",
         &[&eid],
     )
-    .map_err(backend)?;
+    .map_err(pg)?;
     Ok(())
 }
 
 /// The enrollment's term as raw day numbers (first, last).
 pub(crate) fn term(c: &mut impl GenericClient, eid: i64) -> StoreResult<(i32, i32)> {
     let r = c
-        .query_one(
+        .query_typed_one(
             "SELECT start_day, end_day FROM enrollment WHERE id = $1",
-            &[&eid],
+            &[(&eid, Type::INT8)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     Ok((r.get(0), r.get(1)))
 }
 
 /// The latest closed period (periods close in order).
 pub(crate) fn last_closed(c: &mut impl GenericClient, eid: i64) -> StoreResult<Option<Period>> {
     let p: Option<i32> = c
-        .query_one(
+        .query_typed_one(
             "SELECT MAX(period) FROM closed_period WHERE enrollment_id = $1",
-            &[&eid],
+            &[(&eid, Type::INT8)],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .get(0);
     p.map(period_from_sql).transpose()
 }
@@ -113,12 +114,12 @@ pub(crate) fn locked_rates(
     period: Option<Period>,
 ) -> StoreResult<Vec<((Period, i64), Price)>> {
     let rows = c
-        .query(
+        .query_typed(
             "SELECT period, meter_key, rate::text FROM locked_rate WHERE enrollment_id = $1 \
              AND ($2::integer IS NULL OR period = $2) ORDER BY period, meter_key",
-            &[&eid, &period.map(period_to_sql)],
+            &[(&eid, Type::INT8), (&period.map(period_to_sql), Type::INT4)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     rows.iter()
         .map(|r| {
             Ok((
@@ -141,11 +142,11 @@ pub(crate) fn catalog(c: &mut impl GenericClient, eid: i64) -> StoreResult<Catal
         ..Default::default()
     };
     for r in c
-        .query(
+        .query_typed(
             "SELECT guid, id FROM subscription WHERE enrollment_id = $1",
-            &[&eid],
+            &[(&eid, Type::INT8)],
         )
-        .map_err(backend)?
+        .map_err(pg)?
     {
         cat.subscriptions.insert(r.get(0), r.get(1));
     }
@@ -167,13 +168,13 @@ pub(crate) fn read_rollups(
     booked: Option<Period>,
 ) -> StoreResult<Vec<Rollup>> {
     let rows = c
-        .query(
+        .query_typed(
             "SELECT booked, meter_key, rate_period, correction, quantity, fixed_cost::text, rows \
              FROM usage_rollup WHERE enrollment_id = $1 AND ($2::integer IS NULL OR booked = $2) \
              ORDER BY booked, meter_key, rate_period, correction",
-            &[&eid, &booked.map(period_to_sql)],
+            &[(&eid, Type::INT8), (&booked.map(period_to_sql), Type::INT4)],
         )
-        .map_err(backend)?;
+        .map_err(pg)?;
     rows.iter()
         .map(|r| {
             Ok(Rollup {

@@ -4,7 +4,8 @@ use super::enrollment::*;
 use super::sheets::{load_sheet, store_sheet};
 use super::*;
 use crate::tx::is_unique_violation;
-use crate::{backend, PgStore};
+use crate::tx::pg;
+use crate::PgStore;
 use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
 use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
 use meterbook_core::limits::{check_entry, UsageGuard};
@@ -12,6 +13,7 @@ use meterbook_core::prices::MeterPrice;
 use meterbook_core::statement::CommitmentEntry;
 use meterbook_core::store::{EntryKind, HierarchySummary, MetadataStore, Renamed};
 use meterbook_core::Currency;
+use postgres::types::Type;
 use std::collections::HashSet;
 
 impl MetadataStore for PgStore {
@@ -21,10 +23,10 @@ impl MetadataStore for PgStore {
         self.read(|tx| {
             let v: i32 = tx
                 .query_one("SELECT version FROM meterbook_schema", &[])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0);
             tx.query_one("SELECT count(*) FROM enrollment", &[])
-                .map_err(backend)?;
+                .map_err(pg)?;
             if v as usize != crate::SCHEMA_VERSION {
                 return Err(StoreError::Backend(format!(
                     "the database schema is version {v}; this build knows version {}",
@@ -46,7 +48,7 @@ impl MetadataStore for PgStore {
                     "SELECT 1 FROM enrollment WHERE number = $1",
                     &[&e.number.as_str()],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .is_some()
             {
                 return Err(taken());
@@ -72,7 +74,7 @@ impl MetadataStore for PgStore {
                     if is_unique_violation(&err) {
                         taken()
                     } else {
-                        backend(err)
+                        pg(err)
                     }
                 })?;
             enrollment_from_row(&row)
@@ -90,7 +92,7 @@ impl MetadataStore for PgStore {
             &format!("SELECT {ENROLLMENT_COLUMNS} FROM enrollment ORDER BY number"),
             &[],
         )
-        .map_err(backend)?
+        .map_err(pg)?
         .iter()
         .map(enrollment_from_row)
         .collect()
@@ -108,7 +110,7 @@ impl MetadataStore for PgStore {
                     &v.account_owners_view_charges,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -120,7 +122,7 @@ impl MetadataStore for PgStore {
                 "UPDATE enrollment SET watermark = $2, data_version = data_version + 1 WHERE id = $1",
                 &[&eid, &through.raw()],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             Ok(())
         })
     }
@@ -179,7 +181,7 @@ impl MetadataStore for PgStore {
                      WHERE r.enrollment_id = $1 AND r.rate_period = $2 AND NOT r.correction",
                     &[&eid, &period_to_sql(period)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
@@ -244,7 +246,7 @@ impl MetadataStore for PgStore {
             }
             let currency: String = tx
                 .query_one("SELECT currency FROM enrollment WHERE id = $1", &[&eid])
-                .map_err(backend)?
+                .map_err(pg)?
                 .get(0);
             let exponent = Currency::parse(&currency)
                 .map_err(StoreError::Backend)?
@@ -262,7 +264,7 @@ impl MetadataStore for PgStore {
                     &e.description,
                 ],
             )
-            .map_err(backend)?;
+            .map_err(pg)?;
             bump_version(tx, eid)
         })
     }
@@ -279,11 +281,11 @@ impl MetadataStore for PgStore {
             let e = enrollment_by_number(tx, n)?;
             let closed = last_closed(tx, e.id)?;
             let priced: HashSet<i32> = tx
-                .query(
+                .query_typed(
                     "SELECT DISTINCT period FROM price WHERE enrollment_id = $1",
-                    &[&e.id],
+                    &[(&e.id, Type::INT8)],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
@@ -316,17 +318,21 @@ impl MetadataStore for PgStore {
                 "INSERT INTO closed_period (enrollment_id, period) VALUES ($1, $2)",
                 &[&eid, &p],
             )
-            .map_err(backend)?;
-            let lock = tx
-                .prepare(
-                    "INSERT INTO locked_rate (enrollment_id, period, meter_key, rate) \
-                     VALUES ($1, $2, $3, $4::text::numeric)",
-                )
-                .map_err(backend)?;
-            for (meter, rate) in rates {
-                tx.execute(&lock, &[&eid, &p, meter, &i128_to_sql(rate.raw())])
-                    .map_err(backend)?;
-            }
+            .map_err(pg)?;
+            // One insert for all the rates (a sheet may have thousands).
+            let keys: Vec<i64> = rates.iter().map(|(m, _)| *m).collect();
+            let values: Vec<String> = rates.iter().map(|(_, r)| i128_to_sql(r.raw())).collect();
+            tx.execute_typed(
+                "INSERT INTO locked_rate (enrollment_id, period, meter_key, rate) \
+                 SELECT $1, $2, u.k, u.r::numeric FROM unnest($3::bigint[], $4::text[]) AS u(k, r)",
+                &[
+                    (&eid, Type::INT8),
+                    (&p, Type::INT4),
+                    (&keys, Type::INT8_ARRAY),
+                    (&values, Type::TEXT_ARRAY),
+                ],
+            )
+            .map_err(pg)?;
             bump_catalog(tx, eid)
         })
     }

@@ -28,6 +28,17 @@ pub struct Cli {
     /// remote_servers cluster of its Distributed tables).
     #[arg(long, global = true, env = "MB_USAGE_STORE", value_name = "URL")]
     pub usage_store: Option<String>,
+    /// With --store: seconds an ingest holds its enrollment's writer slot
+    /// between renewals. After a node dies mid-ingest, the next ingest of
+    /// that enrollment waits this long before it takes over.
+    #[arg(
+        long,
+        global = true,
+        env = "MB_INGEST_LEASE_SECONDS",
+        default_value_t = 60,
+        value_name = "SECONDS"
+    )]
+    pub ingest_lease_seconds: u64,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -28,7 +28,11 @@ pub use usage::ingest_file;
 
 /// The configured store (embedded file, or PostgreSQL with ClickHouse).
 pub fn open(settings: &Settings) -> Result<Arc<dyn Store>> {
-    Ok(crate::backend::Backend::open(&settings.store)?.store())
+    let backend = crate::backend::Backend::open(&settings.store)?;
+    if let crate::backend::Backend::Cluster(s) = &backend {
+        s.set_ingest_lease(settings.ingest_lease);
+    }
+    Ok(backend.store())
 }
 
 /// The use-case layer over the database, keeping advanced reports in

@@ -297,6 +297,12 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
         println!("`meterbook` is not on your PATH; for the commands below, first:");
         println!("  export PATH=\"{}:$PATH\"", dir.display());
     }
+    if let crate::settings::StoreConfig::Cluster { .. } = settings.store {
+        println!(
+            "The commands below find the cluster through MB_STORE and MB_USAGE_STORE \
+             (after `scripts/cluster.sh demo`: source target/cluster-demo/env)."
+        );
+    }
     println!("Try:");
     println!("  meterbook {db}period list --enrollment {n}");
     println!(
