@@ -72,6 +72,7 @@ conformance!(
     departments_and_accounts_rename,
     ranges_hold_across_files,
     operator_tokens_list_and_disable,
+    shared_state_counts_refills_and_flashes,
 );
 
 macro_rules! property {
