@@ -149,14 +149,29 @@ impl AppState {
         settings: ServerSettings,
         clock: Arc<dyn meterbook_core::clock::Clock>,
     ) -> std::io::Result<AppState> {
-        let (dir, tmp) = match &settings.report_dir {
-            Some(d) => (d.clone(), None),
-            None => {
-                let t = tempfile::tempdir()?;
-                (t.path().to_path_buf(), Some(t))
-            }
-        };
-        let files = Arc::new(meterbook_jobs::DirReportFiles::new(&dir)?);
+        AppState::with_report_files(store, settings, clock, None)
+    }
+
+    /// [`AppState::with_clock`], keeping finished reports in `files` (an
+    /// object store every node reaches) instead of `settings.report_dir`.
+    pub fn with_report_files(
+        store: Arc<dyn Store>,
+        settings: ServerSettings,
+        clock: Arc<dyn meterbook_core::clock::Clock>,
+        files: Option<Arc<dyn meterbook_jobs::ReportFiles>>,
+    ) -> std::io::Result<AppState> {
+        let (files, tmp): (Arc<dyn meterbook_jobs::ReportFiles>, _) =
+            match (files, &settings.report_dir) {
+                (Some(f), _) => (f, None),
+                (None, Some(d)) => (Arc::new(meterbook_jobs::DirReportFiles::new(d)?), None),
+                (None, None) => {
+                    let t = tempfile::tempdir()?;
+                    (
+                        Arc::new(meterbook_jobs::DirReportFiles::new(t.path())?),
+                        Some(t),
+                    )
+                }
+            };
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).map_err(|e| std::io::Error::other(e.to_string()))?;
         let app = meterbook_app::App::new(store.clone(), files, settings.jobs.clone(), clock);

@@ -100,6 +100,8 @@ pub struct Settings {
     /// Advanced report jobs (workers are set by `serve`).
     pub jobs: meterbook_jobs::JobSettings,
     pub report_dir: PathBuf,
+    /// An object store for report files instead of `report_dir`.
+    pub report_store: Option<String>,
 }
 
 impl Settings {
@@ -134,6 +136,7 @@ impl Settings {
             },
             focus,
             report_dir,
+            report_store: cli.command.report_store().cloned(),
         })
     }
 }

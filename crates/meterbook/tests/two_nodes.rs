@@ -57,6 +57,23 @@ fn demo(urls: &ClusterUrls, rows: u32) -> String {
     line.rsplit(' ').next().expect("key").to_string()
 }
 
+/// With the `s3` feature and `MB_TEST_S3_URL` set (scripts/test.sh's S3
+/// stage), the nodes keep report files in the bucket, under a prefix of the
+/// test's own, instead of the shared directory.
+fn report_store(reports: &Path) -> Option<String> {
+    if !cfg!(feature = "s3") {
+        return None;
+    }
+    let url = std::env::var("MB_TEST_S3_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let prefix = reports.file_name()?.to_string_lossy().replace('.', "-");
+    Some(match url.split_once('?') {
+        Some((path, query)) => format!("{}/{prefix}?{query}", path.trim_end_matches('/')),
+        None => format!("{}/{prefix}", url.trim_end_matches('/')),
+    })
+}
+
 /// A `serve` process; killed (SIGKILL) when dropped.
 struct Node {
     child: Child,
@@ -72,9 +89,14 @@ impl Node {
     /// more every 100 s).
     fn start_limited(urls: &ClusterUrls, reports: &Path, workers: u32, burst: &str) -> Node {
         let rate = if burst == "10000" { "10000" } else { "0.01" };
-        let mut child = cli(urls)
+        let mut command = cli(urls);
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--report-dir"])
-            .arg(reports)
+            .arg(reports);
+        if let Some(store) = report_store(reports) {
+            command.args(["--report-store", &store]);
+        }
+        let mut child = command
             .args([
                 "--report-lease-seconds",
                 "2",

@@ -429,9 +429,17 @@ impl Command {
 
     /// The report directory the command was given, if it takes one.
     pub fn report_dir(&self) -> Option<&PathBuf> {
+        self.report_dir_opt().and_then(|d| d.report_dir.as_ref())
+    }
+
+    pub fn report_store(&self) -> Option<&String> {
+        self.report_dir_opt().and_then(|d| d.report_store.as_ref())
+    }
+
+    fn report_dir_opt(&self) -> Option<&ReportDirOpt> {
         match self {
-            Command::Report(ReportCmd::Fetch { dir, .. }) => dir.report_dir.as_ref(),
-            _ => self.job_opts().and_then(|j| j.dir.report_dir.as_ref()),
+            Command::Report(ReportCmd::Fetch { dir, .. }) => Some(dir),
+            _ => self.job_opts().map(|j| &j.dir),
         }
     }
 }

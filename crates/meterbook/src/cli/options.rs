@@ -53,6 +53,12 @@ pub struct ReportDirOpt {
     /// Where finished advanced reports are kept (default: `<db>.reports` beside the database).
     #[arg(long, env = "MB_REPORT_DIR")]
     pub report_dir: Option<PathBuf>,
+    /// Keep finished advanced reports in an S3-compatible bucket instead, for
+    /// several serve nodes: s3://BUCKET[/PREFIX][?endpoint=URL][&region=REGION],
+    /// credentials from the AWS_* environment variables. Needs a build with
+    /// `--features s3`.
+    #[arg(long, env = "MB_REPORT_STORE", value_name = "URL")]
+    pub report_store: Option<String>,
 }
 
 /// How advanced report jobs run: for `serve`, `demo` and `report request`.

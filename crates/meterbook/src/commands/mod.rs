@@ -58,15 +58,40 @@ pub fn operator_over(store: Arc<dyn Store>) -> Operator {
     .local_operator()
 }
 
-/// The use-case layer over the database, with the configured report directory.
+/// The use-case layer over the database, with the configured report files.
 pub fn app_with_reports(settings: &Settings) -> Result<App> {
-    let files = meterbook_jobs::DirReportFiles::new(&settings.report_dir).with_context(|| {
-        format!(
-            "cannot use the report directory {}",
-            settings.report_dir.display()
+    let files = match report_store(settings)? {
+        Some(f) => f,
+        None => Arc::new(
+            meterbook_jobs::DirReportFiles::new(&settings.report_dir).with_context(|| {
+                format!(
+                    "cannot use the report directory {}",
+                    settings.report_dir.display()
+                )
+            })?,
+        ),
+    };
+    app_with(settings, files)
+}
+
+/// The object store for report files (`--report-store`), if one is set.
+pub fn report_store(settings: &Settings) -> Result<Option<Arc<dyn ReportFiles>>> {
+    let Some(url) = &settings.report_store else {
+        return Ok(None);
+    };
+    #[cfg(feature = "s3")]
+    {
+        let files = meterbook_jobs::S3ReportFiles::from_url(url)
+            .with_context(|| format!("cannot use the report store {url}"))?;
+        Ok(Some(Arc::new(files)))
+    }
+    #[cfg(not(feature = "s3"))]
+    {
+        anyhow::bail!(
+            "--report-store {url}: this build keeps report files in a directory only; \
+             build with `cargo build --release --features s3` for an S3-compatible store"
         )
-    })?;
-    app_with(settings, Arc::new(files))
+    }
 }
 
 /// The operator's handle over the database, for commands that make no

@@ -69,7 +69,14 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
         }
         crate::settings::StoreConfig::Cluster { .. } => None,
     };
-    let state = AppState::new(store, server_settings(settings, a)).with_context(|| {
+    let files = super::report_store(settings)?;
+    let state = AppState::with_report_files(
+        store,
+        server_settings(settings, a),
+        meterbook_core::clock::system(),
+        files,
+    )
+    .with_context(|| {
         format!(
             "cannot use the report directory {}",
             settings.report_dir.display()
