@@ -69,7 +69,7 @@ fn seed(dir: &Path, rows: u32) -> (Vec<String>, String, String) {
 fn app_over(store: Arc<dyn Store>, dir: &Path) -> App {
     App::new(
         store,
-        Arc::new(meterbook_jobs::DirReportFiles::new(&dir.join("reports")).unwrap()),
+        Arc::new(meterbook_jobs::DirReportFiles::new(dir.join("reports")).unwrap()),
         meterbook_jobs::JobSettings::default(),
         meterbook_core::clock::system(),
     )

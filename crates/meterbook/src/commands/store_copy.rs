@@ -110,7 +110,7 @@ pub fn copy(src: &dyn Store, dst: &dyn Store) -> Result<u64> {
         dst.create_enrollment(&NewEnrollment {
             number: e.number.clone(),
             name: e.name.clone(),
-            currency: e.currency.clone(),
+            currency: e.currency,
             start: e.start,
             end: e.end,
             visibility: e.visibility,
@@ -341,7 +341,6 @@ fn copy_usage(
     if !pending.is_empty() {
         write(&mut w, &mut pending)?;
     }
-    drop(write);
     w.commit()?;
     Ok(rows)
 }
@@ -478,11 +477,10 @@ impl std::io::Write for HashWriter {
     }
 }
 
-fn statement_figures(
-    app: &App,
-    n: &EnrollmentNumber,
-    through: Period,
-) -> Result<HashMap<Period, Vec<(&'static str, String)>>> {
+/// Each period's statement figures, by name.
+type Figures = HashMap<Period, Vec<(&'static str, String)>>;
+
+fn statement_figures(app: &App, n: &EnrollmentNumber, through: Period) -> Result<Figures> {
     let access = app.local_operator().enrollment(n)?;
     let exp = access.enrollment().currency.exponent();
     let mut out = HashMap::new();
@@ -632,8 +630,7 @@ pub fn verify(src: Arc<dyn Store>, dst: Arc<dyn Store>) -> Result<usize> {
         for p in e.first_period().through(last) {
             let ps = p.to_string();
             let before = checks.len();
-            let figures = |r: &Result<HashMap<Period, Vec<(&'static str, String)>>, String>| match r
-            {
+            let figures = |r: &Result<Figures, String>| match r {
                 Ok(m) => m.get(&p).cloned().unwrap_or_default(),
                 Err(e) => vec![("statement", format!("error: {e}"))],
             };
