@@ -4,7 +4,10 @@
 //! and a change made to the copy afterwards found by `--verify-only`.
 
 use meterbook_app::App;
-use meterbook_core::store::Store;
+use meterbook_core::hierarchy::HierarchyRow;
+use meterbook_core::jobs::JobStore;
+use meterbook_core::store::{MetadataStore, Store};
+use meterbook_core::users::UserStore;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -63,6 +66,76 @@ fn seed(dir: &Path, rows: u32) -> (Vec<String>, String, String) {
             "2026-12-31",
         ],
     ));
+    // Through the store: a hierarchy in the second enrollment made between
+    // two changes of the first (ids interleave), a subscription move, a
+    // disabled user and the link-signing secret.
+    let store = meterbook_sqlite::SqliteStore::open(dir.join("src.db")).unwrap();
+    let n = meterbook_core::EnrollmentNumber::parse(ENROLLMENT).unwrap();
+    let second = meterbook_core::EnrollmentNumber::parse("7000001").unwrap();
+    let row = |dept: &str, acct: &str, guid: &str| HierarchyRow {
+        line: 1,
+        department_name: dept.into(),
+        department_cost_center: "CC-1".into(),
+        account_name: acct.into(),
+        account_owner_email: "owner@example.com".into(),
+        account_cost_center: "AC-1".into(),
+        subscription_guid: guid.into(),
+        subscription_name: format!("sub {guid}"),
+    };
+    store
+        .upsert_hierarchy(
+            &second,
+            &[row(
+                "Finance",
+                "fin-1",
+                "00000000-0000-4000-8000-000000000001",
+            )],
+        )
+        .unwrap();
+    store
+        .upsert_hierarchy(
+            &n,
+            &[row(
+                "Late Dept",
+                "late-acct",
+                "00000000-0000-4000-8000-000000000002",
+            )],
+        )
+        .unwrap();
+    store
+        .upsert_hierarchy(
+            &second,
+            &[row("", "no-dept", "00000000-0000-4000-8000-000000000003")],
+        )
+        .unwrap();
+    let h = store.hierarchy(&n).unwrap();
+    let mut subs: Vec<_> = h.subscriptions.values().collect();
+    subs.sort_by_key(|s| s.key);
+    let moved = subs[0];
+    let to = h
+        .accounts
+        .values()
+        .filter(|a| a.id != moved.owners[0].1)
+        .map(|a| a.name.clone())
+        .min()
+        .unwrap();
+    let open = store
+        .periods(&n)
+        .unwrap()
+        .into_iter()
+        .find(|p| !p.closed)
+        .unwrap()
+        .period;
+    store
+        .move_subscription(&n, &moved.guid, &to, open.first_day().add_days(5))
+        .unwrap();
+    let users = store.users().unwrap();
+    store
+        .set_user_disabled(users[users.len() - 1].id, true)
+        .unwrap();
+    store
+        .secret("download-link-hmac", b"the source's secret")
+        .unwrap();
     (src, key.trim().to_string(), token.trim().to_string())
 }
 
@@ -96,7 +169,33 @@ fn reports_agree(src: &[String], dst: &[String], store: &dyn Store) {
     );
 }
 
+/// Same departments, accounts and subscriptions, with the same ids and keys.
+fn same_hierarchies(src: &Path, target: &dyn Store) {
+    let source = meterbook_sqlite::SqliteStore::open(src).unwrap();
+    for number in [ENROLLMENT, "7000001"] {
+        let n = meterbook_core::EnrollmentNumber::parse(number).unwrap();
+        let (a, b) = (source.hierarchy(&n).unwrap(), target.hierarchy(&n).unwrap());
+        assert_eq!(a.departments, b.departments, "{number}");
+        assert_eq!(a.accounts, b.accounts, "{number}");
+        assert_eq!(a.subscriptions, b.subscriptions, "{number}");
+        assert!(a.subscriptions.values().any(|s| s.owners.len() == 2) || number != ENROLLMENT);
+    }
+}
+
 fn copied_credentials_work(target: Arc<dyn Store>, dir: &Path, key: &str, token: &str) {
+    assert_eq!(
+        target.secrets().unwrap(),
+        [(
+            "download-link-hmac".to_string(),
+            b"the source's secret".to_vec()
+        )]
+    );
+    let users = target.users().unwrap();
+    assert!(users.len() >= 2 && users[users.len() - 1].disabled);
+    assert!(
+        users.iter().any(|u| u.password_hash.is_some()),
+        "hashes are copied"
+    );
     let app = app_over(target, dir);
     let access = app
         .key(key)
@@ -123,6 +222,7 @@ fn sqlite_to_sqlite_copies_everything_and_verifies() {
     assert!(out.contains("not copied: report jobs"), "{out}");
     let target = Arc::new(meterbook_sqlite::SqliteStore::open(&dst_db).unwrap());
     reports_agree(&src, &dst, &*target);
+    same_hierarchies(&dir.path().join("src.db"), &*target);
     copied_credentials_work(target.clone(), dir.path(), &key, &token);
 
     // A second copy into the same target is refused and writes nothing.
@@ -207,5 +307,6 @@ fn sqlite_to_cluster_copies_everything_and_verifies() {
     let facts = Arc::new(meterbook_clickhouse::ChFacts::open(&urls.usage_store).unwrap());
     let target = Arc::new(meterbook_postgres::PgStore::open(&urls.store, facts).unwrap());
     reports_agree(&src, &dst, &*target);
+    same_hierarchies(&dir.path().join("src.db"), &*target);
     copied_credentials_work(target, dir.path(), &key, &token);
 }
