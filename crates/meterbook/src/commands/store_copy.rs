@@ -700,14 +700,19 @@ pub fn verify(src: Arc<dyn Store>, dst: Arc<dyn Store>) -> Result<usize> {
         let users = s.users()?;
         let disabled = users.iter().filter(|u| u.disabled).count();
         let tokens = s.operator_tokens()?;
+        let mut keys = 0;
+        for e in &enrollments {
+            keys += s.keys(&e.number)?.len();
+        }
         Ok(vec![
             format!("{} users ({disabled} disabled)", users.len()),
+            format!("{keys} API keys"),
             format!("{} operator tokens", tokens.len()),
             format!("{} server secrets", s.secrets()?.len()),
         ])
     };
     let (cs, ct) = (counts(&*src)?, counts(&*dst)?);
-    for (what, (s, t)) in ["users", "operator tokens", "server secrets"]
+    for (what, (s, t)) in ["users", "API keys", "operator tokens", "server secrets"]
         .into_iter()
         .zip(cs.into_iter().zip(ct))
     {
