@@ -344,6 +344,9 @@ pub trait JobStore {
     fn delete_job(&self, id: &str) -> StoreResult<()>;
     /// A named server secret, created (from `fresh`) the first time it is asked for.
     fn secret(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+    /// Every server secret made so far, by name, read without making any
+    /// (for copying a store: signed links stay valid on the copy).
+    fn secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>>;
 }
 
 #[cfg(test)]

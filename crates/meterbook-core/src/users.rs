@@ -89,6 +89,8 @@ pub trait UserStore {
     ) -> StoreResult<User>;
     fn user_by_email(&self, email: &str) -> StoreResult<Option<User>>;
     fn user(&self, id: i64) -> StoreResult<Option<User>>;
+    /// Every user, by id (for copying a store; roles come from [`UserStore::roles`]).
+    fn users(&self) -> StoreResult<Vec<User>>;
     fn set_password(&self, user_id: i64, password_hash: &str) -> StoreResult<()>;
     fn set_user_disabled(&self, user_id: i64, disabled: bool) -> StoreResult<()>;
     /// Grants `role` (replacing the user's role in that enrollment).

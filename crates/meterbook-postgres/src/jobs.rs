@@ -338,4 +338,15 @@ impl JobStore for PgStore {
                 .get(0))
         })
     }
+
+    fn secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        self.read(|tx| {
+            Ok(tx
+                .query("SELECT name, value FROM server_secret ORDER BY name", &[])
+                .map_err(backend)?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect())
+        })
+    }
 }

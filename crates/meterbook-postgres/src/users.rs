@@ -108,6 +108,20 @@ impl UserStore for PgStore {
         })
     }
 
+    fn users(&self) -> StoreResult<Vec<User>> {
+        self.read(|tx| {
+            Ok(tx
+                .query(
+                    &format!("SELECT {USER_COLUMNS} FROM app_user u ORDER BY u.id"),
+                    &[],
+                )
+                .map_err(backend)?
+                .iter()
+                .map(user_from_row)
+                .collect())
+        })
+    }
+
     fn set_password(&self, user_id: i64, password_hash: &str) -> StoreResult<()> {
         self.write(|tx| {
             let n = tx

@@ -297,4 +297,15 @@ impl JobStore for SqliteStore {
         )
         .map_err(backend)
     }
+
+    fn secrets(&self) -> StoreResult<Vec<(String, Vec<u8>)>> {
+        let c = self.read_conn()?;
+        let mut st = c
+            .prepare("SELECT name, value FROM server_secret ORDER BY name")
+            .map_err(backend)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
 }

@@ -113,6 +113,17 @@ impl UserStore for SqliteStore {
         .map_err(backend)
     }
 
+    fn users(&self) -> StoreResult<Vec<User>> {
+        let c = self.read_conn()?;
+        let mut st = c
+            .prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM app_user u ORDER BY u.id"
+            ))
+            .map_err(backend)?;
+        let rows = st.query_map([], user_from_row).map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+
     fn set_password(&self, user_id: i64, password_hash: &str) -> StoreResult<()> {
         let n = self
             .write_conn()

@@ -167,6 +167,7 @@ impl UserStore for FaultyStore {
         create_user(email: &str, name: &str, password_hash: Option<&str>, at: i64) -> StoreResult<User>;
         user_by_email(email: &str) -> StoreResult<Option<User>>;
         user(id: i64) -> StoreResult<Option<User>>;
+        users() -> StoreResult<Vec<User>>;
         set_password(user_id: i64, password_hash: &str) -> StoreResult<()>;
         set_user_disabled(user_id: i64, disabled: bool) -> StoreResult<()>;
         grant_role(user_id: i64, role: &Role) -> StoreResult<()>;
@@ -196,6 +197,7 @@ impl JobStore for FaultyStore {
         expired_jobs(before: i64) -> StoreResult<Vec<Job>>;
         delete_job(id: &str) -> StoreResult<()>;
         secret(name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+        secrets() -> StoreResult<Vec<(String, Vec<u8>)>>;
     }
     fn claim_job(
         &self,

@@ -136,6 +136,17 @@ pub fn report_jobs_lifecycle<S: Store>(s: &S) {
     let a = s.secret("link", b"first").unwrap();
     assert_eq!(a, b"first");
     assert_eq!(s.secret("link", b"second").unwrap(), b"first");
+    // Listing reads the secrets and makes none.
+    s.secret("another", b"2nd").unwrap();
+    let all = s.secrets().unwrap();
+    assert_eq!(
+        all,
+        [
+            ("another".to_string(), b"2nd".to_vec()),
+            ("link".to_string(), b"first".to_vec())
+        ]
+    );
+    assert_eq!(s.secrets().unwrap(), all);
 }
 
 /// Users: unique e-mails (case-insensitive), one role per enrollment, sessions
@@ -181,6 +192,14 @@ pub fn users_roles_sessions_and_audit<S: Store>(s: &S) {
     assert_eq!(users[0].1, dept);
     s.revoke_role(u.id, &n()).unwrap();
     assert!(s.roles(u.id).unwrap().is_empty());
+    // Listing every user: by id, role or not, with hash and disabled flag.
+    let b = s.create_user("bo@example.com", "Bo", None, 12).unwrap();
+    s.set_user_disabled(b.id, true).unwrap();
+    let all = s.users().unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], u);
+    assert_eq!(all[1].email, "bo@example.com");
+    assert!(all[1].disabled && all[1].password_hash.is_none());
 
     let sess = |b: u8| Session {
         token_hash: [b; 32],

@@ -108,6 +108,10 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Copy every enrollment, its usage, users, keys and tokens to another
+    /// store (the embedded file to the cluster, typically), then verify.
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// Create a realistic demo enrollment, show what to try, and serve it.
     #[command(
         after_help = "Examples:\n  meterbook demo\n  meterbook --db demo.db demo --rows 20000 --no-serve"
@@ -124,6 +128,37 @@ pub enum Command {
         after_help = "Example:\n  meterbook bench-reports --dir bench-data/1000000 --format parquet"
     )]
     BenchReports(BenchReportsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy one store into another (that holds none of its enrollments),
+    /// then compare them: statements, reports, price lists, hierarchy and
+    /// counts of users, keys and tokens (exit status 1 on any difference).
+    /// Report jobs and sessions are not copied.
+    #[command(
+        after_help = "Examples:\n  meterbook store copy --from sqlite:meterbook.db --to postgres://meterbook@db:5432/meterbook --to-usage-store clickhouse://ch1:8123,ch2:8123/meterbook?cluster=meterbook\n  meterbook store copy --verify-only --from sqlite:meterbook.db --to sqlite:copy.db"
+    )]
+    Copy(StoreCopyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StoreCopyArgs {
+    /// The store to copy: sqlite:PATH or postgres://... (with --from-usage-store).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The source's ClickHouse cluster, with a postgres:// --from.
+    #[arg(long, value_name = "URL")]
+    pub from_usage_store: Option<String>,
+    /// The store to copy into: sqlite:PATH or postgres://... (with --to-usage-store).
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// The target's ClickHouse cluster, with a postgres:// --to.
+    #[arg(long, value_name = "URL")]
+    pub to_usage_store: Option<String>,
+    /// Compare the two stores without writing anything.
+    #[arg(long)]
+    pub verify_only: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -10,6 +10,7 @@ mod keys;
 mod ledger;
 mod report;
 mod serve;
+pub mod store_copy;
 mod usage;
 pub mod users;
 
@@ -101,7 +102,7 @@ pub fn operator(settings: &Settings) -> Result<Operator> {
 }
 
 /// The report files of a command that makes none: there are none to open.
-struct NoReportFiles;
+pub(crate) struct NoReportFiles;
 
 impl ReportFiles for NoReportFiles {
     fn create(&self, _: &str) -> std::io::Result<Box<dyn PendingFile>> {
@@ -151,6 +152,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::OperatorToken(c) => keys::operator_token(&operator(settings)?, c),
         Command::Backup { to } => backup::backup(settings, &to),
         Command::Restore { from } => backup::restore(settings, &from),
+        Command::Store(crate::cli::StoreCmd::Copy(a)) => store_copy::run(&a),
         Command::Demo(a) => crate::demo::run(settings, &a),
         Command::Bench(a) => crate::bench::run(&a),
         Command::BenchReports(a) => crate::bench_reports::run(settings, &a),
