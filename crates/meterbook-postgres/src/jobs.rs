@@ -343,7 +343,7 @@ impl JobStore for PgStore {
         self.read(|tx| {
             Ok(tx
                 .query("SELECT name, value FROM server_secret ORDER BY name", &[])
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect())

@@ -115,7 +115,7 @@ impl UserStore for PgStore {
                     &format!("SELECT {USER_COLUMNS} FROM app_user u ORDER BY u.id"),
                     &[],
                 )
-                .map_err(backend)?
+                .map_err(pg)?
                 .iter()
                 .map(user_from_row)
                 .collect())
