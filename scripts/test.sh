@@ -61,6 +61,11 @@ stage "Rust test suites (cargo test --workspace; the first build takes minutes)"
 # The S3 report file store is a cargo feature (it brings the AWS client and a
 # TLS stack), so its checks build apart, against the server s3.sh started.
 stage "S3 report files (cargo test -p meterbook-jobs --features s3)" cargo test --locked -p meterbook-jobs --features s3 --test report_files
+# Two serve nodes again, keeping report files in the bucket instead of a
+# shared directory (the meterbook build with `--features s3`).
+if [[ ${MB_CLUSTER:-1} != 0 ]]; then
+  stage "two nodes on the S3 report store (cargo test -p meterbook --features s3 --test two_nodes)" cargo test --locked -p meterbook --features s3 --test two_nodes
+fi
 # The gates run the binary the test build made (features unified across the
 # workspace), instead of building meterbook again on its own.
 target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
