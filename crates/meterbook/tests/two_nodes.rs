@@ -250,7 +250,42 @@ async fn keys_and_sessions_work_on_every_node() {
     assert_eq!(home.status, 200, "{}", home.describe());
     let csrf = meterbook_testkit::csrf_of(&home.body).expect("form token");
     let mut on_b = on_b;
-    on_b.csrf = csrf;
+    on_b.csrf = csrf.clone();
+    // A key generated in the portal on node A is shown once, on node B
+    // (the load balancer sent the redirect there), and works on the API.
+    let mut on_a = browser.clone();
+    on_a.csrf = csrf;
+    let r = on_a
+        .submit(
+            &format!("/portal/e/{N}/keys/generate"),
+            &[
+                ("scope", "enrollment"),
+                ("slot", "secondary"),
+                ("days", "20"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.describe());
+    let shown = on_b.get(&r.location()).await;
+    assert_eq!(
+        shown.status,
+        200,
+        "the new key is shown on B: {}",
+        shown.describe()
+    );
+    let at = shown.body.find("mbk_").expect("the key on the page");
+    let token: String = shown.body[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    assert_eq!(get(&c, &a.url(&path), &token).await.0, 200);
+    let again = on_a.get(&r.location()).await;
+    assert_eq!(
+        again.status,
+        303,
+        "shown once, on whichever node: {}",
+        again.describe()
+    );
     let out = on_b.submit("/portal/sign-out", &[]).await;
     assert!(out.status == 303 || out.status == 200, "{}", out.describe());
     let after = browser.get("/portal").await;
