@@ -3,11 +3,11 @@
 //! (skipped without it unless `MB_REQUIRE_CLUSTER=1`), with usage facts in
 //! the in-memory reference fact store.
 
+#[macro_use]
 mod common;
 
 use common::{url, Schema};
 use meterbook_conformance::mem_facts::MemFacts;
-use meterbook_conformance::{properties, scenarios};
 use meterbook_postgres::PgStore;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -44,57 +44,7 @@ fn cases() -> u32 {
         .unwrap_or(48)
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        $(#[test]
-        fn $name() {
-            let Some(stores) = Stores::new(stringify!($name)) else { return };
-            scenarios::$name(&stores.make());
-        })*
-    };
-}
-
-conformance!(
-    tiers_cross_inside_one_row,
-    included_quantity_larger_than_usage,
-    zero_usage,
-    jpy_has_no_minor_unit,
-    overage_billed_separately_and_marketplace,
-    period_close_then_late_usage,
-    ingest_is_idempotent_and_atomic,
-    attribution_follows_subscription_moves,
-    prices_keep_used_meters,
-    enrollments_are_isolated,
-    paging_is_stable_while_usage_arrives,
-    report_jobs_lifecycle,
-    users_roles_sessions_and_audit,
-    summaries_match_the_usage_report,
-    departments_and_accounts_rename,
-    ranges_hold_across_files,
-    operator_tokens_list_and_disable,
-    shared_state_counts_refills_and_flashes,
-);
-
-macro_rules! property {
-    ($($test:ident => $name:ident),* $(,)?) => {
-        $(#[test]
-        fn $test() {
-            let Some(stores) = Stores::new(stringify!($test)) else { return };
-            properties::$name(&|| stores.make(), cases());
-        })*
-    };
-}
-
-property!(
-    property_rows_add_up_to_charges => rows_add_up_to_charges,
-    property_files_near_the_limits => files_near_the_limits,
-    property_figures_tie_out => figures_tie_out,
-    property_ingest_order_does_not_matter => ingest_order_does_not_matter,
-    property_realistic_ingest_order_does_not_matter => realistic_ingest_order_does_not_matter,
-    property_realistic_conflicting_resend_changes_nothing => realistic_conflicting_resend_changes_nothing,
-    property_realistic_bad_row_stores_nothing => realistic_bad_row_stores_nothing,
-    property_realistic_one_day_in_many_files => realistic_one_day_in_many_files,
-);
+whole_suite!();
 
 #[test]
 fn migrations_apply_once() {

@@ -170,6 +170,16 @@ fn prepare(at: &At, data: &Path) {
     }
 }
 
+/// An ingest of `usage` running in the background.
+fn spawn_ingest(at: &At, usage: &Path, stdout: Stdio, stderr: Stdio) -> std::process::Child {
+    let usage = usage.display().to_string();
+    command(at, &["usage", "ingest", "--enrollment", ENROLLMENT, &usage])
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn")
+}
+
 fn ingest(at: &At, usage: &Path) -> Output {
     run(
         at,
@@ -322,20 +332,7 @@ fn sigkill_mid_ingest_then_a_rerun_stores_once() {
     for run in 0..runs {
         let at = At::Cluster(fresh("kill").expect("cluster"));
         prepare(&at, &f.data);
-        let mut child = command(
-            &at,
-            &[
-                "usage",
-                "ingest",
-                "--enrollment",
-                ENROLLMENT,
-                &f.usage.display().to_string(),
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+        let mut child = spawn_ingest(&at, &f.usage, Stdio::null(), Stdio::null());
         // Spread over the whole ingest, the commit included.
         let delay = f
             .takes
@@ -359,20 +356,7 @@ fn a_clickhouse_shard_stopped_mid_ingest() {
     let shard = meterbook_clickhouse::shard_of(&n, 2) + 1;
     let at = At::Cluster(urls);
     prepare(&at, &f.data);
-    let child = command(
-        &at,
-        &[
-            "usage",
-            "ingest",
-            "--enrollment",
-            ENROLLMENT,
-            &f.usage.display().to_string(),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
+    let child = spawn_ingest(&at, &f.usage, Stdio::piped(), Stdio::piped());
     let mut child = child;
     std::thread::sleep(f.takes / 4);
     assert!(
@@ -406,20 +390,7 @@ fn postgresql_restarted_mid_ingest() {
     };
     let at = At::Cluster(fresh("pgrestart").expect("cluster"));
     prepare(&at, &f.data);
-    let child = command(
-        &at,
-        &[
-            "usage",
-            "ingest",
-            "--enrollment",
-            ENROLLMENT,
-            &f.usage.display().to_string(),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
+    let child = spawn_ingest(&at, &f.usage, Stdio::piped(), Stdio::piped());
     std::thread::sleep(f.takes / 2);
     cluster_script(&["restart-pg"]);
     // It may fail (its connection went away) or finish (it was between

@@ -189,6 +189,19 @@ async fn cluster(tag: &'static str) -> Option<ClusterUrls> {
         .expect("fresh databases")
 }
 
+/// Fresh databases with the demo seeded (`rows` usage rows); its
+/// enterprise administrator's API key.
+async fn seeded(tag: &'static str, rows: u32) -> Option<(ClusterUrls, String)> {
+    let urls = cluster(tag).await?;
+    let key = tokio::task::spawn_blocking({
+        let urls = urls.clone();
+        move || demo(&urls, rows)
+    })
+    .await
+    .expect("demo");
+    Some((urls, key))
+}
+
 /// The last closed month of the demo (it has usage and a statement).
 fn last_month() -> String {
     let today = meterbook_core::Day::today();
@@ -197,16 +210,10 @@ fn last_month() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_and_sessions_work_on_every_node() {
-    let Some(urls) = cluster("nodes_keys").await else {
+    let _shared = ALONE.read().await;
+    let Some((urls, key)) = seeded("nodes_keys", 3000).await else {
         return;
     };
-    let _shared = ALONE.read().await;
-    let key = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || demo(&urls, 3000)
-    })
-    .await
-    .expect("demo");
     let reports = tempfile::tempdir().expect("dir");
     let (a, b) = (
         Node::start(&urls, reports.path(), 1),
@@ -324,16 +331,10 @@ fn csv_rows(text: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn report_jobs_run_once_and_download_from_either_node() {
-    let Some(urls) = cluster("nodes_jobs").await else {
+    let _shared = ALONE.read().await;
+    let Some((urls, key)) = seeded("nodes_jobs", 3000).await else {
         return;
     };
-    let _shared = ALONE.read().await;
-    let key = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || demo(&urls, 3000)
-    })
-    .await
-    .expect("demo");
     let reports = tempfile::tempdir().expect("dir");
     let (a, b) = (
         Node::start(&urls, reports.path(), 2),
@@ -412,16 +413,10 @@ async fn report_jobs_run_once_and_download_from_either_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_whose_node_is_killed_finishes_on_the_other() {
-    let Some(urls) = cluster("nodes_kill").await else {
+    let _shared = ALONE.read().await;
+    let Some((urls, key)) = seeded("nodes_kill", 60_000).await else {
         return;
     };
-    let _shared = ALONE.read().await;
-    let key = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || demo(&urls, 60_000)
-    })
-    .await
-    .expect("demo");
     let reports = tempfile::tempdir().expect("dir");
     let c = client();
     let mut a = Node::start(&urls, reports.path(), 1);
@@ -479,16 +474,10 @@ async fn a_job_whose_node_is_killed_finishes_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttles_and_rate_limits_count_across_nodes() {
-    let Some(urls) = cluster("nodes_limits").await else {
+    let _shared = ALONE.read().await;
+    let Some((urls, key)) = seeded("nodes_limits", 2000).await else {
         return;
     };
-    let _shared = ALONE.read().await;
-    let key = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || demo(&urls, 2000)
-    })
-    .await
-    .expect("demo");
     let reports = tempfile::tempdir().expect("dir");
     let (a, b) = (
         Node::start_limited(&urls, reports.path(), 1, "6"),
@@ -531,16 +520,10 @@ async fn throttles_and_rate_limits_count_across_nodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_recovers_when_postgresql_restarts_under_load() {
-    let Some(urls) = cluster("nodes_pg_restart").await else {
+    let _alone = ALONE.write().await;
+    let Some((urls, key)) = seeded("nodes_pg_restart", 2000).await else {
         return;
     };
-    let _alone = ALONE.write().await;
-    let key = tokio::task::spawn_blocking({
-        let urls = urls.clone();
-        move || demo(&urls, 2000)
-    })
-    .await
-    .expect("demo");
     let reports = tempfile::tempdir().expect("dir");
     let a = Node::start(&urls, reports.path(), 1);
     let c = client();

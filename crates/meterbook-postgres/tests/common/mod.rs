@@ -109,3 +109,58 @@ impl Drop for TestStore {
         self.store.take();
     }
 }
+
+/// Every scenario and property of the storage conformance suite, as one
+/// test each, over the `Stores` of the test file that invokes it (with
+/// `Stores::new(test) -> Option<Stores>`, `Stores::make() -> PgStore` and
+/// `cases()` in scope): the plain PostgreSQL run and the cluster run list
+/// the same tests.
+#[macro_export]
+macro_rules! whole_suite {
+    () => {
+        whole_suite!(@scenarios
+            tiers_cross_inside_one_row,
+            included_quantity_larger_than_usage,
+            zero_usage,
+            jpy_has_no_minor_unit,
+            overage_billed_separately_and_marketplace,
+            period_close_then_late_usage,
+            ingest_is_idempotent_and_atomic,
+            attribution_follows_subscription_moves,
+            prices_keep_used_meters,
+            enrollments_are_isolated,
+            paging_is_stable_while_usage_arrives,
+            report_jobs_lifecycle,
+            users_roles_sessions_and_audit,
+            summaries_match_the_usage_report,
+            departments_and_accounts_rename,
+            ranges_hold_across_files,
+            operator_tokens_list_and_disable,
+            shared_state_counts_refills_and_flashes,
+        );
+        whole_suite!(@properties
+            property_rows_add_up_to_charges => rows_add_up_to_charges,
+            property_files_near_the_limits => files_near_the_limits,
+            property_figures_tie_out => figures_tie_out,
+            property_ingest_order_does_not_matter => ingest_order_does_not_matter,
+            property_realistic_ingest_order_does_not_matter => realistic_ingest_order_does_not_matter,
+            property_realistic_conflicting_resend_changes_nothing => realistic_conflicting_resend_changes_nothing,
+            property_realistic_bad_row_stores_nothing => realistic_bad_row_stores_nothing,
+            property_realistic_one_day_in_many_files => realistic_one_day_in_many_files,
+        );
+    };
+    (@scenarios $($name:ident),* $(,)?) => {
+        $(#[test]
+        fn $name() {
+            let Some(stores) = Stores::new(stringify!($name)) else { return };
+            meterbook_conformance::scenarios::$name(&stores.make());
+        })*
+    };
+    (@properties $($test:ident => $name:ident),* $(,)?) => {
+        $(#[test]
+        fn $test() {
+            let Some(stores) = Stores::new(stringify!($test)) else { return };
+            meterbook_conformance::properties::$name(&|| stores.make(), cases());
+        })*
+    };
+}
