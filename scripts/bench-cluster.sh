@@ -71,6 +71,9 @@ say "# bench-cluster $rows rows, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores,
 # -- 1. The data, and the embedded store measured in-process ----------------
 /usr/bin/time -v "$M" bench --rows "$rows" --dir "$dir" >"$out/sqlite-bench.txt" 2>"$out/sqlite-bench.time" ||
   { cat "$out/sqlite-bench.txt" "$out/sqlite-bench.time"; exit 1; }
+# Its export file (800 bytes a row) is not needed here: the comparison
+# below hashes the CLI's export on the fly.
+rm -f "$dir/export.csv"
 say "## meterbook bench (embedded store, one process)"
 tee -a "$summary" <"$out/sqlite-bench.txt"
 
@@ -242,8 +245,21 @@ api() {
   for ((i = 0; i < 20; i++)); do
     curl -sf -o /dev/null -w '%{time_total}\n' -H "Authorization: bearer $key" "$url"
   done | median | awk '{ printf "%.1f", $1 * 1000 }' >"$out/$store-cached.ms"
-  local rss_before
+  local rss_before serve0 serve1 srv0 srv1
+  # CPU of serve and of the servers behind it while wrk runs: the cost of a request.
+  serve0=$(ticks "$server_pid" 0)
+  srv0=$(server_cpu)
   wrk -t2 -c10 -d"${wrk_secs}s" --latency -H "Authorization: bearer $key" "$url" >"$out/$store-wrk.txt"
+  serve1=$(ticks "$server_pid" 0)
+  srv1=$(server_cpu)
+  awk -v t="$tick" -v s0="$serve0" -v s1="$serve1" -v a="$srv1" -v b="$srv0" -v st="$store" '
+    /requests in/ { n = $1 }
+    END {
+      split(a, x, " "); split(b, y, " ")
+      printf "serve %.1f s CPU (%.0f µs a request)", (s1 - s0) / t, (s1 - s0) / t / n * 1e6
+      if (st == "cluster" && b !~ /-/) printf ", PostgreSQL %.1f s (%.0f µs a request)", (x[3] - y[3]) / t, (x[3] - y[3]) / t / n * 1e6
+      printf ", %d requests\n", n
+    }' "$out/$store-wrk.txt" >"$out/$store-wrk.cpu"
   # Paced: each of 10 connections waits 8 ms after each answer, so about
   # 1,000 req/s when an answer takes ~1 ms (the achieved rate is reported).
   cat >"$out/pace.lua" <<'EOF'
@@ -300,6 +316,7 @@ for h in "${ch_hosts[@]}"; do
   ch_bytes=$((ch_bytes + all))
 done
 pg_bytes=$(psql "$MB_STORE" -qXtAc "SELECT pg_database_size(current_database())")
+pg_rollups=$(psql "$MB_STORE" -qXtAc "SELECT count(*) || ' rows, ' || pg_total_relation_size('usage_rollup') || ' bytes' FROM usage_rollup")
 
 # -- Summary ------------------------------------------------------------------
 rate() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0fk rows/s", n / s / 1000; else print "n/a" }'; }
@@ -329,6 +346,7 @@ for store in sqlite cluster; do
   say "$store statement (report balance, process): median ${stmt_ms[$store]} ms; period list (start + open only) ${open_ms[$store]} ms"
   say "$store API balancesummary uncached (after a data-version bump): median $(<"$out/$store-uncached.ms") ms; cached $(<"$out/$store-cached.ms") ms (curl time_total)"
   say "$store wrk -t2 -c10: $(wrk_line "$out/$store-wrk.txt"); paced: $(wrk_line "$out/$store-wrk-paced.txt"); serve peak RSS $(<"$out/$store-serve.rss") MB"
+  say "$store during wrk -t2 -c10: $(<"$out/$store-wrk.cpu")"
 done
 cl_lines=$(tr -d ' ' <"$out/cluster-export.lines")
 [[ $((cl_lines - 1)) == "$cluster_rows" ]] && say "check: cluster export rows = stored rows ($cluster_rows)" ||
@@ -349,6 +367,6 @@ if [[ -f $out/sqlite-export.sha256 ]]; then
 fi
 say "ClickHouse: $ch_detail"
 say "ClickHouse bytes on disk per row (both shards, all tables): $(awk -v b="$ch_bytes" -v n="$cluster_rows" 'BEGIN { printf "%.1f", b / n }')"
-say "PostgreSQL database size: $pg_bytes bytes"
+say "PostgreSQL database size: $pg_bytes bytes; usage_rollup $pg_rollups"
 say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(logs in $out)"
