@@ -5,13 +5,15 @@
 //!   embedded store's;
 //! - faults leave nothing lost and nothing doubled: SIGKILL mid-ingest, a
 //!   ClickHouse shard stopped mid-ingest, PostgreSQL restarted mid-ingest;
-//!   each time a re-run stores every record once.
+//!   each time a re-run stores every record once;
+//! - `serve` on the cluster stops cleanly on SIGTERM.
 //!
 //! Skipped without the cluster unless `MB_REQUIRE_CLUSTER=1`. The fault
 //! tests stop servers of the shared cluster, so they take a lock: no two
 //! run at once.
 
 use meterbook_testkit::cluster::{fresh, ClusterUrls};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
@@ -439,4 +441,67 @@ fn doctor_says_what_is_wrong_in_one_line_each() {
     for l in &fails {
         assert!(!l.contains("SELECT") && !l.contains('\n'), "{l}");
     }
+}
+
+/// SIGTERM ends `serve` on the cluster with exit status 0. The PostgreSQL
+/// client closes its connections by blocking on a runtime of its own, so the
+/// store must be dropped outside the server's runtime: it was not, and every
+/// stop aborted ("Cannot start a runtime from within a runtime").
+#[test]
+fn serve_on_the_cluster_stops_cleanly_on_sigterm() {
+    let _one = FAULTS.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(urls) = fresh("sigterm") else {
+        return;
+    };
+    let reports = tempfile::tempdir().expect("temp dir");
+    let at = At::Cluster(urls);
+    let mut server = command(
+        &at,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--report-dir",
+            &reports.path().display().to_string(),
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn serve");
+    let mut stderr = BufReader::new(server.stderr.take().expect("stderr"));
+    let mut banner = String::new();
+    stderr
+        .read_line(&mut banner)
+        .expect("the server's first line");
+    assert!(banner.contains("http://"), "{banner}");
+    // One answered request: the server is in its accept loop, where SIGTERM
+    // is handled (before that, the signal's default action ends it).
+    let addr = banner
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .expect("an address in the banner");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    std::io::Write::write_all(
+        &mut conn,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("send");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let term = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(term.success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).expect("the server's log");
+    let status = server.wait().expect("reap the server");
+    assert!(
+        status.success(),
+        "serve exited with {status} after SIGTERM:\n{rest}"
+    );
 }

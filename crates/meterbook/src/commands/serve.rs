@@ -82,11 +82,16 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
             settings.report_dir.display()
         )
     })?;
+    // The last reference to the state, so the store is dropped here, outside
+    // the runtime: the PostgreSQL client closes its connections by blocking
+    // on a runtime of its own, which tokio refuses inside another (on the
+    // cluster, `serve` aborted at every SIGTERM).
+    let last = state.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    rt.block_on(async {
+    let served = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))?;
@@ -115,5 +120,8 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
         }
         meterbook_server::serve(listener, state, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    drop(rt);
+    drop(last);
+    served
 }
