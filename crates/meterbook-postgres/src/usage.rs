@@ -290,16 +290,17 @@ impl UsageStore for PgStore {
 #[derive(Default)]
 struct KeySet {
     runs: Vec<Vec<u64>>,
-    tail: Vec<u64>,
+    /// Hashes not yet in a run: a set, since every row of an ingest asks it.
+    tail: FastMap<u64, ()>,
 }
 
 impl KeySet {
     const TAIL: usize = 4096;
 
     fn insert(&mut self, h: u64) {
-        self.tail.push(h);
+        self.tail.insert(h, ());
         if self.tail.len() == Self::TAIL {
-            let mut run = std::mem::take(&mut self.tail);
+            let mut run: Vec<u64> = self.tail.drain().map(|(k, ())| k).collect();
             run.sort_unstable();
             // Merge while the newest run is as large as the one before it:
             // each hash is merged O(log n) times.
@@ -315,7 +316,7 @@ impl KeySet {
     }
 
     fn contains(&self, h: u64) -> bool {
-        self.tail.contains(&h) || self.runs.iter().any(|r| r.binary_search(&h).is_ok())
+        self.tail.contains_key(&h) || self.runs.iter().any(|r| r.binary_search(&h).is_ok())
     }
 }
 
@@ -742,5 +743,29 @@ impl Drop for PgUsageWriter<'_> {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KeySet;
+
+    #[test]
+    fn a_key_set_finds_what_was_inserted_and_nothing_else() {
+        let mut k = KeySet::default();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let inserted: Vec<u64> = (0..3 * KeySet::TAIL + 17).map(|_| next()).collect();
+        for &h in &inserted {
+            k.insert(h);
+        }
+        assert!(k.runs.len() > 1 && !k.tail.is_empty());
+        assert!(inserted.iter().all(|&h| k.contains(h)));
+        assert!((0..10_000).map(|_| next()).all(|h| !k.contains(h)));
     }
 }
