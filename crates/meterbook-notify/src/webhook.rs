@@ -162,7 +162,7 @@ fn classify_error(target: &str, e: ureq::Error) -> SendError {
         E::Timeout(t) => SendError::retry(format!("webhook to {target}: timed out ({t})")),
         E::HostNotFound => SendError::retry(format!("webhook to {target}: host not found")),
         E::ConnectionFailed => SendError::retry(format!("webhook to {target}: connection failed")),
-        E::Io(io) => SendError::retry(format!("webhook to {target}: {}", io.kind())),
+        E::Io(io) => SendError::retry(format!("webhook to {target}: {io}")),
         // The request itself could not be made: it will not get better.
         E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::TlsRequired => {
             SendError::permanent(format!(
