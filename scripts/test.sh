@@ -12,9 +12,11 @@
 # and the tests get their URLs (MB_TEST_STORE, MB_TEST_USAGE_STORE) with
 # MB_REQUIRE_CLUSTER=1, so the suites that need them fail instead of skipping.
 # Likewise scripts/s3.sh starts an S3-compatible server (moto, from PyPI) for the
-# S3 report file store's checks (MB_TEST_S3_URL). Both are stopped and removed
-# on exit, failed or not. MB_CLUSTER=0 skips both (those suites then skip with
-# a note).
+# S3 report file store's checks (MB_TEST_S3_URL), and scripts/smtp.sh an SMTP
+# server (aiosmtpd, from PyPI) that the e-mail delivery tests send through and
+# read back (MB_TEST_SMTP_ADDR, with MB_REQUIRE_SMTP=1). All are stopped and
+# removed on exit, failed or not. MB_CLUSTER=0 skips them (those suites then
+# skip with a note).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 total=$SECONDS
@@ -43,9 +45,16 @@ s3_up() {
   # shellcheck disable=SC1090 # written by scripts/s3.sh start
   source "$env_file"
 }
+smtp_up() {
+  local env_file
+  env_file=$(scripts/smtp.sh start "$smtp_dir" | tail -n1)
+  # shellcheck disable=SC1090 # written by scripts/smtp.sh start
+  source "$env_file"
+}
 cleanup() {
   if [[ -n ${cluster_dir:-} ]]; then scripts/cluster.sh stop "$cluster_dir" || rmdir "$cluster_dir" || true; fi
   if [[ -n ${s3_dir:-} ]]; then scripts/s3.sh stop "$s3_dir" || rmdir "$s3_dir" || true; fi
+  if [[ -n ${smtp_dir:-} ]]; then scripts/smtp.sh stop "$smtp_dir" || rmdir "$smtp_dir" || true; fi
 }
 if [[ ${MB_CLUSTER:-1} != 0 ]]; then
   # Folders of this run's own, so that exit stops these servers and no others;
@@ -53,9 +62,11 @@ if [[ ${MB_CLUSTER:-1} != 0 ]]; then
   # up too (a folder start refused is merely removed).
   cluster_dir=$(mktemp -d -t meterbook-cluster.XXXXXX)
   s3_dir=$(mktemp -d -t meterbook-s3.XXXXXX)
+  smtp_dir=$(mktemp -d -t meterbook-smtp.XXXXXX)
   trap cleanup EXIT
   stage "PostgreSQL and a two-shard ClickHouse cluster (scripts/cluster.sh start)" cluster_up
   stage "an S3-compatible server for report files (scripts/s3.sh start)" s3_up
+  stage "an SMTP server for e-mail delivery (scripts/smtp.sh start)" smtp_up
 fi
 stage "Rust test suites (cargo test --workspace; the first build takes minutes)" cargo test --workspace --locked
 # The S3 report file store is a cargo feature (it brings the AWS client and a
