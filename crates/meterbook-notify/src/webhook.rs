@@ -163,10 +163,11 @@ fn classify_error(target: &str, e: ureq::Error) -> SendError {
         E::HostNotFound => SendError::retry(format!("webhook to {target}: host not found")),
         E::ConnectionFailed => SendError::retry(format!("webhook to {target}: connection failed")),
         E::Io(io) => SendError::retry(format!("webhook to {target}: {io}")),
-        // The request itself could not be made: it will not get better.
+        // The request itself could not be made: it will not get better. (Not
+        // the error's text: it may quote the URL.)
         E::BadUri(_) | E::Http(_) | E::RequireHttpsOnly(_) | E::TlsRequired => {
             SendError::permanent(format!(
-                "webhook to {target}: request refused by the client ({e})"
+                "webhook to {target}: the HTTP client could not make this request"
             ))
         }
         other => SendError::retry(format!("webhook to {target}: {other}")),
