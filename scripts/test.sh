@@ -72,6 +72,9 @@ stage "Rust test suites (cargo test --workspace; the first build takes minutes)"
 # The S3 report file store is a cargo feature (it brings the AWS client and a
 # TLS stack), so its checks build apart, against the server s3.sh started.
 stage "S3 report files (cargo test -p meterbook-jobs --features s3)" cargo test --locked -p meterbook-jobs --features s3 --test report_files
+# HTTPS webhooks and STARTTLS are the notification crate's `tls` feature: its
+# suites again with it, so the TLS build keeps compiling and passing.
+stage "notifications with TLS (cargo test -p meterbook-notify --features tls)" cargo test --locked -p meterbook-notify --features tls
 # Two serve nodes again, keeping report files in the bucket instead of a
 # shared directory (the meterbook build with `--features s3`).
 if [[ ${MB_CLUSTER:-1} != 0 ]]; then

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::SmtpTransport;
 use lettre::{Message, Transport};
 
@@ -35,6 +36,26 @@ pub struct SmtpSettings {
     /// feature; refused without it). Required by the relay, not optional:
     /// a relay that does not offer it fails the send.
     pub starttls: bool,
+    /// Log in to the relay (AUTH PLAIN or LOGIN, whichever it offers). Only
+    /// over STARTTLS, or to a relay on loopback: a password is never sent in
+    /// clear over a network.
+    pub credentials: Option<SmtpCredentials>,
+}
+
+/// A user name and password for the relay. `Debug` hides the password.
+#[derive(Clone)]
+pub struct SmtpCredentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SmtpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpCredentials")
+            .field("user", &self.user)
+            .field("password", &"<hidden>")
+            .finish()
+    }
 }
 
 /// One e-mail: plain text, one recipient.
@@ -77,9 +98,17 @@ pub fn send_email(s: &SmtpSettings, e: &Email) -> Result<(), SendError> {
 }
 
 fn transport(s: &SmtpSettings, relay: &str) -> Result<SmtpTransport, SendError> {
-    let builder = SmtpTransport::builder_dangerous(s.host.as_str())
+    let mut builder = SmtpTransport::builder_dangerous(s.host.as_str())
         .port(s.port)
         .timeout(Some(s.timeout));
+    if let Some(c) = &s.credentials {
+        if !s.starttls && !is_loopback(&s.host) {
+            return Err(SendError::permanent(format!(
+                "e-mail via {relay}: a password is sent only over STARTTLS or to a relay on loopback"
+            )));
+        }
+        builder = builder.credentials(Credentials::new(c.user.clone(), c.password.clone()));
+    }
     if !s.starttls {
         return Ok(builder.build());
     }
@@ -108,6 +137,15 @@ fn classify(relay: &str, err: &lettre::transport::smtp::Error) -> SendError {
     }
 }
 
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn valid_message_id(id: &str) -> bool {
     let Some(inner) = id.strip_prefix('<').and_then(|r| r.strip_suffix('>')) else {
         return false;
@@ -127,6 +165,33 @@ fn valid_message_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["mail.example.com", "10.0.0.1", "localhost.example.com", ""] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn credentials_hide_the_password() {
+        let c = SmtpCredentials {
+            user: "mailer".into(),
+            password: "hunter2".into(),
+        };
+        let shown = format!("{c:?}");
+        assert!(shown.contains("mailer") && !shown.contains("hunter2"));
+    }
 
     #[test]
     fn message_ids() {

@@ -33,7 +33,7 @@ mod signature;
 mod webhook;
 
 pub use backoff::Backoff;
-pub use email::{send_email, Email, SmtpSettings};
+pub use email::{send_email, Email, SmtpCredentials, SmtpSettings};
 pub use error::SendError;
 pub use net::is_public_ip;
 pub use signature::{sign, verify, SIGNATURE_HEADER};

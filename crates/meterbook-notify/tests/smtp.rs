@@ -11,7 +11,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use meterbook_notify::{send_email, Email, SmtpSettings};
+use meterbook_notify::{send_email, Email, SmtpCredentials, SmtpSettings};
+use std::sync::{Arc, Mutex};
 
 fn server(test: &str) -> Option<(String, u16, PathBuf)> {
     match (
@@ -46,6 +47,7 @@ fn settings(host: &str, port: u16) -> SmtpSettings {
         from: "Meterbook <billing@meterbook.example>".into(),
         timeout: Duration::from_secs(10),
         starttls: false,
+        credentials: None,
     }
 }
 
@@ -312,8 +314,17 @@ fn a_relay_that_refuses_connections_is_retryable_and_named() {
 /// A scripted relay on a thread: greets, then answers each command from
 /// `replies` (by its first word), and records what it got.
 fn scripted_relay(replies: &'static [(&'static str, &'static str)], greet: bool) -> u16 {
+    scripted_relay_recording(replies, greet).0
+}
+
+fn scripted_relay_recording(
+    replies: &'static [(&'static str, &'static str)],
+    greet: bool,
+) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
     std::thread::spawn(move || {
         let Ok((stream, _)) = listener.accept() else {
             return;
@@ -326,6 +337,7 @@ fn scripted_relay(replies: &'static [(&'static str, &'static str)], greet: bool)
         let _ = out.write_all(b"220 scripted ESMTP\r\n");
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { return };
+            record.lock().unwrap().push(line.clone());
             let verb = line
                 .split([' ', ':'])
                 .next()
@@ -342,7 +354,7 @@ fn scripted_relay(replies: &'static [(&'static str, &'static str)], greet: bool)
             }
         }
     });
-    port
+    (port, seen)
 }
 
 fn one_mail() -> Email {
@@ -430,4 +442,46 @@ fn starttls_without_the_feature_is_refused() {
     };
     let err = send_email(&s, &one_mail()).unwrap_err();
     assert!(!err.retryable && err.message.contains("tls"), "{err}");
+}
+
+#[test]
+fn credentials_are_offered_to_a_loopback_relay_and_a_refusal_is_permanent() {
+    let (port, seen) = scripted_relay_recording(
+        &[
+            ("EHLO", "250-scripted\r\n250 AUTH PLAIN LOGIN"),
+            ("AUTH", "535 5.7.8 authentication failed"),
+        ],
+        true,
+    );
+    let s = SmtpSettings {
+        credentials: Some(SmtpCredentials {
+            user: "mailer".into(),
+            password: "pa55-word".into(),
+        }),
+        ..settings("127.0.0.1", port)
+    };
+    let err = send_email(&s, &one_mail()).unwrap_err();
+    assert!(!err.retryable, "{err}");
+    assert!(!err.message.contains("pa55-word"), "{err}");
+    let auth = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.starts_with("AUTH PLAIN "))
+        .cloned()
+        .expect("an AUTH PLAIN command");
+    assert_eq!(b64(&auth["AUTH PLAIN ".len()..]), b"\0mailer\0pa55-word");
+}
+
+#[test]
+fn a_password_is_not_sent_in_clear_over_a_network() {
+    let s = SmtpSettings {
+        credentials: Some(SmtpCredentials {
+            user: "mailer".into(),
+            password: "pa55-word".into(),
+        }),
+        ..settings("mail.customer.example", 25)
+    };
+    let err = send_email(&s, &one_mail()).unwrap_err();
+    assert!(!err.retryable && err.message.contains("STARTTLS"), "{err}");
 }
