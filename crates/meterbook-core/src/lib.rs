@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod ledger;
 pub mod limits;
+pub mod notify;
 pub mod prices;
 pub mod quote;
 pub mod shared;

@@ -1,7 +1,8 @@
 //! The scale-out ledger: PostgreSQL implementing [`meterbook_core::store`]'s
 //! traits for everything transactional (enrollments, hierarchy, prices,
 //! periods and locked rates, commitment entries, keys, operator tokens,
-//! users, sessions, audit, report jobs, and the state every `serve` node
+//! users, sessions, audit, report jobs, budgets and the notification
+//! outbox, and the state every `serve` node
 //! shares: throttles, rate limits, key flashes) and the usage ledger of the
 //! exactly-once protocol (ingests, rollups), with the usage facts themselves
 //! in a [`FactStore`] (a ClickHouse cluster in production).
@@ -20,6 +21,7 @@
 mod jobs;
 mod keys;
 mod metadata;
+mod notify;
 mod shared;
 mod tx;
 mod usage;
@@ -42,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_ledger.sql"),
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_shared.sql"),
+    include_str!("../migrations/0004_notify.sql"),
 ];
 
 /// The schema version once every migration is applied.

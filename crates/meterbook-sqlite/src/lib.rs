@@ -16,6 +16,7 @@ mod backup;
 mod jobs;
 mod keys;
 mod metadata;
+mod notify;
 mod profile;
 mod shared;
 mod usage;
@@ -47,6 +48,7 @@ const MIGRATIONS: &[Migration] = &[
         include_str!("../migrations/0008_usage_blocks.sql"),
         Some(usage::to_blocks),
     ),
+    (include_str!("../migrations/0009_notify.sql"), None),
 ];
 
 /// The schema version once every migration is applied.

@@ -60,6 +60,8 @@ conformance!(
     ranges_hold_across_files,
     operator_tokens_list_and_disable,
     shared_state_counts_refills_and_flashes,
+    budgets_and_channels_per_enrollment,
+    events_are_recorded_once_and_delivered_from_the_outbox,
 );
 
 /// The embedded store is one process with one handle: both handles are it.

@@ -4,6 +4,10 @@ use meterbook_core::access::{KeyRecord, KeyStore, OperatorStore, OperatorToken, 
 use meterbook_core::enrollment::{ChargeVisibility, Enrollment, NewEnrollment, PeriodInfo};
 use meterbook_core::hierarchy::{Hierarchy, HierarchyRow};
 use meterbook_core::jobs::{Job, JobOutcome, JobProgress, JobStatus, JobStore};
+use meterbook_core::notify::{
+    Budget, Channel, Delivery, DeliveryOutcome, Event, NewBudget, NewChannel, NewDelivery,
+    NewEvent, NotifyStore,
+};
 use meterbook_core::prices::MeterPrice;
 use meterbook_core::shared::{SharedState, TokenRate};
 use meterbook_core::statement::CommitmentEntry;
@@ -209,6 +213,24 @@ impl JobStore for FaultyStore {
             return Ok(None);
         }
         self.inner.claim_job(now, lease_until, only)
+    }
+}
+
+impl NotifyStore for FaultyStore {
+    forward! {
+        create_budget(n: &EnrollmentNumber, b: &NewBudget, created_by: &str, now: i64) -> StoreResult<Budget>;
+        budgets(n: &EnrollmentNumber) -> StoreResult<Vec<Budget>>;
+        budget(n: &EnrollmentNumber, id: i64) -> StoreResult<Option<Budget>>;
+        delete_budget(n: &EnrollmentNumber, id: i64) -> StoreResult<bool>;
+        add_channel(n: &EnrollmentNumber, c: &NewChannel, created_by: &str, now: i64) -> StoreResult<Channel>;
+        channels(n: &EnrollmentNumber) -> StoreResult<Vec<Channel>>;
+        channel(n: &EnrollmentNumber, id: i64) -> StoreResult<Option<Channel>>;
+        remove_channel(n: &EnrollmentNumber, id: i64, now: i64) -> StoreResult<bool>;
+        record_event(n: &EnrollmentNumber, e: &NewEvent, deliveries: &[NewDelivery], now: i64) -> StoreResult<Option<Event>>;
+        events(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<Event>>;
+        claim_delivery(now: i64, lease_ms: i64) -> StoreResult<Option<Delivery>>;
+        finish_delivery(id: i64, outcome: &DeliveryOutcome, now: i64) -> StoreResult<()>;
+        deliveries(n: &EnrollmentNumber, limit: usize) -> StoreResult<Vec<Delivery>>;
     }
 }
 

@@ -3,12 +3,14 @@
 
 mod admin;
 mod booking;
+mod notify;
 mod rating;
 mod reads;
 mod shared;
 
 pub use admin::*;
 pub use booking::*;
+pub use notify::*;
 pub use rating::*;
 pub use reads::*;
 pub use shared::*;

@@ -137,6 +137,8 @@ macro_rules! whole_suite {
             ranges_hold_across_files,
             operator_tokens_list_and_disable,
             shared_state_counts_refills_and_flashes,
+            budgets_and_channels_per_enrollment,
+            events_are_recorded_once_and_delivered_from_the_outbox,
         );
         whole_suite!(@properties
             property_rows_add_up_to_charges => rows_add_up_to_charges,
