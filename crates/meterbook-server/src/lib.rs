@@ -20,6 +20,7 @@ pub use meterbook_app::credentials as keys;
 pub mod limits;
 pub mod links;
 pub mod metrics;
+pub mod notifier;
 pub mod openapi;
 /// Public only for the fuzz targets (query-string parsing).
 #[doc(hidden)]
@@ -48,6 +49,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 pub use client_addr::TrustedProxies;
 pub use error::ApiError;
 pub use limits::Limits;
+pub use notifier::NotifySettings;
 pub use public_url::PublicUrl;
 
 /// Server settings (part of the binary's one settings struct).
@@ -77,6 +79,8 @@ pub struct ServerSettings {
     /// Where clients reach the deployment: every absolute link is made on
     /// it. `None`: on the request's `Host` header (see [`public_url`]).
     pub public_url: Option<PublicUrl>,
+    /// Budgets, alerts and data events: the notifier thread and how it sends.
+    pub notify: NotifySettings,
 }
 
 impl ServerSettings {
@@ -103,6 +107,7 @@ impl Default for ServerSettings {
             limits: Default::default(),
             trusted_proxies: Default::default(),
             public_url: None,
+            notify: NotifySettings::default(),
         }
     }
 }
@@ -124,6 +129,8 @@ struct Inner {
     rate: meterbook_core::shared::TokenRate,
     reports: Reports,
     metrics: metrics::Metrics,
+    /// Stopped when dropped (its thread holds a use-case layer of its own).
+    notifier: Option<notifier::Notifier>,
 }
 
 /// Advanced reports: the job runner (the use-case layer's), its workers,
@@ -185,8 +192,13 @@ impl AppState {
             link_secret,
             _tmp: tmp,
         };
+        let notifier = settings
+            .notify
+            .enabled
+            .then(|| notifier::Notifier::start(app.clone(), settings.notify.clone()));
         Ok(AppState {
             inner: Arc::new(Inner {
+                notifier,
                 metrics: metrics::Metrics::new(),
                 reports,
                 rate: meterbook_core::shared::TokenRate::from_tokens(
@@ -206,6 +218,14 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &metrics::Metrics {
         &self.inner.metrics
+    }
+
+    /// Runs a notifier round now (usage arrived, a period closed), on this
+    /// node; without a notifier, nothing.
+    pub(crate) fn wake_notifier(&self) {
+        if let Some(n) = &self.inner.notifier {
+            n.wake();
+        }
     }
 
     pub(crate) fn reports(&self) -> &Reports {

@@ -202,7 +202,11 @@ pub async fn usage(
         .await?;
     let secs = started.elapsed().as_secs_f64();
     match &result.0 {
-        Ok(sum) => state.metrics().ingested(sum.stored, sum.rejected),
+        Ok(sum) => {
+            state.metrics().ingested(sum.stored, sum.rejected);
+            // New usage: budgets may have crossed a threshold.
+            state.wake_notifier();
+        }
         // All or nothing: the invalid records are the rejects; nothing was stored.
         Err(IngestError::Rejected { rejects, .. }) => {
             state.metrics().ingested(0, rejects.len() as u64)
@@ -272,7 +276,11 @@ async fn entry(
             }))
         })
         .await
-        .map(|recorded| (StatusCode::CREATED, Json(recorded)).into_response())
+        .map(|recorded| {
+            // The commitment changed: balance thresholds may be crossed (or not any more).
+            state.wake_notifier();
+            (StatusCode::CREATED, Json(recorded)).into_response()
+        })
 }
 
 pub async fn purchase(
@@ -309,6 +317,7 @@ pub async fn watermark(
     let d = day(&b.date, "date")?;
     let op = op.handle;
     state.run(move |_| op.set_watermark(&n, d)).await?;
+    state.wake_notifier();
     Ok(Json(json!({"usageCompleteThrough": d.to_string()})).into_response())
 }
 
@@ -323,6 +332,7 @@ pub async fn close_period(
         .map_err(|e: meterbook_core::calendar::DateError| ApiError::BadRequest(e.0))?;
     let op = op.handle;
     state.run(move |_| op.close_period(&n, p)).await?;
+    state.wake_notifier();
     Ok(Json(json!({"billingPeriodId": p.to_string(), "closed": true})).into_response())
 }
 

@@ -61,6 +61,43 @@ pub struct ReportDirOpt {
     pub report_store: Option<String>,
 }
 
+/// How budget alerts and data-event notifications go out (part of `serve`
+/// and `demo`). Every node runs the notifier; each event fires once and each
+/// delivery is sent by one node (docs/notifications.md).
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Alerts and notifications")]
+pub struct NotifyOpts {
+    /// The SMTP relay for e-mail, `HOST:PORT` (usually the host's own MTA,
+    /// which relays onwards with TLS). Unset: e-mail deliveries are retried
+    /// and then fail, and the delivery log says why.
+    #[arg(long, env = "MB_SMTP_RELAY")]
+    pub smtp_relay: Option<String>,
+    /// The sender of e-mail.
+    #[arg(long, env = "MB_SMTP_FROM", default_value = "Meterbook <meterbook@localhost>")]
+    pub smtp_from: String,
+    /// Require STARTTLS to the relay (a build with `--features tls`).
+    #[arg(long, env = "MB_SMTP_STARTTLS")]
+    pub smtp_starttls: bool,
+    /// Log in to the relay as this user (only over STARTTLS or to a relay on loopback).
+    #[arg(long, env = "MB_SMTP_USER", requires = "smtp_password")]
+    pub smtp_user: Option<String>,
+    #[arg(long, env = "MB_SMTP_PASSWORD", hide_env_values = true, requires = "smtp_user")]
+    pub smtp_password: Option<String>,
+    /// Seconds a webhook receiver (or the relay) has to answer.
+    #[arg(long, env = "MB_NOTIFY_TIMEOUT_SECS", default_value_t = 10)]
+    pub notify_timeout_secs: u64,
+    /// Let webhooks reach loopback and private addresses. Off, they are
+    /// refused, so that an administrator's webhook cannot reach into the
+    /// provider's own network.
+    #[arg(long, env = "MB_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// Seconds between notifier rounds (budgets and data events checked,
+    /// due deliveries sent); new usage, entries and closes start one at
+    /// once. 0: no notifier on this node.
+    #[arg(long, env = "MB_NOTIFY_INTERVAL_SECS", default_value_t = 60)]
+    pub notify_interval_secs: u64,
+}
+
 /// How advanced report jobs run: for `serve`, `demo` and `report request`.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Advanced reports")]
@@ -150,6 +187,8 @@ pub struct ServeArgs {
     // The groups come last: each sets the help heading of what follows it.
     #[command(flatten)]
     pub guard: GuardArgs,
+    #[command(flatten)]
+    pub notify: NotifyOpts,
     #[command(flatten)]
     pub jobs: JobOpts,
     #[command(flatten)]

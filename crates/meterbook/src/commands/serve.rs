@@ -39,6 +39,48 @@ fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
         },
         trusted_proxies: g.trusted_proxies.clone(),
         public_url: a.public_url.clone(),
+        notify: notify_settings(&a.notify, a.public_url.as_ref()),
+    }
+}
+
+/// The notifier's settings from `serve`'s options.
+pub(crate) fn notify_settings(
+    o: &crate::cli::NotifyOpts,
+    public_url: Option<&meterbook_server::PublicUrl>,
+) -> meterbook_server::NotifySettings {
+    let timeout = std::time::Duration::from_secs(o.notify_timeout_secs.max(1));
+    let smtp = o.smtp_relay.as_ref().map(|relay| {
+        let (host, port) = match relay.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(25)),
+            None => (relay.clone(), 25),
+        };
+        meterbook_notify::SmtpSettings {
+            host,
+            port,
+            from: o.smtp_from.clone(),
+            timeout,
+            starttls: o.smtp_starttls,
+            credentials: o.smtp_user.clone().zip(o.smtp_password.clone()).map(
+                |(user, password)| meterbook_notify::SmtpCredentials { user, password },
+            ),
+        }
+    });
+    let defaults = meterbook_server::NotifySettings::default();
+    meterbook_server::NotifySettings {
+        enabled: o.notify_interval_secs > 0,
+        interval: std::time::Duration::from_secs(o.notify_interval_secs.max(1)),
+        transport: meterbook_app::deliver::Transport {
+            smtp,
+            webhooks: meterbook_notify::WebhookClient::new(timeout, o.webhook_allow_private),
+            backoff: meterbook_notify::Backoff::DEFAULT,
+            // Message-IDs name the deployment's own host where it has one.
+            message_host: public_url
+                .and_then(|u| u.as_str().split_once("://"))
+                .and_then(|(_, rest)| rest.split(['/', ':']).next())
+                .filter(|h| !h.is_empty())
+                .map_or(defaults.transport.message_host.clone(), str::to_string),
+        },
+        ..defaults
     }
 }
 
