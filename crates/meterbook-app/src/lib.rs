@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod budgets;
 pub mod credentials;
 pub mod error;
 pub mod feeds;
@@ -30,6 +31,7 @@ pub mod hierarchy;
 pub mod jobs;
 pub mod keys;
 pub mod monthly;
+pub mod notifications;
 pub mod operator;
 pub mod password;
 pub mod reads;
