@@ -113,7 +113,7 @@ impl App {
                 t.webhooks.post(
                     &Webhook {
                         url: ch.target.address(),
-                        secret: &secret,
+                        secret: secret.as_bytes(),
                         event_kind: d.event_kind.name(),
                         delivery_id: &id,
                         body: d.payload.as_bytes(),

@@ -25,6 +25,7 @@
 pub mod access;
 pub mod budgets;
 pub mod credentials;
+pub mod deliver;
 pub mod error;
 pub mod feeds;
 pub mod hierarchy;

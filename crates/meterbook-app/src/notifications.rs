@@ -106,14 +106,16 @@ impl App {
     /// The signing secret of a webhook channel: HMAC-SHA256 of the
     /// channel's id and salt under the deployment's webhook signing secret.
     /// Derived whenever it is needed (to sign, and once to show), never stored.
-    pub fn webhook_secret(&self, channel: &Channel) -> AppResult<Vec<u8>> {
+    /// The text (`whsec_` and 64 hex digits) is the key: receivers verify
+    /// with the bytes of the text they were shown (docs/notifications.md).
+    pub fn webhook_secret(&self, channel: &Channel) -> AppResult<String> {
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).map_err(|e| AppError::Internal(e.to_string()))?;
         let key = self.secret(SIGNING_SECRET, &fresh)?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key)
             .map_err(|e| AppError::Internal(e.to_string()))?;
         mac.update(format!("channel:{}:{}", channel.id, hex(&channel.salt)).as_bytes());
-        Ok(mac.finalize().into_bytes().to_vec())
+        Ok(format!("whsec_{}", hex(&mac.finalize().into_bytes())))
     }
 
     /// Records every event the enrollment's state calls for now (budget
@@ -484,7 +486,7 @@ impl Admin<'_> {
         )?;
         let secret = match channel.target {
             ChannelTarget::Webhook { .. } => {
-                Some(format!("whsec_{}", hex(&a.app.webhook_secret(&channel)?)))
+                Some(a.app.webhook_secret(&channel)?)
             }
             ChannelTarget::Email { .. } => None,
         };
