@@ -82,7 +82,10 @@ impl App {
         match &d.target {
             DeliveryTarget::Email(to) => {
                 let Some(smtp) = &t.smtp else {
-                    return Err(SendError { retryable: true, message: "no SMTP relay is configured (--smtp-relay)".into() });
+                    return Err(SendError {
+                        retryable: true,
+                        message: "no SMTP relay is configured (--smtp-relay)".into(),
+                    });
                 };
                 meterbook_notify::send_email(
                     smtp,
@@ -98,16 +101,25 @@ impl App {
                 let ch = match self.store().channel(&d.enrollment, *channel) {
                     Ok(Some(ch)) => ch,
                     Ok(None) => {
-                        return Err(SendError { retryable: false, message: "the webhook channel was removed".into() })
+                        return Err(SendError {
+                            retryable: false,
+                            message: "the webhook channel was removed".into(),
+                        })
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "reading a webhook channel");
-                        return Err(SendError { retryable: true, message: "the store is unavailable".into() });
+                        return Err(SendError {
+                            retryable: true,
+                            message: "the store is unavailable".into(),
+                        });
                     }
                 };
                 let secret = self.webhook_secret(&ch).map_err(|e| {
                     tracing::error!(error = %e, "deriving a webhook secret");
-                    SendError { retryable: true, message: "the signing secret is unavailable".into() }
+                    SendError {
+                        retryable: true,
+                        message: "the signing secret is unavailable".into(),
+                    }
                 })?;
                 let id = format!("delivery-{}", d.id);
                 t.webhooks.post(

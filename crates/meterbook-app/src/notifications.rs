@@ -485,9 +485,7 @@ impl Admin<'_> {
             a.app.clock().now_millis(),
         )?;
         let secret = match channel.target {
-            ChannelTarget::Webhook { .. } => {
-                Some(a.app.webhook_secret(&channel)?)
-            }
+            ChannelTarget::Webhook { .. } => Some(a.app.webhook_secret(&channel)?),
             ChannelTarget::Email { .. } => None,
         };
         a.audit(

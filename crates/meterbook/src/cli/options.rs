@@ -73,7 +73,11 @@ pub struct NotifyOpts {
     #[arg(long, env = "MB_SMTP_RELAY")]
     pub smtp_relay: Option<String>,
     /// The sender of e-mail.
-    #[arg(long, env = "MB_SMTP_FROM", default_value = "Meterbook <meterbook@localhost>")]
+    #[arg(
+        long,
+        env = "MB_SMTP_FROM",
+        default_value = "Meterbook <meterbook@localhost>"
+    )]
     pub smtp_from: String,
     /// Require STARTTLS to the relay (a build with `--features tls`).
     #[arg(long, env = "MB_SMTP_STARTTLS")]
@@ -81,7 +85,12 @@ pub struct NotifyOpts {
     /// Log in to the relay as this user (only over STARTTLS or to a relay on loopback).
     #[arg(long, env = "MB_SMTP_USER", requires = "smtp_password")]
     pub smtp_user: Option<String>,
-    #[arg(long, env = "MB_SMTP_PASSWORD", hide_env_values = true, requires = "smtp_user")]
+    #[arg(
+        long,
+        env = "MB_SMTP_PASSWORD",
+        hide_env_values = true,
+        requires = "smtp_user"
+    )]
     pub smtp_password: Option<String>,
     /// Seconds a webhook receiver (or the relay) has to answer.
     #[arg(long, env = "MB_NOTIFY_TIMEOUT_SECS", default_value_t = 10)]

@@ -60,9 +60,11 @@ pub(crate) fn notify_settings(
             from: o.smtp_from.clone(),
             timeout,
             starttls: o.smtp_starttls,
-            credentials: o.smtp_user.clone().zip(o.smtp_password.clone()).map(
-                |(user, password)| meterbook_notify::SmtpCredentials { user, password },
-            ),
+            credentials: o
+                .smtp_user
+                .clone()
+                .zip(o.smtp_password.clone())
+                .map(|(user, password)| meterbook_notify::SmtpCredentials { user, password }),
         }
     });
     let defaults = meterbook_server::NotifySettings::default();

@@ -1,0 +1,343 @@
+//! From a crossed threshold to a message read back at real receivers: a
+//! budget alert fires once, its webhook (signed, retried after a 503) reaches
+//! an HTTP receiver started here, and its e-mails reach the SMTP server that
+//! scripts/test.sh starts (aiosmtpd, read back from its maildir).
+//!
+//! The fixture: enrollment E100 (USD, one meter at 1.00 a unit), a purchase
+//! of 2,000.00, March usage of 900.00 (a1 300, b1 500, c1 100); a monthly
+//! budget of 1,000.00 for the enrollment with a threshold at 80 % of actual
+//! charges: 900.00 is 90 %, so it has crossed.
+
+use meterbook_app::budgets::BudgetInput;
+use meterbook_app::deliver::Transport;
+use meterbook_app::notifications::ChannelInput;
+use meterbook_app::App;
+use meterbook_conformance::fixture::{self, day, ingest_ok, meter, n, prices, row};
+use meterbook_core::access::Scope;
+use meterbook_core::clock::{Clock, ManualClock};
+use meterbook_core::notify::{DeliveryStatus, DeliveryTarget, NotifyStore};
+use meterbook_core::statement::CommitmentEntry;
+use meterbook_core::store::{EntryKind, MetadataStore};
+use meterbook_core::users::Role;
+use meterbook_core::Money;
+use meterbook_sqlite::SqliteStore;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn noon(d: &str) -> i64 {
+    day(d)
+        .naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_millis()
+}
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// An HTTP receiver on a free port that answers the statuses of `script` in
+/// turn (then 200), recording every request.
+fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hooks/meterbook", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        let mut script = script.into_iter();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut headers = Vec::new();
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.trim_end().split_once(':') {
+                    let (k, v) = (k.trim().to_string(), v.trim().to_string());
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.parse().unwrap_or(0);
+                    }
+                    headers.push((k, v));
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_err() {
+                continue;
+            }
+            log.lock().unwrap().push(Received { headers, body });
+            let status = script.next().unwrap_or(200);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+/// The SMTP server scripts/test.sh starts: (host, port, maildir), or `None`
+/// (skipped with a note) unless MB_REQUIRE_SMTP=1.
+fn smtp_server() -> Option<(String, u16, PathBuf)> {
+    match (
+        std::env::var("MB_TEST_SMTP_ADDR"),
+        std::env::var("MB_TEST_SMTP_MAILDIR"),
+    ) {
+        (Ok(addr), Ok(dir)) => {
+            let (h, p) = addr
+                .rsplit_once(':')
+                .expect("MB_TEST_SMTP_ADDR is HOST:PORT");
+            Some((h.to_string(), p.parse().unwrap(), PathBuf::from(dir)))
+        }
+        _ => {
+            assert!(
+                std::env::var("MB_REQUIRE_SMTP").as_deref() != Ok("1"),
+                "MB_REQUIRE_SMTP=1 but MB_TEST_SMTP_ADDR or MB_TEST_SMTP_MAILDIR is not set"
+            );
+            eprintln!("note: no SMTP server (scripts/smtp.sh start): e-mail is not read back");
+            None
+        }
+    }
+}
+
+/// The message with `message_id` in the maildir (new/ or cur/), waiting a
+/// little for the server to write it.
+fn read_back(maildir: &Path, message_id: &str) -> String {
+    for _ in 0..100 {
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if text.contains(message_id) {
+                    return text;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{message_id} not in {}", maildir.display());
+}
+
+fn fixture(path: &Path, clock: &ManualClock) -> App {
+    let store = Arc::new(SqliteStore::open(path).unwrap());
+    let app = App::new(
+        store.clone(),
+        Arc::new(meterbook_jobs::DirReportFiles::new(path.with_extension("reports")).unwrap()),
+        meterbook_jobs::JobSettings::default(),
+        Arc::new(clock.clone()),
+    );
+    let s = &*store;
+    fixture::enrollment(s, "USD");
+    for p in ["202502", "202503", "202504"] {
+        prices(s, p, &[meter("c", "0", &[("0", "1")])]);
+    }
+    s.add_entry(
+        &n(),
+        EntryKind::Purchase,
+        &CommitmentEntry {
+            date: day("2025-01-01"),
+            amount: Money(200_000),
+            description: "prepaid".into(),
+        },
+    )
+    .unwrap();
+    ingest_ok(
+        s,
+        &[
+            row("m1", fixture::G1, "2025-03-01", "c", "300"),
+            row("m2", fixture::G3, "2025-03-02", "c", "500"),
+            row("m3", fixture::G4, "2025-03-03", "c", "100"),
+        ],
+    );
+    let op = app.local_operator();
+    op.ensure_user(
+        "admin@example.com",
+        "Ada Admin",
+        None,
+        &Role {
+            enrollment: n(),
+            scope: Scope::Enrollment,
+            read_only: false,
+        },
+    )
+    .unwrap();
+    app
+}
+
+#[test]
+fn an_alert_reaches_a_webhook_and_a_mailbox_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_millis(noon("2025-03-15"));
+    let app = fixture(&dir.path().join("t.db"), &clock);
+    let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
+    let admin = app.local_operator().enrollment(&n()).unwrap();
+    let (url, seen) = receiver(vec![503]);
+    let hook = admin
+        .admin()
+        .unwrap()
+        .add_channel(&ChannelInput {
+            kind: "webhook".into(),
+            address: url,
+            events: vec!["alert".into()],
+        })
+        .unwrap();
+    let secret = hook.secret.clone().expect("shown once");
+    admin
+        .admin()
+        .unwrap()
+        .create_budget(&BudgetInput {
+            name: "Cloud spend".into(),
+            scope: "enrollment".into(),
+            scope_name: None,
+            cadence: "monthly".into(),
+            amount: "1000.00".into(),
+            thresholds: vec![("actual".into(), 80)],
+        })
+        .unwrap();
+
+    let fired = app.evaluate_notifications(&n()).unwrap();
+    assert_eq!(fired.len(), 1, "one threshold crossed: one event");
+    // Evaluated again (another node, or after a restart): nothing new.
+    assert!(app.evaluate_notifications(&n()).unwrap().is_empty());
+    let event = &fired[0];
+    let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
+    assert_eq!(
+        payload["actual"], "900.00",
+        "the statement's figure: {payload}"
+    );
+
+    let smtp = smtp_server();
+    // A host of this run's own: Message-IDs are unique in a shared maildir.
+    let host = format!("run-{}.test", std::process::id());
+    let t = Transport {
+        smtp: smtp
+            .as_ref()
+            .map(|(h, p, _)| meterbook_notify::SmtpSettings {
+                host: h.clone(),
+                port: *p,
+                from: "Meterbook <alerts@meterbook.test>".into(),
+                timeout: Duration::from_secs(10),
+                starttls: false,
+                credentials: None,
+            }),
+        webhooks: meterbook_notify::WebhookClient::new(Duration::from_secs(5), true),
+        backoff: meterbook_notify::Backoff {
+            base_ms: 60_000,
+            cap_ms: 600_000,
+            max_attempts: 3,
+        },
+        message_host: host.clone(),
+    };
+    let attempted = app.deliver_due(&t, 100).unwrap();
+    let ds = store.deliveries(&n(), 100).unwrap();
+    assert_eq!(attempted, ds.len(), "every delivery was due");
+    let hook_delivery = ds
+        .iter()
+        .find(|d| matches!(d.target, DeliveryTarget::Webhook { .. }))
+        .expect("a webhook delivery")
+        .clone();
+    // The receiver answered 503: a retry, at least a minute later.
+    assert_eq!(hook_delivery.status, DeliveryStatus::Pending);
+    assert_eq!(hook_delivery.attempts, 1);
+    assert!(hook_delivery.last_error.as_deref().unwrap().contains("503"));
+    assert!(hook_delivery.next_attempt_at >= clock.now_millis() + 30_000);
+    assert_eq!(app.deliver_due(&t, 100).unwrap(), 0, "nothing due yet");
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(app.deliver_due(&t, 100).unwrap(), 1);
+    let again = store
+        .deliveries(&n(), 100)
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == hook_delivery.id)
+        .unwrap();
+    assert_eq!(again.status, DeliveryStatus::Delivered);
+    assert_eq!(again.attempts, 2);
+
+    // What the receiver got, twice: the event as JSON, signed with the
+    // secret shown at creation, the same delivery id both times.
+    let got = seen.lock().unwrap().clone();
+    assert_eq!(got.len(), 2);
+    for r in &got {
+        assert_eq!(r.body, event.payload.as_bytes());
+        let sig = r.header("meterbook-signature").expect("signed");
+        assert!(meterbook_notify::verify(
+            secret.as_bytes(),
+            sig,
+            &r.body,
+            clock.now_unix(),
+            3600
+        ));
+        assert!(!meterbook_notify::verify(
+            b"whsec_other",
+            sig,
+            &r.body,
+            clock.now_unix(),
+            3600
+        ));
+        assert_eq!(
+            r.header("meterbook-delivery"),
+            Some(format!("delivery-{}", hook_delivery.id).as_str())
+        );
+        assert_eq!(r.header("meterbook-event"), Some(event.kind.name()));
+    }
+
+    // The administrator's e-mail, read back from the SMTP server's maildir.
+    let mail = ds
+        .iter()
+        .find(|d| d.target == DeliveryTarget::Email("admin@example.com".into()))
+        .expect("the enterprise administrator receives the enrollment's alert");
+    match &smtp {
+        Some((_, _, maildir)) => {
+            assert_eq!(
+                store
+                    .deliveries(&n(), 100)
+                    .unwrap()
+                    .into_iter()
+                    .find(|d| d.id == mail.id)
+                    .unwrap()
+                    .status,
+                DeliveryStatus::Delivered
+            );
+            let text = read_back(maildir, &format!("<delivery-{}@{host}>", mail.id));
+            assert!(text.contains("To: admin@example.com"), "{text}");
+            assert!(text.contains(&mail.subject), "{text}");
+            assert!(
+                text.contains("900.00"),
+                "the figure is in the message: {text}"
+            );
+        }
+        None => {
+            let d = store
+                .deliveries(&n(), 100)
+                .unwrap()
+                .into_iter()
+                .find(|d| d.id == mail.id)
+                .unwrap();
+            assert!(d.last_error.unwrap().contains("no SMTP relay"));
+        }
+    }
+}
