@@ -30,6 +30,15 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("get", "/v3/enrollments/{enrollmentNumber}/keys", "List API keys", &[], "Keys of the scopes the caller's key covers; never the secret."),
     ("post", "/v3/enrollments/{enrollmentNumber}/keys", "Generate (or regenerate) an API key", &[], "Body: {scope: enrollment|department|account, name, slot: primary|secondary, expiresInDays}. The key is shown once."),
     ("post", "/v3/enrollments/{enrollmentNumber}/keys/disable", "Disable an API key", &[], "Body: {scope, name, slot}."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/budgets", "List budgets with their figures now", &[], "Meterbook's own. The budgets whose scope lies within the key's scope, each with actual (charges so far in its current period, or the term through the current period: the statement's figures), forecast, usedPercent, the commitment balance (enrollment budgets) and which thresholds are crossed. Money as exact decimal strings. 403 for a role that may not see charges."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/budgets", "Create a budget", &[], "Read-write enterprise administrators. Body: {name, scope: enrollment|department|account, scopeName (the department's or account's name), cadence: monthly|term, amount (decimal string, more than 0), thresholds: [{basis: actual|forecast|balance, percent: 1 to 1000 (balance: 1 to 100)}] (1 to 10)}. A balance threshold (commitment left at or below percent% of the term's purchases) only on an enrollment budget. At most 100 budgets per enrollment (409). Each threshold fires once per period (monthly) or term, recorded as an event."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/budgets/{budgetId}", "A budget with its figures now", &[], "404 when it is not within the key's scope."),
+    ("delete", "/v3/enrollments/{enrollmentNumber}/budgets/{budgetId}", "Delete a budget", &[], "Read-write enterprise administrators. Its recorded events stay."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/notifications/channels", "List notification channels", &[], "Enterprise administrators. E-mail addresses and webhook URLs that receive events: alert (budget thresholds), period-closed, watermark."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/notifications/channels", "Add a notification channel", &[], "Read-write enterprise administrators. Body: {kind: email|webhook, address (an e-mail address, or an http(s) URL without credentials), events: [alert|period-closed|watermark]}. For a webhook the answer holds signingSecret (whsec_...), shown once: webhooks are signed with HMAC-SHA256 under it. At most 20 channels (409). Data events reach a channel only for changes after it was added."),
+    ("delete", "/v3/enrollments/{enrollmentNumber}/notifications/channels/{channelId}", "Remove a notification channel", &[], "Read-write enterprise administrators. Its pending webhook deliveries are given up."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/notifications/events", "Recent events", &["limit"], "Newest first: data events, and the alerts of budgets within the key's scope (none where charges are hidden). payload is what webhooks receive."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/notifications/deliveries", "The delivery log", &["limit"], "Enterprise administrators. Each e-mail or webhook delivery of an event, newest first: status pending|delivered|failed, attempts, next attempt, last error."),
     ("get", "/rest/{enrollmentNumber}/usage-report", "Legacy usage report", &["month", "type", "fmt"], "month=YYYY-MM, type=detail|summary, fmt=json|csv. Detail JSON is an array keyed by the Enterprise Agreement's detail-report columns."),
     ("post", "/operator/enrollments", "Operator: create an enrollment", &[], "Operator token required."),
     ("put", "/operator/enrollments/{enrollmentNumber}/settings", "Operator: view-charges settings", &[], ""),
@@ -110,6 +119,37 @@ fn operator_body(path: &str) -> Option<Value> {
     })
 }
 
+/// The request bodies of budgets and channels, as the server checks them.
+fn notify_body(path: &str) -> Option<Value> {
+    let schema = if path.ends_with("/budgets") {
+        json!({"type": "object", "additionalProperties": false,
+               "required": ["name", "scope", "cadence", "amount", "thresholds"],
+               "properties": {
+                   "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*\\S[^\\x00-\\x1f\\x7f-\\x9f]*$"},
+                   "scope": {"type": "string", "enum": ["enrollment", "department", "account"]},
+                   "scopeName": {"type": "string"},
+                   "cadence": {"type": "string", "enum": ["monthly", "term"]},
+                   "amount": {"type": "string", "pattern": POSITIVE,
+                              "description": "In the enrollment's currency, at most its minor-unit decimals."},
+                   "thresholds": {"type": "array", "minItems": 1, "maxItems": 10, "items": {
+                       "type": "object", "additionalProperties": false, "required": ["basis", "percent"],
+                       "properties": {
+                           "basis": {"type": "string", "enum": ["actual", "forecast", "balance"]},
+                           "percent": {"type": "integer", "minimum": 1, "maximum": 1000}}}}}})
+    } else if path.ends_with("/notifications/channels") {
+        json!({"type": "object", "additionalProperties": false,
+               "required": ["kind", "address", "events"],
+               "properties": {
+                   "kind": {"type": "string", "enum": ["email", "webhook"]},
+                   "address": {"type": "string", "maxLength": 2048},
+                   "events": {"type": "array", "minItems": 1, "maxItems": 3, "uniqueItems": true,
+                              "items": {"type": "string", "enum": ["alert", "period-closed", "watermark"]}}}})
+    } else {
+        return None;
+    };
+    Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}))
+}
+
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
@@ -119,13 +159,22 @@ pub fn spec() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, query, description) in ENDPOINTS {
         let mut params: Vec<Value> = Vec::new();
-        for name in ["enrollmentNumber", "billingPeriod", "reportId"] {
+        for name in [
+            "enrollmentNumber",
+            "billingPeriod",
+            "reportId",
+            "budgetId",
+            "channelId",
+        ] {
             if path.contains(&format!("{{{name}}}")) {
                 let schema = match name {
                     "billingPeriod" => {
                         json!({"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"})
                     }
                     "reportId" => json!({"type": "string", "pattern": "^[0-9a-f]{32}$"}),
+                    "budgetId" | "channelId" => {
+                        json!({"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_i64})
+                    }
                     _ => json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}),
                 };
                 params
@@ -162,6 +211,10 @@ pub fn spec() -> Value {
                     false,
                 ),
                 "lifetimeHours" => (json!({"type": "integer", "minimum": 1}), false),
+                "limit" => (
+                    json!({"type": "integer", "minimum": 1, "maximum": 500}),
+                    false,
+                ),
                 "expires" => (json!({"type": "integer"}), true),
                 "scope" | "signature" => (json!({"type": "string"}), true),
                 "skipInvalid" => (json!({"type": "boolean"}), false),
@@ -288,6 +341,8 @@ pub fn spec() -> Value {
             ]}}}});
         } else if *method != "get" && !bodiless {
             op["requestBody"] = if let Some(body) = operator_body(path) {
+                body
+            } else if let Some(body) = notify_body(path) {
                 body
             } else if path.ends_with("/keys") && path.starts_with("/v3")
                 || path.ends_with("/keys/disable")

@@ -1,5 +1,6 @@
 //! Routes, grouped by resource; shared response helpers.
 
+mod budgets;
 mod files;
 mod health;
 mod jobs;
@@ -102,6 +103,27 @@ pub fn routes(limits: &crate::Limits) -> Router<AppState> {
         )
         .route(&format!("{v3}/keys"), get(keys::list).post(keys::generate))
         .route(&format!("{v3}/keys/disable"), post(keys::disable))
+        .route(
+            &format!("{v3}/budgets"),
+            get(budgets::list).post(budgets::create),
+        )
+        .route(
+            &format!("{v3}/budgets/{{id}}"),
+            get(budgets::get_one).delete(budgets::delete),
+        )
+        .route(
+            &format!("{v3}/notifications/channels"),
+            get(budgets::channels).post(budgets::add_channel),
+        )
+        .route(
+            &format!("{v3}/notifications/channels/{{id}}"),
+            axum::routing::delete(budgets::remove_channel),
+        )
+        .route(&format!("{v3}/notifications/events"), get(budgets::events))
+        .route(
+            &format!("{v3}/notifications/deliveries"),
+            get(budgets::deliveries),
+        )
         .route("/rest/{n}/usage-report", get(legacy::usage_report))
         .route("/operator/enrollments", post(operator::create_enrollment))
         .route(
