@@ -14,4 +14,5 @@ pub mod fact_store;
 pub mod fixture;
 pub mod mem_facts;
 pub mod properties;
+pub mod receivers;
 pub mod scenarios;

@@ -88,6 +88,17 @@ impl Node {
     /// A node whose API keys may make `burst` requests at once (and one
     /// more every 100 s).
     fn start_limited(urls: &ClusterUrls, reports: &Path, workers: u32, burst: &str) -> Node {
+        Node::start_with(urls, reports, workers, burst, &[])
+    }
+
+    /// A node with more options (`extra`).
+    fn start_with(
+        urls: &ClusterUrls,
+        reports: &Path,
+        workers: u32,
+        burst: &str,
+        extra: &[&str],
+    ) -> Node {
         let rate = if burst == "10000" { "10000" } else { "0.01" };
         let mut command = cli(urls);
         command
@@ -107,6 +118,7 @@ impl Node {
                 "--rate-burst",
                 burst,
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -579,4 +591,145 @@ async fn the_api_recovers_when_postgresql_restarts_under_load() {
         assert_eq!(figures(&body), figures(&want), "after the restart");
     }
     println!("{errors} answers were errors during the restart");
+}
+
+/// A node that runs its notifier every second, lets webhooks reach this
+/// machine, mails through the test SMTP server (when there is one) and names
+/// itself `host` in Message-IDs.
+fn notifying(urls: &ClusterUrls, reports: &Path, host: &str, smtp: Option<&str>) -> Node {
+    let public = format!("http://{host}");
+    let mut extra = vec![
+        "--notify-interval-secs",
+        "1",
+        "--webhook-allow-private",
+        "--public-url",
+        &public,
+    ];
+    if let Some(relay) = smtp {
+        extra.extend(["--smtp-relay", relay]);
+    }
+    Node::start_with(urls, reports, 1, "10000", &extra)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_fire_once_across_nodes_and_restarts() {
+    let _shared = ALONE.read().await;
+    let Some((urls, key)) = seeded("nodes_alerts", 2000).await else {
+        return;
+    };
+    let smtp = meterbook_conformance::receivers::smtp_server();
+    let relay = smtp.as_ref().map(|(h, p, _)| format!("{h}:{p}"));
+    let host = format!("nodes-{}.test", std::process::id());
+    let reports = tempfile::tempdir().expect("dir");
+    let (hook_url, seen) = meterbook_conformance::receivers::receiver(Vec::new());
+    let c = client();
+    let start = || {
+        (
+            notifying(&urls, reports.path(), &host, relay.as_deref()),
+            notifying(&urls, reports.path(), &host, relay.as_deref()),
+        )
+    };
+    let (a, b) = start();
+    // The channel on one node, the budget on the other. A budget of 0.01
+    // for this month: all three thresholds have crossed at once.
+    let (st, ch) = post_json(
+        &c,
+        &b.url(&format!("/v3/enrollments/{N}/notifications/channels")),
+        &key,
+        serde_json::json!({"kind": "webhook", "address": hook_url, "events": ["alert"]}),
+    )
+    .await;
+    assert_eq!(st, 201, "{ch}");
+    let (st, budget) = post_json(
+        &c,
+        &a.url(&format!("/v3/enrollments/{N}/budgets")),
+        &key,
+        serde_json::json!({
+            "name": "Two nodes", "scope": "enrollment", "cadence": "monthly", "amount": "0.01",
+            "thresholds": [{"basis": "actual", "percent": 50}, {"basis": "actual", "percent": 80},
+                           {"basis": "actual", "percent": 100}],
+        }),
+    )
+    .await;
+    assert_eq!(st, 201, "{budget}");
+    let budget_id = budget["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a budget id in {budget}"));
+    let ours = |events: &serde_json::Value| -> Vec<String> {
+        events["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("events: {events}"))
+            .iter()
+            .filter(|e| e["budgetId"].as_i64() == Some(budget_id))
+            .map(|e| e["key"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // Both nodes run their notifier every second: three webhooks arrive,
+    // one per threshold, each sent once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let delivered = |seen: &std::sync::Mutex<Vec<meterbook_conformance::receivers::Received>>| {
+        let got = seen.lock().unwrap();
+        let mut ids: Vec<String> = got
+            .iter()
+            .map(|r| {
+                r.header("meterbook-delivery")
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        ids.sort();
+        ids
+    };
+    let ids = delivered(&seen);
+    assert_eq!(ids.len(), 3, "one webhook per threshold: {ids:?}");
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique, ids, "no delivery sent twice");
+    let events_path = format!("/v3/enrollments/{N}/notifications/events?limit=200");
+    let (st, body) = get(&c, &a.url(&events_path), &key).await;
+    assert_eq!(st, 200, "{body}");
+    let keys = ours(&serde_json::from_str(&body).expect("json"));
+    assert_eq!(keys.len(), 3, "one event per threshold: {keys:?}");
+    // The enterprise administrators' e-mails: each message once in the mailbox.
+    if let Some((_, _, maildir)) = &smtp {
+        let (st, body) = get(
+            &c,
+            &b.url(&format!(
+                "/v3/enrollments/{N}/notifications/deliveries?limit=500"
+            )),
+            &key,
+        )
+        .await;
+        assert_eq!(st, 200, "{body}");
+        let log: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let mails: Vec<i64> = log["value"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .filter(|d| d["target"]["kind"] == "email")
+            .filter_map(|d| d["id"].as_i64())
+            .collect();
+        assert!(!mails.is_empty(), "the administrators are mailed: {log}");
+        for id in mails {
+            let mid = format!("<delivery-{id}@{host}>");
+            let _ = meterbook_conformance::receivers::read_back(maildir, &mid);
+            assert_eq!(
+                meterbook_conformance::receivers::count_in_maildir(maildir, &mid),
+                1,
+                "{mid} sent once"
+            );
+        }
+    }
+    // Both nodes restart: nothing fires or goes out again.
+    drop((a, b));
+    let (a, _b) = start();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(delivered(&seen), ids, "nothing sent again after a restart");
+    let (st, body) = get(&c, &a.url(&events_path), &key).await;
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(ours(&serde_json::from_str(&body).expect("json")), keys);
 }
