@@ -26,6 +26,7 @@ pub mod access;
 pub mod credentials;
 pub mod error;
 pub mod feeds;
+pub mod forecast;
 pub mod hierarchy;
 pub mod jobs;
 pub mod keys;

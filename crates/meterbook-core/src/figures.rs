@@ -76,21 +76,46 @@ pub fn scope_charges<S: MetadataStore + UsageStore + ?Sized>(
     exponent: u32,
 ) -> StoreResult<Vec<Money>> {
     let periods: Vec<Period> = first.through(last).collect();
+    let mut exact = vec![Amount::ZERO; periods.len()];
+    if scope != Scope::Enrollment {
+        for r in rows {
+            if let Some(i) = periods.iter().position(|p| *p == r.period) {
+                exact[i] = exact[i].checked_add(r.cost).map_err(out_of_range)?;
+            }
+        }
+    }
+    scope_charges_of(s, n, scope, &exact, first, last, exponent)
+}
+
+/// [`scope_charges`] from the scope's exact cost of each period
+/// `first..=last` (`exact[i]` of the i-th period; unused for the whole
+/// enrollment, whose figures are its statements'): for callers that summed
+/// the costs another way ([`crate::summary::daily_costs`]).
+pub fn scope_charges_of<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+    scope: Scope,
+    exact: &[Amount],
+    first: Period,
+    last: Period,
+    exponent: u32,
+) -> StoreResult<Vec<Money>> {
+    let periods: Vec<Period> = first.through(last).collect();
     if scope == Scope::Enrollment {
         return periods
             .iter()
             .map(|&p| charges(s, n, p)?.billed(exponent).map_err(out_of_range))
             .collect();
     }
-    let mut exact = vec![Amount::ZERO; periods.len()];
-    for r in rows {
-        if let Some(i) = periods.iter().position(|p| *p == r.period) {
-            exact[i] = exact[i].checked_add(r.cost).map_err(out_of_range)?;
-        }
-    }
-    exact
-        .into_iter()
-        .map(|a| a.round_to_minor(exponent).map_err(out_of_range))
+    (0..periods.len())
+        .map(|i| {
+            exact
+                .get(i)
+                .copied()
+                .unwrap_or(Amount::ZERO)
+                .round_to_minor(exponent)
+                .map_err(out_of_range)
+        })
         .collect()
 }
 
