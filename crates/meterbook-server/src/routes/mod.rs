@@ -1,6 +1,7 @@
 //! Routes, grouped by resource; shared response helpers.
 
 mod files;
+pub(crate) mod forecast;
 mod health;
 mod jobs;
 mod keys;
@@ -61,6 +62,7 @@ pub fn routes(limits: &crate::Limits) -> Router<AppState> {
             &format!("{v3}/billingperiods/{{p}}/balancesummary"),
             get(reports::balance_period),
         )
+        .route(&format!("{v3}/forecast"), get(forecast::forecast))
         .route(&format!("{v3}/pricesheet"), get(reports::prices_current))
         .route(
             &format!("{v3}/billingperiods/{{p}}/pricesheet"),
