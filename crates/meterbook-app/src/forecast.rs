@@ -6,12 +6,11 @@
 //!
 //! - `actual` is the figure the overview shows for the scope: the statement's
 //!   charges (total usage plus marketplace) for the enterprise, the rounded
-//!   report figure ([`meterbook_core::figures::scope_charges_of`]) for a
+//!   report figure ([`meterbook_core::figures::scope_charges`]) for a
 //!   department or account; for the term, the sum of those of its periods
 //!   through the current one;
 //! - the daily charges the burn rate is taken from are each period's shown
-//!   figure allocated over its days ([`meterbook_core::figures::allocate`],
-//!   by the days' exact costs from [`meterbook_core::summary::daily_costs`]),
+//!   figure allocated over its days ([`meterbook_core::figures::daily_figures`]),
 //!   so a period's days add up to its figure exactly;
 //! - the commitment comes from the statements, as the overview's does.
 //!
@@ -23,11 +22,11 @@
 
 use crate::{Access, App, AppError, AppResult};
 use meterbook_core::access::Scope;
-use meterbook_core::figures::{allocate, scope_charges_of};
+use meterbook_core::figures::daily_figures;
 use meterbook_core::forecast as method;
-use meterbook_core::summary::daily_costs;
-use meterbook_core::{Amount, Day, Enrollment, Money, Period};
-use std::collections::BTreeMap;
+use meterbook_core::{Day, Enrollment, Money, Period};
+
+pub use meterbook_core::figures::DailyCharge;
 
 /// What the projection covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,13 +101,6 @@ pub struct Runout {
     pub already_used: bool,
 }
 
-/// One day's part of its period's shown charges.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DailyCharge {
-    pub day: Day,
-    pub charges: Money,
-}
-
 fn out_of_range(_: meterbook_core::fixed::Overflow) -> AppError {
     AppError::Internal("a forecast figure exceeds the supported range".into())
 }
@@ -135,7 +127,6 @@ impl App {
         horizon: Horizon,
     ) -> AppResult<(Forecast, Vec<DailyCharge>)> {
         let s = self.store();
-        let exp = e.currency.exponent();
         let today = self.clock().today();
         let (term_first, cur) = (
             e.first_period(),
@@ -145,80 +136,47 @@ impl App {
             Horizon::Period => (cur.first_day().max(e.start), cur.last_day().min(e.end)),
             Horizon::Term => (e.start, e.end),
         };
-        // The whole term to date: the burn rate's window may reach back into
-        // earlier periods, and the daily usage is read from the term's start
-        // anyway (corrections are dated before the period booking them).
-        let costs = daily_costs(s, &e.number, scope, term_first, cur)?;
+        // The periods the figures come from: the term's for the term; for a
+        // period, those the burn rate's window reaches (it may go back into
+        // earlier periods). Daily usage is read from the term's start either
+        // way (corrections are dated before the period booking them).
         let bound = today.min(last_day);
+        let from = match horizon {
+            Horizon::Term => term_first,
+            Horizon::Period => {
+                method::basis_start(e.watermark.unwrap_or(bound).min(bound), e.start)
+                    .period()
+                    .clamp(term_first, cur)
+            }
+        };
+        let mut df = daily_figures(s, e, scope, from, cur, today)?;
         let as_of = e
             .watermark
-            .or(costs.last_usage)
+            .or(df.last_usage)
             .map(|d| d.min(bound))
             .filter(|d| *d >= e.start);
-
-        // Each period's shown figure, and the commitment.
-        let periods: Vec<Period> = term_first.through(cur).collect();
-        let (figures, commitment) = if scope == Scope::Enrollment {
-            let sts = meterbook_core::ledger::statements(s, &e.number, cur)?;
-            let mut figures = Vec::with_capacity(sts.len());
-            let mut total = Money::ZERO;
-            for (st, _) in &sts {
-                figures.push(
-                    st.total_usage
-                        .checked_add(st.marketplace_charges)
-                        .map_err(out_of_range)?,
-                );
-                total = Money::checked_sum([total, st.new_purchases, st.adjustments])
-                    .map_err(out_of_range)?;
+        if let Some(a) = as_of {
+            // Usage that stopped long before today: its window lies earlier.
+            let window = method::basis_start(a, e.start).period().max(term_first);
+            if window < from {
+                df = daily_figures(s, e, scope, window, cur, today)?;
             }
-            let balance = sts.last().map_or(Money::ZERO, |(st, _)| st.ending_balance);
-            (figures, Some((balance, total)))
-        } else {
-            let exact: Vec<Amount> = periods
-                .iter()
-                .map(|p| {
-                    Amount::checked_sum(
-                        costs
-                            .by_period
-                            .get(p)
-                            .into_iter()
-                            .flat_map(|m| m.values().copied()),
-                    )
-                    .map_err(out_of_range)
-                })
-                .collect::<AppResult<_>>()?;
-            let figures = scope_charges_of(s, &e.number, scope, &exact, term_first, cur, exp)?;
-            (figures, None)
-        };
-
-        // Each period's figure over its days, by their exact costs.
-        let empty = BTreeMap::new();
-        let mut daily: Vec<DailyCharge> = Vec::new();
-        for (p, figure) in periods.iter().zip(&figures) {
-            let exact = costs.by_period.get(p).unwrap_or(&empty);
-            let start = p.first_day().max(e.start);
-            let mut end = p.last_day().min(e.end);
-            if *p == cur {
-                // Only days with data: the figure never lands on a day to come.
-                let last_data = exact.keys().next_back().copied();
-                end = end.min(as_of.max(last_data).unwrap_or(start).max(start));
-            }
-            let mut parts: BTreeMap<Day, Amount> = (start.raw()..=end.raw())
-                .map(|d| (Day::from_raw(d), Amount::ZERO))
-                .collect();
-            for (d, a) in exact {
-                let slot = parts.entry((*d).clamp(start, end)).or_insert(Amount::ZERO);
-                *slot = slot.checked_add(*a).map_err(out_of_range)?;
-            }
-            let amounts: Vec<Amount> = parts.values().copied().collect();
-            let shares = allocate(*figure, &amounts, exp).map_err(out_of_range)?;
-            daily.extend(
-                parts
-                    .keys()
-                    .zip(shares)
-                    .map(|(&day, charges)| DailyCharge { day, charges }),
-            );
         }
+        // The commitment, from the statements as the overview has it: what
+        // was bought through the current period, and its ending balance.
+        let commitment = if scope == Scope::Enrollment {
+            let total = Money::checked_sum(
+                s.entries(&e.number)?
+                    .iter()
+                    .filter(|(_, en)| (term_first..=cur).contains(&en.date.period()))
+                    .map(|(_, en)| en.amount),
+            )
+            .map_err(out_of_range)?;
+            Some((self.statement(e, cur)?.ending_balance, total))
+        } else {
+            None
+        };
+        let (figures, mut daily) = (df.totals, df.days);
 
         let actual = match horizon {
             Horizon::Period => figures.last().copied().unwrap_or(Money::ZERO),

@@ -318,3 +318,20 @@ fn horizon_names() {
     assert!(matches!(Horizon::parse("month"), Err(AppError::Invalid(_))));
     assert_eq!(Horizon::Term.as_str(), "term");
 }
+
+#[test]
+fn usage_that_stopped_long_ago_keeps_its_window() {
+    // On 2025-04-20 with usage through 2025-02-10 and no watermark: as-of
+    // 2025-02-10, so the window is still 2025-01-12..02-10 (burn 1533, as
+    // in the first test), and all 30 days of April are left:
+    // 0 + 30 × 1533 = 45990.
+    let s = setup("2025-04-20");
+    let f = forecast(&s.app, Scope::Enrollment, Horizon::Period);
+    assert_eq!(f.period.to_string(), "202504");
+    assert_eq!(
+        (f.as_of, f.days_left, f.actual),
+        (d("2025-02-10"), 30, Money(0))
+    );
+    assert_eq!((f.daily_burn, f.basis_days), (Money(1533), 30));
+    assert_eq!(f.projected, Money(45_990));
+}

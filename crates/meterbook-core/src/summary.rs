@@ -52,8 +52,9 @@ struct Priced<'a> {
 /// rate, or at a correction's locked rate. The one place that prices daily
 /// usage, so summaries and daily charges ([`daily_costs`]) agree with each
 /// other and with the statement's exact charges. Returns the hierarchy read
-/// and the last date with usage booked in these periods, of the whole
-/// enrollment (how far the usage data reaches, whatever the scope).
+/// and the last date with usage through `last`, of the whole enrollment and
+/// whatever period books it (how far the usage data reaches, whatever the
+/// scope and periods).
 fn visit_priced<S: MetadataStore + UsageStore + ?Sized>(
     s: &S,
     n: &EnrollmentNumber,
@@ -76,11 +77,11 @@ fn visit_priced<S: MetadataStore + UsageStore + ?Sized>(
     // once a day, not once a meter.
     let mut owners: (Option<Day>, FastMap<i64, Option<i64>>) = (None, FastMap::default());
     for d in s.daily_usage(n, from, to)? {
-        if d.booked < first || d.booked > last {
-            continue;
-        }
         if d.rows > 0 {
             last_usage = last_usage.max(Some(d.day));
+        }
+        if d.booked < first || d.booked > last {
+            continue;
         }
         if owners.0 != Some(d.day) {
             owners = (Some(d.day), FastMap::default());
@@ -131,8 +132,9 @@ pub struct DailyCosts {
     /// booked period's first day (the store keeps no booking date), so every
     /// period's days lie inside it.
     pub by_period: BTreeMap<Period, BTreeMap<Day, Amount>>,
-    /// The last usage date read, of the whole enrollment (not only the
-    /// scope): how far the usage data reaches.
+    /// The last usage date through the last period, of the whole
+    /// enrollment (not only the scope or the periods): how far the usage
+    /// data reaches.
     pub last_usage: Option<Day>,
 }
 
