@@ -28,6 +28,7 @@ pub mod credentials;
 pub mod deliver;
 pub mod error;
 pub mod feeds;
+pub mod forecast;
 pub mod hierarchy;
 pub mod jobs;
 pub mod keys;
