@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod analysis;
 pub mod credentials;
 pub mod error;
 pub mod feeds;
