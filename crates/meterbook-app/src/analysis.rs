@@ -594,3 +594,89 @@ impl Access {
         })
     }
 }
+
+/// A query as the API and the portal receive it: names and dates as text,
+/// any of them absent (see [`Access::analysis_query`] for the defaults).
+#[derive(Clone, Debug, Default)]
+pub struct RawQuery {
+    pub group_by: Option<String>,
+    pub granularity: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub start: Option<String>,
+    pub end: Option<String>,
+    /// `DIMENSION=VALUE` each (`region=westeurope`, `tag:env=prod`); values
+    /// of one dimension are ORed, dimensions ANDed.
+    pub filters: Vec<String>,
+}
+
+impl Access {
+    /// Reads `raw` into a query. Defaults: grouped by subscription, daily;
+    /// the range ends today (kept inside the term) and starts on its billing
+    /// period's first day (daily) or eleven periods earlier (monthly), never
+    /// before the term.
+    pub fn analysis_query(&self, raw: &RawQuery) -> AppResult<AnalysisQuery> {
+        let group_by = Dimension::parse(raw.group_by.as_deref().unwrap_or("subscription"))?;
+        let granularity = Granularity::parse(raw.granularity.as_deref().unwrap_or("daily"))?;
+        let day = |v: &str, name: &str| -> AppResult<Day> {
+            v.parse::<Day>().map_err(|_| {
+                AppError::Invalid(format!(
+                    "{name} is a date, YYYY-MM-DD, not {:?}",
+                    truncate(v)
+                ))
+            })
+        };
+        let start = raw
+            .start
+            .as_deref()
+            .map(|v| day(v, "startDate"))
+            .transpose()?;
+        let end = raw.end.as_deref().map(|v| day(v, "endDate")).transpose()?;
+        let (term_start, term_end) = (self.e.start, self.e.end);
+        let today = self.today().clamp(term_start, term_end);
+        let end = match (end, start) {
+            (Some(e), _) => e,
+            (None, Some(s)) if s > today => s.period().last_day().min(term_end),
+            (None, _) => today,
+        };
+        let start = match start {
+            Some(s) => s,
+            None => {
+                let mut p = end.period();
+                if granularity == Granularity::Monthly {
+                    for _ in 0..11 {
+                        p = p.prev();
+                    }
+                }
+                p.first_day().max(term_start)
+            }
+        };
+        let mut filters: Vec<(Dimension, Vec<String>)> = Vec::new();
+        if raw.filters.len() > MAX_FILTERS {
+            return Err(AppError::Invalid(format!(
+                "at most {MAX_FILTERS} filter values"
+            )));
+        }
+        for f in &raw.filters {
+            let Some((d, v)) = f.split_once('=') else {
+                return Err(AppError::Invalid(format!(
+                    "a filter is DIMENSION=VALUE (region=westeurope, tag:env=prod), not {:?}",
+                    truncate(f)
+                )));
+            };
+            let d = Dimension::parse(d)?;
+            match filters.iter_mut().find(|(x, _)| *x == d) {
+                Some((_, vs)) => vs.push(v.to_string()),
+                None => filters.push((d, vec![v.to_string()])),
+            }
+        }
+        let q = AnalysisQuery {
+            group_by,
+            filters,
+            granularity,
+            start,
+            end,
+        };
+        self.check_analysis(&q)?;
+        Ok(q)
+    }
+}
