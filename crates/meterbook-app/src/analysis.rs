@@ -6,10 +6,10 @@
 //! **Why the facts are scanned.** Tags, resource groups and regions live only
 //! in the usage facts (the daily sums the other pages read drop them), so the
 //! analysis streams the facts of each billing period it touches once
-//! ([`UsageReport::for_each_row`], the usage-details report's own row
-//! resolution and rating: a row's cost is the same here as in the download)
-//! and sums them into cells keyed by (bucket, group, whether the filters keep
-//! it). No row is kept.
+//! ([`meterbook_io::report::analysis::period_cells`], through the
+//! usage-details report's own row resolution and rating: a row's cost is the
+//! same here as in the download) and sums them into cells keyed by (bucket,
+//! group, whether the filters keep it). No row is kept.
 //!
 //! **How figures tie out** (docs/design-notes.md, "Figures tie out"): a
 //! billing period's charges are the scope's figure
@@ -35,11 +35,11 @@
 
 use crate::{Access, AppError, AppResult, Span};
 use meterbook_core::figures;
-use meterbook_core::prices::ChargeKind;
-use meterbook_core::store::Flow;
-use meterbook_core::{Amount, Day, Money, Period};
-use meterbook_io::report::usage::{DetailRow, UsageReport};
+use meterbook_core::{Day, Money, Period};
+use meterbook_io::report::analysis as io;
 use std::collections::{BTreeMap, HashMap};
+
+pub use meterbook_io::report::analysis::{Dimension, Granularity, MAX_VALUE, NONE, UNTAGGED};
 
 /// Longest daily analysis, in days.
 pub const MAX_DAYS: i32 = 92;
@@ -47,113 +47,8 @@ pub const MAX_DAYS: i32 = 92;
 pub const MAX_MONTHS: usize = 36;
 /// Filter values a query may name (all dimensions together).
 pub const MAX_FILTERS: usize = 50;
-/// Longest filter value or tag key, in bytes.
-pub const MAX_VALUE: usize = 512;
 /// Most cells (bucket × group) an analysis shows.
 pub const MAX_CELLS: usize = 200_000;
-
-/// The group of rows without the tag a tag analysis groups by.
-pub const UNTAGGED: &str = "(untagged)";
-/// The group of rows with an empty value (no resource group, no region…).
-pub const NONE: &str = "(none)";
-
-/// What cells are grouped or filtered by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Dimension {
-    /// A tag's value under this key (rows without it: [`UNTAGGED`]).
-    TagKey(String),
-    ResourceGroup,
-    /// The meter as reports name it ("Category - SubCategory - Name - Region").
-    Meter,
-    /// The resource's location.
-    Region,
-    /// The subscription's name.
-    Subscription,
-    Department,
-    Account,
-    /// The meter's category.
-    Service,
-    /// `commitment`, `billedSeparately` or `marketplace`.
-    ChargeType,
-}
-
-impl Dimension {
-    /// Parses the API's and the portal's name: `tag:KEY`, `resourceGroup`,
-    /// `meter`, `region`, `subscription`, `department`, `account`, `service`,
-    /// `chargeType`.
-    pub fn parse(s: &str) -> AppResult<Dimension> {
-        if let Some(k) = s.strip_prefix("tag:") {
-            if k.is_empty() || k.len() > MAX_VALUE {
-                return Err(AppError::Invalid(format!(
-                    "a tag key is 1 to {MAX_VALUE} bytes (tag:KEY)"
-                )));
-            }
-            return Ok(Dimension::TagKey(k.to_string()));
-        }
-        Ok(match s {
-            "resourceGroup" => Dimension::ResourceGroup,
-            "meter" => Dimension::Meter,
-            "region" => Dimension::Region,
-            "subscription" => Dimension::Subscription,
-            "department" => Dimension::Department,
-            "account" => Dimension::Account,
-            "service" => Dimension::Service,
-            "chargeType" => Dimension::ChargeType,
-            _ => {
-                return Err(AppError::Invalid(format!(
-                    "unknown dimension {:?}: use tag:KEY, resourceGroup, meter, region, \
-                     subscription, department, account, service or chargeType",
-                    truncate(s)
-                )))
-            }
-        })
-    }
-
-    /// The name [`Dimension::parse`] reads.
-    pub fn name(&self) -> String {
-        match self {
-            Dimension::TagKey(k) => format!("tag:{k}"),
-            Dimension::ResourceGroup => "resourceGroup".into(),
-            Dimension::Meter => "meter".into(),
-            Dimension::Region => "region".into(),
-            Dimension::Subscription => "subscription".into(),
-            Dimension::Department => "department".into(),
-            Dimension::Account => "account".into(),
-            Dimension::Service => "service".into(),
-            Dimension::ChargeType => "chargeType".into(),
-        }
-    }
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
-}
-
-/// Per day or per billing period.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Granularity {
-    Daily,
-    Monthly,
-}
-
-impl Granularity {
-    pub fn parse(s: &str) -> AppResult<Granularity> {
-        match s {
-            "daily" => Ok(Granularity::Daily),
-            "monthly" => Ok(Granularity::Monthly),
-            _ => Err(AppError::Invalid(
-                "granularity is daily or monthly".to_string(),
-            )),
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Granularity::Daily => "daily",
-            Granularity::Monthly => "monthly",
-        }
-    }
-}
 
 /// One cost analysis.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -280,57 +175,8 @@ fn csv_field(out: &mut String, s: &str) {
     }
 }
 
-/// What a row is summed into, before allocation.
-#[derive(Clone, Copy, Default)]
-struct Cell {
-    exact: Amount,
-    records: i64,
-}
-
 fn out_of_range(_: meterbook_core::fixed::Overflow) -> AppError {
     AppError::Internal("a figure summed here exceeds the supported range".into())
-}
-
-/// A dimension's value of a row, borrowed where it can be.
-fn value_of<'a>(
-    d: &Dimension,
-    r: &DetailRow<'a>,
-    tags: &'a mut HashMap<String, HashMap<String, String>>,
-) -> &'a str {
-    let or_none = |s: &'a str| if s.is_empty() { NONE } else { s };
-    match d {
-        Dimension::TagKey(k) => {
-            let t = r.fact.tags;
-            if t.is_empty() {
-                return UNTAGGED;
-            }
-            if !tags.contains_key(t) {
-                // Tags were checked at ingest: a JSON object of strings.
-                let parsed: HashMap<String, String> = serde_json::from_str(t).unwrap_or_default();
-                tags.insert(t.to_string(), parsed);
-            }
-            match tags.get(t).and_then(|m| m.get(k)) {
-                Some(v) => v.as_str(),
-                None => UNTAGGED,
-            }
-        }
-        Dimension::ResourceGroup => or_none(r.fact.resource_group),
-        Dimension::Meter => or_none(&r.meter.product),
-        Dimension::Region => or_none(r.fact.resource_location),
-        Dimension::Subscription => match r.sub {
-            Some(s) if !s.name.is_empty() => &s.name,
-            Some(s) => &s.guid,
-            None => NONE,
-        },
-        Dimension::Department => r.dept.map_or(NONE, |d| d.name.as_str()),
-        Dimension::Account => r.account.map_or("(unassigned)", |a| a.name.as_str()),
-        Dimension::Service => or_none(&r.meter.price.info.meter_category),
-        Dimension::ChargeType => match r.meter.kind {
-            ChargeKind::Commitment => "commitment",
-            ChargeKind::BilledSeparately => "billedSeparately",
-            ChargeKind::Marketplace => "marketplace",
-        },
-    }
 }
 
 impl Access {
@@ -415,85 +261,31 @@ impl Access {
         } else {
             Vec::new()
         };
-        let filters: Vec<(&Dimension, Vec<&str>)> = q
-            .filters
-            .iter()
-            .map(|(d, v)| (d, v.iter().map(String::as_str).collect()))
-            .collect();
         let mut shown: BTreeMap<(Day, String), (i64, Option<Money>)> = BTreeMap::new();
         for (i, &p) in periods.iter().enumerate() {
-            let report = UsageReport::prepare(
+            let cells = io::period_cells(
                 store,
                 self.number(),
                 self.usage_filter(Span::Period(p), &Default::default()),
                 self.report_meta(Span::Period(p)),
+                p,
+                &q.group_by,
+                &q.filters,
+                q.granularity,
             )?;
-            // Group names are interned: a cell key is (bucket, group id, kept).
-            let mut names: HashMap<String, u32> = HashMap::new();
-            let mut cells: HashMap<(Day, u32, bool), Cell> = HashMap::new();
-            let mut tags: HashMap<String, HashMap<String, String>> = HashMap::new();
-            let mut failed: Option<AppError> = None;
-            report.for_each_row(
-                store,
-                self.number(),
-                &mut |r: &DetailRow<'_>| {
-                    let bucket = match q.granularity {
-                        Granularity::Daily if r.fact.day.period() == p => r.fact.day,
-                        _ => p.first_day(),
-                    };
-                    let kept = filters.iter().all(|(d, vs)| {
-                        let v = value_of(d, r, &mut tags);
-                        vs.contains(&v)
-                    });
-                    let g = value_of(&q.group_by, r, &mut tags);
-                    let id = match names.get(g) {
-                        Some(id) => *id,
-                        None => {
-                            let id = names.len() as u32;
-                            names.insert(g.to_string(), id);
-                            id
-                        }
-                    };
-                    let c = cells.entry((bucket, id, kept)).or_default();
-                    match c.exact.checked_add(r.cost) {
-                        Ok(v) => c.exact = v,
-                        Err(e) => {
-                            failed = Some(out_of_range(e));
-                            return Ok(Flow::Stop);
-                        }
-                    }
-                    c.records += 1;
-                    Ok(Flow::Continue)
-                },
-                &mut |_| true,
-            )?;
-            if let Some(e) = failed {
-                return Err(e);
-            }
-            let mut by_id: Vec<&str> = vec![""; names.len()];
-            for (nm, id) in &names {
-                by_id[*id as usize] = nm;
-            }
-            // Every cell of the period, in key order (bucket, group name,
-            // dropped before kept): the allocation never depends on the
-            // range, the filters or the scan's order.
-            let mut keys: Vec<(Day, u32, bool)> = cells.keys().copied().collect();
-            keys.sort_by(|a, b| {
-                (a.0, by_id[a.1 as usize], a.2).cmp(&(b.0, by_id[b.1 as usize], b.2))
-            });
-            let parts: Vec<Amount> = keys.iter().map(|k| cells[k].exact).collect();
-            let money: Vec<Option<Money>> = if costs && !keys.is_empty() {
-                figures::allocate(totals[i], &parts, exp)
+            // Every cell of the period shares its figure, whatever the range
+            // and the filters; they only choose which cells show.
+            let money: Vec<Option<Money>> = if costs && !cells.is_empty() {
+                io::allocate_cells(totals[i], &cells, exp)
                     .map_err(out_of_range)?
                     .into_iter()
                     .map(Some)
                     .collect()
             } else {
-                vec![None; keys.len()]
+                vec![None; cells.len()]
             };
-            for (k, m) in keys.iter().zip(money) {
-                let (bucket, id, kept) = *k;
-                if !kept || bucket < start || bucket > end {
+            for (c, m) in cells.into_iter().zip(money) {
+                if !c.kept || c.bucket < start || c.bucket > end {
                     continue;
                 }
                 if shown.len() >= MAX_CELLS {
@@ -502,10 +294,7 @@ impl Access {
                          narrow it with a filter, a shorter range or monthly granularity"
                     )));
                 }
-                shown.insert(
-                    (bucket, by_id[id as usize].to_string()),
-                    (cells[k].records, m),
-                );
+                shown.insert((c.bucket, c.group), (c.records, m));
             }
         }
         self.assemble(q, costs, exp, start, end, shown)
@@ -615,13 +404,15 @@ impl Access {
     /// period's first day (daily) or eleven periods earlier (monthly), never
     /// before the term.
     pub fn analysis_query(&self, raw: &RawQuery) -> AppResult<AnalysisQuery> {
-        let group_by = Dimension::parse(raw.group_by.as_deref().unwrap_or("subscription"))?;
-        let granularity = Granularity::parse(raw.granularity.as_deref().unwrap_or("daily"))?;
+        let group_by = Dimension::parse(raw.group_by.as_deref().unwrap_or("subscription"))
+            .map_err(AppError::Invalid)?;
+        let granularity = Granularity::parse(raw.granularity.as_deref().unwrap_or("daily"))
+            .map_err(AppError::Invalid)?;
         let day = |v: &str, name: &str| -> AppResult<Day> {
             v.parse::<Day>().map_err(|_| {
                 AppError::Invalid(format!(
                     "{name} is a date, YYYY-MM-DD, not {:?}",
-                    truncate(v)
+                    io::truncate(v)
                 ))
             })
         };
@@ -660,10 +451,10 @@ impl Access {
             let Some((d, v)) = f.split_once('=') else {
                 return Err(AppError::Invalid(format!(
                     "a filter is DIMENSION=VALUE (region=westeurope, tag:env=prod), not {:?}",
-                    truncate(f)
+                    io::truncate(f)
                 )));
             };
-            let d = Dimension::parse(d)?;
+            let d = Dimension::parse(d).map_err(AppError::Invalid)?;
             match filters.iter_mut().find(|(x, _)| *x == d) {
                 Some((_, vs)) => vs.push(v.to_string()),
                 None => filters.push((d, vec![v.to_string()])),
