@@ -34,6 +34,12 @@ fn tagged(mut r: Row, tags: &str) -> Row {
 ///
 /// The statement: commitment usage 3.343332 → 3.34, marketplace 1.00: 4.34.
 fn setup() -> Setup {
+    setup_with(&[])
+}
+
+/// [`setup`], then January closed and `late` ingested (rows dated in January
+/// become corrections booked in February).
+fn setup_with(late: &[Row]) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
     fixture::enrollment(&store, "USD");
@@ -73,6 +79,10 @@ fn setup() -> Setup {
             ),
         ],
     );
+    if !late.is_empty() {
+        fixture::close(&store, "202501");
+        ingest_ok(&store, late);
+    }
     let noon = day("2025-02-20")
         .naive()
         .and_hms_opt(12, 0, 0)
@@ -387,4 +397,56 @@ fn bounds_are_clear_errors() {
         Dimension::TagKey("a:b".into())
     );
     assert!(Granularity::parse("weekly").is_err());
+}
+
+#[test]
+fn a_correction_shows_on_the_first_day_of_the_period_it_is_booked_in() {
+    // r6: 2 × m1 dated 10 January, arriving after January closed: booked in
+    // February at January's rate, 2.01; r7: February's own, 1 × m2, 0.333333.
+    let s = setup_with(&[
+        tagged(
+            row("r6", fixture::G1, "2025-01-10", "m1", "2"),
+            r#"{"env":"prod"}"#,
+        ),
+        row("r7", fixture::G3, "2025-02-03", "m2", "1"),
+    ]);
+    let ent = enterprise(&s.app);
+    let feb = ent
+        .cost_analysis(&query(env(), "2025-02-01", "2025-02-28"))
+        .unwrap();
+    // 2.343333 → 234 cents: 201 and 33 floors, nothing left over.
+    assert_eq!(
+        cells(&feb),
+        vec![
+            c("2025-02-01", "prod", 201, 201),
+            c("2025-02-03", "(untagged)", 33, 33),
+        ]
+    );
+    let figure = ent
+        .enterprise()
+        .unwrap()
+        .charges(period("202502"))
+        .unwrap()
+        .billed(2)
+        .unwrap();
+    assert_eq!(feb.total_cost, Some(figure));
+    // January is unchanged by the correction booked after it.
+    let jan = ent
+        .cost_analysis(&query(env(), "2025-01-01", "2025-01-31"))
+        .unwrap();
+    assert_eq!(jan.total_cost, Some(Money(434)));
+    // Monthly: one cell per period and group.
+    let mut q = query(env(), "2025-01-01", "2025-02-28");
+    q.granularity = Granularity::Monthly;
+    let both = ent.cost_analysis(&q).unwrap();
+    assert_eq!(
+        cells(&both),
+        vec![
+            c("2025-01", "(untagged)", 33, 33),
+            c("2025-01", "dev", 101, 101),
+            c("2025-01", "prod", 300, 300),
+            c("2025-02", "(untagged)", 33, 66),
+            c("2025-02", "prod", 201, 501),
+        ]
+    );
 }
