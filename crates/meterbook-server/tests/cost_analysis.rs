@@ -433,4 +433,34 @@ async fn the_portal_page_and_its_download() {
     assert!(bad.body.contains("92 days"));
     // The nav links the page.
     assert!(bad.body.contains(&format!("/portal/e/{N}/analysis\"")));
+    // Nothing kept: an empty chart, a zero total.
+    let empty = b
+        .get(&format!(
+            "/portal/e/{N}/analysis?{OCTOBER}&filters=region%3Dnowhere"
+        ))
+        .await;
+    assert_eq!(empty.status, 200);
+    assert!(empty.body.contains("Total: 0.00 USD"), "{}", empty.body);
+    // An account owner who may not see charges: records only.
+    app.blocking(|s| {
+        s.set_visibility(
+            &num(N),
+            meterbook_core::enrollment::ChargeVisibility {
+                department_admins_view_charges: true,
+                account_owners_view_charges: false,
+            },
+        )
+        .unwrap()
+    })
+    .await;
+    let owner = app.sign_in("owner-c1@example.com", PASSWORD).await;
+    let page = owner
+        .get(&format!(
+            "/portal/e/{N}/analysis?groupBy=meter&granularity=monthly&{OCTOBER}"
+        ))
+        .await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("counts usage records"));
+    assert!(page.body.contains("Total: 15 records"), "{}", page.body);
+    assert!(!page.body.contains(" USD<"));
 }
