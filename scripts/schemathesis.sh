@@ -67,6 +67,8 @@ cat > "$work/st.toml" <<TOML
 "query.billingPeriod" = "$last"
 "query.startTime" = "${last:0:4}-${last:4:2}-01"
 "query.endTime" = "${last:0:4}-${last:4:2}-10"
+"query.startDate" = "${last:0:4}-${last:4:2}-01"
+"query.endDate" = "${last:0:4}-${last:4:2}-10"
 "query.month" = "${last:0:4}-${last:4:2}"
 TOML
 ST_START_DATE=${last:0:4}-${last:4:2}-01 ST_END_DATE=${last:0:4}-${last:4:2}-10 ST_BILLING_PERIOD=$last \

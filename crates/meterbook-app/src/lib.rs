@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod analysis;
 pub mod budgets;
 pub mod credentials;
 pub mod deliver;

@@ -28,6 +28,8 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("get", "/v3/enrollments/{enrollmentNumber}/marketplacecharges", "Marketplace charges, current period", &["$top", "pageSize", "skiptoken"], "Rows of third-party meters."),
     ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/marketplacecharges", "Marketplace charges of a period", &["$top", "pageSize", "skiptoken"], ""),
     ("get", "/v3/enrollments/{enrollmentNumber}/marketplacechargesbycustomdate", "Marketplace charges of a date range", &["startTime", "endTime", "$top", "pageSize", "skiptoken"], ""),
+    ("get", "/v3/enrollments/{enrollmentNumber}/costanalysis", "Cost analysis", &["groupBy", "granularity", "startDate", "endDate", "filter", "format"], "Charges and records within the key's scope grouped by groupBy (tag:KEY, resourceGroup, meter, region, subscription, department, account, service, chargeType; default subscription), per day or month (granularity, default daily), actual and accumulated. startDate/endDate (YYYY-MM-DD) inside the term: at most 92 days daily, 36 months monthly (whole billing periods). filter=DIMENSION=VALUE, repeatable (tag:env=prod, region=westeurope; one dimension's values ORed, dimensions ANDed; a value outside the scope matches nothing). A billing period's charges are its statement's figure (the rounded exact sum for a department or account) allocated over the period's cells, so a full period adds up to the statement and a cell has the same value whatever the filters or dates. Costs are null where the scope may not see them. Rows without the tag are grouped as (untagged). format=csv streams the rows as CSV."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/costanalysis/download", "Cost analysis as CSV", &["groupBy", "granularity", "startDate", "endDate", "filter"], "The rows of costanalysis with the same parameters, streamed as CSV with a header row: Date (Month when monthly), the grouping, Records, Cost, AccumulatedCost, Currency."),
     ("get", "/v3/enrollments/{enrollmentNumber}/keys", "List API keys", &[], "Keys of the scopes the caller's key covers; never the secret."),
     ("post", "/v3/enrollments/{enrollmentNumber}/keys", "Generate (or regenerate) an API key", &[], "Body: {scope: enrollment|department|account, name, slot: primary|secondary, expiresInDays}. The key is shown once."),
     ("post", "/v3/enrollments/{enrollmentNumber}/keys/disable", "Disable an API key", &[], "Body: {scope, name, slot}."),
@@ -204,6 +206,18 @@ pub fn spec() -> Value {
                 ),
                 "fmt" => (json!({"type": "string", "enum": ["json", "csv"]}), false),
                 "horizon" => (json!({"type": "string", "enum": ["period", "term"]}), false),
+                "format" if path.ends_with("/costanalysis") => {
+                    (json!({"type": "string", "enum": ["json", "csv"]}), false)
+                }
+                "groupBy" => (
+                    json!({"type": "string", "pattern": "^(tag:.{1,512}|resourceGroup|meter|region|subscription|department|account|service|chargeType)$"}),
+                    false,
+                ),
+                "granularity" => (
+                    json!({"type": "string", "enum": ["daily", "monthly"]}),
+                "startDate" | "endDate" => (json!({"type": "string", "format": "date"}), false),
+                "filter" => (
+                    json!({"type": "string", "pattern": "^(tag:[^=]{1,512}|resourceGroup|meter|region|subscription|department|account|service|chargeType)=.{0,512}$"}),
                 "format" if path.ends_with("/submit") => (
                     json!({"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}),
                     false,

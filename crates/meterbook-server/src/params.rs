@@ -86,6 +86,16 @@ impl Params {
     }
 }
 
+/// Every value of a repeatable parameter `name` (case-insensitive), in order;
+/// empty values left out (as [`Params::parse`] leaves them out).
+pub fn all_values(query: Option<&str>, name: &str) -> Result<Vec<String>, ApiError> {
+    Ok(serde_urlencoded_pairs(query.unwrap_or(""))?
+        .into_iter()
+        .filter(|(k, v)| k.eq_ignore_ascii_case(name) && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect())
+}
+
 fn serde_urlencoded_pairs(q: &str) -> Result<Vec<(String, String)>, ApiError> {
     axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
         &format!("/?{q}")

@@ -195,6 +195,76 @@ fn downloads_tie_out<S: Store>(
     Ok(())
 }
 
+/// Cost analysis of a full billing period `p` for a key of `scope` adds up to
+/// `shown` (the statement's figure for the enterprise, the rounded exact sum
+/// for a department or account) grouped by any dimension, daily (and, for
+/// one dimension, monthly: the same rows in fewer buckets); and a filter on
+/// the grouped dimension keeps the values of the cells it keeps (filtering
+/// only drops cells).
+fn analysis_ties_out<S: Store>(
+    s: &S,
+    p: &str,
+    scope: Scope,
+    exponent: u32,
+    shown: Money,
+) -> Result<(), TestCaseError> {
+    use meterbook_io::report::analysis::{allocate_cells, period_cells, Dimension, Granularity};
+    let cells_of = |d: &Dimension, g: Granularity, filters: &[(Dimension, Vec<String>)]| {
+        period_cells(
+            s,
+            &n(),
+            UsageFilter::within(scope, true, UsageSelection::default()),
+            page_meta(p),
+            period(p),
+            d,
+            filters,
+            g,
+        )
+        .expect("cells")
+    };
+    for d in [
+        Dimension::TagKey("env".into()),
+        Dimension::ResourceGroup,
+        Dimension::Meter,
+        Dimension::Region,
+        Dimension::Subscription,
+        Dimension::Department,
+        Dimension::Account,
+        Dimension::Service,
+        Dimension::ChargeType,
+    ] {
+        let monthly = d == Dimension::Subscription;
+        for g in [Granularity::Daily, Granularity::Monthly] {
+            if g == Granularity::Monthly && !monthly {
+                continue;
+            }
+            let cells = cells_of(&d, g, &[]);
+            if cells.is_empty() {
+                prop_assert_eq!(shown, Money::ZERO, "{:?} {} no cells", scope, p);
+                continue;
+            }
+            let values = allocate_cells(shown, &cells, exponent).expect("allocate");
+            let sum: i64 = values.iter().map(|m| m.0).sum();
+            prop_assert_eq!(sum, shown.0, "{:?} {} {:?} {:?}", scope, p, d, g);
+            // Keep the first group only: its cells keep their values.
+            let first = cells[0].group.clone();
+            let kept = cells_of(&d, g, &[(d.clone(), vec![first.clone()])]);
+            let kept_values = allocate_cells(shown, &kept, exponent).expect("allocate");
+            for (c, v) in kept.iter().zip(&kept_values) {
+                prop_assert_eq!(c.kept, c.group == first);
+                if c.kept {
+                    let i = cells
+                        .iter()
+                        .position(|x| x.bucket == c.bucket && x.group == c.group)
+                        .expect("the same cell unfiltered");
+                    prop_assert_eq!(*v, values[i], "{:?} {} {:?} {:?}", scope, p, d, c);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// For every period (and both together), scope (the enterprise, each
 /// department, each account), focus inside it and grouping, the figures the
 /// portal shows tie out: a scope's charges are the statement's (enterprise) or
@@ -203,7 +273,8 @@ fn downloads_tie_out<S: Store>(
 /// the part its group has one level up. And the usage-details rows agree
 /// with those figures however they are fetched: JSON pages a few rows each,
 /// followed by cursor, and the CSV download hold the same rows, and their cost
-/// column adds up to the figure shown (see [`downloads_tie_out`]). Enrollments
+/// column adds up to the figure shown (see [`downloads_tie_out`]); so do the
+/// cells of a cost analysis of the period (see [`analysis_ties_out`]). Enrollments
 /// have tiers, all three kinds of charges, corrections, a subscription move,
 /// and USD, JPY or CLF. The forecast's figures tie out too (see
 /// [`forecast_ties_out`]).
@@ -273,6 +344,7 @@ pub fn figures_tie_out<S: Store>(make: &dyn Fn() -> S, cases: u32) {
                         prop_assert_eq!(totals[i], want, "{:?} {} {}", scope, p, currency);
                         let kinds: Vec<u8> = meters.iter().map(|m| m.kind).collect();
                         downloads_tie_out(&s, p, scope, page_size, &kinds, exp, totals[i])?;
+                        analysis_ties_out(&s, p, scope, exp, totals[i])?;
                     }
                     forecast_ties_out(&s, scope, &totals)?;
                     let periods = [jan, feb];

@@ -1,5 +1,6 @@
 //! The reports of design §4, streamed as CSV or JSON.
 
+pub mod analysis;
 pub mod balance;
 pub mod export;
 pub mod focus;

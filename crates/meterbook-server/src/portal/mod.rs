@@ -4,6 +4,7 @@
 //! copy buttons. Charts are SVG drawn on the server. Every page and download
 //! checks the viewer's role in the enrollment (design §5).
 
+pub mod analysis;
 pub mod auth;
 pub mod chart;
 pub mod format;
@@ -75,6 +76,7 @@ pub fn routes() -> Router<AppState> {
         .merge(auth::routes())
         .merge(overview::routes())
         .merge(usage::routes())
+        .merge(analysis::routes())
         .merge(reports::routes())
         .merge(keys::routes())
         .merge(manage::routes())
@@ -139,6 +141,7 @@ pub fn render<T: Template>(t: &T) -> Response {
 pub enum Tab {
     Overview,
     Usage,
+    Analysis,
     Reports,
     Keys,
     Manage,
@@ -168,6 +171,7 @@ impl Nav {
         let cur = match self.tab {
             Tab::Overview => "overview",
             Tab::Usage => "usage",
+            Tab::Analysis => "analysis",
             Tab::Reports => "reports",
             Tab::Keys => "keys",
             Tab::Manage => "manage",

@@ -1,5 +1,6 @@
 //! Routes, grouped by resource; shared response helpers.
 
+mod analysis;
 mod budgets;
 mod files;
 pub(crate) mod forecast;
@@ -102,6 +103,11 @@ pub fn routes(limits: &crate::Limits) -> Router<AppState> {
         .route(
             &format!("{v3}/marketplacechargesbycustomdate"),
             get(usage::marketplace_custom),
+        )
+        .route(&format!("{v3}/costanalysis"), get(analysis::cost_analysis))
+        .route(
+            &format!("{v3}/costanalysis/download"),
+            get(analysis::download),
         )
         .route(&format!("{v3}/keys"), get(keys::list).post(keys::generate))
         .route(&format!("{v3}/keys/disable"), post(keys::disable))
