@@ -215,9 +215,13 @@ pub fn spec() -> Value {
                 ),
                 "granularity" => (
                     json!({"type": "string", "enum": ["daily", "monthly"]}),
+                    false,
+                ),
                 "startDate" | "endDate" => (json!({"type": "string", "format": "date"}), false),
                 "filter" => (
                     json!({"type": "string", "pattern": "^(tag:[^=]{1,512}|resourceGroup|meter|region|subscription|department|account|service|chargeType)=.{0,512}$"}),
+                    false,
+                ),
                 "format" if path.ends_with("/submit") => (
                     json!({"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}),
                     false,
