@@ -514,3 +514,10 @@ impl Admin<'_> {
         Ok(())
     }
 }
+
+impl crate::Operator {
+    /// [`App::evaluate_notifications`], for the operator's command line.
+    pub fn evaluate_notifications(&self, n: &EnrollmentNumber) -> AppResult<Vec<Event>> {
+        self.app.evaluate_notifications(n)
+    }
+}
