@@ -720,3 +720,12 @@ fn bad_requests_are_refused_with_reasons() {
     ));
     assert_eq!(f.app.clock().today(), day("2025-03-15"));
 }
+
+#[test]
+fn every_enrollment_is_evaluated_once() {
+    let f = Fixture::new();
+    budgets(&f);
+    assert_eq!(f.app.evaluate_all_notifications().unwrap().len(), 5);
+    assert!(f.app.evaluate_all_notifications().unwrap().is_empty());
+    assert!(f.app.evaluate_notifications(&n()).unwrap().is_empty());
+}
