@@ -27,6 +27,7 @@ pub mod budgets;
 pub mod credentials;
 pub mod error;
 pub mod feeds;
+pub mod forecast;
 pub mod hierarchy;
 pub mod jobs;
 pub mod keys;

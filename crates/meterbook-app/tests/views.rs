@@ -10,8 +10,12 @@
 //! - drilling down never changes a figure (a department's page total is its
 //!   row one level up);
 //! - the usage-details download of the same selection has the page's exact
-//!   cost, and for a department or account rounds to the page's figure.
+//!   cost, and for a department or account rounds to the page's figure;
+//! - the forecast's actual charges are the tile's (the term's, the bars'
+//!   sum, which its daily figures add up to), and it projects no less when
+//!   the burn rate is not negative.
 
+use meterbook_app::forecast::Horizon;
 use meterbook_app::reads::Details;
 use meterbook_app::{Access, App, Span};
 use meterbook_conformance::fixture::{self, close, day, ingest_ok, n, period, Row};
@@ -22,7 +26,7 @@ use meterbook_core::access::{Scope, Slot};
 use meterbook_core::clock::ManualClock;
 use meterbook_core::figures::{Focus, Group, Grouping};
 use meterbook_core::store::MetadataStore;
-use meterbook_core::Amount;
+use meterbook_core::{Amount, Money};
 use meterbook_io::report::ReportFormat;
 use meterbook_sqlite::SqliteStore;
 use proptest::prelude::*;
@@ -106,7 +110,7 @@ fn download_cost(a: &Access, p: &str, d: &Details) -> Amount {
     sum
 }
 
-fn check(a: &Access, exp: u32) -> Result<(), TestCaseError> {
+fn check(app: &App, a: &Access, exp: u32) -> Result<(), TestCaseError> {
     let (jan, feb) = (period("202501"), period("202502"));
     for grouping in [Grouping::Hierarchy, Grouping::Service] {
         let ov = a.overview(grouping).unwrap();
@@ -169,6 +173,23 @@ fn check(a: &Access, exp: u32) -> Result<(), TestCaseError> {
                 }
             }
         }
+        // The forecast's actual charges are the tile's; the term's are the
+        // bars' sum; its days add up to them.
+        let f = a.forecast(Horizon::Period).unwrap();
+        prop_assert_eq!(Some(f.actual), ov.charges_this_month, "forecast, {}", &what);
+        prop_assert_eq!(f.commitment.is_some(), a.scope() == Scope::Enrollment);
+        if let (Some(c), Some(st)) = (f.commitment, ov.statements.last()) {
+            prop_assert_eq!(c.balance, st.ending_balance, "commitment, {}", &what);
+        }
+        if f.daily_burn.0 >= 0 {
+            prop_assert!(f.projected >= f.actual, "projected, {}", &what);
+        }
+        let (t, days) = app
+            .forecast_detail(a.enrollment(), a.scope(), Horizon::Term)
+            .unwrap();
+        let bars = Money::checked_sum(ov.history.total.charges_per_period.iter().copied()).unwrap();
+        let sum = Money::checked_sum(days.iter().map(|d| d.charges)).unwrap();
+        prop_assert_eq!((t.actual, sum), (bars, bars), "term, {}", &what);
         // History parts add up to each month's bar.
         for i in 0..ov.history.periods.len() {
             let parts: i64 = ov
@@ -205,7 +226,7 @@ fn every_page_figure_ties_out_for_every_role() {
             let (currency, exp) = [("USD", 2), ("JPY", 0), ("CLF", 4)][currency];
             let s = setup(&meters, currency, &early, &late, moved);
             for a in accesses(&s.app) {
-                check(&a, exp)?;
+                check(&s.app, &a, exp)?;
             }
             Ok(())
         })

@@ -13,8 +13,8 @@
 //!   value on every page.
 
 use crate::access::Scope;
-use crate::calendar::Period;
-use crate::enrollment::EnrollmentNumber;
+use crate::calendar::{Day, Period};
+use crate::enrollment::{Enrollment, EnrollmentNumber};
 use crate::fixed::{pow10, Amount, Money, Overflow};
 use crate::ledger::charges;
 use crate::store::{MetadataStore, StoreError, StoreResult, UsageStore};
@@ -76,22 +76,127 @@ pub fn scope_charges<S: MetadataStore + UsageStore + ?Sized>(
     exponent: u32,
 ) -> StoreResult<Vec<Money>> {
     let periods: Vec<Period> = first.through(last).collect();
+    let mut exact = vec![Amount::ZERO; periods.len()];
+    if scope != Scope::Enrollment {
+        for r in rows {
+            if let Some(i) = periods.iter().position(|p| *p == r.period) {
+                exact[i] = exact[i].checked_add(r.cost).map_err(out_of_range)?;
+            }
+        }
+    }
+    scope_charges_of(s, n, scope, &exact, first, last, exponent)
+}
+
+/// [`scope_charges`] from the scope's exact cost of each period
+/// `first..=last` (`exact[i]` of the i-th period; unused for the whole
+/// enrollment, whose figures are its statements'): for callers that summed
+/// the costs another way ([`crate::summary::daily_costs`]).
+pub fn scope_charges_of<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    n: &EnrollmentNumber,
+    scope: Scope,
+    exact: &[Amount],
+    first: Period,
+    last: Period,
+    exponent: u32,
+) -> StoreResult<Vec<Money>> {
+    let periods: Vec<Period> = first.through(last).collect();
     if scope == Scope::Enrollment {
         return periods
             .iter()
             .map(|&p| charges(s, n, p)?.billed(exponent).map_err(out_of_range))
             .collect();
     }
-    let mut exact = vec![Amount::ZERO; periods.len()];
-    for r in rows {
-        if let Some(i) = periods.iter().position(|p| *p == r.period) {
-            exact[i] = exact[i].checked_add(r.cost).map_err(out_of_range)?;
-        }
-    }
-    exact
-        .into_iter()
-        .map(|a| a.round_to_minor(exponent).map_err(out_of_range))
+    (0..periods.len())
+        .map(|i| {
+            exact
+                .get(i)
+                .copied()
+                .unwrap_or(Amount::ZERO)
+                .round_to_minor(exponent)
+                .map_err(out_of_range)
+        })
         .collect()
+}
+
+/// One day's part of its billing period's shown charges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DailyCharge {
+    pub day: Day,
+    pub charges: Money,
+}
+
+/// A scope's shown charges per billing period, and each split over its days.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyFigures {
+    pub periods: Vec<Period>,
+    /// Per period, the figure every page shows ([`scope_charges`]).
+    pub totals: Vec<Money>,
+    /// Day by day, without gaps, from the first period's first day in the
+    /// term: each period's days add up to its total exactly.
+    pub days: Vec<DailyCharge>,
+    /// The last usage date through the last period, of the whole enrollment.
+    pub last_usage: Option<Day>,
+}
+
+/// The charges `scope` shows in each period `first..=last` of enrollment
+/// `e`, each allocated over the period's days by the days' exact costs
+/// ([`allocate`] over [`crate::summary::daily_costs`]), so a day's figure
+/// is its part of the page's figure, never a second rounding. The last
+/// period's days end at `through` (today, say) or its last day with data,
+/// whichever is later: its figure never lands on a day to come. A correction
+/// counts on the first day of the period that books it.
+pub fn daily_figures<S: MetadataStore + UsageStore + ?Sized>(
+    s: &S,
+    e: &Enrollment,
+    scope: Scope,
+    first: Period,
+    last: Period,
+    through: Day,
+) -> StoreResult<DailyFigures> {
+    let exp = e.currency.exponent();
+    let costs = crate::summary::daily_costs(s, &e.number, scope, first, last)?;
+    let periods: Vec<Period> = first.through(last).collect();
+    let empty = BTreeMap::new();
+    let exact: Vec<Amount> = periods
+        .iter()
+        .map(|p| {
+            Amount::checked_sum(costs.by_period.get(p).unwrap_or(&empty).values().copied())
+                .map_err(out_of_range)
+        })
+        .collect::<StoreResult<_>>()?;
+    let totals = scope_charges_of(s, &e.number, scope, &exact, first, last, exp)?;
+    let mut days = Vec::new();
+    for (p, total) in periods.iter().zip(&totals) {
+        let exact = costs.by_period.get(p).unwrap_or(&empty);
+        let start = p.first_day().max(e.start);
+        let mut end = p.last_day().min(e.end).max(start);
+        if *p == last {
+            let last_data = exact.keys().next_back().copied().unwrap_or(start);
+            end = end.min(through.max(last_data)).max(start);
+        }
+        let mut parts: BTreeMap<Day, Amount> = (start.raw()..=end.raw())
+            .map(|d| (Day::from_raw(d), Amount::ZERO))
+            .collect();
+        for (d, a) in exact {
+            let slot = parts.entry((*d).clamp(start, end)).or_insert(Amount::ZERO);
+            *slot = slot.checked_add(*a).map_err(out_of_range)?;
+        }
+        let amounts: Vec<Amount> = parts.values().copied().collect();
+        let shares = allocate(*total, &amounts, exp).map_err(out_of_range)?;
+        days.extend(
+            parts
+                .keys()
+                .zip(shares)
+                .map(|(&day, charges)| DailyCharge { day, charges }),
+        );
+    }
+    Ok(DailyFigures {
+        periods,
+        totals,
+        days,
+        last_usage: costs.last_usage,
+    })
 }
 
 /// Splits per-period figures (`totals[i]` of `periods[i]`) among the groups

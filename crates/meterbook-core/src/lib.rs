@@ -12,6 +12,7 @@ pub mod enrollment;
 pub mod facts;
 pub mod figures;
 pub mod fixed;
+pub mod forecast;
 pub mod hierarchy;
 pub mod ingest;
 pub mod jobs;

@@ -31,6 +31,7 @@ mod spool;
 pub(crate) mod streaming;
 /// Public only for the fuzz targets.
 #[doc(hidden)]
+pub use routes::forecast::forecast_json;
 pub use routes::parse_day_or_time;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};

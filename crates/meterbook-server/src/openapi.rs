@@ -22,6 +22,7 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("post", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/link", "A fresh download link", &["lifetimeHours"], "Signed and expiring; works without a key until it expires."),
     ("get", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/download", "Download a report with the key", &[], "HEAD, Range (206/416), ETag (the file's sha256) and If-None-Match supported."),
     ("get", "/downloads/{reportId}", "Download a report through its signed link", &["scope", "expires", "signature"], "No key needed. 403 InvalidSignature when any byte of the link was changed, 403 LinkExpired after it expires, 410 once the report's retention is over."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/forecast", "Forecast of charges and of the commitment's run-out", &["horizon"], "Meterbook's own endpoint beside the v3 shapes. horizon=period (default: the current billing period) or term. Charges to date in the key's scope (actual: the figure balancesummary and the portal show), the projection to the horizon's end with its range (projectedLow, projectedHigh), the daily burn rate it comes from (mean of the last 30 days' charges through asOf; range: means of the lower and upper half of those days; basisDays) and method; money as exact decimal numbers, dates YYYY-MM-DD. commitment (enterprise keys only, null otherwise): balance, total, runsOutOn with earliest and latest (null when it lasts past the term), alreadyUsed. 403 when the scope may not see charges."),
     ("get", "/v3/enrollments/{enrollmentNumber}/pricesheet", "Price sheet, current period", &[], "Enterprise administrators only; one entry per tier."),
     ("get", "/v3/enrollments/{enrollmentNumber}/billingPeriods/{billingPeriod}/pricesheet", "Price sheet of a period", &[], "Enterprise administrators only."),
     ("get", "/v3/enrollments/{enrollmentNumber}/marketplacecharges", "Marketplace charges, current period", &["$top", "pageSize", "skiptoken"], "Rows of third-party meters."),
@@ -202,6 +203,7 @@ pub fn spec() -> Value {
                     false,
                 ),
                 "fmt" => (json!({"type": "string", "enum": ["json", "csv"]}), false),
+                "horizon" => (json!({"type": "string", "enum": ["period", "term"]}), false),
                 "format" if path.ends_with("/submit") => (
                     json!({"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}),
                     false,

@@ -3922,3 +3922,104 @@ fn budgets_add_list_remove_and_evaluate() {
         .stdout
         .contains("no budgets"));
 }
+
+/// `meterbook forecast`: on usage of the last 40 days up to today (the
+/// binary reads the system clock), 100 hours a day of vm-e4s at 0.252 =
+/// 25.20 a day, every day of the 30-day window. So the burn and its range
+/// are 25.20; the period's charges so far are 25.20 × today's day of the
+/// month, and expected at its end 25.20 × its days. The commitment: 10000.00
+/// bought, 40 × 25.20 = 1008.00 used, 8992.00 left: ⌈8992.00 / 25.20⌉ =
+/// ⌈356.8⌉ = 357 days after today.
+#[test]
+fn forecast_period_and_term_as_json_and_text() {
+    use chrono::{Datelike, Duration as Days, Months};
+    let today = chrono::Utc::now().date_naive();
+    let start = (today.with_day(1).unwrap() - Months::new(13)).to_string();
+    let end = (today.with_day(1).unwrap() + Months::new(24) - Days::days(1)).to_string();
+    let mb = Mb::new();
+    mb.create("FC1", "USD", &start, &end);
+    let h = mb.file("hierarchy.csv", HIERARCHY);
+    mb.ok(&format!("hierarchy import --enrollment FC1 {h}"));
+    let p = mb.file("prices.csv", PRICES);
+    let first = today - Days::days(39);
+    let mut month = first.with_day(1).unwrap();
+    while month <= today {
+        let period = format!("{:04}{:02}", month.year(), month.month());
+        mb.ok(&format!(
+            "prices import --enrollment FC1 --period {period} {p}"
+        ));
+        month = month + Months::new(1);
+    }
+    let rows: Vec<String> = (0..40)
+        .map(|i| {
+            let d = first + Days::days(i);
+            row(&format!("f-{i}"), SUB_PROD, &d.to_string(), "vm-e4s", "100")
+        })
+        .collect();
+    let u = mb.file("usage.csv", usage_csv(&rows));
+    mb.ingest("FC1", &u);
+    mb.entry("purchase", "FC1", &start, "10000", "Commitment");
+
+    let out = mb.ok("forecast --enrollment FC1 --json").stdout;
+    let o: RawObject = serde_json::from_str(out.trim()).expect("forecast JSON");
+    let get = |k: &str| o.get(k).unwrap_or_else(|| panic!("{k} in {out}")).get();
+    let dom = i128::from(today.day());
+    let next = today.with_day(1).unwrap() + Months::new(1);
+    let dim = i128::from((next - Days::days(1)).day());
+    let cents = |c: i128| format!("{}.{:02}", c / 100, c % 100);
+    assert_eq!(get("horizon"), "\"period\"");
+    assert_eq!(get("scope"), "\"enrollment\"");
+    assert_eq!(get("asOf"), format!("\"{today}\""));
+    assert_eq!(get("daysLeft"), (dim - dom).to_string());
+    assert_eq!(get("basisDays"), "30");
+    assert_eq!(get("actual"), cents(2520 * dom));
+    for k in ["projected", "projectedLow", "projectedHigh"] {
+        assert_eq!(get(k), cents(2520 * dim), "{k}");
+    }
+    for k in ["dailyBurn", "dailyLow", "dailyHigh"] {
+        assert_eq!(get(k), "25.20", "{k}");
+    }
+    let c: RawObject = serde_json::from_str(get("commitment")).expect("commitment");
+    let runout = format!("\"{}\"", today + Days::days(357));
+    assert_eq!(c["balance"].get(), "8992.00");
+    assert_eq!(c["total"].get(), "10000.00");
+    assert_eq!(c["runsOutOn"].get(), runout);
+    assert_eq!(
+        (c["earliest"].get(), c["latest"].get()),
+        (runout.as_str(), runout.as_str())
+    );
+    assert_eq!(c["alreadyUsed"].get(), "false");
+
+    // The term: 1008.00 so far, every day to the term's end at 25.20.
+    let out = mb
+        .ok("forecast --enrollment FC1 --horizon term --json")
+        .stdout;
+    let o: RawObject = serde_json::from_str(out.trim()).expect("forecast JSON");
+    let end_day: chrono::NaiveDate = end.parse().unwrap();
+    let left = i128::from((end_day - today).num_days() as i32);
+    assert_eq!(o["actual"].get(), "1008.00");
+    assert_eq!(o["daysLeft"].get(), left.to_string());
+    assert_eq!(o["projected"].get(), cents(100_800 + 2520 * left));
+
+    // Text: the same figures, for people.
+    let text = mb.ok("forecast --enrollment FC1").stdout;
+    assert!(
+        text.contains(&format!("charges so far:  {} USD", cents(2520 * dom))),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("expected:        {} USD", cents(2520 * dim))),
+        "{text}"
+    );
+    assert!(
+        text.contains("8992.00 USD left of 10000.00 USD; runs out around"),
+        "{text}"
+    );
+    assert!(text.contains("method: "), "{text}");
+    // Clean refusals.
+    mb.refuses("forecast --enrollment NOPE", "NOPE");
+    // A usage error, as clap reports them (exit status 2).
+    let r = mb.run("forecast --enrollment FC1 --horizon month");
+    assert_eq!(r.status.code(), Some(2), "{}", r.describe());
+    assert!(r.stderr.contains("period, term"), "{}", r.describe());
+}

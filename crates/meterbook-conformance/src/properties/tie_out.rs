@@ -205,7 +205,8 @@ fn downloads_tie_out<S: Store>(
 /// followed by cursor, and the CSV download hold the same rows, and their cost
 /// column adds up to the figure shown (see [`downloads_tie_out`]). Enrollments
 /// have tiers, all three kinds of charges, corrections, a subscription move,
-/// and USD, JPY or CLF.
+/// and USD, JPY or CLF. The forecast's figures tie out too (see
+/// [`forecast_ties_out`]).
 pub fn figures_tie_out<S: Store>(make: &dyn Fn() -> S, cases: u32) {
     use meterbook_core::figures::{breakdown, scope_charges, Focus, Group, Grouping};
     use meterbook_core::summary::usage_summary;
@@ -273,6 +274,7 @@ pub fn figures_tie_out<S: Store>(make: &dyn Fn() -> S, cases: u32) {
                         let kinds: Vec<u8> = meters.iter().map(|m| m.kind).collect();
                         downloads_tie_out(&s, p, scope, page_size, &kinds, exp, totals[i])?;
                     }
+                    forecast_ties_out(&s, scope, &totals)?;
                     let periods = [jan, feb];
                     let top = breakdown(
                         &summary,
@@ -355,4 +357,72 @@ pub fn figures_tie_out<S: Store>(make: &dyn Fn() -> S, cases: u32) {
             },
         )
         .unwrap();
+}
+
+/// The figures a forecast is made from tie out, for `scope` whose shown
+/// charges of 202501 and 202502 are `totals` (checked above against the
+/// statement and the usage report): the daily figures of each period
+/// ([`meterbook_core::figures::daily_figures`], what the use-case layer's
+/// forecast reads) have the same period figures and add up to them day by
+/// day without gaps; the forecast of February seen on 2025-02-20 has the
+/// period's figure as its actual charges, never projects less than that
+/// when the burn rate is not negative, keeps low ≤ projected ≤ high, and
+/// for the enterprise reads the commitment's balance off the statement.
+fn forecast_ties_out<S: Store>(s: &S, scope: Scope, totals: &[Money]) -> Result<(), TestCaseError> {
+    use meterbook_core::figures::daily_figures;
+    use meterbook_core::forecast::{forecast, Input};
+    let (jan, feb, today) = (period("202501"), period("202502"), day("2025-02-20"));
+    let e = s.enrollment(&n()).expect("enrollment");
+    let df = daily_figures(s, &e, scope, jan, feb, today).expect("daily figures");
+    prop_assert_eq!(&df.totals, &totals.to_vec(), "{:?}", scope);
+    for (p, total) in [jan, feb].iter().zip(totals) {
+        let sum = Money::checked_sum(
+            df.days
+                .iter()
+                .filter(|d| d.day.period() == *p)
+                .map(|d| d.charges),
+        )
+        .expect("in range");
+        prop_assert_eq!(sum, *total, "{:?} {} days", scope, p);
+    }
+    for w in df.days.windows(2) {
+        prop_assert_eq!(w[0].day.succ(), w[1].day, "{:?}: a gap", scope);
+    }
+    prop_assert_eq!(df.days.first().map(|d| d.day), Some(e.start));
+    let balance = (scope == Scope::Enrollment).then(|| statement(s, "202502").ending_balance);
+    let values: Vec<Money> = df.days.iter().map(|d| d.charges).collect();
+    let as_of = df.last_usage.map(|d| d.min(today));
+    let out = forecast(&Input {
+        daily: &values,
+        daily_first: e.start,
+        term_start: e.start,
+        term_end: e.end,
+        first_day: feb.first_day(),
+        last_day: feb.last_day(),
+        as_of,
+        actual: totals[1],
+        balance,
+    })
+    .expect("in range");
+    let p = out.projection;
+    prop_assert!(
+        p.low <= p.projected && p.projected <= p.high,
+        "{:?} {:?}",
+        scope,
+        p
+    );
+    if out.burn.mean.0 >= 0 {
+        prop_assert!(p.projected >= totals[1], "{:?} {:?}", scope, p);
+    }
+    if as_of.is_none() || out.days_left == 0 {
+        prop_assert_eq!(p.projected, totals[1]);
+    }
+    if let Some(b) = balance {
+        let r = out.runout.expect("a run-out for the enterprise");
+        prop_assert_eq!(r.already_used, b.0 <= 0);
+        if let (Some(early), Some(on)) = (r.earliest, r.runs_out_on) {
+            prop_assert!(early <= on);
+        }
+    }
+    Ok(())
 }

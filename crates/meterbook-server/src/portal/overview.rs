@@ -1,5 +1,6 @@
 //! Overview: remaining commitment and its trend, this month's charges, overage,
-//! a usage history chart (by department or by service), and data freshness.
+//! the forecast of the month's charges (and of the commitment's run-out), a
+//! usage history chart (by department or by service), and data freshness.
 
 use super::chart::{self, Stacked};
 use super::{format, render, Page, PageResult, Tab, Viewer};
@@ -8,8 +9,9 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::Router;
+use meterbook_app::forecast::{Forecast, Horizon};
 use meterbook_core::figures::{Group, Grouping};
-use meterbook_core::Period;
+use meterbook_core::{Day, Period};
 use serde::Deserialize;
 
 pub fn routes() -> Router<AppState> {
@@ -28,12 +30,82 @@ pub struct Figure {
     pub note: String,
 }
 
+/// The Forecast tile: the month's expected charges, their range, the
+/// commitment's run-out (enterprise administrators) and the method.
+pub struct ForecastTile {
+    pub value: String,
+    pub range: String,
+    pub basis: String,
+    /// Empty below the enterprise.
+    pub commitment: String,
+    pub method: String,
+}
+
+fn day_label(d: Day) -> String {
+    d.naive().format("%-d %b %Y").to_string()
+}
+
+fn forecast_tile(f: &Forecast, exp: u32, ccy: &str) -> ForecastTile {
+    let m = |v| format::money(v, exp, ccy);
+    let basis = match f.as_of {
+        None => "No usage yet to take a daily rate from.".to_string(),
+        Some(d) => format!(
+            "{} so far through {}; {} a day ({} to {}) over the last {} day{}, {} day{} left.",
+            m(f.actual),
+            day_label(d),
+            m(f.daily_burn),
+            m(f.daily_low),
+            m(f.daily_high),
+            f.basis_days,
+            if f.basis_days == 1 { "" } else { "s" },
+            f.days_left,
+            if f.days_left == 1 { "" } else { "s" },
+        ),
+    };
+    let commitment = match &f.commitment {
+        None => String::new(),
+        Some(c) if c.total.0 <= 0 && c.balance.0 <= 0 => "No commitment bought.".into(),
+        Some(c) if c.already_used => "The commitment is already used.".into(),
+        Some(c) => match (c.runs_out_on, c.earliest, c.latest) {
+            (Some(on), Some(early), Some(late)) => format!(
+                "The commitment runs out around {} (between {} and {}).",
+                day_label(on),
+                day_label(early),
+                day_label(late)
+            ),
+            (Some(on), Some(early), None) => format!(
+                "The commitment runs out around {} (between {} and after the term's end).",
+                day_label(on),
+                day_label(early)
+            ),
+            (None, Some(early), _) => format!(
+                "The commitment lasts to the term's end at this rate (at the high rate it runs out around {}).",
+                day_label(early)
+            ),
+            _ => "The commitment lasts to the term's end at this rate.".into(),
+        },
+    };
+    ForecastTile {
+        value: m(f.projected),
+        range: format!(
+            "expected by {}: between {} and {}",
+            day_label(f.last_day),
+            m(f.projected_low),
+            m(f.projected_high)
+        ),
+        basis,
+        commitment,
+        method: f.method.to_string(),
+    }
+}
+
 #[derive(Template)]
 #[template(path = "portal/overview.html")]
 struct OverviewPage {
     nav: super::Nav,
     freshness: String,
     figures: Vec<Figure>,
+    forecast: Option<ForecastTile>,
     by_service: bool,
     chart_svg: String,
     chart_legend: String,
@@ -62,7 +134,16 @@ async fn overview(
     let e = page.e.clone();
     let exp = e.currency.exponent();
     let a = page.access.clone();
-    let view = state.run(move |_| a.overview(grouping)).await?;
+    let (view, forecast) = state
+        .run(move |_| {
+            let forecast = if a.sees_charges() {
+                Some(a.forecast(Horizon::Period)?)
+            } else {
+                None
+            };
+            Ok((a.overview(grouping)?, forecast))
+        })
+        .await?;
     let (cur, costs, statements) = (view.current, view.history.costs, &view.statements);
     let periods = view.history.periods.clone();
     let first = periods.first().copied().unwrap_or(cur);
@@ -217,6 +298,7 @@ async fn overview(
         nav: page.nav(Tab::Overview),
         freshness,
         figures: tiles,
+        forecast: forecast.map(|f| forecast_tile(&f, exp, &ccy)),
         by_service,
         chart_svg: chart.svg(),
         chart_legend: chart.legend(),

@@ -2,6 +2,7 @@
 
 mod budgets;
 mod files;
+pub(crate) mod forecast;
 mod health;
 mod jobs;
 mod keys;
@@ -62,6 +63,7 @@ pub fn routes(limits: &crate::Limits) -> Router<AppState> {
             &format!("{v3}/billingperiods/{{p}}/balancesummary"),
             get(reports::balance_period),
         )
+        .route(&format!("{v3}/forecast"), get(forecast::forecast))
         .route(&format!("{v3}/pricesheet"), get(reports::prices_current))
         .route(
             &format!("{v3}/billingperiods/{{p}}/pricesheet"),

@@ -76,6 +76,12 @@ pub enum Command {
     /// follow and fetch an advanced report prepared in the background.
     #[command(subcommand)]
     Report(ReportCmd),
+    /// Forecast an enrollment's charges to the end of the billing period (or
+    /// the term), and when its commitment runs out.
+    #[command(
+        after_help = "Examples:\n  meterbook forecast --enrollment 8608480\n  meterbook forecast --enrollment 8608480 --horizon term --json"
+    )]
+    Forecast(ForecastArgs),
     /// Serve the Reporting API, the operator API and the portal over HTTP.
     #[command(after_help = "Example:\n  meterbook serve --listen 0.0.0.0:8080 --log-format json")]
     Serve(ServeArgs),

@@ -258,3 +258,25 @@ pub enum BenchShape {
     Realistic,
     Ordered,
 }
+
+/// What `forecast` projects to.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum HorizonArg {
+    /// The end of the current billing period.
+    Period,
+    /// The end of the enrollment's term.
+    Term,
+}
+
+/// The arguments of `forecast`.
+#[derive(Args, Debug, Clone)]
+pub struct ForecastArgs {
+    /// Enrollment number.
+    #[arg(long)]
+    pub enrollment: String,
+    #[arg(long, value_enum, default_value = "period")]
+    pub horizon: HorizonArg,
+    /// Print the Reporting API's JSON (`GET .../forecast`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

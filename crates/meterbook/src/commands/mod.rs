@@ -6,6 +6,7 @@
 mod backup;
 mod budgets;
 mod enrollment;
+mod forecast;
 mod jobs;
 mod keys;
 mod ledger;
@@ -147,6 +148,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         ),
         Command::Period(c) => ledger::period(&operator(settings)?, c),
         Command::Report(c) => report::run(settings, c),
+        Command::Forecast(a) => forecast::run(&operator(settings)?, &a),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&operator(settings)?, c),
         Command::User(c) => users::run(&operator(settings)?, c),

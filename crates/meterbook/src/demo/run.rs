@@ -321,6 +321,7 @@ fn print_next_steps(settings: &Settings, n: &EnrollmentNumber) {
     );
     println!("  meterbook {db}report prices --enrollment {n} --period {this}");
     println!("  meterbook {db}report marketplace --enrollment {n} --period {this} --format json");
+    println!("  meterbook {db}forecast --enrollment {n}");
     println!("Advanced reports (prepared in the background, kept 30 days):");
     println!(
         "  id=$(meterbook {db}report request --enrollment {n} --from {} --to {} --department Research --format parquet)",
