@@ -5,7 +5,9 @@
 //! Every figure ties out to what the other pages show:
 //!
 //! - `actual` is the figure the overview shows for the scope: the statement's
-//!   charges (total usage plus marketplace) for the enterprise, the rounded
+//!   charges (total usage plus marketplace; computed as
+//!   `ChargeTotals::billed`, which the reconciliation property checks
+//!   against the statement) for the enterprise, the rounded
 //!   report figure ([`meterbook_core::figures::scope_charges`]) for a
 //!   department or account; for the term, the sum of those of its periods
 //!   through the current one;

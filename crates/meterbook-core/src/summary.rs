@@ -62,7 +62,7 @@ fn visit_priced<S: MetadataStore + UsageStore + ?Sized>(
     show_costs: bool,
     first: Period,
     last: Period,
-    mut visit: impl FnMut(&S, &Hierarchy, Priced<'_>) -> StoreResult<()>,
+    mut visit: impl FnMut(&S, Priced<'_>) -> StoreResult<()>,
 ) -> StoreResult<(Hierarchy, Option<Day>)> {
     let h = s.hierarchy(n)?;
     let mut last_usage: Option<Day> = None;
@@ -113,7 +113,6 @@ fn visit_priced<S: MetadataStore + UsageStore + ?Sized>(
         };
         visit(
             s,
-            &h,
             Priced {
                 d: &d,
                 account,
@@ -149,7 +148,7 @@ pub fn daily_costs<S: MetadataStore + UsageStore + ?Sized>(
     last: Period,
 ) -> StoreResult<DailyCosts> {
     let mut by_period: BTreeMap<Period, BTreeMap<Day, Amount>> = BTreeMap::new();
-    let (_, last_usage) = visit_priced(s, n, scope, true, first, last, |_, _, p| {
+    let (_, last_usage) = visit_priced(s, n, scope, true, first, last, |_, p| {
         let day = p.d.day.clamp(p.d.booked.first_day(), p.d.booked.last_day());
         let v = by_period
             .entry(p.d.booked)
@@ -180,7 +179,7 @@ pub fn usage_summary<S: MetadataStore + UsageStore + ?Sized>(
     let mut info: FastMap<(Period, i64), (String, String, String)> = FastMap::default();
     type Key = (Period, Option<i64>, i64, i64);
     let mut acc: FastMap<Key, (i128, Amount, i64)> = FastMap::default();
-    let (h, _) = visit_priced(s, n, scope, show_costs, first, last, |s, _, p| {
+    let (h, _) = visit_priced(s, n, scope, show_costs, first, last, |s, p| {
         let (d, account, cost) = (p.d, p.account, p.cost);
         let e = acc
             .entry((d.booked, account.map(|a| a.id), d.subscription, d.meter))

@@ -408,3 +408,33 @@ async fn the_overview_shows_the_forecast_tile() {
     assert_eq!(page.status, 200);
     assert!(!page.body.contains("aria-label=\"Forecast\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etag_moves_with_the_day() {
+    let (app, keys) = spawn_app().await;
+    let path = format!("/v3/enrollments/{N}/forecast");
+    let r = get(&app, &keys.ent, &path).await;
+    let etag = r.header("etag").expect("an ETag");
+    let again = app
+        .send(
+            app.client
+                .get(app.url(&path))
+                .header("authorization", format!("bearer {}", keys.ent))
+                .header("if-none-match", &etag),
+        )
+        .await;
+    assert_eq!(again.status, 304);
+    // A forecast can change with the calendar alone (the current period, an
+    // as-of day capped to today), so a day later the ETag is another one.
+    app.advance(std::time::Duration::from_secs(86_400));
+    let later = app
+        .send(
+            app.client
+                .get(app.url(&path))
+                .header("authorization", format!("bearer {}", keys.ent))
+                .header("if-none-match", &etag),
+        )
+        .await;
+    assert_eq!(later.status, 200);
+    assert_ne!(later.header("etag"), Some(etag));
+}

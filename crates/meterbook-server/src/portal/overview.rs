@@ -136,8 +136,11 @@ async fn overview(
     let a = page.access.clone();
     let (view, forecast) = state
         .run(move |_| {
+            // The tile is an extra: if its figures fail, the page still shows.
             let forecast = if a.sees_charges() {
-                Some(a.forecast(Horizon::Period)?)
+                a.forecast(Horizon::Period)
+                    .inspect_err(|e| tracing::warn!(error = %e, "the overview's forecast failed"))
+                    .ok()
             } else {
                 None
             };

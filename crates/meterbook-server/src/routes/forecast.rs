@@ -69,7 +69,10 @@ pub async fn forecast(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let ctx = Ctx::load(&caller, &n, &uri)?;
+    let mut ctx = Ctx::load(&caller, &n, &uri)?;
+    // A forecast moves with the calendar too (days left, the current
+    // period), not only with the data: today is part of its validator.
+    ctx.etag = format!("{}-{}\"", ctx.etag.trim_end_matches('"'), ctx.a.today());
     let q = Params::parse(uri.query())?;
     let horizon = match q.get("horizon") {
         None => Horizon::Period,
