@@ -11,11 +11,11 @@
 //! charges are [`figures::scope_charges`] (the statement's own for the whole
 //! enrollment), summed over the term's periods for a term budget.
 
+use crate::forecast::Horizon;
 use crate::keys::{named_scope, scope_name};
 use crate::{Access, Admin, App, AppError, AppResult};
 use meterbook_core::access::Scope;
 use meterbook_core::enrollment::Enrollment;
-use meterbook_core::figures;
 use meterbook_core::notify::{Basis, Budget, Cadence, NewBudget, Threshold};
 use meterbook_core::{Day, Money, Period};
 
@@ -122,39 +122,23 @@ impl App {
             .today()
             .period()
             .clamp(e.first_period(), e.last_period());
-        let (first, from, to) = match b.cadence {
-            Cadence::Monthly => (cur, cur.first_day().max(e.start), cur.last_day().min(e.end)),
-            Cadence::Term => (e.first_period(), e.start, e.end),
-        };
-        let rows = if b.scope == Scope::Enrollment {
-            Vec::new()
-        } else {
-            meterbook_core::summary::usage_summary(s, &e.number, b.scope, true, first, cur)?
-        };
-        let per = figures::scope_charges(
-            s,
-            &e.number,
+        // One computation for the figures of every page: the forecast's
+        // actual is the statement-derived figure of the scope, and its
+        // commitment is the current statement's.
+        let fc = self.forecast_of(
+            e,
             b.scope,
-            &rows,
-            first,
-            cur,
-            e.currency.exponent(),
+            match b.cadence {
+                Cadence::Monthly => Horizon::Period,
+                Cadence::Term => Horizon::Term,
+            },
         )?;
-        let actual = Money::checked_sum(per)?;
-        let forecast = self.projected(e, b.scope, b.cadence)?;
-        let balance = if b.scope == Scope::Enrollment {
-            let mut total = Money::ZERO;
-            let mut left = Money::ZERO;
-            for (st, _) in meterbook_core::ledger::statements(s, &e.number, cur)? {
-                total = total
-                    .checked_add(st.new_purchases)?
-                    .checked_add(st.adjustments)?;
-                left = st.ending_balance;
-            }
-            Some(Balance { left, total })
-        } else {
-            None
-        };
+        let actual = fc.actual;
+        let forecast = Some(fc.projected);
+        let balance = fc.commitment.map(|c| Balance {
+            left: c.balance,
+            total: c.total,
+        });
         let used_tenths_percent = if b.amount.0 > 0 {
             meterbook_core::fixed::div_round_half_even(
                 i128::from(actual.0) * 1000,
@@ -173,27 +157,15 @@ impl App {
             scope_name: scope_name(&h, b.scope),
             budget: b,
             period: cur,
-            from,
-            to,
+            from: fc.first_day,
+            to: fc.last_day,
             actual,
             forecast,
             balance,
-            as_of: e.watermark.map(|w| w.min(to)),
+            as_of: fc.as_of,
             used_tenths_percent,
             crossed,
         })
-    }
-
-    /// The charges expected at the end of a budget's span.
-    fn projected(
-        &self,
-        _e: &Enrollment,
-        _scope: Scope,
-        _cadence: Cadence,
-    ) -> AppResult<Option<Money>> {
-        // The forecast module (App::forecast_of) is merged separately; until
-        // then forecast thresholds have no figure and never fire.
-        Ok(None)
     }
 }
 

@@ -129,6 +129,25 @@ impl App {
         Ok(out)
     }
 
+    /// [`App::evaluate_notifications`] for every enrollment (what a
+    /// background task of `serve` calls now and then). An enrollment that
+    /// fails is logged and skipped; the others go on. Returns the events
+    /// recorded.
+    pub fn evaluate_all_notifications(&self) -> AppResult<Vec<Event>> {
+        let mut out = Vec::new();
+        for e in self.store().enrollments()? {
+            match self.evaluate_notifications(&e.number) {
+                Ok(evs) => out.extend(evs),
+                Err(err) => tracing::warn!(
+                    enrollment = %e.number,
+                    error = %err,
+                    "cannot evaluate budgets and data events"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
     fn evaluate_budgets(&self, e: &Enrollment) -> AppResult<Vec<Event>> {
         let s = self.store();
         let budgets = s.budgets(&e.number)?;
@@ -512,5 +531,12 @@ impl Admin<'_> {
         }
         a.audit("channel-removed", format!("channel {id}"));
         Ok(())
+    }
+}
+
+impl crate::Operator {
+    /// [`App::evaluate_notifications`], for the operator's command line.
+    pub fn evaluate_notifications(&self, n: &EnrollmentNumber) -> AppResult<Vec<Event>> {
+        self.app.evaluate_notifications(n)
     }
 }

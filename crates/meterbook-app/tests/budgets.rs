@@ -719,3 +719,52 @@ fn bad_requests_are_refused_with_reasons() {
     ));
     assert_eq!(f.app.clock().today(), day("2025-03-15"));
 }
+
+#[test]
+fn every_enrollment_is_evaluated_once() {
+    let f = Fixture::new();
+    budgets(&f);
+    assert_eq!(f.app.evaluate_all_notifications().unwrap().len(), 5);
+    assert!(f.app.evaluate_all_notifications().unwrap().is_empty());
+    assert!(f.app.evaluate_notifications(&n()).unwrap().is_empty());
+}
+
+/// Forecast thresholds, by hand: account c1 used 100.00 on 2025-03-03, the
+/// last day of usage (no watermark), and nothing in the 29 days before. The
+/// burn is 100.00 / 30 = 3.33 a day (half-even), 28 days of March are left:
+/// 100.00 + 28 × 3.33 = 193.24 expected.
+#[test]
+fn forecast_thresholds_fire_on_the_projection() {
+    let f = Fixture::new();
+    let a = f.admin();
+    let admin = a.admin().unwrap();
+    let st = admin
+        .create_budget(&input(
+            "c1 forecast",
+            "account",
+            Some("c1"),
+            "monthly",
+            "190.00",
+            &[("forecast", 100), ("forecast", 102), ("actual", 100)],
+        ))
+        .unwrap();
+    assert_eq!(st.actual, Money(10_000));
+    assert_eq!(st.forecast, Some(Money(19_324)));
+    assert_eq!(st.as_of, Some(day("2025-03-03")));
+    assert_eq!(st.crossed, vec![th(Basis::Forecast, 100)]);
+    let fired = f.app.evaluate_notifications(&n()).unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(
+        fired[0].key,
+        format!("budget:{}:forecast:100:202503", st.budget.id)
+    );
+    let payload: serde_json::Value = serde_json::from_str(&fired[0].payload).unwrap();
+    assert_eq!(payload["forecast"], "193.24");
+    assert_eq!(payload["actual"], "100.00");
+    assert_eq!(payload["asOf"], "2025-03-03");
+    let text = &f.store.deliveries(&n(), 10).unwrap()[0].text;
+    assert!(
+        text.contains("193.24 USD expected, budget 190.00 USD"),
+        "{text}"
+    );
+}

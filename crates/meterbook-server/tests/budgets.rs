@@ -403,15 +403,23 @@ async fn channels_events_and_the_delivery_log() {
     })
     .await
     .unwrap();
-    assert_eq!(fired, (1, 0), "actual 50% of 1,000.00 fired once");
+    // Actual 800.00 is over 50% of 1,000.00; the forecast is over 100%:
+    // 800.00 by 2025-03-02 at 800.00 / 30 = 26.67 a day (half-even) for the
+    // 29 days left is 800.00 + 773.43 = 1,573.43. Each fires once.
+    assert_eq!(fired, (2, 0));
     let r = get(&app, &k.admin, "/notifications/events").await;
     let events = r.json()["value"].as_array().unwrap().clone();
-    assert_eq!(events.len(), 1, "{}", r.body);
+    assert_eq!(events.len(), 2, "{}", r.body);
     assert_eq!(
-        events[0]["key"],
+        events[1]["key"],
         format!("budget:{budget_id}:actual:50:202503")
     );
+    assert_eq!(
+        events[0]["key"],
+        format!("budget:{budget_id}:forecast:100:202503")
+    );
     assert_eq!(events[0]["payload"]["actual"], "800.00");
+    assert_eq!(events[0]["payload"]["forecast"], "1573.43");
     // Charges hidden: the department admin sees no alert.
     let r = get(&app, &k.dept_a, "/notifications/events").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -419,7 +427,7 @@ async fn channels_events_and_the_delivery_log() {
     let r = get(&app, &k.admin, "/notifications/deliveries?limit=10").await;
     assert_eq!(r.status, 200, "{}", r.body);
     let ds = r.json()["value"].as_array().unwrap().clone();
-    assert_eq!(ds.len(), 1, "the webhook; no portal users: {}", r.body);
+    assert_eq!(ds.len(), 2, "the webhook; no portal users: {}", r.body);
     assert_eq!(ds[0]["target"]["kind"], "webhook");
     assert_eq!(ds[0]["target"]["channelId"], hook["id"]);
     assert_eq!(ds[0]["status"], "pending");

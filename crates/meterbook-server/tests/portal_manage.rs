@@ -885,10 +885,11 @@ async fn a_department_administrator_sees_only_its_departments() {
 // ---------------------------------------------------------------------------
 
 /// Every Manage page.
-const MANAGE_PAGES: [&str; 4] = [
+const MANAGE_PAGES: [&str; 5] = [
     "/manage",
     "/manage/hierarchy",
     "/manage/users",
+    "/manage/budgets",
     "/manage/audit",
 ];
 
@@ -953,6 +954,26 @@ fn manage_forms(users: &Users) -> Vec<(&'static str, Vec<(&'static str, String)>
             "/manage/users/remove",
             vec![("user_id", users[ADMIN].to_string())],
         ),
+        (
+            "/manage/budgets/create",
+            vec![
+                ("name", "Sneaky".into()),
+                ("scope", "enrollment".into()),
+                ("cadence", "monthly".into()),
+                ("amount", "10".into()),
+                ("thresholds", "actual:1".into()),
+            ],
+        ),
+        ("/manage/budgets/delete", vec![("id", "1".into())]),
+        (
+            "/manage/budgets/channels/add",
+            vec![
+                ("kind", "webhook".into()),
+                ("address", "https://evil.example/x".into()),
+                ("alert", "on".into()),
+            ],
+        ),
+        ("/manage/budgets/channels/remove", vec![("id", "1".into())]),
     ]
 }
 
@@ -978,8 +999,11 @@ async fn snapshot(app: &TestApp) -> String {
             .into_iter()
             .map(|(u, r)| format!("{} {r:?}", u.email))
             .collect();
+        use meterbook_core::notify::NotifyStore;
+        let budgets = s.budgets(&n).expect("budgets");
+        let channels = s.channels(&n).expect("channels");
         format!(
-            "{:?}\n{subs:?}\n{accts:?}\n{depts:?}\n{users:?}",
+            "{:?}\n{subs:?}\n{accts:?}\n{depts:?}\n{users:?}\n{budgets:?}\n{channels:?}",
             e.visibility
         )
     })
@@ -2064,6 +2088,40 @@ async fn every_manage_form_refuses_a_bad_csrf_token_and_a_read_only_administrato
     let admin = app.sign_in(ADMIN).await;
     let auditor = app.sign_in(AUDITOR).await;
     let dana = app.sign_in(DANA).await;
+    // A budget and a channel, so their delete and remove forms show.
+    app.blocking(|s| {
+        use meterbook_core::notify::*;
+        s.create_budget(
+            &num(N),
+            &NewBudget {
+                name: "B".into(),
+                scope: Scope::Enrollment,
+                cadence: Cadence::Monthly,
+                amount: meterbook_core::Money(100),
+                thresholds: vec![Threshold {
+                    basis: Basis::Actual,
+                    percent: 50,
+                }],
+            },
+            "seed",
+            0,
+        )
+        .unwrap();
+        s.add_channel(
+            &num(N),
+            &NewChannel {
+                target: ChannelTarget::Email {
+                    address: "ops@example.com".into(),
+                },
+                events: vec![EventKind::Alert],
+                salt: vec![1; 16],
+            },
+            "seed",
+            0,
+        )
+        .unwrap();
+    })
+    .await;
     let prefix = format!("action=\"/portal/e/{N}");
     let mut actions: Vec<String> = Vec::new();
     for p in MANAGE_PAGES {
@@ -2160,4 +2218,108 @@ async fn an_invite_link_is_made_on_the_public_url_whatever_the_host_header_says(
         "{link}"
     );
     assert!(!r.body.contains("evil.example"));
+}
+
+/// Manage › Budgets and alerts: a budget added through the form shows its
+/// figures and bar; a webhook channel's signing secret is shown once, on the
+/// answer to the form, never again; delete and remove take them away.
+#[tokio::test]
+async fn budgets_and_channels_through_the_manage_page() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .submit(
+            &app.e("/manage/budgets/create"),
+            &admin,
+            &[
+                ("name", "Research monthly"),
+                ("scope", "department:Research"),
+                ("cadence", "term"),
+                ("amount", "100000"),
+                ("thresholds", "actual:50, forecast:100"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let text = r.text();
+    assert!(
+        text.contains("Budget \"Research monthly\" added."),
+        "{text}"
+    );
+    assert!(text.contains("department Research"), "{text}");
+    assert!(r.body.contains("<meter"), "a bar");
+    assert!(text.contains("of 100000.00 USD"), "{text}");
+    // A bad amount: the reason, and the page.
+    let r = app
+        .submit(
+            &app.e("/manage/budgets/create"),
+            &admin,
+            &[
+                ("name", "x"),
+                ("scope", "enrollment"),
+                ("cadence", "monthly"),
+                ("amount", "0"),
+                ("thresholds", "actual:50"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.describe());
+    assert!(r.text().contains("more than 0"));
+    let r = app
+        .submit(
+            &app.e("/manage/budgets/channels/add"),
+            &admin,
+            &[
+                ("kind", "webhook"),
+                ("address", "https://hooks.example.com/mb"),
+                ("alert", "on"),
+                ("watermark", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(
+        r.body.contains("<code class=\"secret\" data-copy>whsec_"),
+        "{}",
+        r.body
+    );
+    let shown = r.body.split("whsec_").nth(1).unwrap()[..64].to_string();
+    let page = app.get(&app.e("/manage/budgets"), &admin).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("https://hooks.example.com/mb"));
+    assert!(page.text().contains("alert, watermark"));
+    assert!(!page.body.contains(&shown), "the secret is shown once");
+    assert!(!page.body.contains("whsec_"));
+    // Remove and delete.
+    let (budget, channel) = app
+        .blocking(|s| {
+            use meterbook_core::notify::NotifyStore;
+            (
+                s.budgets(&num(N)).unwrap()[0].id,
+                s.channels(&num(N)).unwrap()[0].id,
+            )
+        })
+        .await;
+    let r = app
+        .submit(
+            &app.e("/manage/budgets/channels/remove"),
+            &admin,
+            &[("id", &channel.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let r = app
+        .submit(
+            &app.e("/manage/budgets/delete"),
+            &admin,
+            &[("id", &budget.to_string())],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.text().contains("No budgets yet."));
+    assert!(r.text().contains("No channels yet."));
+    let r = app
+        .submit(&app.e("/manage/budgets/delete"), &admin, &[("id", "x")])
+        .await;
+    assert_eq!(r.status, 404, "{}", r.describe());
 }

@@ -3874,6 +3874,55 @@ fn portal_monthly_downloads_are_the_clis_reports() {
     }
 }
 
+#[test]
+fn budgets_add_list_remove_and_evaluate() {
+    let mb = northwind();
+    let id = mb
+        .ok(&format!(
+            "budgets add --enrollment {NW} --name Company --amount 1000.00 --threshold actual:80 --threshold balance:10"
+        ))
+        .stdout
+        .trim()
+        .to_string();
+    assert!(id.parse::<i64>().is_ok(), "{id}");
+    let list = mb.ok(&format!("budgets list --enrollment {NW}")).stdout;
+    assert!(
+        list.contains("Company") && list.contains("of 1000.00 USD"),
+        "{list}"
+    );
+    assert!(
+        list.contains("actual:80") && list.contains("balance:10"),
+        "{list}"
+    );
+    mb.refuses(
+        &format!("budgets add --enrollment {NW} --name X --amount 5 --threshold actual"),
+        "BASIS:PERCENT",
+    );
+    mb.refuses(
+        &format!("budgets add --enrollment {NW} --name X --amount 0 --threshold actual:5"),
+        "more than 0",
+    );
+    mb.refuses(
+        &format!("budgets add --enrollment {NW} --name X --department Nowhere --amount 5 --threshold actual:5"),
+        "no department",
+    );
+    // No usage, no purchase: nothing crossed, nothing recorded, twice.
+    for _ in 0..2 {
+        let r = mb.ok(&format!("notifications evaluate --enrollment {NW}"));
+        assert!(r.stdout.is_empty(), "{}", r.describe());
+        assert!(r.stderr.contains("0 new event(s)"), "{}", r.describe());
+    }
+    mb.ok(&format!("budgets remove --enrollment {NW} --id {id}"));
+    mb.refuses(
+        &format!("budgets remove --enrollment {NW} --id {id}"),
+        "no budget",
+    );
+    assert!(mb
+        .ok(&format!("budgets list --enrollment {NW}"))
+        .stdout
+        .contains("no budgets"));
+}
+
 /// `meterbook forecast`: on usage of the last 40 days up to today (the
 /// binary reads the system clock), 100 hours a day of vm-e4s at 0.252 =
 /// 25.20 a day, every day of the 30-day window. So the burn and its range

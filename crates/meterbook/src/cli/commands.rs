@@ -91,6 +91,13 @@ pub enum Command {
     /// Portal users: create them and grant roles.
     #[command(subcommand)]
     User(UserCmd),
+    /// Budgets with alert thresholds: list them with their figures, add, remove.
+    #[command(subcommand)]
+    Budgets(BudgetsCmd),
+    /// Budget alerts and data events: record what the enrollment's state
+    /// calls for now, queued for delivery.
+    #[command(subcommand)]
+    Notifications(NotificationsCmd),
     /// Create operator tokens for the operator API (`/operator/...`).
     #[command(subcommand, name = "operator-token")]
     OperatorToken(OperatorTokenCmd),
@@ -347,6 +354,66 @@ pub enum PeriodCmd {
     /// List the term's periods: open or closed, and whether a price sheet is in.
     #[command(after_help = "Example:\n  meterbook period list --enrollment 8608480")]
     List {
+        /// The enrollment number.
+        #[arg(long)]
+        enrollment: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BudgetsCmd {
+    /// Every budget with its figures now (actual, forecast, % used, crossed thresholds).
+    #[command(after_help = "Example:\n  meterbook budgets list --enrollment 8608480")]
+    List {
+        /// The enrollment number.
+        #[arg(long)]
+        enrollment: String,
+    },
+    /// Add a budget of the enrollment, a department or an account.
+    #[command(
+        after_help = "Examples:\n  meterbook budgets add --enrollment 8608480 --name Company --amount 250000 --threshold actual:80 --threshold forecast:100 --threshold balance:10\n  meterbook budgets add --enrollment 8608480 --name Research --department Research --cadence term --amount 1200000 --threshold actual:50"
+    )]
+    Add {
+        /// The enrollment number.
+        #[arg(long)]
+        enrollment: String,
+        /// The budget's name.
+        #[arg(long)]
+        name: String,
+        /// A department's budget.
+        #[arg(long, conflicts_with = "account")]
+        department: Option<String>,
+        /// An account's budget.
+        #[arg(long)]
+        account: Option<String>,
+        /// `monthly` (each billing period) or `term`.
+        #[arg(long, default_value = "monthly")]
+        cadence: String,
+        /// The amount, in the enrollment's currency.
+        #[arg(long)]
+        amount: String,
+        /// `BASIS:PERCENT`, BASIS one of actual, forecast, balance (repeat it).
+        #[arg(long = "threshold", required = true)]
+        thresholds: Vec<String>,
+    },
+    /// Remove a budget (its recorded events stay).
+    #[command(after_help = "Example:\n  meterbook budgets remove --enrollment 8608480 --id 3")]
+    Remove {
+        /// The enrollment number.
+        #[arg(long)]
+        enrollment: String,
+        /// The budget's id (see `budgets list`).
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotificationsCmd {
+    /// Record every alert and data event due now, with its deliveries (each
+    /// once: running it again records nothing new). `serve` does this on its own.
+    #[command(after_help = "Example:\n  meterbook notifications evaluate --enrollment 8608480")]
+    Evaluate {
         /// The enrollment number.
         #[arg(long)]
         enrollment: String,

@@ -4,6 +4,7 @@
 //! restore) works on the database itself.
 
 mod backup;
+mod budgets;
 mod enrollment;
 mod forecast;
 mod jobs;
@@ -151,6 +152,8 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&operator(settings)?, c),
         Command::User(c) => users::run(&operator(settings)?, c),
+        Command::Budgets(c) => budgets::run(&operator(settings)?, c),
+        Command::Notifications(c) => budgets::notifications(&operator(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&operator(settings)?, c),
         Command::Backup { to } => backup::backup(settings, &to),
         Command::Restore { from } => backup::restore(settings, &from),

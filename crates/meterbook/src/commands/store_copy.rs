@@ -11,7 +11,8 @@
 //! keys (hashes: the keys keep working), operator tokens, the audit log and
 //! the server secrets (signed download links stay valid). Report jobs and
 //! sessions are not copied: jobs are re-requested in seconds, and people
-//! sign in again.
+//! sign in again. Budgets, notification channels, events and deliveries are
+//! not copied yet (add budgets and channels again on the target).
 //!
 //! Ids: departments, accounts and subscriptions are created in the source's
 //! id order (each account with the first subscription it owned), across all
@@ -74,7 +75,7 @@ pub fn run(a: &StoreCopyArgs) -> Result<()> {
             rows as f64 / secs.max(1e-9)
         );
         println!(
-            "not copied: report jobs (request them again) and sessions (people sign in again)"
+            "not copied: report jobs (request them again), sessions (people sign in again), budgets and notification channels (add them again)"
         );
     }
     let diffs = verify(src, dst)?;

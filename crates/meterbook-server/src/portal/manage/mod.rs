@@ -16,6 +16,7 @@
 //! link is shown once and never stored.
 
 mod audit;
+mod budgets;
 mod hierarchy;
 mod settings;
 mod users;
@@ -73,6 +74,17 @@ pub fn routes() -> Router<AppState> {
             post(users::remove_role),
         )
         .route("/portal/e/{n}/manage/audit", get(audit::page))
+        .route("/portal/e/{n}/manage/budgets", get(budgets::page))
+        .route("/portal/e/{n}/manage/budgets/create", post(budgets::create))
+        .route("/portal/e/{n}/manage/budgets/delete", post(budgets::delete))
+        .route(
+            "/portal/e/{n}/manage/budgets/channels/add",
+            post(budgets::add_channel),
+        )
+        .route(
+            "/portal/e/{n}/manage/budgets/channels/remove",
+            post(budgets::remove_channel),
+        )
 }
 
 /// A Manage page's viewer: an enterprise administrator, read-only or not, of
