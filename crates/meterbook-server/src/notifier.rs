@@ -98,15 +98,9 @@ impl Drop for Notifier {
 
 /// One round: fire what is new in every enrollment, then send what is due.
 fn round(app: &App, s: &NotifySettings) {
-    match app.local_operator().enrollments() {
-        Ok(all) => {
-            for e in all {
-                if let Err(err) = app.evaluate_notifications(&e.number) {
-                    tracing::warn!(enrollment = %e.number, error = %err, "checking budgets and data events failed");
-                }
-            }
-        }
-        Err(err) => tracing::warn!(error = %err, "listing enrollments for notifications failed"),
+    // An enrollment that fails is logged inside and skipped.
+    if let Err(err) = app.evaluate_all_notifications() {
+        tracing::warn!(error = %err, "listing enrollments for notifications failed");
     }
     if let Err(err) = app.deliver_due(&s.transport, s.per_round) {
         tracing::warn!(error = %err, "sending notifications failed");

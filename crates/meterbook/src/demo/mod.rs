@@ -1,6 +1,7 @@
 //! A realistic demo enrollment: generated input files, ingested through the
 //! same paths an operator uses. Also the data set of `meterbook bench`.
 
+mod finance;
 mod generate;
 mod run;
 mod sample;

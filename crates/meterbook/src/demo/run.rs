@@ -185,7 +185,7 @@ fn seed(op: &Operator, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     drop(w);
     ingest_file(op, n, &late.display().to_string(), None, false, None)?;
     op.set_watermark(n, last_usage)?;
-    let budget = demo_budget(op, n)?;
+    let finance = super::finance::seed(op, n)?;
     println!(
         "Created enrollment {n} (Northwind Traders, USD, {start} to {end}): {} departments, {} accounts, {} subscriptions, {} meters,",
         4,
@@ -202,48 +202,10 @@ fn seed(op: &Operator, n: &EnrollmentNumber, rows: u64) -> Result<()> {
             .map_or(String::new(), |c| format!(" after overage in {}", c.0)),
         close_through.next()
     );
-    println!("{budget}");
+    for line in finance {
+        println!("{line}");
+    }
     Ok(())
-}
-
-/// A monthly budget of the whole enrollment near its 80% threshold: its
-/// amount is a round figure above 4/3 of this month's charges so far (so
-/// about 75% is used), with alerts at 50, 80 and 100% of actual charges, at
-/// 100% of the forecast, and at 10% of the commitment left.
-fn demo_budget(op: &Operator, n: &EnrollmentNumber) -> Result<String> {
-    let a = op.enrollment(n)?;
-    let actual = a.forecast(meterbook_app::forecast::Horizon::Period)?.actual;
-    // Whole hundreds of dollars (cents: 10,000 a step), at least 1,000.00.
-    let step = 10_000i64;
-    let amount = ((actual.0.max(0) * 4 / 3) / step + 1).max(10) * step;
-    let st = a
-        .admin()?
-        .create_budget(&meterbook_app::budgets::BudgetInput {
-            name: "Northwind monthly".into(),
-            scope: "enrollment".into(),
-            scope_name: None,
-            cadence: "monthly".into(),
-            amount: Money(amount).format(2),
-            thresholds: [
-                ("actual", 50),
-                ("actual", 80),
-                ("actual", 100),
-                ("forecast", 100),
-                ("balance", 10),
-            ]
-            .iter()
-            .map(|(b, p)| (b.to_string(), *p))
-            .collect(),
-        })?;
-    let t = st.used_tenths_percent;
-    Ok(format!(
-        "Budget \"{}\": {} of {} USD this month ({}.{}% used; alerts at 50, 80 and 100%).",
-        st.budget.name,
-        st.actual.format(2),
-        st.budget.amount.format(2),
-        t / 10,
-        t % 10
-    ))
 }
 
 /// (e-mail, CLI role, title, department, account).
