@@ -13,7 +13,10 @@
 //!   cost, and for a department or account rounds to the page's figure;
 //! - the forecast's actual charges are the tile's (the term's, the bars'
 //!   sum, which its daily figures add up to), and it projects no less when
-//!   the burn rate is not negative.
+//!   the burn rate is not negative;
+//! - a budget of the role's scope (monthly and for the term) shows the same
+//!   actual charges and forecast, and the alerts it fires carry exactly those
+//!   figures (what e-mails and webhooks send).
 
 use meterbook_app::forecast::Horizon;
 use meterbook_app::reads::Details;
@@ -190,6 +193,9 @@ fn check(app: &App, a: &Access, exp: u32) -> Result<(), TestCaseError> {
         let bars = Money::checked_sum(ov.history.total.charges_per_period.iter().copied()).unwrap();
         let sum = Money::checked_sum(days.iter().map(|d| d.charges)).unwrap();
         prop_assert_eq!((t.actual, sum), (bars, bars), "term, {}", &what);
+        if grouping == Grouping::Hierarchy {
+            alerts_tie_out(app, a, exp, (f.actual, f.projected), (bars, t.projected))?;
+        }
         // History parts add up to each month's bar.
         for i in 0..ov.history.periods.len() {
             let parts: i64 = ov
@@ -200,6 +206,72 @@ fn check(app: &App, a: &Access, exp: u32) -> Result<(), TestCaseError> {
                 .sum();
             prop_assert_eq!(parts, ov.history.total.charges_per_period[i].0, "{}", &what);
         }
+    }
+    Ok(())
+}
+
+/// Budgets of `a`'s scope, one monthly and one for the term, each with a
+/// threshold at 1% of actual charges on an amount of one minor unit (so it
+/// fires whenever there are charges): their figures are the overview's and
+/// the forecast's, and so are their alerts' payloads.
+fn alerts_tie_out(
+    app: &App,
+    a: &Access,
+    exp: u32,
+    month: (Money, Money),
+    term: (Money, Money),
+) -> Result<(), TestCaseError> {
+    use meterbook_app::budgets::BudgetInput;
+    let ent = app.local_operator().enrollment(&n()).unwrap();
+    let h = ent.hierarchy().unwrap();
+    let (scope, name) = match a.scope() {
+        Scope::Enrollment => ("enrollment", None),
+        Scope::Department(id) => ("department", h.department(Some(id)).map(|d| d.name.clone())),
+        Scope::Account(id) => ("account", h.accounts.get(&id).map(|x| x.name.clone())),
+    };
+    let one = Money(1).format(exp);
+    let mut made = Vec::new();
+    for (cadence, (actual, projected)) in [("monthly", month), ("term", term)] {
+        let st = ent
+            .admin()
+            .unwrap()
+            .create_budget(&BudgetInput {
+                name: format!("{scope} {cadence}"),
+                scope: scope.into(),
+                scope_name: name.clone(),
+                cadence: cadence.into(),
+                amount: one.clone(),
+                thresholds: vec![("actual".into(), 1)],
+            })
+            .unwrap();
+        prop_assert_eq!(st.actual, actual, "{} {} budget", scope, cadence);
+        prop_assert_eq!(
+            st.forecast,
+            Some(projected),
+            "{} {} forecast",
+            scope,
+            cadence
+        );
+        made.push(st);
+    }
+    let fired = app.evaluate_notifications(&n()).unwrap();
+    for st in &made {
+        let alert = fired.iter().find(|e| e.budget == Some(st.budget.id));
+        prop_assert_eq!(
+            alert.is_some(),
+            st.actual.0 >= 1,
+            "fired, {:?}",
+            st.budget.name
+        );
+        if let Some(e) = alert {
+            let v: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+            prop_assert_eq!(&v["actual"], &serde_json::json!(st.actual.format(exp)));
+            prop_assert_eq!(
+                &v["forecast"],
+                &serde_json::json!(st.forecast.map(|f| f.format(exp)))
+            );
+        }
+        ent.admin().unwrap().delete_budget(st.budget.id).unwrap();
     }
     Ok(())
 }
