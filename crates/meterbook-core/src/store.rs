@@ -378,6 +378,7 @@ pub trait Store:
     + crate::access::KeyStore
     + crate::access::OperatorStore
     + crate::jobs::JobStore
+    + crate::exports::ExportStore
     + crate::users::UserStore
     + crate::shared::SharedState
     + Send
@@ -390,6 +391,7 @@ impl<T> Store for T where
         + crate::access::KeyStore
         + crate::access::OperatorStore
         + crate::jobs::JobStore
+        + crate::exports::ExportStore
         + crate::users::UserStore
         + crate::shared::SharedState
         + Send

@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod exports;
 mod jobs;
 mod keys;
 mod metadata;
@@ -47,6 +48,7 @@ const MIGRATIONS: &[Migration] = &[
         include_str!("../migrations/0008_usage_blocks.sql"),
         Some(usage::to_blocks),
     ),
+    (include_str!("../migrations/0010_exports.sql"), None),
 ];
 
 /// The schema version once every migration is applied.

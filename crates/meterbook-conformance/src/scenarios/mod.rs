@@ -3,12 +3,14 @@
 
 mod admin;
 mod booking;
+mod exports;
 mod rating;
 mod reads;
 mod shared;
 
 pub use admin::*;
 pub use booking::*;
+pub use exports::*;
 pub use rating::*;
 pub use reads::*;
 pub use shared::*;
