@@ -70,6 +70,15 @@ fn shared_state_is_seen_by_every_handle() {
     scenarios::shared_state_is_seen_by_every_handle(&store, &store);
 }
 
+/// Two handles on one file (a `serve` and a cron `exports run-due`).
+#[test]
+fn export_runs_are_claimed_once_across_handles() {
+    let stores = Stores::new();
+    let a = stores.make();
+    let b = SqliteStore::open(stores.dir.path().join("1.db")).expect("open");
+    scenarios::export_runs_are_claimed_once_across_handles(&a, &b);
+}
+
 #[test]
 fn property_rows_add_up_to_charges() {
     let stores = Stores::new();

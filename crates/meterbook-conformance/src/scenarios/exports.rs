@@ -215,3 +215,47 @@ pub fn export_schedules_and_runs<S: Store>(s: &S) {
     ))
     .unwrap();
 }
+
+/// Two handles on one database (two nodes) claim the same run keys at once,
+/// many times over: each key is taken by exactly one of them.
+pub fn export_runs_are_claimed_once_across_handles<S: Store>(a: &S, b: &S) {
+    enrollment(a, "USD");
+    a.create_export(&schedule(
+        "s1",
+        "Daily",
+        "daily",
+        Cadence::DailyMonthToDate,
+        1,
+    ))
+    .unwrap();
+    let keys: Vec<String> = (1..=40).map(|d| format!("2025-01-{d:02}")).collect();
+    let won = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|t| {
+        for (node, s) in [("a", a as &dyn Store), ("b", b as &dyn Store)] {
+            for worker in 0..2 {
+                let (keys, won) = (&keys, &won);
+                t.spawn(move || {
+                    for k in keys {
+                        let run_id = format!("{node}{worker}-{k}");
+                        if let Some(r) = s
+                            .claim_export_run("s1", k, &run_id, Claim::Due, 1_000, 60_000)
+                            .unwrap()
+                        {
+                            won.lock().unwrap().push((k.clone(), r.run_id));
+                        }
+                    }
+                });
+            }
+        }
+    });
+    let mut won = won.into_inner().unwrap();
+    won.sort();
+    let claimed: Vec<&String> = won.iter().map(|(k, _)| k).collect();
+    assert_eq!(claimed, keys.iter().collect::<Vec<_>>(), "{won:?}");
+    // What each handle reads is the winner's attempt.
+    for (k, run_id) in &won {
+        let runs = b.export_runs("s1").unwrap();
+        let r = runs.iter().find(|r| &r.run_key == k).unwrap();
+        assert_eq!((&r.run_id, r.attempts), (run_id, 1));
+    }
+}
