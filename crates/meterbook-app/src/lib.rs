@@ -25,6 +25,7 @@
 pub mod access;
 pub mod credentials;
 pub mod error;
+pub mod exports;
 pub mod feeds;
 pub mod hierarchy;
 pub mod jobs;
@@ -62,6 +63,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     runner: Arc<meterbook_jobs::Runner>,
     statements: StatementCache,
+    /// Where scheduled exports go (`--export-root`); none: they do not run.
+    export_root: std::sync::RwLock<Option<Arc<dyn meterbook_jobs::exports::ExportRoot>>>,
 }
 
 impl App {
@@ -84,6 +87,7 @@ impl App {
                 clock,
                 runner,
                 statements: StatementCache::default(),
+                export_root: Default::default(),
             }),
         }
     }
