@@ -5,6 +5,7 @@
 
 mod backup;
 mod enrollment;
+mod exports;
 mod jobs;
 mod keys;
 mod ledger;
@@ -148,6 +149,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Report(c) => report::run(settings, c),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&operator(settings)?, c),
+        Command::Exports(c) => exports::run(settings, c),
         Command::User(c) => users::run(&operator(settings)?, c),
         Command::OperatorToken(c) => keys::operator_token(&operator(settings)?, c),
         Command::Backup { to } => backup::backup(settings, &to),
