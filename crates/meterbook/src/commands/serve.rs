@@ -21,6 +21,7 @@ fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
         rate_limit_burst: a.rate_burst,
         jobs,
         report_dir: Some(settings.report_dir.clone()),
+        export_root: Some(settings.export_root.clone()),
         link_lifetime: std::time::Duration::from_secs(a.link_lifetime_days.max(1) * 24 * 3600),
         portal: meterbook_server::portal::PortalSettings {
             idle_timeout: std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60),
@@ -80,8 +81,9 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
     )
     .with_context(|| {
         format!(
-            "cannot use the report directory {}",
-            settings.report_dir.display()
+            "cannot use the report directory {} or the export root {}",
+            settings.report_dir.display(),
+            settings.export_root
         )
     })?;
     state
