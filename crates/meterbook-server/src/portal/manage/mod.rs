@@ -16,6 +16,7 @@
 //! link is shown once and never stored.
 
 mod audit;
+mod exports;
 mod hierarchy;
 mod settings;
 mod users;
@@ -73,6 +74,12 @@ pub fn routes() -> Router<AppState> {
             post(users::remove_role),
         )
         .route("/portal/e/{n}/manage/audit", get(audit::page))
+        .route(
+            "/portal/e/{n}/manage/exports",
+            get(exports::page).post(exports::create),
+        )
+        .route("/portal/e/{n}/manage/exports/run", post(exports::run_now))
+        .route("/portal/e/{n}/manage/exports/delete", post(exports::delete))
 }
 
 /// A Manage page's viewer: an enterprise administrator, read-only or not, of
