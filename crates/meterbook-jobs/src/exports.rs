@@ -171,7 +171,24 @@ impl ExportRunner {
                     continue;
                 }
             };
+            // Read first, claim only what may be claimable: an idle tick
+            // takes no write lock (the claim checks again, under its lock).
+            let runs: std::collections::HashMap<String, ExportRun> =
+                match self.store.export_runs(&s.id) {
+                    Ok(r) => r.into_iter().map(|r| (r.run_key.clone(), r)).collect(),
+                    Err(e) => {
+                        tracing::warn!(schedule = %s.id, error = %e, "cannot read export runs");
+                        continue;
+                    }
+                };
+            let now = self.clock.now_millis();
             for key in s.due_keys(today, &closed) {
+                if runs
+                    .get(&key)
+                    .is_some_and(|r| !r.claimable(Claim::Due, now))
+                {
+                    continue;
+                }
                 match self.run_key(&s, &key, Claim::Due) {
                     Ok(Some(r)) => ran.push(r),
                     Ok(None) => {}
