@@ -9,9 +9,10 @@
 //! their locked rates, every usage fact with its own booking (so corrections
 //! stay booked where they were), users with their password hashes, roles, API
 //! keys (hashes: the keys keep working), operator tokens, the audit log and
-//! the server secrets (signed download links stay valid). Report jobs and
-//! sessions are not copied: jobs are re-requested in seconds, and people
-//! sign in again.
+//! the server secrets (signed download links stay valid), export schedules.
+//! Report jobs, export runs and sessions are not copied: jobs are
+//! re-requested in seconds, the exports' due keys run again (replacing their
+//! files with the same ones), and people sign in again.
 //!
 //! Ids: departments, accounts and subscriptions are created in the source's
 //! id order (each account with the first subscription it owned), across all
@@ -74,7 +75,7 @@ pub fn run(a: &StoreCopyArgs) -> Result<()> {
             rows as f64 / secs.max(1e-9)
         );
         println!(
-            "not copied: report jobs (request them again) and sessions (people sign in again)"
+            "not copied: report jobs (request them again), export runs (due ones run again) and sessions (people sign in again)"
         );
     }
     let diffs = verify(src, dst)?;
@@ -419,6 +420,13 @@ fn copy_people(
     for t in src.operator_tokens()? {
         if dst.operator_token(&t.id)?.is_none() {
             dst.put_operator_token(&t)?;
+        }
+    }
+    // Export schedules, not their runs: on the target, the keys in the
+    // catch-up window run again, writing the same files in the same place.
+    for x in src.export_schedules(None)? {
+        if dst.export_schedule(&x.id)?.is_none() {
+            dst.create_export(&x)?;
         }
     }
     for (name, value) in src.secrets()? {
