@@ -221,9 +221,9 @@ fn sqlite_to_sqlite_copies_everything_and_verifies() {
             "--enrollment",
             ENROLLMENT,
             "--name",
-            "Daily",
+            "Finance",
             "--folder",
-            "daily",
+            "finance",
             "--schedule",
             "daily",
             "--format",
@@ -243,7 +243,8 @@ fn sqlite_to_sqlite_copies_everything_and_verifies() {
             .collect::<Vec<_>>()
     };
     assert_eq!(list(&dst), list(&src));
-    assert_eq!(list(&dst).len(), 1);
+    // The demo's two and the one added here.
+    assert_eq!(list(&dst).len(), 3);
     assert!(out.contains("verified:"), "{out}");
     assert!(out.contains("not copied: report jobs"), "{out}");
     let target = Arc::new(meterbook_sqlite::SqliteStore::open(&dst_db).unwrap());

@@ -24,6 +24,7 @@ use meterbook_core::{Day, EnrollmentNumber, Period};
 use meterbook_jobs::{PendingFile, ReportFile, ReportFiles};
 use std::sync::Arc;
 
+pub use exports::app as exports_app;
 pub use keys::create_key;
 pub use serve::run as serve;
 pub use usage::ingest_file;
