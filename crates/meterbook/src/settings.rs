@@ -139,9 +139,12 @@ impl Settings {
             focus,
             report_dir,
             report_store: cli.command.report_store().cloned(),
+            // `<db>.exports` beside the database, as the report directory is
+            // `<db>.reports`: one convention for what lives next to it.
             export_root: cli.export_root.clone().unwrap_or_else(|| {
-                let dir = cli.db.parent().unwrap_or(Path::new(""));
-                dir.join("exports").to_string_lossy().into_owned()
+                let mut p = cli.db.clone().into_os_string();
+                p.push(".exports");
+                PathBuf::from(p).to_string_lossy().into_owned()
             }),
         })
     }

@@ -39,7 +39,7 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     pub ingest_lease_seconds: u64,
-    /// Where scheduled exports are written: a directory (default `exports`
+    /// Where scheduled exports are written: a directory (default `<db>.exports`
     /// beside the database), or with `--features s3` an S3-compatible bucket,
     /// s3://BUCKET[/PREFIX][?endpoint=URL][&region=REGION]. Schedules name only
     /// a folder under it.
