@@ -179,6 +179,15 @@ pub trait ExportStore {
         now: i64,
         lease_until: i64,
     ) -> StoreResult<Option<ExportRun>>;
+    /// Extends the lease of attempt `run_id` while it runs; false if the run
+    /// is no longer that attempt's (the writer should stop).
+    fn renew_export_run(
+        &self,
+        id: &str,
+        key: &str,
+        run_id: &str,
+        lease_until: i64,
+    ) -> StoreResult<bool>;
     /// Ends attempt `run_id`; false if the run is no longer that attempt's
     /// (its lease ran out and another node took it over).
     fn finish_export_run(

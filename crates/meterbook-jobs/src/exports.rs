@@ -312,7 +312,32 @@ impl ExportRunner {
             sha: Sha256::new(),
             bytes: bytes.clone(),
         };
-        let mut progress = |_done: u64| true;
+        // A long export renews its lease as it goes (every third of it), so
+        // no other node takes the key over while this one still writes; a
+        // renewal refused means it was taken over: stop, commit nothing.
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let mut renewed = std::time::Instant::now();
+        let every = self.lease / 3;
+        let mut progress = |_done: u64| {
+            if renewed.elapsed() >= every {
+                renewed = std::time::Instant::now();
+                let until = self
+                    .clock
+                    .now_millis()
+                    .saturating_add(self.lease.as_millis() as i64);
+                match self
+                    .store
+                    .renew_export_run(&s.id, &run.run_key, &run.run_id, until)
+                {
+                    Ok(true) => {}
+                    Ok(false) => lost.store(true, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::warn!(schedule = %s.id, error = %e, "cannot renew an export run's lease")
+                    }
+                }
+            }
+            !lost.load(Ordering::Relaxed)
+        };
         let totals = export(
             store,
             &s.enrollment,
@@ -326,6 +351,11 @@ impl ExportRunner {
             ReportError::Store(e) => RunError::store(e),
             ReportError::Io(e) => RunError::io("writing the export file failed", e),
         })?;
+        if lost.load(Ordering::Relaxed) {
+            return Err(RunError::both(
+                "the run was taken over by another node".into(),
+            ));
+        }
         out.flush()
             .map_err(|e| RunError::io("writing the export file failed", e))?;
         let Hashing { inner, sha, .. } = out;

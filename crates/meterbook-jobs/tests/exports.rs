@@ -483,3 +483,26 @@ fn runs_into_an_s3_bucket() {
     );
     assert_eq!(read(f["name"].as_str().unwrap()), bytes);
 }
+
+/// A run renews its lease while it writes (here at every progress report):
+/// the holder's renewals are accepted and the run completes.
+#[test]
+fn a_run_renews_its_lease_as_it_writes() {
+    let mut t = setup();
+    t.runner.lease = Duration::ZERO;
+    schedule(
+        &t,
+        "d",
+        "daily",
+        Cadence::DailyMonthToDate,
+        ExportFormat::Csv,
+    );
+    let ran = t.runner.run_due(None).unwrap();
+    assert_eq!(
+        ran[0].run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        ran[0].run.error
+    );
+    check_folder(&t.root.join(n().as_str()).join("daily").join("2025-03-01"));
+}

@@ -211,6 +211,25 @@ impl ExportStore for PgStore {
         })
     }
 
+    fn renew_export_run(
+        &self,
+        id: &str,
+        key: &str,
+        run_id: &str,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE export_run SET lease_until = $4 \
+                     WHERE schedule_id = $1 AND run_key = $2 AND run_id = $3 AND status = $5",
+                    &[&id, &key, &run_id, &lease_until, &RUNNING],
+                )
+                .map_err(pg)?;
+            Ok(n == 1)
+        })
+    }
+
     fn finish_export_run(
         &self,
         id: &str,

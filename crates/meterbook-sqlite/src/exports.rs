@@ -209,6 +209,24 @@ impl ExportStore for SqliteStore {
         Ok(r)
     }
 
+    fn renew_export_run(
+        &self,
+        id: &str,
+        key: &str,
+        run_id: &str,
+        lease_until: i64,
+    ) -> StoreResult<bool> {
+        let conn = self.write_conn();
+        let n = conn
+            .execute(
+                "UPDATE export_run SET lease_until = ?4 \
+                 WHERE schedule_id = ?1 AND run_key = ?2 AND run_id = ?3 AND status = ?5",
+                params![id, key, run_id, lease_until, RunStatus::Running as i64],
+            )
+            .map_err(backend)?;
+        Ok(n == 1)
+    }
+
     fn finish_export_run(
         &self,
         id: &str,

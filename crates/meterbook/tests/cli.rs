@@ -3913,7 +3913,11 @@ fn exports_from_the_command_line() {
         r.describe()
     );
     assert_eq!(mb.ok("exports run-due").stdout, "", "nothing is due twice");
-    let dir = mb.path("t.db.exports").join("X1").join("early").join("once");
+    let dir = mb
+        .path("t.db.exports")
+        .join("X1")
+        .join("early")
+        .join("once");
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["rows"], 2);

@@ -82,7 +82,16 @@ pub fn export_schedules_and_runs<S: Store>(s: &S) {
         None,
         "a run under a live lease is never taken, even on request"
     );
-    // The lease ran out: taken over as attempt 2; the first attempt can no longer finish it.
+    // A renewal by the holder extends the lease; by anyone else, nothing.
+    assert!(s
+        .renew_export_run("s1", "2025-03-01", "run-a", 20_000)
+        .unwrap());
+    assert!(!s
+        .renew_export_run("s1", "2025-03-01", "run-x", 99_000)
+        .unwrap());
+    assert_eq!(s.export_runs("s1").unwrap()[0].lease_until, Some(20_000));
+    // The lease ran out: taken over as attempt 2; the first attempt can no
+    // longer finish it, nor renew it.
     let r = s
         .claim_export_run("s1", "2025-03-01", "run-b", Claim::Due, 20_000, 30_000)
         .unwrap()
@@ -93,6 +102,9 @@ pub fn export_schedules_and_runs<S: Store>(s: &S) {
     };
     assert!(!s
         .finish_export_run("s1", "2025-03-01", "run-a", 21_000, &ok)
+        .unwrap());
+    assert!(!s
+        .renew_export_run("s1", "2025-03-01", "run-a", 90_000)
         .unwrap());
     // It fails: due again at retry_at, not before.
     let fail = RunOutcome::Failed {
