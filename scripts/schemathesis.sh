@@ -36,7 +36,14 @@ for p in 202501 202502 202503; do
   "$bin" --db "$db" prices import --enrollment "$op_n" --period "$p" examples/prices-2025.csv > /dev/null
 done
 last=$(date -u -d "$(date -u +%Y-%m-01) -1 day" +%Y%m)
-MB_LOG=warn "$bin" --db "$db" serve --listen 127.0.0.1:0 --rate-limit 100000 --rate-burst 100000 2> "$work/serve.err" &
+# A scheduled export, so that the operations on one reach it (until the
+# fuzzer deletes it).
+export_id=$("$bin" --db "$db" exports add --enrollment "$n" --name Fuzz --folder fuzz --schedule once \
+  --from "${last:0:4}-${last:4:2}-01" --to "${last:0:4}-${last:4:2}-10" 2>/dev/null)
+# No background export runs: the fuzzer creates hundreds of export schedules,
+# and running them all would load the machine during the timed operator run
+# (the API's run-now is still fuzzed).
+MB_LOG=warn "$bin" --db "$db" serve --listen 127.0.0.1:0 --rate-limit 100000 --rate-burst 100000 --export-interval-seconds 0 2> "$work/serve.err" &
 server=$!
 for _ in $(seq 100); do
   base=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.err" | head -1 || true)
@@ -70,6 +77,7 @@ cat > "$work/st.toml" <<TOML
 "query.startDate" = "${last:0:4}-${last:4:2}-01"
 "query.endDate" = "${last:0:4}-${last:4:2}-10"
 "query.month" = "${last:0:4}-${last:4:2}"
+"path.exportId" = "$export_id"
 TOML
 ST_START_DATE=${last:0:4}-${last:4:2}-01 ST_END_DATE=${last:0:4}-${last:4:2}-10 ST_BILLING_PERIOD=$last \
   SCHEMATHESIS_HOOKS=scripts/schemathesis_hooks.py \

@@ -28,6 +28,7 @@ pub mod budgets;
 pub mod credentials;
 pub mod deliver;
 pub mod error;
+pub mod exports;
 pub mod feeds;
 pub mod forecast;
 pub mod hierarchy;
@@ -67,6 +68,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     runner: Arc<meterbook_jobs::Runner>,
     statements: StatementCache,
+    /// Where scheduled exports go (`--export-root`); none: they do not run.
+    export_root: std::sync::RwLock<Option<Arc<dyn meterbook_jobs::exports::ExportRoot>>>,
 }
 
 impl App {
@@ -89,6 +92,7 @@ impl App {
                 clock,
                 runner,
                 statements: StatementCache::default(),
+                export_root: Default::default(),
             }),
         }
     }

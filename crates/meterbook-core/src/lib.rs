@@ -9,6 +9,7 @@ pub mod access;
 pub mod calendar;
 pub mod clock;
 pub mod enrollment;
+pub mod exports;
 pub mod facts;
 pub mod figures;
 pub mod fixed;

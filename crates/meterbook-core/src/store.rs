@@ -379,6 +379,7 @@ pub trait Store:
     + crate::access::OperatorStore
     + crate::jobs::JobStore
     + crate::notify::NotifyStore
+    + crate::exports::ExportStore
     + crate::users::UserStore
     + crate::shared::SharedState
     + Send
@@ -392,6 +393,7 @@ impl<T> Store for T where
         + crate::access::OperatorStore
         + crate::jobs::JobStore
         + crate::notify::NotifyStore
+        + crate::exports::ExportStore
         + crate::users::UserStore
         + crate::shared::SharedState
         + Send

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod availability;
+pub mod exports;
 pub mod files;
 pub mod runner;
 #[cfg(feature = "s3")]

@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod exports;
 mod jobs;
 mod keys;
 mod metadata;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_usage.sql"),
     include_str!("../migrations/0003_shared.sql"),
     include_str!("../migrations/0004_notify.sql"),
+    include_str!("../migrations/0005_exports.sql"),
 ];
 
 /// The schema version once every migration is applied.

@@ -190,3 +190,14 @@ fn expired_counters_and_buckets_are_swept() {
         .get(0);
     assert_eq!(live, 2, "live rows are kept");
 }
+
+/// Two nodes claiming the same export run keys at once: one wins each.
+#[test]
+fn export_runs_are_claimed_once_across_nodes() {
+    let Some(url) = url("export_runs_are_claimed_once_across_nodes") else {
+        return;
+    };
+    let t = TestStore::new(&url);
+    let other = t.another();
+    scenarios::export_runs_are_claimed_once_across_handles(&*t, &other);
+}

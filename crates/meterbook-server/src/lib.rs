@@ -69,6 +69,9 @@ pub struct ServerSettings {
     /// Where finished reports are kept; `None`: a temporary directory that
     /// lives as long as the server (for tests).
     pub report_dir: Option<std::path::PathBuf>,
+    /// Where scheduled exports go (a directory, or `s3://…` with the `s3`
+    /// feature); `None`: not set here (`serve` sets it on the app itself).
+    pub export_root: Option<String>,
     /// How long a download link works.
     pub link_lifetime: std::time::Duration,
     /// Sessions, cookies and sign-in throttling of the portal.
@@ -103,6 +106,7 @@ impl Default for ServerSettings {
             rate_limit_burst: 200.0,
             jobs: Default::default(),
             report_dir: None,
+            export_root: None,
             link_lifetime: std::time::Duration::from_secs(7 * 24 * 3600),
             portal: Default::default(),
             limits: Default::default(),
@@ -183,6 +187,9 @@ impl AppState {
         let mut fresh = [0u8; 32];
         getrandom::fill(&mut fresh).map_err(|e| std::io::Error::other(e.to_string()))?;
         let app = meterbook_app::App::new(store.clone(), files, settings.jobs.clone(), clock);
+        if let Some(root) = &settings.export_root {
+            app.set_export_root(meterbook_jobs::exports::export_root(root)?);
+        }
         let link_secret = app
             .secret("download-link-hmac", &fresh)
             .map_err(|e| std::io::Error::other(e.to_string()))?;

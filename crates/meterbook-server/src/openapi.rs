@@ -21,6 +21,11 @@ pub const ENDPOINTS: &[(&str, &str, &str, &[&str], &str)] = &[
     ("delete", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}", "Cancel a report job", &[], "409 if it has already ended."),
     ("post", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/link", "A fresh download link", &["lifetimeHours"], "Signed and expiring; works without a key until it expires."),
     ("get", "/v3/enrollments/{enrollmentNumber}/reports/{reportId}/download", "Download a report with the key", &[], "HEAD, Range (206/416), ETag (the file's sha256) and If-None-Match supported."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/exports", "List scheduled exports", &[], "Enterprise administrators only (others 403). Each schedule: id, name, folder, schedule (daily, monthly, once; once with startDate and endDate), format, createdOn, createdBy. Files land in <export root>/<enrollment>/<folder>/<run key>/ with a manifest.json written last; see docs/exports.md."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/exports", "Create a scheduled export", &[], "Read-write enterprise administrators only. Body: {name, folder (1 to 64 letters, digits, - and _), schedule: daily|monthly|once, format: csv|csv.gz|parquet|focus-csv|focus-parquet, startDate and endDate (once only)}. daily: each day, the month to date of the days that have ended; monthly: each closed billing period; once: the range. 201 with the schedule; 409 if the enrollment has one of that name or folder."),
+    ("delete", "/v3/enrollments/{enrollmentNumber}/exports/{exportId}", "Delete a scheduled export", &[], "Read-write enterprise administrators only. Its runs' records go with it; files already written stay. 204."),
+    ("get", "/v3/enrollments/{enrollmentNumber}/exports/{exportId}/runs", "Runs of a scheduled export", &[], "Newest run key first: status (running, succeeded, retrying, failed), attempts, startedOn, finishedOn, retryOn, error, and the manifest of a successful run."),
+    ("post", "/v3/enrollments/{enrollmentNumber}/exports/{exportId}/run", "Run a scheduled export now", &[], "Read-write enterprise administrators only. Runs the current key (the range of a once export, today's daily key, the latest closed period) again if it already ran, replacing its files, and answers with the run as it ended; 409 while another node runs that key or when this server has no export root; 400 for a monthly export with no closed period yet."),
     ("get", "/downloads/{reportId}", "Download a report through its signed link", &["scope", "expires", "signature"], "No key needed. 403 InvalidSignature when any byte of the link was changed, 403 LinkExpired after it expires, 410 once the report's retention is over."),
     ("get", "/v3/enrollments/{enrollmentNumber}/forecast", "Forecast of charges and of the commitment's run-out", &["horizon"], "Meterbook's own endpoint beside the v3 shapes. horizon=period (default: the current billing period) or term. Charges to date in the key's scope (actual: the figure balancesummary and the portal show), the projection to the horizon's end with its range (projectedLow, projectedHigh), the daily burn rate it comes from (mean of the last 30 days' charges through asOf; range: means of the lower and upper half of those days; basisDays) and method; money as exact decimal numbers, dates YYYY-MM-DD. commitment (enterprise keys only, null otherwise): balance, total, runsOutOn with earliest and latest (null when it lasts past the term), alreadyUsed. 403 when the scope may not see charges."),
     ("get", "/v3/enrollments/{enrollmentNumber}/pricesheet", "Price sheet, current period", &[], "Enterprise administrators only; one entry per tier."),
@@ -153,6 +158,30 @@ fn notify_body(path: &str) -> Option<Value> {
     Some(json!({"required": true, "content": {"application/json": {"schema": schema}}}))
 }
 
+/// `POST …/exports`: a daily or monthly schedule takes no range, a once
+/// schedule needs one; two closed shapes, so a body matches exactly one.
+fn export_body() -> Value {
+    let common = |schedule: Value, range: bool| {
+        let mut properties = json!({
+            "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]*\\S[^\\u0000-\\u001f\\u007f-\\u009f]*$"},
+            "folder": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"},
+            "schedule": schedule,
+            "format": {"type": "string", "enum": ["csv", "csv.gz", "parquet", "focus-csv", "focus-parquet"]}});
+        let mut required = vec!["name", "folder", "schedule"];
+        if range {
+            properties["startDate"] = json!({"type": "string", "format": "date"});
+            properties["endDate"] = json!({"type": "string", "format": "date"});
+            required.extend(["startDate", "endDate"]);
+        }
+        json!({"type": "object", "required": required, "additionalProperties": false,
+               "properties": properties})
+    };
+    json!({"required": true, "content": {"application/json": {"schema": {"oneOf": [
+        common(json!({"type": "string", "enum": ["daily", "monthly"]}), false),
+        common(json!({"type": "string", "enum": ["once"]}), true),
+    ]}}}})
+}
+
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
@@ -168,13 +197,16 @@ pub fn spec() -> Value {
             "reportId",
             "budgetId",
             "channelId",
+            "exportId",
         ] {
             if path.contains(&format!("{{{name}}}")) {
                 let schema = match name {
                     "billingPeriod" => {
                         json!({"type": "string", "pattern": "^[0-9]{4}(0[1-9]|1[0-2])$"})
                     }
-                    "reportId" => json!({"type": "string", "pattern": "^[0-9a-f]{32}$"}),
+                    "reportId" | "exportId" => {
+                        json!({"type": "string", "pattern": "^[0-9a-f]{32}$"})
+                    }
                     "budgetId" | "channelId" => {
                         json!({"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_i64})
                     }
@@ -311,6 +343,9 @@ pub fn spec() -> Value {
                 error_response("Invalid records; nothing stored"),
             );
         }
+        if *method == "delete" && path.contains("/exports/") {
+            responses.insert("204".into(), json!({"description": "Deleted"}));
+        }
         // Bounds and the timeout that hold for every route (docs/design-notes.md).
         responses.insert(
             "414".into(),
@@ -334,7 +369,10 @@ pub fn spec() -> Value {
             "responses": responses,
             "security": if path.starts_with("/healthz") || path.starts_with("/downloads") { json!([]) } else { json!([{"bearer": []}]) },
         });
-        let bodiless = path.ends_with("/submit") || path.ends_with("/link") || *method == "delete";
+        let bodiless = path.ends_with("/submit")
+            || path.ends_with("/link")
+            || path.ends_with("/run")
+            || *method == "delete";
         if *method != "get" && !bodiless && path.ends_with("/reports") {
             // A date range or a billing period, never both: two closed
             // shapes, so a body matches exactly one.
@@ -364,6 +402,8 @@ pub fn spec() -> Value {
                 body
             } else if let Some(body) = notify_body(path) {
                 body
+            } else if path.ends_with("/exports") {
+                export_body()
             } else if path.ends_with("/keys") && path.starts_with("/v3")
                 || path.ends_with("/keys/disable")
             {

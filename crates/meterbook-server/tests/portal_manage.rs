@@ -885,11 +885,12 @@ async fn a_department_administrator_sees_only_its_departments() {
 // ---------------------------------------------------------------------------
 
 /// Every Manage page.
-const MANAGE_PAGES: [&str; 5] = [
+const MANAGE_PAGES: [&str; 6] = [
     "/manage",
     "/manage/hierarchy",
     "/manage/users",
     "/manage/budgets",
+    "/manage/exports",
     "/manage/audit",
 ];
 
@@ -974,6 +975,15 @@ fn manage_forms(users: &Users) -> Vec<(&'static str, Vec<(&'static str, String)>
             ],
         ),
         ("/manage/budgets/channels/remove", vec![("id", "1".into())]),
+        (
+            "/manage/exports",
+            vec![
+                ("name", "Sneaky".into()),
+                ("folder", "sneaky".into()),
+                ("schedule", "daily".into()),
+                ("format", "csv".into()),
+            ],
+        ),
     ]
 }
 
@@ -1002,8 +1012,10 @@ async fn snapshot(app: &TestApp) -> String {
         use meterbook_core::notify::NotifyStore;
         let budgets = s.budgets(&n).expect("budgets");
         let channels = s.channels(&n).expect("channels");
+        let exports =
+            meterbook_core::exports::ExportStore::export_schedules(s, Some(&n)).expect("exports");
         format!(
-            "{:?}\n{subs:?}\n{accts:?}\n{depts:?}\n{users:?}\n{budgets:?}\n{channels:?}",
+            "{:?}\n{subs:?}\n{accts:?}\n{depts:?}\n{users:?}\n{budgets:?}\n{channels:?}\n{exports:?}",
             e.visibility
         )
     })
@@ -2322,4 +2334,76 @@ async fn budgets_and_channels_through_the_manage_page() {
         .submit(&app.e("/manage/budgets/delete"), &admin, &[("id", "x")])
         .await;
     assert_eq!(r.status, 404, "{}", r.describe());
+}
+
+/// Manage › Exports: an enterprise administrator creates a schedule, runs
+/// it now and sees the run; bad input is answered on the page (400), and the
+/// schedule can be deleted.
+#[tokio::test]
+async fn exports_are_created_run_and_deleted_from_manage() {
+    let app = spawn_app().await;
+    let admin = app.sign_in(ADMIN).await;
+    let r = app
+        .submit(
+            &app.e("/manage/exports"),
+            &admin,
+            &[
+                ("name", "Bad"),
+                ("folder", "../up"),
+                ("schedule", "daily"),
+                ("format", "csv"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.describe());
+    assert!(r.body.contains("folder:"), "the reason is shown");
+    let r = app
+        .submit(
+            &app.e("/manage/exports"),
+            &admin,
+            &[
+                ("name", "November"),
+                ("folder", "nov"),
+                ("schedule", "once"),
+                ("format", "csv.gz"),
+                ("from", "2025-11-01"),
+                ("to", "2025-11-30"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.body.contains("November"), "listed");
+    assert!(r.body.contains("No run yet."));
+    let id = app
+        .blocking(|s| {
+            meterbook_core::exports::ExportStore::export_schedules(s, Some(&num(N))).unwrap()[0]
+                .id
+                .clone()
+        })
+        .await;
+    let r = app
+        .submit(&app.e("/manage/exports/run"), &admin, &[("export_id", &id)])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.body.contains("Run once: succeeded."), "{}", r.body);
+    assert!(r.body.contains("<td>succeeded</td>"));
+    let manifest = app
+        .app
+        .dir
+        .path()
+        .join("exports")
+        .join(N)
+        .join("nov")
+        .join("once")
+        .join("manifest.json");
+    assert!(manifest.exists());
+    let r = app
+        .submit(
+            &app.e("/manage/exports/delete"),
+            &admin,
+            &[("export_id", &id)],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(r.body.contains("No scheduled export yet."));
 }

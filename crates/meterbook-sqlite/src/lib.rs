@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod exports;
 mod jobs;
 mod keys;
 mod metadata;
@@ -49,6 +50,7 @@ const MIGRATIONS: &[Migration] = &[
         Some(usage::to_blocks),
     ),
     (include_str!("../migrations/0009_notify.sql"), None),
+    (include_str!("../migrations/0010_exports.sql"), None),
 ];
 
 /// The schema version once every migration is applied.

@@ -54,6 +54,7 @@ conformance!(
     enrollments_are_isolated,
     paging_is_stable_while_usage_arrives,
     report_jobs_lifecycle,
+    export_schedules_and_runs,
     users_roles_sessions_and_audit,
     summaries_match_the_usage_report,
     departments_and_accounts_rename,
@@ -69,6 +70,15 @@ conformance!(
 fn shared_state_is_seen_by_every_handle() {
     let store = Stores::new().make();
     scenarios::shared_state_is_seen_by_every_handle(&store, &store);
+}
+
+/// Two handles on one file (a `serve` and a cron `exports run-due`).
+#[test]
+fn export_runs_are_claimed_once_across_handles() {
+    let stores = Stores::new();
+    let a = stores.make();
+    let b = SqliteStore::open(stores.dir.path().join("1.db")).expect("open");
+    scenarios::export_runs_are_claimed_once_across_handles(&a, &b);
 }
 
 #[test]

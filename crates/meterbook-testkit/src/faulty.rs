@@ -243,3 +243,16 @@ impl SharedState for FaultyStore {
         take_flash(session: &[u8; 32], enrollment: &str, now: i64) -> StoreResult<Option<Vec<u8>>>;
     }
 }
+
+impl meterbook_core::exports::ExportStore for FaultyStore {
+    forward! {
+        create_export(s: &meterbook_core::exports::ExportSchedule) -> StoreResult<()>;
+        export_schedule(id: &str) -> StoreResult<Option<meterbook_core::exports::ExportSchedule>>;
+        export_schedules(n: Option<&EnrollmentNumber>) -> StoreResult<Vec<meterbook_core::exports::ExportSchedule>>;
+        delete_export(n: &EnrollmentNumber, id: &str) -> StoreResult<()>;
+        claim_export_run(id: &str, key: &str, run_id: &str, claim: meterbook_core::exports::Claim, now: i64, lease_until: i64) -> StoreResult<Option<meterbook_core::exports::ExportRun>>;
+        renew_export_run(id: &str, key: &str, run_id: &str, lease_until: i64) -> StoreResult<bool>;
+        finish_export_run(id: &str, key: &str, run_id: &str, at: i64, o: &meterbook_core::exports::RunOutcome) -> StoreResult<bool>;
+        export_runs(id: &str) -> StoreResult<Vec<meterbook_core::exports::ExportRun>>;
+    }
+}

@@ -145,6 +145,9 @@ impl Spawn {
             .report_dir
             .get_or_insert_with(|| dir.path().join("reports"))
             .clone();
+        settings
+            .export_root
+            .get_or_insert_with(|| dir.path().join("exports").to_string_lossy().into_owned());
         let faults = Faults::default();
         faults.hold.store(held, std::sync::atomic::Ordering::SeqCst);
         let served = Arc::new(FaultyStore::new(store.clone(), faults.clone()));

@@ -102,6 +102,8 @@ pub struct Settings {
     pub report_dir: PathBuf,
     /// An object store for report files instead of `report_dir`.
     pub report_store: Option<String>,
+    /// Where scheduled exports go: a directory or an `s3://` URL.
+    pub export_root: String,
 }
 
 impl Settings {
@@ -137,6 +139,13 @@ impl Settings {
             focus,
             report_dir,
             report_store: cli.command.report_store().cloned(),
+            // `<db>.exports` beside the database, as the report directory is
+            // `<db>.reports`: one convention for what lives next to it.
+            export_root: cli.export_root.clone().unwrap_or_else(|| {
+                let mut p = cli.db.clone().into_os_string();
+                p.push(".exports");
+                PathBuf::from(p).to_string_lossy().into_owned()
+            }),
         })
     }
 }

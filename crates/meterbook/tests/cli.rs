@@ -4023,3 +4023,82 @@ fn forecast_period_and_term_as_json_and_text() {
     assert_eq!(r.status.code(), Some(2), "{}", r.describe());
     assert!(r.stderr.contains("period, term"), "{}", r.describe());
 }
+
+/// `exports add|list|runs|run-due|remove`: a once export runs at the first
+/// `run-due` and never again; its folder holds the file and a manifest
+/// whose hash matches; bad folders are refused; a destination that cannot be
+/// written makes `run-due` exit 1 with the run reported as retrying.
+#[test]
+fn exports_from_the_command_line() {
+    let mb = Mb::new();
+    mb.create("X1", "USD", "2025-01-01", "2025-12-31");
+    mb.seed("X1", &["202501"]);
+    let usage = mb.file(
+        "u.csv",
+        usage_csv(&[
+            row("r1", SUB_PROD, "2025-01-03", "vm-e4s", "2"),
+            row("r2", SUB_WEB, "2025-01-04", "vm-e4s", "3"),
+            row("r3", SUB_WEB, "2025-01-20", "vm-e4s", "3"),
+        ]),
+    );
+    mb.ok(&format!("usage ingest --enrollment X1 {usage}"));
+    mb.refuses(
+        "exports add --enrollment X1 --name Bad --folder ../up --schedule daily",
+        "folder: use 1 to 64 letters",
+    );
+    mb.refuses(
+        "exports add --enrollment X1 --name Bad --folder ok --schedule once --from 2025-01-01",
+        "give both --from and --to",
+    );
+    let id = mb
+        .ok("exports add --enrollment X1 --name Early --folder early --schedule once --from 2025-01-01 --to 2025-01-10 --format csv")
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 32);
+    let r = mb.ok("exports run-due");
+    assert!(
+        r.stdout.contains("once       succeeded attempt 1"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(mb.ok("exports run-due").stdout, "", "nothing is due twice");
+    let dir = mb
+        .path("t.db.exports")
+        .join("X1")
+        .join("early")
+        .join("once");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["rows"], 2);
+    let file = std::fs::read(dir.join(m["files"][0]["name"].as_str().unwrap())).unwrap();
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(&file)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(m["files"][0]["sha256"].as_str(), Some(sha.as_str()));
+    let list = mb.ok("exports list --enrollment X1").stdout;
+    assert!(
+        list.contains(&id) && list.contains("once 2025-01-01..2025-01-10"),
+        "{list}"
+    );
+    let runs = mb.ok(&format!("exports runs --enrollment X1 {id}")).stdout;
+    assert!(runs.starts_with("once       succeeded"), "{runs}");
+
+    // An export root that is a file: the run fails, is reported, exit 1.
+    mb.ok("exports add --enrollment X1 --name Daily --folder daily --schedule daily");
+    let blocked = mb.file("blocked", "not a directory");
+    let r = mb.fail(&format!(
+        "--export-root {blocked} exports run-due --enrollment X1"
+    ));
+    assert!(r.stdout.contains("retrying"), "{}", r.describe());
+    assert!(
+        r.stderr.contains("1 of 1 export runs failed"),
+        "{}",
+        r.describe()
+    );
+    assert!(!r.stdout.contains(&blocked), "no path in the run's error");
+    mb.ok(&format!("exports remove --enrollment X1 {id}"));
+    mb.refuses(&format!("exports remove --enrollment X1 {id}"), "no export");
+}

@@ -213,11 +213,38 @@ fn copied_credentials_work(target: Arc<dyn Store>, dir: &Path, key: &str, token:
 fn sqlite_to_sqlite_copies_everything_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let (src, key, token) = seed(dir.path(), 3000);
+    ok(run(
+        &src,
+        &[
+            "exports",
+            "add",
+            "--enrollment",
+            ENROLLMENT,
+            "--name",
+            "Finance",
+            "--folder",
+            "finance",
+            "--schedule",
+            "daily",
+            "--format",
+            "csv.gz",
+        ],
+    ));
     let dst_db = dir.path().join("dst.db");
     let dst = vec!["--db".to_string(), dst_db.display().to_string()];
     let from = format!("sqlite:{}", dir.path().join("src.db").display());
     let to = format!("sqlite:{}", dst_db.display());
     let out = ok(run(&[], &["store", "copy", "--from", &from, "--to", &to]));
+    // Export schedules are copied (their runs are not).
+    let list = |args: &[String]| {
+        let out = ok(run(args, &["exports", "list", "--enrollment", ENROLLMENT]));
+        out.lines()
+            .map(|l| l.split("  last:").next().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(list(&dst), list(&src));
+    // The demo's two and the one added here.
+    assert_eq!(list(&dst).len(), 3);
     assert!(out.contains("verified:"), "{out}");
     assert!(out.contains("not copied: report jobs"), "{out}");
     let target = Arc::new(meterbook_sqlite::SqliteStore::open(&dst_db).unwrap());

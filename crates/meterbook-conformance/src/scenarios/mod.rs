@@ -3,6 +3,7 @@
 
 mod admin;
 mod booking;
+mod exports;
 mod notify;
 mod rating;
 mod reads;
@@ -10,6 +11,7 @@ mod shared;
 
 pub use admin::*;
 pub use booking::*;
+pub use exports::*;
 pub use notify::*;
 pub use rating::*;
 pub use reads::*;

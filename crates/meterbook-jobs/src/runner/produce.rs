@@ -30,35 +30,12 @@ impl Runner {
             let n = &job.enrollment;
             let spec = &job.spec;
             let format = spec.format;
-            let e = store.enrollment(n).map_err(Failure::store)?;
             let expected = estimated_rows(store, n, spec);
             if let Some(x) = expected {
                 expected_rows_seen.store(x, Ordering::Relaxed);
             }
-            let filter = UsageFilter {
-                accounts: spec.accounts.clone(),
-                departments: spec.departments.clone(),
-                ..UsageFilter::within(
-                    spec.scope,
-                    spec.scope.sees_costs(e.visibility),
-                    selection(spec),
-                )
-            };
-            let meta = ReportMeta {
-                enrollment: n.to_string(),
-                scope: match spec.billing_period {
-                    Some(p) => ReportScope::Period(p.to_string()),
-                    None => ReportScope::Range {
-                        from: spec.from.to_string(),
-                        to: spec.to.to_string(),
-                    },
-                },
-                generated_at: self.clock.now_rfc3339(),
-                watermark: e.watermark.map(|d| d.to_string()),
-                currency: e.currency.code().to_string(),
-            };
-            let report =
-                UsageReport::prepare(store, n, filter, meta.clone()).map_err(Failure::store)?;
+            let (report, meta, e) =
+                prepare_report(store, n, spec, self.clock.now_rfc3339()).map_err(Failure::store)?;
             let name = file_name(job, format);
             let pending = self
                 .files
@@ -150,11 +127,49 @@ impl Runner {
     }
 }
 
+/// The report a spec asks for, ready for [`export`], with its metadata and
+/// the enrollment as read: the one path from a spec to a usage export,
+/// shared by report jobs and scheduled exports (`crate::exports`), so a
+/// scheduled export's file is byte for byte what a report job of the same
+/// spec writes (but for the generation time).
+pub fn prepare_report(
+    store: &dyn Store,
+    n: &EnrollmentNumber,
+    spec: &JobSpec,
+    generated_at: String,
+) -> Result<(UsageReport, ReportMeta, meterbook_core::Enrollment), StoreError> {
+    let e = store.enrollment(n)?;
+    let filter = UsageFilter {
+        accounts: spec.accounts.clone(),
+        departments: spec.departments.clone(),
+        ..UsageFilter::within(
+            spec.scope,
+            spec.scope.sees_costs(e.visibility),
+            selection(spec),
+        )
+    };
+    let meta = ReportMeta {
+        enrollment: n.to_string(),
+        scope: match spec.billing_period {
+            Some(p) => ReportScope::Period(p.to_string()),
+            None => ReportScope::Range {
+                from: spec.from.to_string(),
+                to: spec.to.to_string(),
+            },
+        },
+        generated_at,
+        watermark: e.watermark.map(|d| d.to_string()),
+        currency: e.currency.code().to_string(),
+    };
+    let report = UsageReport::prepare(store, n, filter, meta.clone())?;
+    Ok((report, meta, e))
+}
+
 /// Counts and hashes what goes into the pending file.
-struct Hashing {
-    inner: Box<dyn crate::files::PendingFile>,
-    sha: Sha256,
-    bytes: Arc<AtomicU64>,
+pub(crate) struct Hashing {
+    pub(crate) inner: Box<dyn crate::files::PendingFile>,
+    pub(crate) sha: Sha256,
+    pub(crate) bytes: Arc<AtomicU64>,
 }
 
 impl Write for Hashing {
@@ -169,7 +184,7 @@ impl Write for Hashing {
     }
 }
 
-fn hex(b: &[u8]) -> String {
+pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 

@@ -131,6 +131,7 @@ macro_rules! whole_suite {
             enrollments_are_isolated,
             paging_is_stable_while_usage_arrives,
             report_jobs_lifecycle,
+            export_schedules_and_runs,
             users_roles_sessions_and_audit,
             summaries_match_the_usage_report,
             departments_and_accounts_rename,

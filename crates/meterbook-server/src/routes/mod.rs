@@ -2,6 +2,7 @@
 
 mod analysis;
 mod budgets;
+mod exports;
 mod files;
 pub(crate) mod forecast;
 mod health;
@@ -82,6 +83,16 @@ pub fn routes(limits: &crate::Limits) -> Router<AppState> {
         .route(&format!("{v3}/usagedetails/download"), get(usage::download))
         .route(&format!("{v3}/usagedetails/submit"), post(jobs::submit))
         .route(&format!("{v3}/reports"), get(jobs::list).post(jobs::create))
+        .route(
+            &format!("{v3}/exports"),
+            get(exports::list).post(exports::create),
+        )
+        .route(
+            &format!("{v3}/exports/{{id}}"),
+            axum::routing::delete(exports::delete),
+        )
+        .route(&format!("{v3}/exports/{{id}}/runs"), get(exports::runs))
+        .route(&format!("{v3}/exports/{{id}}/run"), post(exports::run_now))
         .route(
             &format!("{v3}/reports/{{id}}"),
             get(jobs::get_job).delete(jobs::cancel),

@@ -39,6 +39,12 @@ pub struct Cli {
         value_name = "SECONDS"
     )]
     pub ingest_lease_seconds: u64,
+    /// Where scheduled exports are written: a directory (default `<db>.exports`
+    /// beside the database), or with `--features s3` an S3-compatible bucket,
+    /// s3://BUCKET[/PREFIX][?endpoint=URL][&region=REGION]. Schedules name only
+    /// a folder under it.
+    #[arg(long, global = true, env = "MB_EXPORT_ROOT", value_name = "DIR|URL")]
+    pub export_root: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -88,6 +94,9 @@ pub enum Command {
     /// Create API access keys for an enrollment's people.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Scheduled exports: list, add, remove schedules, see runs, run the due ones.
+    #[command(subcommand)]
+    Exports(super::ExportsCmd),
     /// Portal users: create them and grant roles.
     #[command(subcommand)]
     User(UserCmd),

@@ -175,6 +175,10 @@ pub struct ServeArgs {
     /// Advanced reports prepared at once (background worker threads).
     #[arg(long, env = "MB_REPORT_WORKERS", default_value_t = defaults::jobs().workers)]
     pub report_workers: usize,
+    /// How often due scheduled exports are run, in seconds (0: never; run
+    /// `meterbook exports run-due` from cron instead).
+    #[arg(long, env = "MB_EXPORT_INTERVAL_SECONDS", default_value_t = 300)]
+    pub export_interval_seconds: u64,
     /// How long a download link works, in days.
     #[arg(long, env = "MB_LINK_LIFETIME_DAYS", default_value_t = defaults::server().link_lifetime.as_secs() / 86_400)]
     pub link_lifetime_days: u64,

@@ -6,6 +6,7 @@
 mod backup;
 mod budgets;
 mod enrollment;
+mod exports;
 mod forecast;
 mod jobs;
 mod keys;
@@ -25,6 +26,7 @@ use meterbook_core::{Day, EnrollmentNumber, Period};
 use meterbook_jobs::{PendingFile, ReportFile, ReportFiles};
 use std::sync::Arc;
 
+pub use exports::app as exports_app;
 pub use keys::create_key;
 pub use serve::run as serve;
 pub use usage::ingest_file;
@@ -151,6 +153,7 @@ pub fn run(settings: &Settings, cmd: Command) -> Result<()> {
         Command::Forecast(a) => forecast::run(&operator(settings)?, &a),
         Command::Serve(a) => serve::run(settings, &a, None),
         Command::Keys(c) => keys::run(&operator(settings)?, c),
+        Command::Exports(c) => exports::run(settings, c),
         Command::User(c) => users::run(&operator(settings)?, c),
         Command::Budgets(c) => budgets::run(&operator(settings)?, c),
         Command::Notifications(c) => budgets::notifications(&operator(settings)?, c),

@@ -4,6 +4,8 @@ use crate::cli::ServeArgs;
 use crate::settings::Settings;
 use anyhow::{Context, Result};
 use meterbook_server::{AppState, ServerSettings};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
     let g = &a.guard;
@@ -19,6 +21,7 @@ fn server_settings(settings: &Settings, a: &ServeArgs) -> ServerSettings {
         rate_limit_burst: a.rate_burst,
         jobs,
         report_dir: Some(settings.report_dir.clone()),
+        export_root: Some(settings.export_root.clone()),
         link_lifetime: std::time::Duration::from_secs(a.link_lifetime_days.max(1) * 24 * 3600),
         portal: meterbook_server::portal::PortalSettings {
             idle_timeout: std::time::Duration::from_secs(a.session_idle_minutes.max(1) * 60),
@@ -122,10 +125,15 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
     )
     .with_context(|| {
         format!(
-            "cannot use the report directory {}",
-            settings.report_dir.display()
+            "cannot use the report directory {} or the export root {}",
+            settings.report_dir.display(),
+            settings.export_root
         )
     })?;
+    state
+        .app()
+        .set_export_root(super::exports::export_root(settings)?);
+    let exports = ExportTicker::start(state.app(), a.export_interval_seconds);
     // The last reference to the state, so the store is dropped here, outside
     // the runtime: the PostgreSQL client closes its connections by blocking
     // on a runtime of its own, which tokio refuses inside another (on the
@@ -166,6 +174,63 @@ pub fn run(settings: &Settings, a: &ServeArgs, banner: Option<&dyn Fn(&str)>) ->
         Ok(())
     });
     drop(rt);
+    exports.stop();
     drop(last);
     served
+}
+
+/// Runs due scheduled exports every `interval` seconds on a thread of its
+/// own (an export is minutes of disk work; the HTTP runtime stays free),
+/// first at start, so what was missed while the server was down is caught
+/// up at once. Several nodes may all tick: each run key is claimed once.
+struct ExportTicker {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ExportTicker {
+    fn start(app: &meterbook_app::App, interval: u64) -> ExportTicker {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let runner = app.export_runner().filter(|_| interval > 0);
+        let thread = runner.map(|runner| {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("exports".into())
+                .spawn(move || loop {
+                    match runner.run_due(None) {
+                        Ok(ran) => {
+                            for r in ran {
+                                tracing::info!(
+                                    schedule = %r.schedule.id,
+                                    key = %r.run.run_key,
+                                    status = r.run.status.name(),
+                                    "export run"
+                                );
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot run due exports"),
+                    }
+                    let (lock, cv) = &*stop;
+                    let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    let (guard, _) = cv
+                        .wait_timeout_while(guard, Duration::from_secs(interval), |s| !*s)
+                        .unwrap_or_else(|e| e.into_inner());
+                    if *guard {
+                        break;
+                    }
+                })
+                .expect("spawn the exports thread")
+        });
+        ExportTicker { stop, thread }
+    }
+
+    /// Stops ticking; a run in progress finishes first.
+    fn stop(mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

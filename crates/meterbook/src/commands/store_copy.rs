@@ -9,10 +9,12 @@
 //! their locked rates, every usage fact with its own booking (so corrections
 //! stay booked where they were), users with their password hashes, roles, API
 //! keys (hashes: the keys keep working), operator tokens, the audit log and
-//! the server secrets (signed download links stay valid). Report jobs and
-//! sessions are not copied: jobs are re-requested in seconds, and people
-//! sign in again. Budgets, notification channels, events and deliveries are
-//! not copied yet (add budgets and channels again on the target).
+//! the server secrets (signed download links stay valid), export schedules.
+//! Report jobs, export runs and sessions are not copied: jobs are
+//! re-requested in seconds, the exports' due keys run again (replacing their
+//! files with the same ones), and people sign in again. Budgets,
+//! notification channels, events and deliveries are not copied yet (add
+//! budgets and channels again on the target).
 //!
 //! Ids: departments, accounts and subscriptions are created in the source's
 //! id order (each account with the first subscription it owned), across all
@@ -75,7 +77,7 @@ pub fn run(a: &StoreCopyArgs) -> Result<()> {
             rows as f64 / secs.max(1e-9)
         );
         println!(
-            "not copied: report jobs (request them again), sessions (people sign in again), budgets and notification channels (add them again)"
+            "not copied: report jobs (request them again), export runs (due ones run again), sessions (people sign in again), budgets and notification channels (add them again)"
         );
     }
     let diffs = verify(src, dst)?;
@@ -420,6 +422,13 @@ fn copy_people(
     for t in src.operator_tokens()? {
         if dst.operator_token(&t.id)?.is_none() {
             dst.put_operator_token(&t)?;
+        }
+    }
+    // Export schedules, not their runs: on the target, the keys in the
+    // catch-up window run again, writing the same files in the same place.
+    for x in src.export_schedules(None)? {
+        if dst.export_schedule(&x.id)?.is_none() {
+            dst.create_export(&x)?;
         }
     }
     for (name, value) in src.secrets()? {

@@ -25,7 +25,10 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
                 settings.store.describe()
             );
         }
-        Err(AppError::NotFound(_)) => seed(&op, &n, a.rows)?,
+        Err(AppError::NotFound(_)) => {
+            seed(&op, &n, a.rows)?;
+            demo_exports(settings, &n)?;
+        }
         Err(e) => return Err(e.into()),
     }
     print_next_steps(settings, &n);
@@ -67,6 +70,46 @@ pub fn run(settings: &Settings, a: &DemoArgs) -> Result<()> {
         print_users(&users);
     };
     crate::commands::serve(settings, &a.serve, Some(&banner))
+}
+
+/// Two scheduled exports, a daily one and a monthly one, each run once into
+/// the export root, so the demo shows exports that have run.
+fn demo_exports(settings: &Settings, n: &EnrollmentNumber) -> Result<()> {
+    use meterbook_app::exports::NewExport;
+    use meterbook_core::jobs::ExportFormat;
+    let app = crate::commands::exports_app(settings)?;
+    let access = app.local_operator().enrollment(n)?;
+    for (name, folder, schedule, format) in [
+        ("Daily usage", "daily", "daily", ExportFormat::CsvGzip),
+        (
+            "Monthly FOCUS",
+            "monthly",
+            "monthly",
+            ExportFormat::FocusParquet,
+        ),
+    ] {
+        access.create_export(NewExport {
+            name: name.into(),
+            folder: folder.into(),
+            schedule: schedule.into(),
+            span: None,
+            format,
+        })?;
+    }
+    let runner = app
+        .export_runner()
+        .ok_or_else(|| anyhow::anyhow!("no export root"))?;
+    let ran = runner.run_due(Some(n))?;
+    let ok = ran
+        .iter()
+        .filter(|r| r.run.status == meterbook_core::exports::RunStatus::Succeeded)
+        .count();
+    println!(
+        "Scheduled exports: {ok} of {} runs written under {}/{n}/ (each folder has a manifest.json).",
+        ran.len(),
+        settings.export_root
+    );
+    Ok(())
 }
 
 fn seed(op: &Operator, n: &EnrollmentNumber, rows: u64) -> Result<()> {

@@ -17,6 +17,7 @@
 
 mod audit;
 mod budgets;
+mod exports;
 mod hierarchy;
 mod settings;
 mod users;
@@ -85,6 +86,12 @@ pub fn routes() -> Router<AppState> {
             "/portal/e/{n}/manage/budgets/channels/remove",
             post(budgets::remove_channel),
         )
+        .route(
+            "/portal/e/{n}/manage/exports",
+            get(exports::page).post(exports::create),
+        )
+        .route("/portal/e/{n}/manage/exports/run", post(exports::run_now))
+        .route("/portal/e/{n}/manage/exports/delete", post(exports::delete))
 }
 
 /// A Manage page's viewer: an enterprise administrator, read-only or not, of
