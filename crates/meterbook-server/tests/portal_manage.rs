@@ -2407,3 +2407,62 @@ async fn exports_are_created_run_and_deleted_from_manage() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert!(r.body.contains("No scheduled export yet."));
 }
+
+/// Every role's overview lists the budgets of its own reach, read-only:
+/// the enterprise administrator both, the Research administrator (who sees
+/// charges) only Research's, an account owner who may not see charges none.
+#[tokio::test]
+async fn the_overview_shows_each_role_its_own_budgets() {
+    let app = spawn_app().await;
+    app.blocking(|s| {
+        s.set_visibility(
+            &num(N),
+            ChargeVisibility {
+                department_admins_view_charges: true,
+                account_owners_view_charges: false,
+            },
+        )
+        .expect("visibility")
+    })
+    .await;
+    let admin = app.sign_in(ADMIN).await;
+    for (name, scope) in [
+        ("Company monthly", "enrollment"),
+        ("Research term", "department:Research"),
+    ] {
+        let r = app
+            .submit(
+                &app.e("/manage/budgets/create"),
+                &admin,
+                &[
+                    ("name", name),
+                    ("scope", scope),
+                    ("cadence", "monthly"),
+                    ("amount", "100000"),
+                    ("thresholds", "actual:50"),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.describe());
+    }
+    let seen = |text: &str| {
+        (
+            text.contains("Company monthly"),
+            text.contains("Research term"),
+        )
+    };
+    let page = app.get(&app.e(""), &admin).await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    assert!(page.body.contains("aria-label=\"Budgets\""));
+    assert_eq!(seen(&page.text()), (true, true));
+    let dana = app.sign_in(DANA).await;
+    let page = app.get(&app.e(""), &dana).await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    assert_eq!(seen(&page.text()), (false, true), "only Research's");
+    assert!(!page.body.contains("/manage/budgets/delete"), "read-only");
+    let erik = app.sign_in(ERIK).await;
+    let page = app.get(&app.e(""), &erik).await;
+    assert_eq!(page.status, 200, "{}", page.describe());
+    assert_eq!(seen(&page.text()), (false, false), "no charges, no budgets");
+    assert!(!page.body.contains("aria-label=\"Budgets\""));
+}

@@ -106,6 +106,8 @@ struct OverviewPage {
     freshness: String,
     figures: Vec<Figure>,
     forecast: Option<ForecastTile>,
+    /// The budgets within the viewer's reach (none where charges are hidden).
+    budgets: Vec<super::manage::budgets::BudgetView>,
     by_service: bool,
     chart_svg: String,
     chart_legend: String,
@@ -134,7 +136,7 @@ async fn overview(
     let e = page.e.clone();
     let exp = e.currency.exponent();
     let a = page.access.clone();
-    let (view, forecast) = state
+    let (view, forecast, budgets) = state
         .run(move |_| {
             // The tile is an extra: if its figures fail, the page still shows.
             let forecast = if a.sees_charges() {
@@ -144,7 +146,15 @@ async fn overview(
             } else {
                 None
             };
-            Ok((a.overview(grouping)?, forecast))
+            // Each role sees the budgets of its own reach, read-only.
+            let budgets = if a.sees_charges() {
+                a.budgets()
+                    .inspect_err(|e| tracing::warn!(error = %e, "the overview's budgets failed"))
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Ok((a.overview(grouping)?, forecast, budgets))
         })
         .await?;
     let (cur, costs, statements) = (view.current, view.history.costs, &view.statements);
@@ -302,6 +312,10 @@ async fn overview(
         freshness,
         figures: tiles,
         forecast: forecast.map(|f| forecast_tile(&f, exp, &ccy)),
+        budgets: budgets
+            .iter()
+            .map(|st| super::manage::budgets::budget_view(st, exp, &ccy))
+            .collect(),
         by_service,
         chart_svg: chart.svg(),
         chart_legend: chart.legend(),

@@ -36,6 +36,42 @@ pub struct BudgetView {
     pub thresholds: Vec<(String, bool)>,
 }
 
+/// A budget as the portal shows it (Manage, and every role's overview).
+pub(crate) fn budget_view(
+    st: &meterbook_app::budgets::BudgetStatus,
+    exp: u32,
+    code: &str,
+) -> BudgetView {
+    let money = |m: meterbook_core::Money| format!("{} {code}", m.format(exp));
+    let t = st.used_tenths_percent;
+    BudgetView {
+        id: st.budget.id,
+        name: st.budget.name.clone(),
+        scope: match &st.scope_name {
+            Some(n) => format!("{} {n}", st.budget.scope.kind()),
+            None => "whole enrollment".into(),
+        },
+        cadence: st.budget.cadence.name().into(),
+        span: format!("{} to {}", st.from, st.to),
+        actual: money(st.actual),
+        amount: money(st.budget.amount),
+        forecast: st.forecast.map(money),
+        bar: t.clamp(0, 1000),
+        used: format!("{}.{}%", t / 10, (t % 10).abs()),
+        thresholds: st
+            .budget
+            .thresholds
+            .iter()
+            .map(|th| {
+                (
+                    format!("{} {}%", th.basis.name(), th.percent),
+                    st.crossed.contains(th),
+                )
+            })
+            .collect(),
+    }
+}
+
 pub struct ChannelView {
     pub id: i64,
     pub kind: &'static str,
@@ -94,39 +130,7 @@ async fn render_page(
     .await?;
     let exp = e.currency.exponent();
     let code = e.currency.code().to_string();
-    let money = |m: meterbook_core::Money| format!("{} {code}", m.format(exp));
-    let budgets = list
-        .into_iter()
-        .map(|st| {
-            let t = st.used_tenths_percent;
-            BudgetView {
-                id: st.budget.id,
-                name: st.budget.name.clone(),
-                scope: match &st.scope_name {
-                    Some(n) => format!("{} {n}", st.budget.scope.kind()),
-                    None => "whole enrollment".into(),
-                },
-                cadence: st.budget.cadence.name().into(),
-                span: format!("{} to {}", st.from, st.to),
-                actual: money(st.actual),
-                amount: money(st.budget.amount),
-                forecast: st.forecast.map(money),
-                bar: t.clamp(0, 1000),
-                used: format!("{}.{}%", t / 10, (t % 10).abs()),
-                thresholds: st
-                    .budget
-                    .thresholds
-                    .iter()
-                    .map(|th| {
-                        (
-                            format!("{} {}%", th.basis.name(), th.percent),
-                            st.crossed.contains(th),
-                        )
-                    })
-                    .collect(),
-            }
-        })
-        .collect();
+    let budgets = list.iter().map(|st| budget_view(st, exp, &code)).collect();
     let channel_name = |id: i64| {
         channels
             .iter()

@@ -16,7 +16,7 @@
 //! link is shown once and never stored.
 
 mod audit;
-mod budgets;
+pub(crate) mod budgets;
 mod exports;
 mod hierarchy;
 mod settings;
