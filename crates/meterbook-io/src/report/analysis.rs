@@ -15,7 +15,7 @@ use crate::report::ReportMeta;
 use meterbook_core::figures;
 use meterbook_core::fixed::Overflow;
 use meterbook_core::prices::ChargeKind;
-use meterbook_core::store::{Flow, MetadataStore, StoreError, UsageStore};
+use meterbook_core::store::{Flow, MetadataStore, UsageStore};
 use meterbook_core::{Amount, Day, EnrollmentNumber, Money, Period};
 use std::collections::HashMap;
 
@@ -263,12 +263,4 @@ pub fn period_cells<S: MetadataStore + UsageStore + ?Sized>(
 pub fn allocate_cells(total: Money, cells: &[Cell], exponent: u32) -> Result<Vec<Money>, Overflow> {
     let parts: Vec<Amount> = cells.iter().map(|c| c.exact).collect();
     figures::allocate(total, &parts, exponent)
-}
-
-/// Reads an I/O error of the cell scan back as the store error it stands for.
-pub fn store_error(e: ReportError) -> StoreError {
-    match e {
-        ReportError::Store(s) => s,
-        ReportError::Io(io) => StoreError::Invalid(io.to_string()),
-    }
 }

@@ -208,10 +208,7 @@ fn fill(p: &mut AnalysisPage, an: &Analysis) {
             .iter()
             .position(|g| *g == r.group)
             .unwrap_or(series.len() - 1);
-        let v = match (r.cost, p.form.accumulated) {
-            (Some(c), _) => i128::from(c.0),
-            (None, _) => i128::from(r.records),
-        };
+        let v = r.cost.map_or(i128::from(r.records), |c| i128::from(c.0));
         series[k].1[index[&r.bucket]] += v;
     }
     if p.form.accumulated && an.costs {
