@@ -95,6 +95,13 @@ impl Access {
                         "startDate must not be after endDate".into(),
                     ));
                 }
+                let e = self.enrollment();
+                if from < e.start || to > e.end {
+                    return Err(AppError::Invalid(format!(
+                        "the range must lie inside the enrollment's term, {} to {}",
+                        e.start, e.end
+                    )));
+                }
                 Cadence::Once { from, to }
             }
             ("once", None) => {
@@ -114,6 +121,19 @@ impl Access {
                 )))
             }
         };
+        // Bounded like channels and budgets: every schedule is work for the
+        // nodes at every tick.
+        if self
+            .app
+            .store()
+            .export_schedules(Some(self.number()))?
+            .len()
+            >= MAX_SCHEDULES
+        {
+            return Err(AppError::Conflict(format!(
+                "an enrollment has at most {MAX_SCHEDULES} scheduled exports; delete one first"
+            )));
+        }
         let s = ExportSchedule {
             id: meterbook_jobs::new_job_id(),
             enrollment: self.number().clone(),
@@ -173,6 +193,9 @@ impl Access {
         }
     }
 }
+
+/// Scheduled exports an enrollment may have.
+pub const MAX_SCHEDULES: usize = 20;
 
 fn quote(s: &str) -> String {
     meterbook_core::quote::quote(s).to_string()

@@ -3,6 +3,8 @@
 //! period's cells adding up to the statement's figure, a cell unchanged by
 //! filters and date ranges, each role's reach, hidden costs, and the bounds.
 
+mod common;
+
 use meterbook_app::analysis::{AnalysisQuery, Dimension, Granularity};
 use meterbook_app::{Access, App, AppError};
 use meterbook_conformance::fixture::{self, day, ingest_ok, meter, n, period, prices, row, Row, M};
@@ -83,17 +85,11 @@ fn setup_with(late: &[Row]) -> Setup {
         fixture::close(&store, "202501");
         ingest_ok(&store, late);
     }
-    let noon = day("2025-02-20")
-        .naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let app = App::new(
+    let noon = common::at("2025-02-20", 12);
+    let app = common::layer(
         Arc::new(store),
-        Arc::new(meterbook_jobs::DirReportFiles::new(dir.path().join("r")).unwrap()),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(ManualClock::at_millis(noon)),
+        dir.path().join("r"),
+        ManualClock::at_millis(noon),
     );
     app.local_operator()
         .set_visibility(&n(), Some(true), Some(true))

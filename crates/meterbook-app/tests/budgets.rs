@@ -16,6 +16,8 @@
 //! | account c1, March | 100.00 |
 //! | commitment left after March | 2,000.00 − 200.00 − 900.00 = 900.00 (45 %) |
 
+mod common;
+
 use meterbook_app::budgets::BudgetInput;
 use meterbook_app::notifications::ChannelInput;
 use meterbook_app::{Access, App, AppError};
@@ -33,23 +35,9 @@ use meterbook_sqlite::SqliteStore;
 use std::path::Path;
 use std::sync::Arc;
 
-fn noon(d: &str) -> i64 {
-    day(d)
-        .naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis()
-}
-
 fn app_on(path: &Path, clock: &ManualClock) -> (App, Arc<SqliteStore>) {
     let store = Arc::new(SqliteStore::open(path).unwrap());
-    let app = App::new(
-        store.clone(),
-        Arc::new(meterbook_jobs::DirReportFiles::new(path.with_extension("reports")).unwrap()),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(clock.clone()),
-    );
+    let app = common::layer(store.clone(), path.with_extension("reports"), clock.clone());
     (app, store)
 }
 
@@ -63,7 +51,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::at_millis(noon("2025-03-15"));
+        let clock = ManualClock::at_millis(common::noon("2025-03-15"));
         let (app, store) = app_on(&dir.path().join("t.db"), &clock);
         let s = &*store;
         fixture::enrollment(s, "USD");
@@ -325,7 +313,7 @@ fn each_threshold_fires_once_per_period_across_evaluations_and_a_restart() {
     assert_eq!(store.events(&n(), 1000).unwrap().len(), 5);
 
     // April: the monthly thresholds start over; b1 crosses 50% again.
-    f.clock.set_millis(noon("2025-04-10"));
+    f.clock.set_millis(common::noon("2025-04-10"));
     assert!(again.evaluate_notifications(&n()).unwrap().is_empty());
     ingest_ok(&*store, &[row("a1", fixture::G3, "2025-04-02", "c", "600")]);
     let fired = again.evaluate_notifications(&n()).unwrap();
@@ -427,7 +415,7 @@ fn alerts_reach_channels_and_the_people_who_may_see_them() {
         .local_operator()
         .set_visibility(&n(), None, Some(true))
         .unwrap();
-    f.clock.set_millis(noon("2025-04-10"));
+    f.clock.set_millis(common::noon("2025-04-10"));
     ingest_ok(
         &*f.store,
         &[row("a1", fixture::G3, "2025-04-02", "c", "600")],

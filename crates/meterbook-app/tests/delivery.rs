@@ -8,6 +8,8 @@
 //! budget of 1,000.00 for the enrollment with a threshold at 80 % of actual
 //! charges: 900.00 is 90 %, so it has crossed.
 
+mod common;
+
 use meterbook_app::budgets::BudgetInput;
 use meterbook_app::deliver::Transport;
 use meterbook_app::notifications::ChannelInput;
@@ -26,23 +28,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn noon(d: &str) -> i64 {
-    day(d)
-        .naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis()
-}
-
 fn fixture(path: &Path, clock: &ManualClock) -> App {
     let store = Arc::new(SqliteStore::open(path).unwrap());
-    let app = App::new(
-        store.clone(),
-        Arc::new(meterbook_jobs::DirReportFiles::new(path.with_extension("reports")).unwrap()),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(clock.clone()),
-    );
+    let app = common::layer(store.clone(), path.with_extension("reports"), clock.clone());
     let s = &*store;
     fixture::enrollment(s, "USD");
     for p in ["202502", "202503", "202504"] {
@@ -84,7 +72,7 @@ fn fixture(path: &Path, clock: &ManualClock) -> App {
 #[test]
 fn an_alert_reaches_a_webhook_and_a_mailbox_once() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::at_millis(noon("2025-03-15"));
+    let clock = ManualClock::at_millis(common::noon("2025-03-15"));
     let app = fixture(&dir.path().join("t.db"), &clock);
     let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
     let admin = app.local_operator().enrollment(&n()).unwrap();
@@ -160,7 +148,9 @@ fn an_alert_reaches_a_webhook_and_a_mailbox_once() {
     assert!(hook_delivery.next_attempt_at >= clock.now_millis() + 30_000);
     assert_eq!(app.deliver_due(&t, 100).unwrap(), 0, "nothing due yet");
     clock.advance(Duration::from_secs(600));
-    assert_eq!(app.deliver_due(&t, 100).unwrap(), 1);
+    // The webhook again; without a relay, the e-mails are retried too.
+    let retried = if smtp.is_some() { 1 } else { ds.len() };
+    assert_eq!(app.deliver_due(&t, 100).unwrap(), retried);
     let again = store
         .deliveries(&n(), 100)
         .unwrap()

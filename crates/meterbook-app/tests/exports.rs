@@ -2,8 +2,10 @@
 //! runs, read-write ones create, delete and run them; department and
 //! account reach is refused; input is checked before anything is stored.
 
+mod common;
+
 use meterbook_app::exports::NewExport;
-use meterbook_app::{App, AppError, Span};
+use meterbook_app::{AppError, Span};
 use meterbook_conformance::fixture::{self, day, ingest_ok, n, row};
 use meterbook_core::access::{Scope, Slot};
 use meterbook_core::clock::ManualClock;
@@ -30,17 +32,11 @@ fn exports_by_role() {
     fixture::enrollment(&store, "USD");
     fixture::prices(&store, "202501", &[fixture::meter("m", "0", &[("0", "1")])]);
     ingest_ok(&store, &[row("a", fixture::G1, "2025-01-05", "m", "2")]);
-    let at = day("2025-01-20")
-        .naive()
-        .and_hms_opt(8, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let app = App::new(
+    let at = common::at("2025-01-20", 8);
+    let app = common::layer(
         Arc::new(store),
-        Arc::new(meterbook_jobs::DirReportFiles::new(dir.path().join("r")).unwrap()),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(ManualClock::at_millis(at)),
+        dir.path().join("r"),
+        ManualClock::at_millis(at),
     );
     let op = app.local_operator();
     let admin = op.enrollment(&n()).unwrap();
@@ -74,6 +70,13 @@ fn exports_by_role() {
             "ok",
             "once",
             Some(Span::Range(day("2025-02-01"), day("2025-01-01"))),
+        ),
+        // Outside the term (2025-01-01 to 2027-12-31).
+        new(
+            "x",
+            "ok",
+            "once",
+            Some(Span::Range(day("2024-12-01"), day("2025-01-10"))),
         ),
     ] {
         assert!(
@@ -150,4 +153,16 @@ fn exports_by_role() {
         Err(AppError::NotFound(_))
     ));
     assert!(admin.exports().unwrap().is_empty());
+    // At most MAX_SCHEDULES an enrollment: one more is a conflict.
+    let max = meterbook_app::exports::MAX_SCHEDULES;
+    for i in 0..max {
+        admin
+            .create_export(new(&format!("s{i}"), &format!("f{i}"), "daily", None))
+            .unwrap();
+    }
+    assert!(matches!(
+        admin.create_export(new("one more", "more", "daily", None)),
+        Err(AppError::Conflict(_))
+    ));
+    assert_eq!(admin.exports().unwrap().len(), max);
 }

@@ -14,6 +14,8 @@
 //! | 2025-01-20..31 | 10 h | 5 h | 15.00 |
 //! | 2025-02-01..10 | 20 h | – | 20.00 |
 
+mod common;
+
 use meterbook_app::forecast::{Forecast, Horizon};
 use meterbook_app::{App, AppError};
 use meterbook_conformance::fixture::{self, day, ingest_ok, meter, n, prices, row, Row};
@@ -62,17 +64,11 @@ fn setup(today: &str) -> Setup {
     add(fixture::G3, "2025-01-20", "2025-01-31", "5");
     add(fixture::G1, "2025-02-01", "2025-02-10", "20");
     ingest_ok(&store, &rows);
-    let noon = day(today)
-        .naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let app = App::new(
+    let noon = common::at(today, 12);
+    let app = common::layer(
         Arc::new(store),
-        Arc::new(meterbook_jobs::DirReportFiles::new(dir.path().join("r")).unwrap()),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(ManualClock::at_millis(noon)),
+        dir.path().join("r"),
+        ManualClock::at_millis(noon),
     );
     Setup { app, _dir: dir }
 }

@@ -1,7 +1,9 @@
 //! The operator's use cases over a real store: what the operator API and the
 //! CLI both call.
 
-use meterbook_app::{App, AppError, Operator};
+mod common;
+
+use meterbook_app::{AppError, Operator};
 use meterbook_conformance::fixture::{self, day, n, period};
 use meterbook_core::access::Scope;
 use meterbook_core::clock::{Clock, ManualClock};
@@ -22,20 +24,8 @@ fn fixture(today: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("t.db")).unwrap();
     fixture::enrollment(&store, "USD");
-    let files = meterbook_jobs::DirReportFiles::new(dir.path().join("reports")).unwrap();
-    let noon = day(today)
-        .naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let clock = ManualClock::at_millis(noon);
-    let app = App::new(
-        Arc::new(store),
-        Arc::new(files),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(clock.clone()),
-    );
+    let clock = ManualClock::at_millis(common::noon(today));
+    let app = common::layer(Arc::new(store), dir.path().join("reports"), clock.clone());
     Fixture {
         op: app.local_operator(),
         clock,

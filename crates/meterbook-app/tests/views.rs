@@ -18,6 +18,8 @@
 //!   actual charges and forecast, and the alerts it fires carry exactly those
 //!   figures (what e-mails and webhooks send).
 
+mod common;
+
 use meterbook_app::forecast::Horizon;
 use meterbook_app::reads::Details;
 use meterbook_app::{Access, App, Span};
@@ -53,17 +55,11 @@ fn setup(meters: &[Meter], currency: &str, early: &[Row], late: &[Row], moved: b
     ingest_ok(&store, early);
     close(&store, "202501");
     ingest_ok(&store, late);
-    let noon = day("2025-02-20")
-        .naive()
-        .and_hms_opt(12, 0, 0)
-        .unwrap()
-        .and_utc()
-        .timestamp_millis();
-    let app = App::new(
+    let noon = common::at("2025-02-20", 12);
+    let app = common::layer(
         Arc::new(store),
-        Arc::new(meterbook_jobs::DirReportFiles::new(dir.path().join("r")).unwrap()),
-        meterbook_jobs::JobSettings::default(),
-        Arc::new(ManualClock::at_millis(noon)),
+        dir.path().join("r"),
+        ManualClock::at_millis(noon),
     );
     let op = app.local_operator();
     op.set_visibility(&n(), Some(true), Some(true)).unwrap();

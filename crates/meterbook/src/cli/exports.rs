@@ -7,6 +7,7 @@ pub enum ExportsCmd {
     /// An enrollment's export schedules, with each one's latest run.
     #[command(after_help = "Example:\n  meterbook exports list --enrollment 8608480")]
     List {
+        /// Enrollment number.
         #[arg(long)]
         enrollment: String,
     },
@@ -15,6 +16,7 @@ pub enum ExportsCmd {
         after_help = "Examples:\n  meterbook exports add --enrollment 8608480 --name 'Daily CSV' --folder daily --schedule daily --format csv.gz\n  meterbook exports add --enrollment 8608480 --name 'Q1' --folder q1 --schedule once --from 2026-01-01 --to 2026-03-31 --format parquet"
     )]
     Add {
+        /// Enrollment number.
         #[arg(long)]
         enrollment: String,
         /// A name for people, unique in the enrollment.
@@ -29,21 +31,33 @@ pub enum ExportsCmd {
         /// csv, csv.gz, parquet, focus-csv or focus-parquet.
         #[arg(long, default_value = "csv")]
         format: String,
+        /// First usage day of a `once` export (inside the term).
         #[arg(long, value_name = "YYYY-MM-DD")]
         from: Option<String>,
+        /// Last usage day of a `once` export (inclusive).
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: Option<String>,
     },
     /// Remove a schedule (files already written stay).
+    #[command(
+        after_help = "Example:\n  meterbook exports remove --enrollment 8608480 7b33193c50efc2b255b34653aad6e412"
+    )]
     Remove {
+        /// Enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The schedule's id (`exports list` shows it).
         id: String,
     },
     /// A schedule's runs, newest first: status, attempts, error.
+    #[command(
+        after_help = "Example:\n  meterbook exports runs --enrollment 8608480 7b33193c50efc2b255b34653aad6e412"
+    )]
     Runs {
+        /// Enrollment number.
         #[arg(long)]
         enrollment: String,
+        /// The schedule's id (`exports list` shows it).
         id: String,
     },
     /// Run every due export (of one enrollment, with --enrollment) and exit:
@@ -53,6 +67,7 @@ pub enum ExportsCmd {
         after_help = "Example (crontab):\n  15 * * * * meterbook exports run-due"
     )]
     RunDue {
+        /// Only this enrollment's (default: every enrollment's).
         #[arg(long)]
         enrollment: Option<String>,
     },

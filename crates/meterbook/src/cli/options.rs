@@ -85,6 +85,7 @@ pub struct NotifyOpts {
     /// Log in to the relay as this user (only over STARTTLS or to a relay on loopback).
     #[arg(long, env = "MB_SMTP_USER", requires = "smtp_password")]
     pub smtp_user: Option<String>,
+    /// The relay password for `--smtp-user` (prefer the environment variable).
     #[arg(
         long,
         env = "MB_SMTP_PASSWORD",
@@ -326,6 +327,7 @@ pub struct ForecastArgs {
     /// Enrollment number.
     #[arg(long)]
     pub enrollment: String,
+    /// To the end of the current billing period, or of the term.
     #[arg(long, value_enum, default_value = "period")]
     pub horizon: HorizonArg,
     /// Print the Reporting API's JSON (`GET .../forecast`) instead of text.
