@@ -4102,3 +4102,42 @@ fn exports_from_the_command_line() {
     mb.ok(&format!("exports remove --enrollment X1 {id}"));
     mb.refuses(&format!("exports remove --enrollment X1 {id}"), "no export");
 }
+
+/// The demo's finance story from the command line: its two budgets, its
+/// e-mail channel, and the alerts it fired waiting in the delivery log (no
+/// `serve` has sent them: pending, not yet attempted).
+#[test]
+fn the_demos_budgets_channel_and_queued_alerts() {
+    let mb = Mb::new();
+    let seeded = mb.ok("demo --no-serve --rows 20000").stdout;
+    assert!(seeded.contains("alert(s) fired"), "{seeded}");
+    let budgets = mb.ok("budgets list --enrollment 8608480").stdout;
+    assert!(
+        budgets.contains("Northwind cloud spend, whole term")
+            && budgets.contains("Northwind monthly"),
+        "{budgets}"
+    );
+    let channels = mb.ok("notifications channels --enrollment 8608480").stdout;
+    assert!(
+        channels.contains("email    finance@northwind.example  [alert, period-closed, watermark]"),
+        "{channels}"
+    );
+    let log = mb
+        .ok("notifications deliveries --enrollment 8608480")
+        .stdout;
+    assert!(log.contains("e-mail finance@northwind.example"), "{log}");
+    assert!(log.contains("e-mail admin@northwind.example"), "{log}");
+    assert!(
+        log.lines()
+            .all(|l| l.contains("pending") && l.contains("attempts 0")),
+        "{log}"
+    );
+    // Recorded once: evaluating again records nothing.
+    let again = mb.ok("notifications evaluate --enrollment 8608480");
+    assert!(
+        again.stderr.contains("0 new event(s)"),
+        "{}",
+        again.describe()
+    );
+    mb.refuses("notifications deliveries --enrollment NOPE", "NOPE");
+}

@@ -427,6 +427,26 @@ pub enum NotificationsCmd {
         #[arg(long)]
         enrollment: String,
     },
+    /// The enrollment's notification channels: id, kind, address, events.
+    #[command(after_help = "Example:\n  meterbook notifications channels --enrollment 8608480")]
+    Channels {
+        /// The enrollment number.
+        #[arg(long)]
+        enrollment: String,
+    },
+    /// The delivery log, newest first: status, attempts, target, event, the
+    /// last error and when the next attempt is due.
+    #[command(
+        after_help = "Example:\n  meterbook notifications deliveries --enrollment 8608480 --limit 20"
+    )]
+    Deliveries {
+        /// The enrollment number.
+        #[arg(long)]
+        enrollment: String,
+        /// How many (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -6,6 +6,7 @@ use crate::cli::{BudgetsCmd, NotificationsCmd};
 use anyhow::{Context, Result};
 use meterbook_app::budgets::BudgetInput;
 use meterbook_app::Operator;
+use meterbook_core::notify::{DeliveryStatus, DeliveryTarget};
 
 pub fn run(op: &Operator, c: BudgetsCmd) -> Result<()> {
     match c {
@@ -107,15 +108,66 @@ pub fn run(op: &Operator, c: BudgetsCmd) -> Result<()> {
 }
 
 pub fn notifications(op: &Operator, c: NotificationsCmd) -> Result<()> {
-    let NotificationsCmd::Evaluate { enrollment } = c;
-    let n = enrollment_number(&enrollment)?;
-    let fired = op.evaluate_notifications(&n)?;
-    for e in &fired {
-        println!("{}", e.key);
+    match c {
+        NotificationsCmd::Evaluate { enrollment } => {
+            let n = enrollment_number(&enrollment)?;
+            let fired = op.evaluate_notifications(&n)?;
+            for e in &fired {
+                println!("{}", e.key);
+            }
+            eprintln!(
+                "{} new event(s) recorded for enrollment {n}, their deliveries queued",
+                fired.len()
+            );
+        }
+        NotificationsCmd::Channels { enrollment } => {
+            let a = op.enrollment(&enrollment_number(&enrollment)?)?;
+            let channels = a.enterprise()?.channels()?;
+            if channels.is_empty() {
+                eprintln!("no channels");
+            }
+            for c in channels {
+                let events: Vec<&str> = c.events.iter().map(|k| k.name()).collect();
+                println!(
+                    "{:>5}  {:<8} {}  [{}]",
+                    c.id,
+                    c.target.kind(),
+                    c.target.address(),
+                    events.join(", ")
+                );
+            }
+        }
+        NotificationsCmd::Deliveries { enrollment, limit } => {
+            let a = op.enrollment(&enrollment_number(&enrollment)?)?;
+            let log = a.enterprise()?.deliveries(limit.clamp(1, 500))?;
+            if log.is_empty() {
+                eprintln!("no deliveries");
+            }
+            for d in log {
+                let target = match &d.target {
+                    DeliveryTarget::Email(to) => format!("e-mail {to}"),
+                    DeliveryTarget::Webhook { channel } => format!("webhook channel {channel}"),
+                };
+                let next = match d.status {
+                    DeliveryStatus::Pending => format!(
+                        ", next attempt {}",
+                        chrono::DateTime::from_timestamp_millis(d.next_attempt_at)
+                            .unwrap_or_default()
+                            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                    _ => String::new(),
+                };
+                println!(
+                    "{:>6}  {:<9} attempts {}  {target}  {}{next}{}",
+                    d.id,
+                    d.status.name(),
+                    d.attempts,
+                    d.event_key,
+                    d.last_error
+                        .map_or(String::new(), |e| format!("  last error: {e}"))
+                );
+            }
+        }
     }
-    eprintln!(
-        "{} new event(s) recorded for enrollment {n}, their deliveries queued",
-        fired.len()
-    );
     Ok(())
 }

@@ -228,6 +228,8 @@ fn seed(op: &Operator, n: &EnrollmentNumber, rows: u64) -> Result<()> {
     drop(w);
     ingest_file(op, n, &late.display().to_string(), None, false, None)?;
     op.set_watermark(n, last_usage)?;
+    // The portal users first: the budgets' alerts are e-mailed to them too.
+    demo_users(op, n)?;
     let finance = super::finance::seed(op, n)?;
     println!(
         "Created enrollment {n} (Northwind Traders, USD, {start} to {end}): {} departments, {} accounts, {} subscriptions, {} meters,",
