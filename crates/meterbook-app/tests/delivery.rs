@@ -224,3 +224,75 @@ fn an_alert_reaches_a_webhook_and_a_mailbox_once() {
         }
     }
 }
+
+/// Data events reach a webhook subscribed to them, signed, once: the usage
+/// watermark moving and periods closing (on 2025-03-15, January and
+/// February have ended).
+#[test]
+fn data_events_reach_a_webhook_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at_millis(common::noon("2025-03-15"));
+    let app = fixture(&dir.path().join("t.db"), &clock);
+    let admin = app.local_operator().enrollment(&n()).unwrap();
+    let (url, seen) = receiver(Vec::new());
+    let hook = admin
+        .admin()
+        .unwrap()
+        .add_channel(&ChannelInput {
+            kind: "webhook".into(),
+            address: url,
+            events: vec!["watermark".into(), "period-closed".into()],
+        })
+        .unwrap();
+    let secret = hook.secret.clone().expect("shown once");
+    let op = app.local_operator();
+    op.set_watermark(&n(), day("2025-03-14")).unwrap();
+    op.close_periods_through(&n(), meterbook_conformance::fixture::period("202502"))
+        .unwrap();
+    let fired = app.evaluate_notifications(&n()).unwrap();
+    let mut keys: Vec<&str> = fired.iter().map(|e| e.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["closed:202501", "closed:202502", "watermark:2025-03-14"]
+    );
+    assert!(app.evaluate_notifications(&n()).unwrap().is_empty());
+    let t = Transport {
+        smtp: None,
+        webhooks: meterbook_notify::WebhookClient::new(Duration::from_secs(5), true),
+        backoff: meterbook_notify::Backoff::DEFAULT,
+        message_host: "data-events.test".into(),
+    };
+    assert_eq!(app.deliver_due(&t, 100).unwrap(), 3);
+    assert_eq!(app.deliver_due(&t, 100).unwrap(), 0, "each sent once");
+    let got = seen.lock().unwrap().clone();
+    let mut kinds = Vec::new();
+    for r in &got {
+        let sig = r.header("meterbook-signature").expect("signed");
+        assert!(meterbook_notify::verify(
+            secret.as_bytes(),
+            sig,
+            &r.body,
+            clock.now_unix(),
+            300
+        ));
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["enrollment"], n().as_str());
+        assert_eq!(r.header("meterbook-event"), v["event"].as_str());
+        kinds.push(v["event"].as_str().unwrap().to_string());
+        match v["event"].as_str() {
+            Some("watermark") => assert_eq!(v["watermark"], "2025-03-14"),
+            Some("period-closed") => {
+                let to = match v["period"].as_str() {
+                    Some("202501") => "2025-01-31",
+                    Some("202502") => "2025-02-28",
+                    p => panic!("period {p:?}"),
+                };
+                assert_eq!(v["to"], to);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["period-closed", "period-closed", "watermark"]);
+}
