@@ -591,6 +591,41 @@ class Run:
         self.check(t.eval("document.title").startswith("Manage"), "admin: manage page loads", t.eval("document.title"))
         self.shot(t, "manage")
 
+    def finance(self):
+        """The demo's finance story in the browser: the forecast card and the
+        budgets each role may see, cost analysis with its CSV, and (admin)
+        the budgets' delivery log and the export that has run."""
+        if not self.require_page(self.path("/analysis"), "Cost analysis"):
+            return
+        for email in ROLES:
+            t = self.tab(email)
+            t.goto(self.url())
+            text = t.text()
+            sees_costs = email != ERIK
+            forecast = t.eval("!!document.querySelector('section.forecast')")
+            self.check(forecast == sees_costs, f"{email}: forecast card {'shown' if sees_costs else 'absent'}")
+            # The demo's budgets are the whole enrollment's: enterprise administrators only.
+            enterprise = email in (ADMIN, AUDITOR)
+            budgets = "Northwind cloud spend, whole term" in text and "Northwind monthly" in text
+            self.check(budgets == enterprise, f"{email}: the enrollment's budgets {'listed' if enterprise else 'not listed'}")
+            # The last full month (this month may have no usage yet on its first day).
+            t.goto(self.url(f"/analysis?groupBy=subscription&granularity=daily&startDate={self.p_first}&endDate={self.p_last}"))
+            self.check(t.eval("document.title").startswith("Cost analysis"), f"{email}: cost analysis loads", t.eval("document.title"))
+            self.check(t.eval("!!document.querySelector('main svg')"), f"{email}: cost analysis draws its chart")
+            link = t.eval("(document.querySelector('a[download]') || {}).getAttribute ? document.querySelector('a[download]').getAttribute('href') : null")
+            self.check(bool(link), f"{email}: a Download CSV link", repr(link))
+            if link:
+                status, headers, body = self.http(link, self.cookie(email))
+                body = body.decode("utf-8", "replace")
+                self.check(status == 200 and body.splitlines() and "," in body.splitlines()[0], f"{email}: the chart's CSV downloads ({len(body.splitlines())} lines)", f"{status} {body[:200]!r}")
+        t = self.tab(ADMIN)
+        t.goto(self.url("/manage/budgets"))
+        text = t.text()
+        self.check("finance@northwind.example" in text and "pending" in text, "admin: the delivery log lists the demo's alerts")
+        t.goto(self.url("/manage/exports"))
+        text = t.text()
+        self.check("Daily usage" in text and "succeeded" in text, "admin: the demo's daily export has run")
+
     def isolation(self):
         for email in ROLES:
             for path in ["/portal/e/1234567", "/portal/e/1234567/reports", f"/portal/e/1234567/download/usage?period={self.period}"]:
@@ -649,6 +684,7 @@ class Run:
             self.scenario("API keys: generate on the page, use on the API", self.api_keys)
             self.scenario("layout at 420 and 1400 px", self.layout)
             self.scenario("manage page", self.manage_page)
+            self.scenario("forecast, budgets, cost analysis, exports", self.finance)
             self.scenario("no other enrollment", self.isolation)
             self.scenario("sign out", self.sign_out)
             self.scenario("browser console", self.console)
