@@ -631,7 +631,8 @@ async fn alerts_fire_once_across_nodes_and_restarts() {
     };
     let (a, b) = start();
     // The channel on one node, the budget on the other. A budget of 0.01
-    // for this month: all three thresholds have crossed at once.
+    // for the term (whose charges are never zero, even on the first day of
+    // a month): all three thresholds have crossed at once.
     let (st, ch) = post_json(
         &c,
         &b.url(&format!("/v3/enrollments/{N}/notifications/channels")),
@@ -645,7 +646,7 @@ async fn alerts_fire_once_across_nodes_and_restarts() {
         &a.url(&format!("/v3/enrollments/{N}/budgets")),
         &key,
         serde_json::json!({
-            "name": "Two nodes", "scope": "enrollment", "cadence": "monthly", "amount": "0.01",
+            "name": "Two nodes", "scope": "enrollment", "cadence": "term", "amount": "0.01",
             "thresholds": [{"basis": "actual", "percent": 50}, {"basis": "actual", "percent": 80},
                            {"basis": "actual", "percent": 100}],
         }),
