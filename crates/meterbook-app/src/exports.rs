@@ -176,8 +176,11 @@ impl Access {
         Ok(self.app.store().export_runs(&s.id)?)
     }
 
-    /// Runs a schedule's current key now (again if it ran): the run as it
-    /// ended. Conflict while another node runs that key.
+    /// Runs a schedule's current key now (again if it ran), on a thread of
+    /// its own: the run as it ended if it ends within [`RUN_NOW_WAIT`], else
+    /// as it is then (status running; it goes on, and its runs say how it
+    /// ended). A request never waits on a large export for longer than
+    /// that. Conflict while another node runs that key.
     pub fn run_export_now(&self, id: &str) -> AppResult<ExportRun> {
         self.admin()?;
         let s = self.export(id)?;
@@ -185,14 +188,36 @@ impl Access {
             .app
             .export_runner()
             .ok_or_else(|| AppError::Conflict("exports are not enabled on this server".into()))?;
-        match runner.run_now(&s)? {
-            Some(r) => Ok(r.run),
-            None => Err(AppError::Conflict(
+        let (tx, rx) = std::sync::mpsc::channel();
+        let schedule = s.clone();
+        std::thread::Builder::new()
+            .name("export-run-now".into())
+            .spawn(move || {
+                let _ = tx.send(runner.run_now(&schedule));
+            })
+            .map_err(|e| AppError::Internal(format!("cannot start the export: {e}")))?;
+        match rx.recv_timeout(RUN_NOW_WAIT) {
+            Ok(Ok(Some(r))) => Ok(r.run),
+            Ok(Ok(None)) => Err(AppError::Conflict(
                 "this export is running now; try again when it ends".into(),
             )),
+            Ok(Err(e)) => Err(e.into()),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => self
+                .app
+                .store()
+                .export_runs(&s.id)?
+                .into_iter()
+                .find(|r| r.status == meterbook_core::exports::RunStatus::Running)
+                .ok_or_else(|| AppError::Internal("the export run was not recorded".into())),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                Err(AppError::Internal("the export run stopped".into()))
+            }
         }
     }
 }
+
+/// How long a run-now request waits for its run to end.
+pub const RUN_NOW_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Scheduled exports an enrollment may have.
 pub const MAX_SCHEDULES: usize = 20;
