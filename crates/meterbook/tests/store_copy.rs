@@ -183,12 +183,15 @@ fn same_hierarchies(src: &Path, target: &dyn Store) {
 }
 
 fn copied_credentials_work(target: Arc<dyn Store>, dir: &Path, key: &str, token: &str) {
-    assert_eq!(
-        target.secrets().unwrap(),
-        [(
+    // The link-signing secret (and, where the source has one, the webhook
+    // signing secret) as the source's.
+    let secrets = target.secrets().unwrap();
+    assert!(
+        secrets.contains(&(
             "download-link-hmac".to_string(),
             b"the source's secret".to_vec()
-        )]
+        )),
+        "{secrets:?}"
     );
     let users = target.users().unwrap();
     assert!(users.len() >= 2 && users[users.len() - 1].disabled);
@@ -230,6 +233,27 @@ fn sqlite_to_sqlite_copies_everything_and_verifies() {
             "csv.gz",
         ],
     ));
+    // A webhook channel beside the demo's e-mail one: its signing secret,
+    // shown once, must still sign on the copy.
+    let shown = {
+        let source: Arc<dyn Store> =
+            Arc::new(meterbook_sqlite::SqliteStore::open(dir.path().join("src.db")).unwrap());
+        let app = app_over(source, dir.path());
+        let a = app
+            .local_operator()
+            .enrollment(&meterbook_core::EnrollmentNumber::parse(ENROLLMENT).unwrap())
+            .unwrap();
+        a.admin()
+            .unwrap()
+            .add_channel(&meterbook_app::notifications::ChannelInput {
+                kind: "webhook".into(),
+                address: "https://hooks.example.com/meterbook".into(),
+                events: vec!["alert".into()],
+            })
+            .unwrap()
+            .secret
+            .expect("shown once")
+    };
     let dst_db = dir.path().join("dst.db");
     let dst = vec!["--db".to_string(), dst_db.display().to_string()];
     let from = format!("sqlite:{}", dir.path().join("src.db").display());
@@ -251,6 +275,34 @@ fn sqlite_to_sqlite_copies_everything_and_verifies() {
     reports_agree(&src, &dst, &*target);
     same_hierarchies(&dir.path().join("src.db"), &*target);
     copied_credentials_work(target.clone(), dir.path(), &key, &token);
+    // Budgets, channels and the alerts already fired are copied: the same
+    // lists, the same webhook secret, and nothing fires again on the copy.
+    for what in [&["budgets", "list"][..], &["notifications", "channels"][..]] {
+        let mut args = what.to_vec();
+        args.extend(["--enrollment", ENROLLMENT]);
+        assert_eq!(ok(run(&dst, &args)), ok(run(&src, &args)), "{what:?}");
+    }
+    let again = run(
+        &dst,
+        &["notifications", "evaluate", "--enrollment", ENROLLMENT],
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("0 new event(s)"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    {
+        use meterbook_core::notify::NotifyStore;
+        let n = meterbook_core::EnrollmentNumber::parse(ENROLLMENT).unwrap();
+        let hook = target
+            .channels(&n)
+            .unwrap()
+            .into_iter()
+            .find(|c| c.target.kind() == "webhook")
+            .expect("the webhook channel is copied");
+        let app = app_over(target.clone(), dir.path());
+        assert_eq!(app.webhook_secret(&hook).unwrap(), shown);
+    }
 
     // A second copy into the same target is refused and writes nothing.
     let again = run(&[], &["store", "copy", "--from", &from, "--to", &to]);

@@ -13,8 +13,9 @@
 //! Report jobs, export runs and sessions are not copied: jobs are
 //! re-requested in seconds, the exports' due keys run again (replacing their
 //! files with the same ones), and people sign in again. Budgets,
-//! notification channels, events and deliveries are not copied yet (add
-//! budgets and channels again on the target).
+//! notification channels and the events already fired are copied (nothing
+//! fires again on the target, and webhook signing secrets stay the same);
+//! the delivery log is not (send what is pending before moving).
 //!
 //! Ids: departments, accounts and subscriptions are created in the source's
 //! id order (each account with the first subscription it owned), across all
@@ -77,7 +78,7 @@ pub fn run(a: &StoreCopyArgs) -> Result<()> {
             rows as f64 / secs.max(1e-9)
         );
         println!(
-            "not copied: report jobs (request them again), export runs (due ones run again), sessions (people sign in again), budgets and notification channels (add them again)"
+            "not copied: report jobs (request them again), export runs (due ones run again), sessions (people sign in again), the delivery log (send what is pending first)"
         );
     }
     let diffs = verify(src, dst)?;
@@ -431,12 +432,91 @@ fn copy_people(
             dst.create_export(&x)?;
         }
     }
+    for (i, e) in enrollments.iter().enumerate() {
+        copy_notify(src, dst, &e.number, &hierarchies[i], &targets[i])?;
+    }
     for (name, value) in src.secrets()? {
         if dst.secret(&name, &value)? != value {
             eprintln!(
                 "warning: the target already has a different secret {name:?}: links signed by the source stop working"
             );
         }
+    }
+    Ok(())
+}
+
+/// Budgets, notification channels and the events already fired, so that
+/// nothing fires again on the target. Budgets get the target's ids: event
+/// keys naming a budget are rewritten to its new id. Channels keep their
+/// salt, so (with the deployment secret, copied after) a webhook's signing
+/// secret stays the same. The delivery log is not copied: deliveries still
+/// pending on the source are not sent from the target.
+fn copy_notify(
+    src: &dyn Store,
+    dst: &dyn Store,
+    n: &EnrollmentNumber,
+    h: &Hierarchy,
+    th: &Hierarchy,
+) -> Result<()> {
+    use meterbook_core::notify::{NewBudget, NewChannel, NewEvent};
+    let mut ids: HashMap<i64, i64> = HashMap::new();
+    let mut budgets = src.budgets(n)?;
+    budgets.sort_by_key(|b| b.id);
+    for b in budgets {
+        let Some(scope) = scope_on(h, th, b.scope) else {
+            eprintln!(
+                "warning: {n}: budget {:?} names a scope the copy lacks: not copied",
+                b.name
+            );
+            continue;
+        };
+        let made = dst.create_budget(
+            n,
+            &NewBudget {
+                name: b.name.clone(),
+                scope,
+                cadence: b.cadence,
+                amount: b.amount,
+                thresholds: b.thresholds.clone(),
+            },
+            &b.created_by,
+            b.created_at,
+        )?;
+        ids.insert(b.id, made.id);
+    }
+    let mut channels = src.channels(n)?;
+    channels.sort_by_key(|c| c.id);
+    for c in channels {
+        dst.add_channel(
+            n,
+            &NewChannel {
+                target: c.target.clone(),
+                events: c.events.clone(),
+                salt: c.salt.clone(),
+            },
+            &c.created_by,
+            c.created_at,
+        )?;
+    }
+    // Oldest first, as they fired.
+    let mut events = src.events(n, 1_000_000)?;
+    events.reverse();
+    for ev in events {
+        let budget = ev.budget.and_then(|b| ids.get(&b).copied());
+        let key = match (ev.budget, budget) {
+            (Some(old), Some(new)) => ev
+                .key
+                .strip_prefix(&format!("budget:{old}:"))
+                .map_or(ev.key.clone(), |rest| format!("budget:{new}:{rest}")),
+            _ => ev.key.clone(),
+        };
+        let copied = NewEvent {
+            kind: ev.kind,
+            key,
+            budget,
+            payload: ev.payload.clone(),
+        };
+        dst.record_event(n, &copied, &[], ev.fired_at)?;
     }
     Ok(())
 }
