@@ -71,7 +71,7 @@ fi
 stage "Rust test suites (cargo test --workspace; the first build takes minutes)" cargo test --workspace --locked
 # The S3 report file store is a cargo feature (it brings the AWS client and a
 # TLS stack), so its checks build apart, against the server s3.sh started.
-stage "S3 report files (cargo test -p meterbook-jobs --features s3)" cargo test --locked -p meterbook-jobs --features s3 --test report_files
+stage "S3 report files and exports (cargo test -p meterbook-jobs --features s3)" cargo test --locked -p meterbook-jobs --features s3 --test report_files --test exports
 # HTTPS webhooks and STARTTLS are the notification crate's `tls` feature: its
 # suites again with it, so the TLS build keeps compiling and passing.
 stage "notifications with TLS (cargo test -p meterbook-notify --features tls)" cargo test --locked -p meterbook-notify --features tls
