@@ -58,7 +58,7 @@ impl Notifier {
             .name("notifier".into())
             .spawn(move || {
                 while !st.load(Ordering::Relaxed) {
-                    round(&app, &s);
+                    round(&app, &s, &st);
                     let (m, c) = &*w;
                     let mut woken = m.lock().unwrap_or_else(|p| p.into_inner());
                     if !*woken {
@@ -96,13 +96,28 @@ impl Drop for Notifier {
     }
 }
 
-/// One round: fire what is new in every enrollment, then send what is due.
-fn round(app: &App, s: &NotifySettings) {
+/// One round: fire what is new in every enrollment, then send what is due,
+/// a few at a time, stopping early when the node shuts down (what it has
+/// claimed and not sent is sent again once its lease ends).
+fn round(app: &App, s: &NotifySettings, stopping: &AtomicBool) {
     // An enrollment that fails is logged inside and skipped.
     if let Err(err) = app.evaluate_all_notifications() {
         tracing::warn!(error = %err, "listing enrollments for notifications failed");
     }
-    if let Err(err) = app.deliver_due(&s.transport, s.per_round) {
-        tracing::warn!(error = %err, "sending notifications failed");
+    const BATCH: usize = 10;
+    let mut sent = 0;
+    while sent < s.per_round && !stopping.load(Ordering::Relaxed) {
+        match app.deliver_due(&s.transport, BATCH.min(s.per_round - sent)) {
+            Ok(n) => {
+                sent += n;
+                if n < BATCH {
+                    break;
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "sending notifications failed");
+                break;
+            }
+        }
     }
 }
