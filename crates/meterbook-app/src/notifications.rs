@@ -160,8 +160,7 @@ impl App {
         let h = s.hierarchy(&e.number)?;
         let users = s.enrollment_users(&e.number)?;
         let mut out = Vec::new();
-        for b in budgets {
-            let st = self.budget_status(e, b)?;
+        for st in self.budget_statuses(e, budgets)? {
             for &t in &st.crossed {
                 let key = format!(
                     "budget:{}:{}:{}:{}",
